@@ -1,0 +1,49 @@
+"""Database lifecycle: pick the URL, run migrations, open and close the connection pool."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+os.environ.setdefault("PICCOLO_CONF", "app.db.piccolo_conf")
+
+
+def engine():
+    """Piccolo's engine (created on first use from DATABASE_URL)."""
+    from app.db.piccolo_conf import DB
+
+    return DB
+
+
+async def migrate() -> None:
+    """Apply every Piccolo migration not yet applied (idempotent, safe on each start)."""
+    from piccolo.apps.migrations.commands.forwards import run_forwards
+
+    # Piccolo prints progress to stdout; keep the service's stdout for structured logs.
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        result = await run_forwards(app_name="switchboard")
+    if not result.success:
+        raise RuntimeError(f"database migration failed: {result.message}\n{out.getvalue()}")
+    log.info("database migrated")
+
+
+async def open_pool(*, max_size: int) -> None:
+    await engine().start_connection_pool(min_size=1, max_size=max_size)
+
+
+async def close_pool() -> None:
+    await engine().close_connection_pool()
+
+
+def pool() -> asyncpg.Pool:
+    """The asyncpg pool behind Piccolo, for the few hot paths written as one SQL statement."""
+    db = engine()
+    if db.pool is None:
+        raise RuntimeError("the database pool is not open: call open_pool() at start-up")
+    return db.pool

@@ -1,0 +1,119 @@
+"""The per-conversation buffer in Redis: collect messages, decide when a batch is due, lock it.
+
+Redis only holds signals here; PostgreSQL holds the messages. A push records that a
+conversation has news and when its batch falls due (`SWITCHBOARD_BUFFER_SECONDS` after
+the last message, at most `SWITCHBOARD_BUFFER_MAX_SECONDS` after the first). Schedulers
+in the workers pop due conversations and enqueue one flush job each. If Redis loses its
+data, `app.services.recovery` rebuilds the signals from unprocessed rows.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+from redis.asyncio import Redis
+
+DUE_KEY = "sb:due"
+SEEN_TTL_S = 24 * 3600
+
+
+def buffer_key(conversation_id: str) -> str:
+    return f"sb:buf:{conversation_id}"
+
+
+def first_key(conversation_id: str) -> str:
+    return f"sb:buf:first:{conversation_id}"
+
+
+def lock_key(conversation_id: str) -> str:
+    return f"sb:lock:{conversation_id}"
+
+
+def seen_key(channel_id: str, provider_message_id: str) -> str:
+    return f"sb:seen:{channel_id}:{provider_message_id}"
+
+
+# KEYS: buffer, first, due, seen   ARGV: message id, now, quiet s, max s, seen ttl, conversation id
+_PUSH = """
+if redis.call('SET', KEYS[4], '1', 'NX', 'EX', ARGV[5]) == false then return 0 end
+redis.call('RPUSH', KEYS[1], ARGV[1])
+local first = redis.call('GET', KEYS[2])
+if not first then
+  redis.call('SET', KEYS[2], ARGV[2])
+  first = ARGV[2]
+end
+local due = math.min(tonumber(ARGV[2]) + tonumber(ARGV[3]), tonumber(first) + tonumber(ARGV[4]))
+redis.call('ZADD', KEYS[3], due, ARGV[6])
+return 1
+"""
+
+# KEYS: due   ARGV: now, limit
+_POP_DUE = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+if #ids > 0 then redis.call('ZREM', KEYS[1], unpack(ids)) end
+return ids
+"""
+
+# KEYS: buffer, first   -> how many signals the batch had
+_TAKE = """
+local n = redis.call('LLEN', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[2])
+return n
+"""
+
+# KEYS: lock   ARGV: token, ttl ms
+_EXTEND = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class Buffer:
+    """Buffer operations over one Redis client; scripts are registered once."""
+
+    def __init__(self, redis: Redis, *, quiet_s: float, max_s: float, lock_s: float) -> None:
+        self.redis = redis
+        self.quiet_s = quiet_s
+        self.max_s = max_s
+        self.lock_s = lock_s
+        self._push = redis.register_script(_PUSH)
+        self._pop_due = redis.register_script(_POP_DUE)
+        self._take = redis.register_script(_TAKE)
+        self._extend = redis.register_script(_EXTEND)
+        self._release = redis.register_script(_RELEASE)
+
+    async def push(self, *, conversation_id: str, channel_id: str, provider_message_id: str, message_id: str) -> bool:
+        """Signal a stored message; False when this provider id was already pushed."""
+        keys = [buffer_key(conversation_id), first_key(conversation_id), DUE_KEY,
+                seen_key(channel_id, provider_message_id)]
+        args = [message_id, time.time(), self.quiet_s, self.max_s, SEEN_TTL_S, conversation_id]
+        return bool(await self._push(keys=keys, args=args))
+
+    async def pop_due(self, *, limit: int = 200) -> list[str]:
+        ids = await self._pop_due(keys=[DUE_KEY], args=[time.time(), limit])
+        return [i.decode() if isinstance(i, bytes) else i for i in ids]
+
+    async def mark_due(self, conversation_id: str, *, delay_s: float = 0.0, only_if_absent: bool = False) -> None:
+        await self.redis.zadd(DUE_KEY, {conversation_id: time.time() + delay_s}, nx=only_if_absent)
+
+    async def take(self, conversation_id: str) -> int:
+        """Close the current window: later messages start a new batch."""
+        return int(await self._take(keys=[buffer_key(conversation_id), first_key(conversation_id)]))
+
+    async def acquire(self, conversation_id: str) -> str | None:
+        """The per-conversation lock's token, or None when another flush holds it."""
+        token = secrets.token_hex(8)
+        ok = await self.redis.set(lock_key(conversation_id), token, nx=True, px=int(self.lock_s * 1000))
+        return token if ok else None
+
+    async def extend(self, conversation_id: str, token: str) -> bool:
+        return bool(await self._extend(keys=[lock_key(conversation_id)], args=[token, int(self.lock_s * 1000)]))
+
+    async def release(self, conversation_id: str, token: str) -> None:
+        await self._release(keys=[lock_key(conversation_id)], args=[token])
