@@ -361,9 +361,10 @@ def _collect(value: _Value, parsed: ParsedWebhook, *, where: str) -> None:
     # Newer payloads may key a contact by user id only (no wa_id); alone, it is the sender.
     only_name = names.get("", "") if len(value.contacts) == 1 else ""
     for m, raw in enumerate(value.messages):
-        parsed.messages.append(
-            _inbound(raw, phone_number_id=phone_number_id, names=names, only_name=only_name, where=f"{where}.messages[{m}]")
+        item = _inbound(
+            raw, phone_number_id=phone_number_id, names=names, only_name=only_name, where=f"{where}.messages[{m}]"
         )
+        parsed.messages.append(item)
     for status in value.statuses:
         parsed.statuses.append(_status_item(status, phone_number_id=phone_number_id, where=where))
     parsed.errors.extend(_error_detail(error) for error in value.errors)
@@ -372,7 +373,10 @@ def _collect(value: _Value, parsed: ParsedWebhook, *, where: str) -> None:
 def _inbound(
     raw: msgspec.Raw, *, phone_number_id: str, names: dict[str, str], only_name: str, where: str
 ) -> InboundItem:
-    raw_dict = _dict_decoder.decode(raw)
+    try:
+        raw_dict = _dict_decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        raise WireError(f"not a WhatsApp message: {explain_validation(exc, prefix=where)}") from None
     try:
         message = _message_decoder.decode(raw)
     except msgspec.ValidationError as exc:
