@@ -38,6 +38,8 @@ PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>editor harness</title>
 <link rel="stylesheet" href="/static/vendor/drawflow-0.0.60.min.css">
 <link rel="stylesheet" href="/static/css/app.css">
+<script src="/static/vendor/htmx-2.0.11.min.js" defer></script>
+<script src="/static/js/app.js" defer></script>
 <script src="/static/vendor/drawflow-0.0.60.min.js" defer></script>
 <script src="/static/js/editor.js" defer></script>
 </head><body class="bare"><main>
