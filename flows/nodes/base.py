@@ -1,0 +1,92 @@
+"""What a node sees (NodeContext), what it returns (NodeOutcome), and how it is registered (NodeType)."""
+
+from __future__ import annotations
+
+from typing import Any, Awaitable, Callable
+
+import msgspec
+
+from flows.ports import Runtime, WebhookOutcome
+from flows.schema import NodeConfig, NodeGroup
+from flows.templates import SHARED_CACHE, TemplateCache, render_str, render_tree, template_strings, check_template
+from flows.turn import AIState, Turn, TurnEvent
+
+
+class NodeError(Exception):
+    """A node could not do its job; the message says why (recorded in the trace)."""
+
+
+class NodeContext(msgspec.Struct, kw_only=True):
+    """Per-chain context handed to nodes; the interpreter sets `node_id` before each node."""
+
+    turn: Turn
+    runtime: Runtime
+    names: dict[str, Any]  # template names of this chain; a webhook node sets "response"
+    vars: dict[str, Any]
+    strict: bool
+    ai: AIState
+    flow_id: str
+    version: int
+    node_id: str = ""
+    confidence: float | None = None  # of the intent match that started the chain, if any
+    trigger: dict[str, Any] = {}  # what made the trigger fire (set by the interpreter)
+    warnings: list[str] = []  # the turn's warning sink
+    templates: TemplateCache = SHARED_CACHE
+
+    def render(self, value: Any) -> Any:
+        """Render every templated leaf of a JSON value (typed single-expression leaves)."""
+        return render_tree(value, self.names, strict=self.strict, warnings=self.warnings, cache=self.templates)
+
+    def render_text(self, text: str) -> str:
+        value = render_str(text, self.names, strict=self.strict, warnings=self.warnings, cache=self.templates)
+        if value is None:
+            return ""
+        return value if isinstance(value, str) else str(value)
+
+
+class NodeOutcome(msgspec.Struct, kw_only=True):
+    port: str | None = None
+    output: dict[str, Any] = {}
+    ai: AIState | None = None  # the AI state after this node, when it changed it
+    events: list[TurnEvent] = []  # events raised for other flows (tag_added / tag_removed)
+    webhook: WebhookOutcome | None = None
+    sent: int = 0  # messages sent to the customer
+    halt: bool = False  # stop this branch (a webhook whose retries continue in the background)
+    error: str | None = None  # a handled failure that still follows a port (webhook failure)
+
+
+class ConfigIssue(msgspec.Struct, frozen=True):
+    """A semantic problem of one config (field relative to the config, sentence, error code)."""
+
+    field: str
+    message: str
+    code: str = "bad_value"
+
+
+RunFn = Callable[[NodeContext, Any], Awaitable[NodeOutcome]]
+CheckFn = Callable[[Any], list[ConfigIssue]]
+
+
+class NodeType(msgspec.Struct, frozen=True, kw_only=True):
+    type: str
+    group: NodeGroup
+    label: str
+    description: str
+    config: type[NodeConfig]
+    out_ports: tuple[str | None, ...]
+    run: RunFn
+    check: CheckFn
+
+
+def no_issues(config: Any) -> list[ConfigIssue]:
+    return []
+
+
+def template_issues(field: str, value: Any) -> list[ConfigIssue]:
+    """Syntax errors of every templated leaf of `value`, reported against `field`."""
+    issues = []
+    for text in template_strings(value):
+        problem = check_template(text)
+        if problem is not None:
+            issues.append(ConfigIssue(field, problem, "template_syntax"))
+    return issues

@@ -1,0 +1,22 @@
+"""Action `action.update_ai_context`: merges rendered data into the AI's conversation context."""
+
+from __future__ import annotations
+
+from flows.nodes.base import ConfigIssue, NodeContext, NodeOutcome, template_issues
+from flows.schema import UpdateAIContextConfig
+
+Config = UpdateAIContextConfig
+
+
+async def run(ctx: NodeContext, config: UpdateAIContextConfig) -> NodeOutcome:
+    data = ctx.render(config.context_data)
+    merged = await ctx.runtime.merge_ai_context(data)
+    ai = ctx.ai
+    ai = ai.__class__(ai_enabled=ai.ai_enabled, custom_prompt=ai.custom_prompt, context=dict(merged))
+    return NodeOutcome(output={"merged": data, "context": dict(merged)}, ai=ai)
+
+
+def check(config: UpdateAIContextConfig) -> list[ConfigIssue]:
+    if not config.context_data:
+        return [ConfigIssue("context_data", "Add at least one key to merge into the AI context.", "missing_value")]
+    return template_issues("context_data", config.context_data)

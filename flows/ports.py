@@ -1,0 +1,150 @@
+"""What the interpreter needs from the world: the async Runtime protocol and its value Structs."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any, Protocol
+
+import msgspec
+
+from flows.schema import CallWebhookConfig, TrainingExample, VariableSpec
+from flows.turn import AIState, PendingAction, Turn
+
+
+class WebhookStatus(str, Enum):
+    SUCCESS = "success"
+    FAILURE = "failure"
+    # Retries continue as background work; the branch resumes later through continue_from.
+    SCHEDULED = "scheduled"
+
+
+class ReplyClass(str, Enum):
+    APPROVE = "approve"
+    REJECT = "reject"
+    UNCLEAR = "unclear"
+
+
+class ActionRunStatus(str, Enum):
+    """Statuses of an external-action run (DESIGN "External action runs")."""
+
+    PENDING = "pending"
+    AWAITING_CONFIRMATION = "awaiting_confirmation"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+
+
+TERMINAL_ACTION_STATUSES = frozenset(
+    {ActionRunStatus.COMPLETED, ActionRunStatus.FAILED, ActionRunStatus.REJECTED, ActionRunStatus.EXPIRED}
+)
+
+
+class IntentCandidate(msgspec.Struct, frozen=True, kw_only=True):
+    """One active intent trigger, as handed to the intent detector."""
+
+    flow_id: str
+    node_id: str
+    display_name: str
+    description: str = ""
+    training_examples: list[TrainingExample] = []
+    confidence_threshold: float = 0.8
+    priority: int = 0
+    variables: list[VariableSpec] = []
+    requires_confirmation: bool = False
+
+
+class IntentScore(msgspec.Struct, frozen=True, kw_only=True):
+    flow_id: str
+    node_id: str
+    confidence: float
+
+
+class Detection(msgspec.Struct, frozen=True, kw_only=True):
+    match: IntentScore | None
+    top: list[IntentScore] = []
+    engine: str = ""
+    ambiguous: bool = False
+    reason: str = ""
+
+
+class Extraction(msgspec.Struct, frozen=True, kw_only=True):
+    values: dict[str, Any] = {}
+    missing: list[str] = []
+    engine: str = ""
+
+
+class AIAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    intent: str | None = None
+    confidence: float = 0.0
+    text: str | None = None
+    engine: str = ""
+    skipped_reason: str | None = None
+
+
+class WebhookCall(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything the webhook executor needs; it renders url/headers/payload with flows.templates."""
+
+    flow_id: str
+    node_id: str
+    config: CallWebhookConfig
+    names: dict[str, Any]
+    vars: dict[str, Any] = {}
+    confidence: float | None = None
+    strict: bool = False
+
+
+class WebhookOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    status: WebhookStatus
+    status_code: int | None = None
+    response: Any = None
+    error: str | None = None
+    duration_ms: float = 0.0
+    attempts: int = 0
+
+
+class Runtime(Protocol):
+    """Effects of a turn. The service implements it; tests implement it in memory."""
+
+    async def send_message(self, text: str, *, message_type: str) -> None: ...
+
+    async def write_ai_control(self, *, ai_enabled: bool, custom_prompt: str | None) -> None: ...
+
+    async def merge_ai_context(self, data: dict) -> dict:
+        """Merge `data` into the stored context and return the merged context."""
+        ...
+
+    async def reset_ai_context(self) -> None:
+        """Clear the context and the AI's conversation history."""
+        ...
+
+    async def set_conversation_status(self, status: str) -> None: ...
+
+    async def add_tag(self, tag: str) -> bool:
+        """True if the tag was not there before."""
+        ...
+
+    async def remove_tag(self, tag: str) -> bool:
+        """True if the tag was there before."""
+        ...
+
+    async def call_webhook(self, call: WebhookCall) -> WebhookOutcome: ...
+
+    async def detect_intent(self, text: str, candidates: list[IntentCandidate]) -> Detection: ...
+
+    async def extract_variables(self, text: str, variables: list[VariableSpec]) -> Extraction: ...
+
+    async def classify_reply(self, text: str) -> str:
+        """"approve", "reject" or "unclear"."""
+        ...
+
+    async def save_pending(self, pending: PendingAction, *, message: str) -> None:
+        """Persist (insert or update by id) the pending action and ask the customer `message`."""
+        ...
+
+    async def resolve_pending(self, pending: PendingAction, status: str) -> bool:
+        """Compare-and-set the pending action's status; False means someone else moved it."""
+        ...
+
+    async def answer_with_ai(self, turn: Turn, ai: AIState) -> AIAnswer: ...
