@@ -24,6 +24,14 @@
     box.hidden = false;
   });
 
+  // Server-side notices for htmx requests arrive as HX-Trigger {"sb:flash": "message"}.
+  document.addEventListener("sb:flash", function (e) {
+    var box = document.getElementById("flash");
+    if (!box) return;
+    box.textContent = typeof e.detail === "string" ? e.detail : (e.detail && e.detail.value) || "";
+    box.hidden = !box.textContent;
+  });
+
   // Editable lists: a [data-list] container holds rows and a <template> for a new row.
   document.addEventListener("click", function (e) {
     var add = e.target.closest && e.target.closest("[data-list-add]");

@@ -1,0 +1,96 @@
+"""The flow editor page and its node-form fragments (rendered per node type, validated by the flow language)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from litestar import Controller, Request, get, post
+from litestar.exceptions import NotFoundException
+from litestar.response import Template
+
+from app.services import auth, flows_store
+from flows.nodes.registry import NODE_TYPES
+from ui.forms import FieldError, check_node_config, form_to_config
+from ui.palette import node_types_json, template_names
+from ui.render import fragment, page
+
+
+def _json_list(raw: str | None) -> list[Any]:
+    try:
+        value = json.loads(raw or "[]")
+    except ValueError:
+        return []
+    return value if isinstance(value, list) else []
+
+
+def _node_form(request: Request, *, node_id: str, type_: str, cfg: dict[str, Any], variables: list[str],
+               errors: list[FieldError], applied: bool, headers: dict[str, str] | None = None,
+               status_code: int = 200) -> Template:
+    node_type = NODE_TYPES.get(type_)
+    if node_type is None:
+        raise NotFoundException(f"Unknown node type {type_!r}.")
+    by_field: dict[str, str] = {}
+    general: list[str] = []
+    for e in errors:
+        if e.field:
+            by_field[e.field] = (by_field[e.field] + " " + e.message) if e.field in by_field else e.message
+        else:
+            general.append(e.message)
+    return fragment(request, "partials/node_form.html", headers=headers, status_code=status_code, node_id=node_id, node_type=node_type,
+                    cfg=cfg, errors=by_field, general_errors=general, names=template_names(variables),
+                    variables_json=json.dumps(variables), applied=applied)
+
+
+class EditorController(Controller):
+    path = "/"
+
+    @get("/flows/{flow_id:str}/edit", name="editor")
+    async def editor(self, request: Request, principal: auth.Principal, flow_id: str) -> Template:
+        try:
+            flow = await flows_store.get_flow(principal.workspace_id, flow_id)
+        except flows_store.FlowNotFound as exc:
+            raise NotFoundException("This flow does not exist (deleted?).") from exc
+        document = flows_store.get_document_dict({"draft": flow.document, "status": flow.status.value})
+        return page(request, "pages/editor.html", nav="flows", flow=flow, node_types_json=node_types_json(),
+                    document_json=json.dumps(document).replace("</", "<\\/"))
+
+    @post("/editor/node-form", name="node_form")
+    async def node_form(self, request: Request, principal: auth.Principal) -> Template:
+        """The properties form of one node, filled from the editor's current (maybe unsaved) config."""
+        form = await request.form()
+        try:
+            cfg = json.loads(form.get("config") or "{}")
+        except ValueError:
+            cfg = {}
+        errors = [FieldError(_strip(e.get("field")), e.get("message", "")) for e in _json_list(form.get("errors"))
+                  if isinstance(e, dict)]
+        return _node_form(request, node_id=form.get("node_id", ""), type_=form.get("type", ""), cfg=cfg if isinstance(cfg, dict) else {},
+                          variables=[str(v) for v in _json_list(form.get("variables"))], errors=errors, applied=False)
+
+    @post("/editor/node-form/save", name="node_form_save")
+    async def node_form_save(self, request: Request, principal: auth.Principal) -> Template:
+        """Validate a submitted node form; on success the editor receives the normalised config via HX-Trigger."""
+        form = await request.form()
+        node_id, type_ = form.get("_node_id", ""), form.get("_type", "")
+        if type_ not in NODE_TYPES:
+            raise NotFoundException(f"Unknown node type {type_!r}.")
+        variables = [str(v) for v in _json_list(form.get("_variables"))]
+        cfg, errors = form_to_config(form.multi_items())
+        ref = form.get("_secret_ref")
+        if ref and isinstance(cfg.get("auth"), dict) and not cfg["auth"].get("secret"):
+            cfg["auth"]["secret"] = ref  # write-only field left empty: keep the stored secret
+        normalised = None
+        if not errors:
+            normalised, errors = check_node_config(node_id, type_, cfg)
+        if normalised is None:
+            return _node_form(request, node_id=node_id, type_=type_, cfg=cfg, variables=variables, errors=errors,
+                              applied=False, status_code=422)
+        trigger = json.dumps({"sb:node-config": {"node_id": node_id, "config": normalised}})
+        return _node_form(request, node_id=node_id, type_=type_, cfg=normalised, variables=variables, errors=[],
+                          applied=True, headers={"HX-Trigger": trigger})
+
+
+def _strip(field: Any) -> str:
+    text = str(field or "")
+    return text[len("config."):] if text.startswith("config.") else text

@@ -1,0 +1,24 @@
+"""The browser UI's routers, mounted by app.asgi: `from ui.routes import ROUTERS`."""
+
+from __future__ import annotations
+
+from litestar import Router
+from litestar.di import Provide
+from litestar.exceptions import NotAuthorizedException
+
+from ui.auth import AuthController
+from ui.editor import EditorController
+from ui.flows import FlowsController
+from ui.security import csrf_guard, login_redirect, provide_principal, session_middleware
+
+ROUTERS: list[Router] = [
+    Router(
+        path="/",
+        route_handlers=[AuthController, FlowsController, EditorController],
+        middleware=[session_middleware],
+        guards=[csrf_guard],
+        dependencies={"principal": Provide(provide_principal)},
+        exception_handlers={NotAuthorizedException: login_redirect},
+        include_in_schema=False,
+    )
+]
