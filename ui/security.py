@@ -14,7 +14,7 @@ from litestar.exceptions import NotAuthorizedException, PermissionDeniedExceptio
 from litestar.handlers import BaseRouteHandler
 from litestar.middleware.session.base import SessionMiddleware
 from litestar.middleware.session.client_side import CookieBackendConfig
-from litestar.types import ASGIApp
+from litestar.types import ASGIApp, Receive, Scope, Send
 from litestar.response import Redirect, Response
 
 from app.services import auth
@@ -26,6 +26,9 @@ CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "_csrf"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SESSION_COOKIE = "sb_session"
+# The same session keys as app.api.deps, so a browser session also authenticates the JSON API.
+USER_SESSION_KEY = "user_id"
+CSRF_SESSION_KEY = "csrf_token"
 
 
 def _session_secret() -> bytes:
@@ -39,8 +42,19 @@ _SESSION_BACKEND = SESSION_CONFIG._backend_class(config=SESSION_CONFIG)
 
 
 def session_middleware(app: ASGIApp) -> ASGIApp:
-    """Session middleware as a factory: Litestar deep-copies routers, and the AES key object cannot be copied."""
-    return SessionMiddleware(app=app, backend=_SESSION_BACKEND)
+    """Use the app's session when create_app installs one; otherwise provide a cookie session for the UI.
+
+    A factory, not DefineMiddleware: Litestar deep-copies routers, and the AES key object cannot be copied.
+    """
+    with_session = SessionMiddleware(app=app, backend=_SESSION_BACKEND)
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if "session" in scope:
+            await app(scope, receive, send)
+        else:
+            await with_session(scope, receive, send)
+
+    return middleware
 
 
 def csrf_token(request: ASGIConnection) -> str:
@@ -48,12 +62,12 @@ def csrf_token(request: ASGIConnection) -> str:
     session = request.scope.get("session")
     if not isinstance(session, dict):
         token = secrets.token_urlsafe(24)
-        request.set_session({"csrf": token})
+        request.set_session({CSRF_SESSION_KEY: token})
         return token
-    token = session.get("csrf")
+    token = session.get(CSRF_SESSION_KEY)
     if not token:
         token = secrets.token_urlsafe(24)
-        session["csrf"] = token
+        session[CSRF_SESSION_KEY] = token
     return token
 
 
@@ -62,7 +76,7 @@ async def csrf_guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:
     request: Request = connection  # type: ignore[assignment]
     if request.method in SAFE_METHODS:
         return
-    expected = (request.scope.get("session") or {}).get("csrf") if isinstance(request.scope.get("session"), dict) else None
+    expected = (request.scope.get("session") or {}).get(CSRF_SESSION_KEY) if isinstance(request.scope.get("session"), dict) else None
     sent = request.headers.get(CSRF_HEADER.lower())
     if not sent and request.headers.get("content-type", "").startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
         form = await request.form()
@@ -75,7 +89,7 @@ async def csrf_guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:
 async def provide_principal(request: Request) -> auth.Principal:
     """The logged-in user for page handlers; unauthenticated requests go to the login page."""
     session = request.scope.get("session")
-    user_id = session.get("user_id") if isinstance(session, dict) else None
+    user_id = session.get(USER_SESSION_KEY) if isinstance(session, dict) else None
     principal = await auth.principal_for_session(user_id) if user_id else None
     if principal is None:
         raise NotAuthorizedException("Log in to continue.")
@@ -92,7 +106,7 @@ def login_redirect(request: Request, exc: Exception) -> Response[Any]:
 
 def start_session(request: Request, principal: auth.Principal) -> None:
     # A fresh CSRF token on login so a token seen before login is worthless after it.
-    request.set_session({"user_id": principal.user_id, "csrf": secrets.token_urlsafe(24)})
+    request.set_session({USER_SESSION_KEY: principal.user_id, CSRF_SESSION_KEY: secrets.token_urlsafe(24)})
 
 
 def end_session(request: Request) -> None:

@@ -54,6 +54,9 @@
     for (var i = 0; i < this.typeList.length; i++) this.types[this.typeList[i].type] = this.typeList[i];
     this.apiBase = root.getAttribute("data-api-base") || "";
     this.formUrl = root.getAttribute("data-form-url") || "";
+    this.validateUrl = root.getAttribute("data-validate-url") || "";
+    // The draft revision we loaded: sent as If-Match so a save never overwrites someone else's newer save.
+    this.revision = root.getAttribute("data-revision") || "";
     this.canvas = root.querySelector("#canvas");
     this.panel = root.querySelector("#node-panel");
     this.errorList = root.querySelector("#flow-errors");
@@ -454,11 +457,13 @@
 
   // ---------- server calls ----------
 
-  Editor.prototype.request = function (method, path, body) {
+  Editor.prototype.request = function (method, path, body, extraHeaders) {
     var self = this;
+    var headers = csrfHeaders();
+    Object.keys(extraHeaders || {}).forEach(function (k) { headers[k] = extraHeaders[k]; });
     this.root.classList.add("is-busy");
-    return fetch(this.apiBase + path, {
-      method: method, headers: csrfHeaders(), credentials: "same-origin",
+    return fetch(path.charAt(0) === "/" && path.indexOf("/api/") === 0 ? path : this.apiBase + path, {
+      method: method, headers: headers, credentials: "same-origin",
       body: body === undefined ? undefined : JSON.stringify(body)
     }).then(function (resp) {
       return resp.text().then(function (text) {
@@ -475,13 +480,16 @@
     if (Array.isArray(j.errors)) return j.errors;
     if (j.extra && Array.isArray(j.extra.errors)) return j.extra.errors;
     if (Array.isArray(j.extra)) return j.extra.map(function (x) { return { node_id: x.node_id || null, field: x.field || x.key || null, message: x.message || String(x) }; });
-    return [{ node_id: null, field: null, message: j.detail || ("Request failed with status " + result.status) }];
+    var message = j.error || j.detail || ("Request failed with status " + result.status);
+    if (result.status === 401) message = "Your session ended: log in again in another tab, then retry.";
+    return [{ node_id: null, field: null, message: message }];
   }
 
   Editor.prototype.validate = function () {
     var self = this;
     this.setStatus("Validating…", "busy");
-    return this.request("POST", "/validate", this.exportDocument()).then(function (r) {
+    // Validate what is on the canvas now, not the saved draft.
+    return this.request("POST", this.validateUrl || "/validate", this.exportDocument()).then(function (r) {
       var errs = r.ok ? (r.json && r.json.errors) || [] : errorsOf(r);
       self.showErrors(errs);
       self.setStatus(errs.length ? errs.length + " problem(s)" : "No problems found", errs.length ? "error" : "ok");
@@ -493,8 +501,9 @@
     var self = this;
     this.setStatus("Saving…", "busy");
     var doc = this.exportDocument();
-    return this.request("PUT", "", doc).then(function (r) {
+    return this.request("PUT", "", doc, this.revision ? { "If-Match": String(this.revision) } : {}).then(function (r) {
       if (!r.ok) { self.showErrors(errorsOf(r)); self.setStatus("Not saved", "error"); return false; }
+      self.adopt(r.json);
       self.dirty = false;
       self.showErrors([]);
       self.setStatus("Draft saved", "ok");
@@ -510,7 +519,8 @@
       self.setStatus("Publishing…", "busy");
       return self.request("POST", "/publish", {}).then(function (r) {
         if (!r.ok) { self.showErrors(errorsOf(r)); self.setStatus("Not published", "error"); return false; }
-        var v = r.json && (r.json.version || r.json.published_version);
+        var v = r.json && (r.json.active_version || r.json.version);
+        self.adopt(r.json);
         self.meta.status = (r.json && r.json.status) || "active";
         self.fillMeta();
         self.setStatus(v ? "Published version " + v : "Published", "ok");
@@ -529,10 +539,13 @@
       var list = r.json && (Array.isArray(r.json) ? r.json : r.json.versions || r.json.items) || [];
       if (!r.ok) { box.innerHTML = '<p class="error">' + esc(errorsOf(r)[0].message) + "</p>"; return; }
       if (!list.length) { box.innerHTML = '<p class="muted">No published versions yet.</p>'; return; }
-      box.innerHTML = '<table class="table compact"><thead><tr><th>Version</th><th>Published</th><th>By</th><th></th></tr></thead><tbody>' +
+      box.innerHTML = '<h3>Published versions</h3><table class="table compact" id="versions-table"><thead><tr><th>Version</th><th>Published</th><th>By</th><th></th></tr></thead><tbody>' +
         list.map(function (v) {
-          return "<tr><td>v" + esc(v.version) + "</td><td>" + esc(v.published_at || v.created_at || "") + "</td><td>" + esc(v.published_by || v.created_by || "") +
-            '</td><td><button type="button" class="btn small" data-rollback="' + esc(v.version) + '">Roll back</button></td></tr>';
+          var when = String(v.created_at || "").slice(0, 16).replace("T", " ");
+          var action = v.active ? '<span class="badge status-active">running</span>'
+            : '<button type="button" class="btn small" data-rollback="' + esc(v.version) + '">Roll back</button>';
+          return '<tr data-version="' + esc(v.version) + '"><td>v' + esc(v.version) + "</td><td>" + esc(when) + "</td><td>" + esc(v.created_by || "") +
+            "</td><td>" + action + "</td></tr>";
         }).join("") + "</tbody></table>";
     });
   };
@@ -543,12 +556,27 @@
     this.setStatus("Rolling back…", "busy");
     return this.request("POST", "/rollback", { version: parseInt(version, 10) }).then(function (r) {
       if (!r.ok) { self.showErrors(errorsOf(r)); self.setStatus("Rollback failed", "error"); return false; }
-      return self.request("GET", "/export").then(function (d) {
-        if (d.ok && d.json) self.load(d.json.document || d.json);
+      return self.request("GET", "").then(function (d) {
+        if (d.ok && d.json && d.json.document) {
+          var doc = d.json.document;
+          doc.status = d.json.status || doc.status;
+          self.load(doc);
+          self.adopt(d.json);
+        }
         self.setStatus("Rolled back to version " + version, "ok");
         self.history();
         return true;
       });
+    });
+  };
+
+  // After a save the server holds secret references instead of clear secrets, and a new draft revision.
+  Editor.prototype.adopt = function (flow) {
+    if (!flow) return;
+    if (flow.draft_revision !== undefined) this.revision = String(flow.draft_revision);
+    var self = this;
+    ((flow.document && flow.document.nodes) || []).forEach(function (n) {
+      if (n.id in self.configs && n.type === "action.call_webhook") self.configs[n.id] = clone(n.config);
     });
   };
 
