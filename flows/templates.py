@@ -59,6 +59,12 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         kept["tojson"] = _tojson
         self.filters = kept
 
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        # Data first: `response.items` must read the key "items", not the dict method.
+        if isinstance(obj, dict) and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
         if isinstance(__obj, Undefined):
             __obj()  # raises UndefinedError naming the missing function

@@ -119,7 +119,9 @@ def _convert_error(exc: msgspec.ValidationError, node_id: str, prefix: str) -> F
     if text.startswith("Object contains unknown field `"):
         name = text.split("`")[1]
         return _err(node_id, f"{field}.{name}", f"Unknown field {name!r}; remove it.", ErrorCode.UNKNOWN_FIELD)
-    return _err(node_id, field, f"Invalid value: {text}. Fix {field}.", ErrorCode.BAD_VALUE)
+    if field.endswith("match.kind"):
+        return _err(node_id, field, "Set match kind to any, keywords, regex or intent.", ErrorCode.BAD_VALUE)
+    return _err(node_id, field, f"{text.rstrip('.')}; fix {field}.", ErrorCode.BAD_VALUE)
 
 
 def _check_top(doc: dict, errors: list[FlowError]) -> None:
