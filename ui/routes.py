@@ -7,6 +7,7 @@ from litestar.di import Provide
 from litestar.exceptions import NotAuthorizedException
 
 from ui.auth import AuthController
+from ui.conversations import ConversationsController
 from ui.editor import EditorController
 from ui.flows import FlowsController
 from ui.security import csrf_guard, login_redirect, provide_principal, session_middleware
@@ -14,7 +15,7 @@ from ui.security import csrf_guard, login_redirect, provide_principal, session_m
 ROUTERS: list[Router] = [
     Router(
         path="/",
-        route_handlers=[AuthController, FlowsController, EditorController],
+        route_handlers=[AuthController, FlowsController, EditorController, ConversationsController],
         middleware=[session_middleware],
         guards=[csrf_guard],
         dependencies={"principal": Provide(provide_principal)},

@@ -1,0 +1,111 @@
+"""Conversations: the list, a live view (SSE), the editable AI state, tags, status, and the agent send box."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator
+
+from litestar import Controller, Request, get, post
+from litestar.exceptions import NotFoundException
+from litestar.response import ServerSentEvent, ServerSentEventMessage, Template
+
+from app.services import auth, conversations, events
+from ui.forms import form_to_config
+from ui.render import fragment, page
+from ui.security import csrf_token
+
+log = logging.getLogger(__name__)
+
+# Which partials an event kind changes; each is sent as a named SSE event the page swaps in.
+_PARTS_BY_KIND = {
+    "message": ("messages", "meta"),
+    "status": ("messages",),
+    "ai_state": ("ai",),
+    "conversation": ("meta",),
+    "run": ("messages", "ai", "meta"),
+}
+_TEMPLATES = {"messages": "partials/message_log.html", "ai": "partials/ai_state.html", "meta": "partials/conversation_meta.html"}
+
+
+async def _load(principal: auth.Principal, conversation_id: str) -> conversations.ConversationRead:
+    convo = await conversations.get_conversation(principal.workspace_id, conversation_id)
+    if convo is None:
+        raise NotFoundException("This conversation does not exist in your workspace.")
+    return convo
+
+
+class ConversationsController(Controller):
+    path = "/conversations"
+
+    @get("/", name="conversations")
+    async def list_page(self, request: Request, principal: auth.Principal, status: str | None = None) -> Template:
+        items = await conversations.list_conversations(principal.workspace_id, status=status or None, limit=100)
+        return page(request, "pages/conversations.html", partial="partials/conversations_table.html",
+                    nav="conversations", conversations=items, status=status or "")
+
+    @get("/{conversation_id:str}", name="conversation")
+    async def detail(self, request: Request, principal: auth.Principal, conversation_id: str) -> Template:
+        return page(request, "pages/conversation.html", nav="conversations", convo=await _load(principal, conversation_id))
+
+    @get("/{conversation_id:str}/events", name="conversation_events")
+    async def live(self, request: Request, principal: auth.Principal, conversation_id: str) -> ServerSentEvent:
+        """Server-sent events: re-rendered partials of this conversation whenever the service publishes a change."""
+        await _load(principal, conversation_id)
+        engine = request.app.template_engine
+        token = csrf_token(request)
+
+        async def stream() -> AsyncGenerator[ServerSentEventMessage, None]:
+            yield ServerSentEventMessage(comment="live", retry_duration=2000)
+            async for event in events.subscribe(principal.workspace_id):
+                if event.conversation_id != conversation_id:
+                    continue
+                convo = await conversations.get_conversation(principal.workspace_id, conversation_id)
+                if convo is None:
+                    return
+                for part in _PARTS_BY_KIND.get(event.kind, ("messages", "ai", "meta")):
+                    html = engine.get_template(_TEMPLATES[part]).render(convo=convo, csrf=token, sse=True)
+                    yield ServerSentEventMessage(data=html, event=part)
+
+        return ServerSentEvent(stream())
+
+    @post("/{conversation_id:str}/messages", name="conversation_send")
+    async def send(self, request: Request, principal: auth.Principal, conversation_id: str) -> Template:
+        form = await request.form()
+        text = (form.get("text") or "").strip()
+        error = None
+        if not text:
+            error = "Write a message first."
+        elif await conversations.send_agent_message(principal.workspace_id, conversation_id, text) is None:
+            error = "The message could not be sent: check the conversation's channel in Settings."
+        convo = await _load(principal, conversation_id)
+        return fragment(request, "partials/send_box.html", status_code=422 if error else 200, convo=convo,
+                        send_error=error, draft=text if error else "")
+
+    @post("/{conversation_id:str}/ai", name="conversation_ai")
+    async def ai(self, request: Request, principal: auth.Principal, conversation_id: str) -> Template:
+        form = await request.form()
+        values, errors = form_to_config(form.multi_items())
+        prompt = (values.get("custom_prompt") or "").strip()
+        update = conversations.AIStateUpdate(
+            ai_enabled=bool(values.get("ai_enabled")),
+            custom_prompt=prompt or None,
+            clear_custom_prompt=not prompt,
+            context=values.get("context") or None,
+            reset_context=bool(values.get("reset_context")),
+        )
+        if not errors:
+            await conversations.update_ai_state(principal.workspace_id, conversation_id, update)
+        convo = await _load(principal, conversation_id)
+        return fragment(request, "partials/ai_state.html", convo=convo, saved=not errors,
+                        ai_errors=[e.message for e in errors])
+
+    @post("/{conversation_id:str}/meta", name="conversation_meta")
+    async def meta(self, request: Request, principal: auth.Principal, conversation_id: str) -> Template:
+        form = await request.form()
+        update = conversations.ConversationUpdate(
+            status=(form.get("status") or "").strip() or None,
+            add_tags=[t.strip() for t in (form.get("add_tag") or "").split(",") if t.strip()],
+            remove_tags=[t for t in form.getall("remove_tag")] if "remove_tag" in form else [],
+        )
+        await conversations.update_conversation(principal.workspace_id, conversation_id, update)
+        return fragment(request, "partials/conversation_meta.html", convo=await _load(principal, conversation_id))
