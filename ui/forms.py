@@ -115,9 +115,26 @@ def form_to_config(items: Iterable[tuple[str, str]]) -> tuple[dict[str, Any], li
     return config, errors
 
 
+_MATCH_FIELDS = {
+    "any": (),
+    "keywords": ("keywords", "mode"),
+    "regex": ("pattern",),
+    "intent": ("display_name", "description", "training_examples", "confidence_threshold", "variables"),
+}
+
+
+def prune_match(config: dict[str, Any]) -> dict[str, Any]:
+    """Keep only the chosen match kind's fields: without JS the form also posts the hidden kinds' inputs."""
+    match = config.get("match")
+    if isinstance(match, dict) and match.get("kind") in _MATCH_FIELDS:
+        keep = _MATCH_FIELDS[match["kind"]]
+        config["match"] = {"kind": match["kind"], **{k: v for k, v in match.items() if k in keep}}
+    return config
+
+
 def check_node_config(node_id: str, type_: str, config: dict[str, Any]) -> tuple[dict[str, Any] | None, list[FieldError]]:
     """Validate one node's config with the flow language; returns the normalised config or field errors."""
-    node = {"id": node_id, "type": type_, "config": config}
+    node = {"id": node_id, "type": type_, "config": prune_match(dict(config))}
     nodes = [node]
     edges = []
     if NODE_TYPES[type_].group != "trigger":

@@ -6,6 +6,7 @@ from litestar import Router
 from litestar.di import Provide
 from litestar.exceptions import NotAuthorizedException
 
+from ui.actions import ActionsController
 from ui.auth import AuthController
 from ui.conversations import ConversationsController
 from ui.editor import EditorController
@@ -15,7 +16,7 @@ from ui.security import csrf_guard, login_redirect, provide_principal, session_m
 ROUTERS: list[Router] = [
     Router(
         path="/",
-        route_handlers=[AuthController, FlowsController, EditorController, ConversationsController],
+        route_handlers=[AuthController, FlowsController, EditorController, ConversationsController, ActionsController],
         middleware=[session_middleware],
         guards=[csrf_guard],
         dependencies={"principal": Provide(provide_principal)},
