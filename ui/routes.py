@@ -11,12 +11,14 @@ from ui.auth import AuthController
 from ui.conversations import ConversationsController
 from ui.editor import EditorController
 from ui.flows import FlowsController
+from ui.logs import LogsController
 from ui.security import csrf_guard, login_redirect, provide_principal, session_middleware
 
 ROUTERS: list[Router] = [
     Router(
         path="/",
-        route_handlers=[AuthController, FlowsController, EditorController, ConversationsController, ActionsController],
+        route_handlers=[AuthController, FlowsController, EditorController, ConversationsController, ActionsController,
+                       LogsController],
         middleware=[session_middleware],
         guards=[csrf_guard],
         dependencies={"principal": Provide(provide_principal)},
