@@ -12,13 +12,14 @@ from ui.conversations import ConversationsController
 from ui.editor import EditorController
 from ui.flows import FlowsController
 from ui.logs import LogsController
+from ui.tester import TesterController
 from ui.security import csrf_guard, login_redirect, provide_principal, session_middleware
 
 ROUTERS: list[Router] = [
     Router(
         path="/",
         route_handlers=[AuthController, FlowsController, EditorController, ConversationsController, ActionsController,
-                       LogsController],
+                       LogsController, TesterController],
         middleware=[session_middleware],
         guards=[csrf_guard],
         dependencies={"principal": Provide(provide_principal)},
