@@ -12,14 +12,15 @@ from ui.conversations import ConversationsController
 from ui.editor import EditorController
 from ui.flows import FlowsController
 from ui.logs import LogsController
-from ui.tester import TesterController
 from ui.security import csrf_guard, login_redirect, provide_principal, session_middleware
+from ui.settings_pages import SettingsController
+from ui.tester import TesterController
 
 ROUTERS: list[Router] = [
     Router(
         path="/",
         route_handlers=[AuthController, FlowsController, EditorController, ConversationsController, ActionsController,
-                       LogsController, TesterController],
+                       LogsController, TesterController, SettingsController],
         middleware=[session_middleware],
         guards=[csrf_guard],
         dependencies={"principal": Provide(provide_principal)},

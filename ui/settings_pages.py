@@ -1,0 +1,98 @@
+"""Settings: channels (webhook URL to paste into Meta, verify), LLM settings, and the core-intent personalities."""
+
+from __future__ import annotations
+
+import secrets as pysecrets
+
+import httpx
+from litestar import Controller, Request, get, post
+from litestar.exceptions import NotFoundException
+from litestar.response import Template
+
+from app.services import auth
+from app.services.ai import personalities
+from app.services.channels import store as channel_store
+from app.settings import get_settings
+from ui.render import fragment, page
+
+
+def _webhook_url(request: Request, channel: channel_store.ChannelRead) -> str:
+    return str(request.base_url).rstrip("/") + channel.webhook_path
+
+
+async def _channels_context(request: Request, principal: auth.Principal) -> dict:
+    channels = await channel_store.list_channels(principal.workspace_id)
+    return {"channels": [(c, _webhook_url(request, c)) for c in channels]}
+
+
+def _llm() -> dict:
+    ai = get_settings().ai
+    return {"model": ai.model, "base_url": ai.openai_base_url or "https://api.openai.com/v1",
+            "key_set": bool(ai.openai_api_key)}
+
+
+class SettingsController(Controller):
+    path = "/settings"
+
+    @get("/", name="settings")
+    async def settings_page(self, request: Request, principal: auth.Principal) -> Template:
+        return page(request, "pages/settings.html", nav="settings", llm=_llm(), channel_error=None, verify=None,
+                    personalities=await personalities.list_personalities(principal.workspace_id),
+                    **await _channels_context(request, principal))
+
+    @post("/channels", name="channel_create")
+    async def create_channel(self, request: Request, principal: auth.Principal) -> Template:
+        form = await request.form()
+        error = None
+        try:
+            data = channel_store.ChannelCreate(
+                kind=channel_store.ChannelKind(form.get("kind") or "whatsapp"), name=(form.get("name") or "").strip(),
+                phone_number_id=(form.get("phone_number_id") or "").strip(), access_token=form.get("access_token") or "",
+                app_secret=form.get("app_secret") or "", verify_token=form.get("verify_token") or "",
+                secret=form.get("secret") or "")
+            await channel_store.create_channel(principal.workspace_id, data)
+        except (channel_store.ChannelError, ValueError) as exc:
+            error = str(exc)
+        return fragment(request, "partials/channels.html", status_code=422 if error else 200, channel_error=error,
+                        verify=None, **await _channels_context(request, principal))
+
+    @post("/channels/{channel_id:str}/delete", name="channel_delete")
+    async def delete_channel(self, request: Request, principal: auth.Principal, channel_id: str) -> Template:
+        await channel_store.delete_channel(principal.workspace_id, channel_id)
+        return fragment(request, "partials/channels.html", channel_error=None, verify=None,
+                        **await _channels_context(request, principal))
+
+    @post("/channels/{channel_id:str}/verify", name="channel_verify")
+    async def verify_channel(self, request: Request, principal: auth.Principal, channel_id: str) -> Template:
+        """Call our own webhook URL the way Meta does (hub.challenge) and report what came back."""
+        record = await channel_store.lookup_scoped(principal.workspace_id, channel_id)
+        read = await channel_store.get_channel_read(principal.workspace_id, channel_id)
+        if record is None or read is None:
+            raise NotFoundException("This channel does not exist in your workspace.")
+        url = _webhook_url(request, read)
+        challenge = pysecrets.token_hex(8)
+        if read.kind is channel_store.ChannelKind.WHATSAPP:
+            params = {"hub.mode": "subscribe", "hub.verify_token": record.verify_token, "hub.challenge": challenge}
+            try:
+                async with httpx.AsyncClient(timeout=5.0) as client:
+                    resp = await client.get(url, params=params)
+                ok = resp.status_code == 200 and resp.text.strip() == challenge
+                detail = "Meta's verification will succeed." if ok else f"The webhook answered {resp.status_code}: {resp.text[:200]}"
+            except httpx.HTTPError as exc:
+                ok, detail = False, f"Could not reach {url}: {exc}. Is the public URL right?"
+        else:
+            ok = bool(record.secret) or read.kind is channel_store.ChannelKind.CONSOLE
+            detail = "Signed requests will be accepted." if ok else "Set a secret: generic webhooks must be HMAC-signed."
+        return fragment(request, "partials/channels.html", channel_error=None,
+                        verify={"id": channel_id, "ok": ok, "detail": detail}, **await _channels_context(request, principal))
+
+    @post("/personalities/{intent:str}", name="personality_update")
+    async def update_personality(self, request: Request, principal: auth.Principal, intent: str) -> Template:
+        form = await request.form()
+        try:
+            core = personalities.CoreIntent(intent)
+        except ValueError as exc:
+            raise NotFoundException(f"No core intent {intent!r}.") from exc
+        updated = await personalities.update_personality(principal.workspace_id, core, personalities.PersonalityUpdate(
+            system_prompt=(form.get("system_prompt") or "").strip(), fallback_text=(form.get("fallback_text") or "").strip()))
+        return fragment(request, "partials/personality.html", p=updated, saved=True)
