@@ -126,9 +126,9 @@ class CallWebhookConfig(NodeConfig):
     headers: dict[str, str] = {}
     auth: WebhookAuth = msgspec.field(default_factory=WebhookAuth)
     payload_template: Any = None
-    timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=60)] = 5
+    timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=60)] = 5.0
     max_retries: Annotated[int, msgspec.Meta(ge=0, le=10)] = 3
-    retry_delay_seconds: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 1
+    retry_delay_seconds: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 1.0
     success_message: str = ""
     failure_message: str = ""
     requires_confirmation: bool = False
