@@ -21,13 +21,21 @@ def engine():
     return DB
 
 
+_MIGRATION_LOCK = 0x5B_0001  # pg_advisory_lock key: web and workers may start together
+
+
 async def migrate() -> None:
     """Apply every Piccolo migration not yet applied (idempotent, safe on each start)."""
     from piccolo.apps.migrations.commands.forwards import run_forwards
 
-    # Piccolo prints progress to stdout; keep the service's stdout for structured logs.
-    with contextlib.redirect_stdout(io.StringIO()) as out:
-        result = await run_forwards(app_name="switchboard")
+    lock = await asyncpg.connect(dsn=os.environ["DATABASE_URL"])
+    try:
+        await lock.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+        # Piccolo prints progress to stdout; keep the service's stdout for structured logs.
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            result = await run_forwards(app_name="switchboard")
+    finally:
+        await lock.close()
     if not result.success:
         raise RuntimeError(f"database migration failed: {result.message}\n{out.getvalue()}")
     log.info("database migrated")

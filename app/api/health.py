@@ -1,0 +1,30 @@
+"""GET /health: database, Redis and queue, each "ok" or what is wrong; 503 when one is down."""
+
+from __future__ import annotations
+
+import asyncio
+
+from litestar import Response, get
+
+from app.db import engine
+from app.services import lifecycle, redis_conn
+
+
+async def _check(coro) -> str:
+    try:
+        await asyncio.wait_for(coro, timeout=2.0)
+    except Exception as exc:  # health reports failures instead of raising them
+        return f"error: {exc!r}"[:300]
+    return "ok"
+
+
+@get("/health", sync_to_thread=False, include_in_schema=True, tags=["health"])
+async def health() -> Response:
+    svc = lifecycle.services()
+    checks = {
+        "database": await _check(engine.pool().fetchval("SELECT 1")),
+        "redis": await _check(redis_conn.client().ping()),
+        "queue": await _check(svc.queue.count("queued")),
+    }
+    status = 200 if all(v == "ok" for v in checks.values()) else 503
+    return Response(content=checks, status_code=status)

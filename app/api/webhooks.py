@@ -1,0 +1,75 @@
+"""Webhook ingress: WhatsApp Cloud API (signed by Meta) and the generic signed JSON format."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+
+from litestar import Request, Response, get, post
+from litestar.exceptions import NotAuthorizedException, NotFoundException, PermissionDeniedException
+
+from app.services import ingress, lifecycle
+from app.services.channels import store as channel_store
+from app.services.channels.generic_wire import parse_generic
+from app.services.channels.signatures import verify_sha256
+from app.services.channels.store import ChannelKind, ChannelRecord
+from app.services.channels.whatsapp_wire import parse_webhook
+
+log = logging.getLogger(__name__)
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+async def _channel(channel_id: str, *kinds: ChannelKind) -> ChannelRecord:
+    channel = await channel_store.lookup(channel_id)
+    if channel is None or channel.kind not in kinds:
+        raise NotFoundException(f"no {' or '.join(k.value for k in kinds)} channel {channel_id}; check the webhook URL")
+    return channel
+
+
+@get("/webhooks/whatsapp/{channel_id:str}", tags=["webhooks"], media_type="text/plain")
+async def whatsapp_verify(request: Request, channel_id: str) -> str:
+    """Meta's subscription check: echo hub.challenge when hub.verify_token matches."""
+    channel = await _channel(channel_id, ChannelKind.WHATSAPP)
+    params = request.query_params
+    if params.get("hub.mode") != "subscribe":
+        raise PermissionDeniedException("hub.mode must be 'subscribe'")
+    if not hmac.compare_digest(params.get("hub.verify_token", ""), channel.verify_token):
+        raise PermissionDeniedException("hub.verify_token does not match the channel's verify token")
+    return params.get("hub.challenge", "")
+
+
+@post("/webhooks/whatsapp/{channel_id:str}", tags=["webhooks"], status_code=200)
+async def whatsapp_receive(request: Request, channel_id: str) -> Response:
+    """Store messages and statuses; no AI or outbound work happens in the request."""
+    channel = await _channel(channel_id, ChannelKind.WHATSAPP)
+    body = await request.body()
+    if not verify_sha256(channel.app_secret, body, request.headers.get("x-hub-signature-256")):
+        raise NotAuthorizedException("X-Hub-Signature-256 is missing or does not match the body and the app secret")
+    parsed = parse_webhook(body)
+    svc = lifecycle.services()
+    accepted = await ingress.accept(channel, parsed.messages, buffer=svc.buffer) if parsed.messages else []
+    for status in parsed.statuses:
+        await ingress.apply_status(channel, provider_message_id=status.provider_message_id, status=status.status,
+                                   timestamp=status.timestamp,
+                                   errors=[{"code": e.code, "title": e.title, "message": e.message,
+                                            "details": e.details} for e in status.errors])
+    return Response(content={"received": len(accepted), "duplicates": sum(a.duplicate for a in accepted),
+                             "statuses": len(parsed.statuses)})
+
+
+@post("/webhooks/generic/{channel_id:str}", tags=["webhooks"], status_code=200)
+async def generic_receive(request: Request, channel_id: str) -> Response:
+    """Our own format, signed with `X-Switchboard-Signature: sha256=<hex HMAC of the body>`."""
+    channel = await _channel(channel_id, ChannelKind.GENERIC, ChannelKind.CONSOLE)
+    body = await request.body()
+    # A console channel without a secret is for trying flows on this machine: loopback only.
+    local_console = (channel.kind is ChannelKind.CONSOLE and not channel.secret
+                     and request.client is not None and request.client.host in LOOPBACK_HOSTS)
+    if not local_console and not verify_sha256(channel.secret, body, request.headers.get("x-switchboard-signature")):
+        raise NotAuthorizedException("X-Switchboard-Signature is missing or does not match the body and the secret")
+    item = parse_generic(body, channel_ref=channel.id)
+    accepted = await ingress.accept(channel, [item], buffer=lifecycle.services().buffer)
+    first = accepted[0]
+    return Response(content={"received": 0 if first.duplicate else 1, "duplicate": first.duplicate,
+                             "message_id": first.message_id or None, "conversation_id": first.conversation_id})

@@ -1,0 +1,203 @@
+"""Conversations as people see them: list, detail with messages and AI state, agent actions."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from app.db import engine
+from app.services import events, lifecycle
+from app.services.ai_state import AIControl
+from app.services.channels import store as channel_store
+
+
+class MessageRead(msgspec.Struct):
+    id: str
+    direction: str
+    type: str
+    text: str
+    status: str
+    message_type: str
+    provider_message_id: str | None
+    media_id: str | None
+    error: dict[str, Any]
+    created_at: str
+    processed_at: str | None
+    run_id: str | None
+
+
+class AIStateRead(msgspec.Struct):
+    ai_enabled: bool
+    custom_prompt: str | None
+    context: dict[str, Any]
+
+
+class ConversationSummary(msgspec.Struct):
+    id: str
+    channel_id: str
+    contact_id: str
+    contact_phone: str
+    contact_name: str
+    status: str
+    tags: list[str]
+    created_at: str
+    last_message_at: str
+    last_message: str | None = None
+
+
+class ConversationRead(ConversationSummary, kw_only=True):
+    messages: list[MessageRead]
+    ai: AIStateRead
+    contact: dict[str, Any]
+
+
+class AIStateUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    ai_enabled: bool | None = None
+    custom_prompt: str | None = None
+    clear_custom_prompt: bool = False
+    context: dict[str, Any] | None = None
+    reset_context: bool = False
+
+
+class AgentMessage(msgspec.Struct, forbid_unknown_fields=True):
+    text: str
+
+
+class ConversationUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    status: str | None = None
+    add_tags: list[str] = []
+    remove_tags: list[str] = []
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
+def _decode(value: Any) -> Any:
+    return msgspec.json.decode(value) if isinstance(value, (str, bytes)) else value
+
+
+_SUMMARY = """
+SELECT c.id, c.channel, c.contact, c.status, c.tags, c.created_at, c.last_message_at, p.phone, p.first_name,
+       p.last_name, p.tags AS contact_tags, p.attributes,
+       (SELECT m.text FROM messages m WHERE m.conversation = c.id ORDER BY m.created_at DESC LIMIT 1) AS last_message
+  FROM conversations c JOIN contacts p ON p.id = c.contact
+"""
+
+
+def _summary(row: Any) -> dict[str, Any]:
+    return dict(
+        id=str(row["id"]), channel_id=str(row["channel"]), contact_id=str(row["contact"]), contact_phone=row["phone"],
+        contact_name=" ".join(x for x in (row["first_name"], row["last_name"]) if x), status=row["status"],
+        tags=list(_decode(row["tags"]) or []), created_at=_iso(row["created_at"]),
+        last_message_at=_iso(row["last_message_at"]), last_message=row["last_message"],
+    )
+
+
+async def list_conversations(workspace_id: str, *, limit: int = 50, offset: int = 0,
+                             status: str | None = None) -> list[ConversationSummary]:
+    args: list[Any] = [uuid.UUID(workspace_id), limit, offset]
+    where = "c.workspace = $1"
+    if status:
+        args.append(status)
+        where += " AND c.status = $4"
+    rows = await engine.pool().fetch(
+        f"{_SUMMARY} WHERE {where} ORDER BY c.last_message_at DESC LIMIT $2 OFFSET $3", *args)
+    return [ConversationSummary(**_summary(r)) for r in rows]
+
+
+async def get_conversation(workspace_id: str, conversation_id: str, *, message_limit: int = 200) -> ConversationRead | None:
+    cid = _uuid(conversation_id)
+    if cid is None:
+        return None
+    pool = engine.pool()
+    row = await pool.fetchrow(f"{_SUMMARY} WHERE c.id = $1 AND c.workspace = $2", cid, uuid.UUID(workspace_id))
+    if row is None:
+        return None
+    messages = await pool.fetch(
+        "SELECT * FROM (SELECT id, direction, type, text, status, message_type, provider_message_id, media_id, "
+        "error, created_at, processed_at, run_id FROM messages WHERE conversation = $1 AND workspace = $2 "
+        "ORDER BY created_at DESC LIMIT $3) t ORDER BY created_at", cid, uuid.UUID(workspace_id), message_limit)
+    control, context = await lifecycle.services().ai_store.read(conversation_id)
+    return ConversationRead(
+        **_summary(row),
+        messages=[MessageRead(
+            id=str(m["id"]), direction=m["direction"], type=m["type"], text=m["text"], status=m["status"],
+            message_type=m["message_type"], provider_message_id=m["provider_message_id"], media_id=m["media_id"],
+            error=_decode(m["error"]) or {}, created_at=_iso(m["created_at"]), processed_at=_iso(m["processed_at"]),
+            run_id=str(m["run_id"]) if m["run_id"] else None) for m in messages],
+        ai=AIStateRead(ai_enabled=control.ai_enabled, custom_prompt=control.custom_prompt, context=context),
+        contact={"id": str(row["contact"]), "phone": row["phone"], "first_name": row["first_name"],
+                 "last_name": row["last_name"], "tags": list(_decode(row["contact_tags"]) or []),
+                 "attributes": _decode(row["attributes"]) or {}},
+    )
+
+
+async def _exists(workspace_id: str, conversation_id: str) -> bool:
+    cid = _uuid(conversation_id)
+    return cid is not None and bool(await engine.pool().fetchval(
+        "SELECT 1 FROM conversations WHERE id = $1 AND workspace = $2", cid, uuid.UUID(workspace_id)))
+
+
+async def update_ai_state(workspace_id: str, conversation_id: str, data: AIStateUpdate) -> AIStateRead | None:
+    """An agent edits the AI state by hand (same keys the flows write)."""
+    if not await _exists(workspace_id, conversation_id):
+        return None
+    store = lifecycle.services().ai_store
+    control, _ = await store.read(conversation_id)
+    if data.ai_enabled is not None or data.custom_prompt is not None or data.clear_custom_prompt:
+        prompt = None if data.clear_custom_prompt else (
+            data.custom_prompt if data.custom_prompt is not None else control.custom_prompt)
+        enabled = control.ai_enabled if data.ai_enabled is None else data.ai_enabled
+        await store.write_control(conversation_id, AIControl(ai_enabled=enabled, custom_prompt=prompt or None))
+    if data.reset_context:
+        await store.reset_context(conversation_id)
+    if data.context:
+        await store.merge_context(conversation_id, data.context)
+    await events.publish(workspace_id, events.LiveEvent(kind="ai_state", conversation_id=conversation_id))
+    control, context = await store.read(conversation_id)
+    return AIStateRead(ai_enabled=control.ai_enabled, custom_prompt=control.custom_prompt, context=context)
+
+
+async def update_conversation(workspace_id: str, conversation_id: str, data: ConversationUpdate) -> bool:
+    cid = _uuid(conversation_id)
+    if cid is None or not await _exists(workspace_id, conversation_id):
+        return False
+    pool = engine.pool()
+    if data.status:
+        await pool.execute("UPDATE conversations SET status = $2 WHERE id = $1", cid, data.status)
+    for tag in data.add_tags:
+        await pool.execute("UPDATE conversations SET tags = tags || to_jsonb($2::text) WHERE id = $1 AND NOT tags ? $2",
+                           cid, tag)
+    for tag in data.remove_tags:
+        await pool.execute("UPDATE conversations SET tags = tags - $2 WHERE id = $1", cid, tag)
+    await events.publish(workspace_id, events.LiveEvent(kind="conversation", conversation_id=conversation_id))
+    return True
+
+
+async def send_agent_message(workspace_id: str, conversation_id: str, text: str) -> MessageRead | None:
+    cid = _uuid(conversation_id)
+    if cid is None or not text.strip():
+        return None
+    row = await engine.pool().fetchrow(
+        "SELECT c.channel, p.phone FROM conversations c JOIN contacts p ON p.id = c.contact "
+        "WHERE c.id = $1 AND c.workspace = $2", cid, uuid.UUID(workspace_id))
+    if row is None:
+        return None
+    channel = await channel_store.lookup_scoped(workspace_id, str(row["channel"]))
+    if channel is None:
+        return None
+    result = await lifecycle.services().outbox.send(channel, conversation_id=conversation_id, to=row["phone"],
+                                                    text=text.strip(), message_type="agent", dedupe_key=None)
+    conversation = await get_conversation(workspace_id, conversation_id, message_limit=20)
+    return next((m for m in conversation.messages if m.id == result.message_id), None) if conversation else None

@@ -1,0 +1,428 @@
+"""Flows of a workspace: drafts, immutable published versions, import/export, compiled plans.
+
+Save keeps a draft; publish freezes the draft as the next version and makes it the one
+that runs; rollback makes an older version run again. Workers cache compiled plans per
+(flow, version) and notice changes through a per-workspace revision counter in Redis,
+so a publish takes effect in every worker on its next turn.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+import msgspec
+
+from app.db.tables import Flow, FlowVersion, Secret
+from app.services import redis_conn, secrets
+from flows.graph import CompiledFlow, compile_flow
+from flows.schema import FlowDocument, FlowStatus, document_to_dict
+from flows.validate import FlowError, validate_document
+
+log = logging.getLogger(__name__)
+
+SECRET_REF_PREFIX = "secret://"
+
+
+class FlowRead(msgspec.Struct):
+    id: str
+    name: str
+    description: str
+    status: FlowStatus
+    priority: int
+    active_version: int | None
+    latest_version: int
+    draft_revision: int
+    created_at: str
+    updated_at: str
+    last_run_at: str | None
+    document: dict[str, Any]
+    version: int | None = None  # the active version (DESIGN's `{id, version, ...}`)
+
+
+class FlowVersionRead(msgspec.Struct):
+    version: int
+    created_by: str
+    created_at: str
+    active: bool
+
+
+class FlowInvalid(Exception):
+    """The document has errors; `.errors` names node, field and what to do."""
+
+    def __init__(self, errors: list[FlowError]) -> None:
+        super().__init__(f"{len(errors)} error(s) in the flow document")
+        self.errors = errors
+
+
+class FlowNotFound(Exception):
+    pass
+
+
+class ImportResult(msgspec.Struct):
+    created: list[str]
+    errors: list[dict[str, Any]]  # [{"index", "name", "errors": [FlowError...]}]
+    missing_secrets: list[str]
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _to_uuid(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError as exc:
+        raise FlowNotFound(value) from exc
+
+
+def slugify(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "flow"
+
+
+def revision_key(workspace_id: str) -> str:
+    return f"sb:flows:rev:{workspace_id}"
+
+
+async def _bump_revision(workspace_id: str) -> None:
+    await redis_conn.client().incr(revision_key(workspace_id))
+
+
+def parse_document(raw: bytes | str | dict) -> FlowDocument:
+    doc, errors = validate_document(raw)
+    if errors or doc is None:
+        raise FlowInvalid(errors)
+    return doc
+
+
+# --- secrets inside documents -------------------------------------------------------
+
+
+def _webhook_auths(doc_dict: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        node["config"]["auth"]
+        for node in doc_dict.get("nodes", [])
+        if node.get("type") == "action.call_webhook" and isinstance(node.get("config", {}).get("auth"), dict)
+    ]
+
+
+async def _store_secrets(workspace_id: str, doc_dict: dict[str, Any]) -> dict[str, Any]:
+    """Swap clear secrets for `secret://<id>` references (the clear value goes to `secrets`)."""
+    for auth in _webhook_auths(doc_dict):
+        value = auth.get("secret") or ""
+        if value and not value.startswith(SECRET_REF_PREFIX):
+            row = Secret(workspace=workspace_id, name=auth.get("type", ""), value_enc=secrets.encrypt(value))
+            await row.save()
+            auth["secret"] = f"{SECRET_REF_PREFIX}{row.id}"
+    return doc_dict
+
+
+async def missing_secret_refs(workspace_id: str, doc_dict: dict[str, Any]) -> list[str]:
+    refs = {a["secret"] for a in _webhook_auths(doc_dict) if str(a.get("secret", "")).startswith(SECRET_REF_PREFIX)}
+    missing = []
+    for ref in sorted(refs):
+        sid = ref[len(SECRET_REF_PREFIX):]
+        try:
+            exists = await Secret.exists().where((Secret.id == uuid.UUID(sid)) & (Secret.workspace == workspace_id))
+        except ValueError:
+            exists = False
+        if not exists:
+            missing.append(ref)
+    return missing
+
+
+async def resolve_secret(workspace_id: str, ref: str) -> str:
+    """The clear value of a `secret://<id>` reference ('' when it is not set in this workspace)."""
+    if not ref.startswith(SECRET_REF_PREFIX):
+        return ref
+    try:
+        sid = uuid.UUID(ref[len(SECRET_REF_PREFIX):])
+    except ValueError:
+        return ""
+    row = await Secret.select(Secret.value_enc).where((Secret.id == sid) & (Secret.workspace == workspace_id)).first()
+    return secrets.decrypt(row["value_enc"]) if row else ""
+
+
+async def set_secret(workspace_id: str, ref: str, value: str) -> str:
+    """Give a reference from another workspace's export a value here; returns the new reference."""
+    row = Secret(workspace=workspace_id, name="imported", value_enc=secrets.encrypt(value))
+    await row.save()
+    return f"{SECRET_REF_PREFIX}{row.id}"
+
+
+def _replace_refs(doc_dict: dict[str, Any], mapping: dict[str, str]) -> None:
+    for auth in _webhook_auths(doc_dict):
+        if auth.get("secret") in mapping:
+            auth["secret"] = mapping[auth["secret"]]
+
+
+# --- reads ----------------------------------------------------------------------
+
+
+def _read(row: dict[str, Any]) -> FlowRead:
+    document = dict(row["draft"])
+    document["status"] = row["status"]
+    return FlowRead(
+        id=str(row["id"]),
+        name=row["name"],
+        description=row["description"],
+        status=FlowStatus(row["status"]),
+        priority=row["priority"],
+        active_version=row["active_version"],
+        latest_version=row["latest_version"],
+        draft_revision=row["draft_revision"],
+        created_at=_iso(row["created_at"]),
+        updated_at=_iso(row["updated_at"]),
+        last_run_at=_iso(row["last_run_at"]),
+        document=document,
+        version=row["active_version"],
+    )
+
+
+async def _row(workspace_id: str, flow_id: str) -> dict[str, Any]:
+    row = await Flow.select().where((Flow.id == _to_uuid(flow_id)) & (Flow.workspace == workspace_id)).first()
+    if row is None:
+        raise FlowNotFound(flow_id)
+    return row
+
+
+async def get_flow(workspace_id: str, flow_id: str) -> FlowRead:
+    return _read(await _row(workspace_id, flow_id))
+
+
+async def list_flows(workspace_id: str) -> list[FlowRead]:
+    rows = await Flow.select().where(Flow.workspace == workspace_id).order_by(Flow.priority, ascending=False).order_by(Flow.name)
+    return [_read(r) for r in rows]
+
+
+async def export_flow(workspace_id: str, flow_id: str) -> FlowDocument:
+    """The DESIGN document of the flow: its draft, with its status; secrets stay references."""
+    return parse_document(get_document_dict(await _row(workspace_id, flow_id)))
+
+
+def get_document_dict(row: dict[str, Any]) -> dict[str, Any]:
+    document = dict(row["draft"])
+    document["status"] = row["status"]
+    return document
+
+
+# --- writes ---------------------------------------------------------------------
+
+
+async def create_flow(workspace_id: str, raw: bytes | str | dict, *, author: str) -> FlowRead:
+    doc = parse_document(raw)
+    doc_dict = await _store_secrets(workspace_id, document_to_dict(doc))
+    wants_active = doc.status is FlowStatus.ACTIVE
+    doc_dict["status"] = FlowStatus.DRAFT.value
+    flow = Flow(
+        workspace=workspace_id, name=doc.name, slug=slugify(doc.name), description=doc.description,
+        status=FlowStatus.DRAFT.value, priority=doc.priority, draft=doc_dict,
+    )
+    await flow.save()
+    if wants_active:
+        return await publish(workspace_id, str(flow.id), author=author)
+    return await get_flow(workspace_id, str(flow.id))
+
+
+async def update_flow(workspace_id: str, flow_id: str, raw: bytes | str | dict, *,
+                      expected_revision: int | None = None) -> FlowRead:
+    """Save the draft. The status in the document can pause or resume a published flow."""
+    row = await _row(workspace_id, flow_id)
+    doc = parse_document(raw)
+    doc_dict = await _store_secrets(workspace_id, document_to_dict(doc))
+    status = row["status"]
+    if doc.status is FlowStatus.PAUSED and status == FlowStatus.ACTIVE.value:
+        status = FlowStatus.PAUSED.value
+    elif doc.status is FlowStatus.ACTIVE and status == FlowStatus.PAUSED.value:
+        status = FlowStatus.ACTIVE.value
+    doc_dict["status"] = status
+    where = (Flow.id == row["id"]) & (Flow.workspace == workspace_id)
+    if expected_revision is not None:
+        where = where & (Flow.draft_revision == expected_revision)
+    updated = await Flow.update({
+        Flow.draft: doc_dict, Flow.name: doc.name, Flow.slug: slugify(doc.name),
+        Flow.description: doc.description, Flow.priority: doc.priority, Flow.status: status,
+        Flow.draft_revision: Flow.draft_revision + 1, Flow.updated_at: datetime.now(timezone.utc),
+    }).where(where).returning(Flow.id)
+    if not updated:
+        raise FlowInvalid([FlowError(node_id=None, field="draft_revision", code="conflict",
+                                     message="someone saved this flow after you opened it; reload and apply your change again")])
+    if status != row["status"]:
+        await _bump_revision(workspace_id)
+    return await get_flow(workspace_id, flow_id)
+
+
+async def set_status(workspace_id: str, flow_id: str, status: FlowStatus, *, author: str) -> FlowRead:
+    """Activate (publishing first if never published) or pause a flow."""
+    row = await _row(workspace_id, flow_id)
+    if status is FlowStatus.ACTIVE and row["active_version"] is None:
+        return await publish(workspace_id, flow_id, author=author)
+    if status is FlowStatus.DRAFT:
+        raise FlowInvalid([FlowError(node_id=None, field="status", code="bad_status",
+                                     message="a flow goes back to draft only by deleting it; pause it instead")])
+    await Flow.update({Flow.status: status.value, Flow.updated_at: datetime.now(timezone.utc)}).where(
+        (Flow.id == row["id"]) & (Flow.workspace == workspace_id))
+    await _bump_revision(workspace_id)
+    return await get_flow(workspace_id, flow_id)
+
+
+async def publish(workspace_id: str, flow_id: str, *, author: str) -> FlowRead:
+    row = await _row(workspace_id, flow_id)
+    doc = parse_document(get_document_dict(row))  # a draft saved by an older release is checked again
+    document = document_to_dict(doc)
+    document["status"] = FlowStatus.ACTIVE.value
+    async with Flow._meta.db.transaction():
+        locked = await Flow.raw("SELECT latest_version FROM flows WHERE id = {} FOR UPDATE", row["id"])
+        version = locked[0]["latest_version"] + 1
+        await FlowVersion(workspace=workspace_id, flow=row["id"], version=version, document=document,
+                          created_by=author).save()
+        await Flow.update({
+            Flow.latest_version: version, Flow.active_version: version, Flow.status: FlowStatus.ACTIVE.value,
+            Flow.draft: document, Flow.updated_at: datetime.now(timezone.utc),
+        }).where(Flow.id == row["id"])
+    await _bump_revision(workspace_id)
+    log.info("flow published", extra={"flow_id": flow_id, "version": version, "author": author})
+    return await get_flow(workspace_id, flow_id)
+
+
+async def list_versions(workspace_id: str, flow_id: str) -> list[FlowVersionRead]:
+    row = await _row(workspace_id, flow_id)
+    versions = await FlowVersion.select(FlowVersion.version, FlowVersion.created_by, FlowVersion.created_at).where(
+        (FlowVersion.flow == row["id"]) & (FlowVersion.workspace == workspace_id)
+    ).order_by(FlowVersion.version, ascending=False)
+    return [FlowVersionRead(version=v["version"], created_by=v["created_by"], created_at=_iso(v["created_at"]),
+                            active=v["version"] == row["active_version"]) for v in versions]
+
+
+async def get_version_document(workspace_id: str, flow_id: str, version: int) -> dict[str, Any]:
+    row = await _row(workspace_id, flow_id)
+    found = await FlowVersion.select(FlowVersion.document).where(
+        (FlowVersion.flow == row["id"]) & (FlowVersion.version == version) & (FlowVersion.workspace == workspace_id)
+    ).first()
+    if found is None:
+        raise FlowNotFound(f"{flow_id} version {version}")
+    return found["document"]
+
+
+async def rollback(workspace_id: str, flow_id: str, version: int) -> FlowRead:
+    """Make an older version the one that runs again; the draft becomes that version."""
+    document = await get_version_document(workspace_id, flow_id, version)
+    await Flow.update({
+        Flow.active_version: version, Flow.status: FlowStatus.ACTIVE.value, Flow.draft: document,
+        Flow.draft_revision: Flow.draft_revision + 1, Flow.updated_at: datetime.now(timezone.utc),
+    }).where((Flow.id == _to_uuid(flow_id)) & (Flow.workspace == workspace_id))
+    await _bump_revision(workspace_id)
+    return await get_flow(workspace_id, flow_id)
+
+
+async def delete_flow(workspace_id: str, flow_id: str) -> None:
+    row = await _row(workspace_id, flow_id)
+    await Flow.delete().where((Flow.id == row["id"]) & (Flow.workspace == workspace_id))
+    await _bump_revision(workspace_id)
+
+
+async def duplicate_flow(workspace_id: str, flow_id: str, *, author: str) -> FlowRead:
+    document = get_document_dict(await _row(workspace_id, flow_id))
+    document["name"] = f"{document['name']} (copy)"[:200]
+    document["status"] = FlowStatus.DRAFT.value
+    return await create_flow(workspace_id, document, author=author)
+
+
+async def import_flows(workspace_id: str, documents: list[Any], *, author: str,
+                       secret_values: dict[str, str] | None = None) -> ImportResult:
+    """Create every document, or none when one is invalid (errors per document and node)."""
+    parsed: list[FlowDocument] = []
+    errors: list[dict[str, Any]] = []
+    for index, raw in enumerate(documents):
+        doc, doc_errors = validate_document(raw)
+        if doc_errors or doc is None:
+            name = raw.get("name") if isinstance(raw, dict) else None
+            errors.append({"index": index, "name": name, "errors": [msgspec.to_builtins(e) for e in doc_errors]})
+        else:
+            parsed.append(doc)
+    if errors:
+        return ImportResult(created=[], errors=errors, missing_secrets=[])
+    mapping: dict[str, str] = {}
+    for ref, value in (secret_values or {}).items():
+        mapping[ref] = await set_secret(workspace_id, ref, value)
+    created: list[str] = []
+    missing: list[str] = []
+    for doc in parsed:
+        doc_dict = document_to_dict(doc)
+        _replace_refs(doc_dict, mapping)
+        missing.extend(await missing_secret_refs(workspace_id, doc_dict))
+        flow = await create_flow(workspace_id, doc_dict, author=author)
+        created.append(flow.id)
+    return ImportResult(created=created, errors=[], missing_secrets=sorted(set(missing)))
+
+
+async def mark_run(workspace_id: str, flow_ids: list[str]) -> None:
+    if flow_ids:
+        await Flow.update({Flow.last_run_at: datetime.now(timezone.utc)}).where(
+            (Flow.id.is_in([uuid.UUID(f) for f in flow_ids])) & (Flow.workspace == workspace_id))
+
+
+# --- compiled plans for the worker ---------------------------------------------------
+
+
+class PlanCache:
+    """Active compiled plans per workspace, reloaded when the workspace's revision changes."""
+
+    def __init__(self) -> None:
+        self._compiled: dict[tuple[str, int], CompiledFlow] = {}
+        self._active: dict[str, tuple[int, list[CompiledFlow]]] = {}
+
+    async def active_plans(self, workspace_id: str) -> list[CompiledFlow]:
+        revision = int(await redis_conn.client().get(revision_key(workspace_id)) or 0)
+        cached = self._active.get(workspace_id)
+        if cached and cached[0] == revision and revision != 0:
+            return cached[1]
+        rows = await FlowVersion.raw(
+            "SELECT f.id, f.active_version, v.document FROM flows f "
+            "JOIN flow_versions v ON v.flow = f.id AND v.version = f.active_version "
+            "WHERE f.workspace = {} AND f.status = 'active'",
+            uuid.UUID(workspace_id),
+        )
+        plans = []
+        for row in rows:
+            key = (str(row["id"]), row["active_version"])
+            plan = self._compiled.get(key)
+            if plan is None:
+                document = row["document"]
+                if isinstance(document, str):
+                    document = msgspec.json.decode(document)
+                doc, errs = validate_document(document)
+                if doc is None:
+                    log.error("active flow version is invalid; skipped", extra={"flow_id": key[0], "version": key[1],
+                                                                               "errors": [e.message for e in errs]})
+                    continue
+                plan = compile_flow(doc, flow_id=key[0], version=key[1])
+                self._compiled[key] = plan
+            plans.append(plan)
+        if revision == 0:
+            await redis_conn.client().set(revision_key(workspace_id), 1, nx=True)
+            revision = int(await redis_conn.client().get(revision_key(workspace_id)) or 1)
+        self._active[workspace_id] = (revision, plans)
+        return plans
+
+    def plan(self, flow_id: str, version: int) -> CompiledFlow | None:
+        return self._compiled.get((flow_id, version))
+
+    async def plan_for(self, workspace_id: str, flow_id: str, version: int) -> CompiledFlow | None:
+        """A specific version's plan (for resuming a chain after a webhook retry or a confirmation)."""
+        plan = self._compiled.get((flow_id, version))
+        if plan is not None:
+            return plan
+        try:
+            document = await get_version_document(workspace_id, flow_id, version)
+        except FlowNotFound:
+            return None
+        doc, _ = validate_document(document)
+        if doc is None:
+            return None
+        plan = compile_flow(doc, flow_id=flow_id, version=version)
+        self._compiled[(flow_id, version)] = plan
+        return plan

@@ -1,0 +1,172 @@
+"""Run history: the trace of every turn, and the logs and counters of webhook actions."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from app.db import engine
+
+
+class RunSummary(msgspec.Struct):
+    id: str
+    conversation_id: str | None
+    kind: str
+    status: str
+    layer: str | None
+    flows: list[dict[str, Any]]
+    started_at: str
+    finished_at: str | None
+    error: str | None
+
+
+class RunRead(RunSummary, kw_only=True):
+    message_ids: list[str]
+    trace: list[dict[str, Any]]
+    warnings: list[str]
+    result: dict[str, Any]
+
+
+class ActionLogRead(msgspec.Struct):
+    id: str
+    execution_id: str | None
+    flow_id: str
+    node_id: str
+    conversation_id: str | None
+    phone: str
+    original_message: str
+    confidence: float | None
+    request: dict[str, Any]
+    status_code: int | None
+    response_body: str
+    status: str
+    error: str | None
+    duration_ms: float
+    retry_count: int
+    created_at: str
+
+
+class ActionStatsRead(msgspec.Struct):
+    flow_id: str
+    node_id: str
+    executions: int
+    successes: int
+    failures: int
+    success_rate: float | None
+    mean_duration_ms: float | None
+    last_executed_at: str | None
+
+
+class LogPage(msgspec.Struct):
+    items: list[ActionLogRead]
+    total: int
+    limit: int
+    offset: int
+    stats: ActionStatsRead
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _decode(value: Any) -> Any:
+    return msgspec.json.decode(value) if isinstance(value, (str, bytes)) else value
+
+
+def _uuid(value: str | None) -> uuid.UUID | None:
+    if not value:
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
+def _summary(row: Any) -> dict[str, Any]:
+    return dict(id=str(row["id"]), conversation_id=str(row["conversation"]) if row["conversation"] else None,
+                kind=row["kind"], status=row["status"], layer=row["layer"], flows=_decode(row["flows"]) or [],
+                started_at=_iso(row["started_at"]), finished_at=_iso(row["finished_at"]), error=row["error"])
+
+
+async def list_runs(workspace_id: str, *, conversation_id: str | None = None, flow_id: str | None = None,
+                    status: str | None = None, since: datetime | None = None, until: datetime | None = None,
+                    limit: int = 50, offset: int = 0) -> list[RunSummary]:
+    clauses, args = ["workspace = $1"], [uuid.UUID(workspace_id)]
+
+    def add(sql: str, value: Any) -> None:
+        args.append(value)
+        clauses.append(sql.format(f"${len(args)}"))
+
+    if conversation_id:
+        add("conversation = {}", _uuid(conversation_id))
+    if flow_id:
+        add("flows @> {}::jsonb", msgspec.json.encode([{"flow_id": flow_id}]).decode())
+    if status:
+        add("status = {}", status)
+    if since:
+        add("started_at >= {}", since)
+    if until:
+        add("started_at < {}", until)
+    args.extend([min(limit, 500), offset])
+    rows = await engine.pool().fetch(
+        "SELECT id, conversation, kind, status, layer, flows, started_at, finished_at, error FROM runs "
+        f"WHERE {' AND '.join(clauses)} ORDER BY started_at DESC LIMIT ${len(args) - 1} OFFSET ${len(args)}", *args)
+    return [RunSummary(**_summary(r)) for r in rows]
+
+
+async def get_run(workspace_id: str, run_id: str) -> RunRead | None:
+    rid = _uuid(run_id)
+    if rid is None:
+        return None
+    row = await engine.pool().fetchrow("SELECT * FROM runs WHERE id = $1 AND workspace = $2", rid,
+                                       uuid.UUID(workspace_id))
+    if row is None:
+        return None
+    return RunRead(**_summary(row), message_ids=_decode(row["message_ids"]) or [], trace=_decode(row["trace"]) or [],
+                   warnings=_decode(row["warnings"]) or [], result=_decode(row["result"]) or {})
+
+
+async def action_stats(workspace_id: str, flow_id: str, node_id: str) -> ActionStatsRead:
+    row = await engine.pool().fetchrow(
+        "SELECT executions, successes, failures, total_duration_ms, last_executed_at FROM action_stats "
+        "WHERE workspace = $1 AND flow_id = $2 AND node_id = $3", uuid.UUID(workspace_id), _uuid(flow_id), node_id)
+    if row is None:
+        return ActionStatsRead(flow_id=flow_id, node_id=node_id, executions=0, successes=0, failures=0,
+                               success_rate=None, mean_duration_ms=None, last_executed_at=None)
+    n = row["executions"]
+    return ActionStatsRead(flow_id=flow_id, node_id=node_id, executions=n, successes=row["successes"],
+                           failures=row["failures"], success_rate=round(row["successes"] / n, 4) if n else None,
+                           mean_duration_ms=round(row["total_duration_ms"] / n, 2) if n else None,
+                           last_executed_at=_iso(row["last_executed_at"]))
+
+
+async def action_logs(workspace_id: str, flow_id: str, node_id: str, *, status: str | None = None,
+                      since: datetime | None = None, until: datetime | None = None, limit: int = 50,
+                      offset: int = 0) -> LogPage | None:
+    fid = _uuid(flow_id)
+    if fid is None:
+        return None
+    clauses, args = ["workspace = $1", "flow_id = $2", "node_id = $3"], [uuid.UUID(workspace_id), fid, node_id]
+    for sql, value in (("status = {}", status), ("created_at >= {}", since), ("created_at < {}", until)):
+        if value is not None:
+            args.append(value)
+            clauses.append(sql.format(f"${len(args)}"))
+    where = " AND ".join(clauses)
+    pool = engine.pool()
+    total = await pool.fetchval(f"SELECT count(*) FROM external_action_logs WHERE {where}", *args)
+    limit = min(max(limit, 1), 500)
+    rows = await pool.fetch(
+        f"SELECT * FROM external_action_logs WHERE {where} ORDER BY created_at DESC "
+        f"LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}", *args, limit, offset)
+    items = [ActionLogRead(
+        id=str(r["id"]), execution_id=str(r["execution"]) if r["execution"] else None, flow_id=str(r["flow_id"]),
+        node_id=r["node_id"], conversation_id=str(r["conversation_id"]) if r["conversation_id"] else None,
+        phone=r["phone"], original_message=r["original_message"], confidence=r["confidence"],
+        request=_decode(r["request"]) or {}, status_code=r["status_code"], response_body=r["response_body"],
+        status=r["status"], error=r["error"], duration_ms=r["duration_ms"], retry_count=r["retry_count"],
+        created_at=_iso(r["created_at"])) for r in rows]
+    return LogPage(items=items, total=total, limit=limit, offset=offset,
+                   stats=await action_stats(workspace_id, flow_id, node_id))

@@ -1,0 +1,170 @@
+"""The service's implementation of flows.ports.Runtime for one conversation's turn."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import msgspec
+
+from app.db import engine
+from app.services import events
+from app.services.ai_state import AIControl, AIStateStore
+from app.services.channels.store import ChannelRecord
+from app.services.outbound import Outbox
+from flows.ports import (
+    ActionRunStatus,
+    AIAnswer,
+    Detection,
+    Extraction,
+    IntentCandidate,
+    WebhookCall,
+    WebhookOutcome,
+)
+from flows.schema import VariableSpec
+from flows.turn import AIState, PendingAction, Turn
+
+log = logging.getLogger(__name__)
+_json = msgspec.json.Encoder()
+
+
+class TurnScope(msgspec.Struct, frozen=True):
+    """Who and what a runtime acts for."""
+
+    workspace_id: str
+    conversation_id: str
+    contact_phone: str
+    run_id: str
+    batch_key: str  # stable for the same batch, so a retried batch does not send twice
+    original_message: str = ""
+    flow_versions: dict[str, int] = {}  # flow id -> the version this turn runs
+
+
+class ServiceRuntime:
+    """Effects go to Redis, PostgreSQL and the channel; understanding and webhooks to their services."""
+
+    def __init__(self, scope: TurnScope, *, channel: ChannelRecord, outbox: Outbox, ai_store: AIStateStore,
+                 understanding: Any, webhooks: Any, history_turns: int, confirmation_ttl_s: int) -> None:
+        self.scope = scope
+        self.channel = channel
+        self.outbox = outbox
+        self.ai_store = ai_store
+        self.understanding = understanding
+        self.webhooks = webhooks
+        self.history_turns = history_turns
+        self.confirmation_ttl_s = confirmation_ttl_s
+        self.sent: list[dict[str, Any]] = []
+        self._send_seq = 0
+
+    # --- messages -----------------------------------------------------------------
+    async def send_message(self, text: str, *, message_type: str) -> None:
+        self._send_seq += 1
+        result = await self.outbox.send(
+            self.channel, conversation_id=self.scope.conversation_id, to=self.scope.contact_phone, text=text,
+            message_type=message_type, dedupe_key=f"{self.scope.batch_key}:{self._send_seq}",
+        )
+        self.sent.append({"text": text, "message_type": message_type, "status": result.status,
+                          "message_id": result.message_id, "error": result.error})
+        if message_type == "ai":
+            await self.ai_store.append_history(self.scope.conversation_id, role="assistant", text=text,
+                                               keep=self.history_turns)
+
+    # --- AI state -----------------------------------------------------------------
+    async def write_ai_control(self, *, ai_enabled: bool, custom_prompt: str | None) -> None:
+        await self.ai_store.write_control(self.scope.conversation_id,
+                                          AIControl(ai_enabled=ai_enabled, custom_prompt=custom_prompt))
+        await self._live("ai_state")
+
+    async def merge_ai_context(self, data: dict) -> dict:
+        merged = await self.ai_store.merge_context(self.scope.conversation_id, data)
+        await self._live("ai_state")
+        return merged
+
+    async def reset_ai_context(self) -> None:
+        await self.ai_store.reset_context(self.scope.conversation_id)
+        await self._live("ai_state")
+
+    # --- conversation ----------------------------------------------------------------
+    async def set_conversation_status(self, status: str) -> None:
+        await engine.pool().execute(
+            "UPDATE conversations SET status = $3 WHERE id = $1 AND workspace = $2",
+            uuid.UUID(self.scope.conversation_id), uuid.UUID(self.scope.workspace_id), status)
+        await self._live("conversation")
+
+    async def add_tag(self, tag: str) -> bool:
+        added = await engine.pool().fetchval(
+            "UPDATE conversations SET tags = tags || to_jsonb($3::text) "
+            "WHERE id = $1 AND workspace = $2 AND NOT tags ? $3 RETURNING id",
+            uuid.UUID(self.scope.conversation_id), uuid.UUID(self.scope.workspace_id), tag)
+        if added:
+            await self._live("conversation")
+        return added is not None
+
+    async def remove_tag(self, tag: str) -> bool:
+        removed = await engine.pool().fetchval(
+            "UPDATE conversations SET tags = tags - $3 WHERE id = $1 AND workspace = $2 AND tags ? $3 RETURNING id",
+            uuid.UUID(self.scope.conversation_id), uuid.UUID(self.scope.workspace_id), tag)
+        if removed:
+            await self._live("conversation")
+        return removed is not None
+
+    # --- external actions ----------------------------------------------------------------
+    async def call_webhook(self, call: WebhookCall) -> WebhookOutcome:
+        return await self.webhooks.execute(call, scope=self.scope)
+
+    async def detect_intent(self, text: str, candidates: list[IntentCandidate]) -> Detection:
+        return await self.understanding.detect_intent(self.scope.workspace_id, text, candidates)
+
+    async def extract_variables(self, text: str, variables: list[VariableSpec]) -> Extraction:
+        return await self.understanding.extract_variables(self.scope.workspace_id, text, variables)
+
+    async def classify_reply(self, text: str) -> str:
+        return await self.understanding.classify_reply(self.scope.workspace_id, text)
+
+    async def save_pending(self, pending: PendingAction, *, message: str) -> None:
+        """Insert or update the pending action by id, then ask the customer."""
+        status = (ActionRunStatus.AWAITING_CONFIRMATION if pending.kind.value == "confirmation"
+                  else ActionRunStatus.PENDING)
+        expires_at = datetime.now(timezone.utc) + timedelta(seconds=self.confirmation_ttl_s)
+        await engine.pool().execute(
+            """
+            INSERT INTO action_executions (id, workspace, flow_id, flow_version, node_id, webhook_node_id,
+                conversation, run_id, status, kind, vars, missing, asked_count, confidence, original_message,
+                phone, idempotency_key, attempts, state, dead_letter, created_at, updated_at, expires_at)
+            VALUES ($1, $2, $3, $4, $5, '', $6, $7, $8, $9, $10::jsonb, $11::jsonb, $12, $13, $14, $15, $16, 0,
+                    '{}'::jsonb, false, now(), now(), $17)
+            ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, kind = EXCLUDED.kind, vars = EXCLUDED.vars,
+                missing = EXCLUDED.missing, asked_count = EXCLUDED.asked_count, updated_at = now(),
+                expires_at = EXCLUDED.expires_at
+            """,
+            uuid.UUID(pending.id), uuid.UUID(self.scope.workspace_id), uuid.UUID(pending.flow_id),
+            self._flow_version(pending.flow_id), pending.node_id, uuid.UUID(self.scope.conversation_id),
+            uuid.UUID(self.scope.run_id), status.value, pending.kind.value, _json.encode(pending.vars).decode(),
+            _json.encode(pending.missing).decode(), pending.asked_count, pending.confidence,
+            self.scope.original_message, self.scope.contact_phone, uuid.uuid4().hex, expires_at,
+        )
+        if message:
+            await self.send_message(message, message_type="support")
+
+    async def resolve_pending(self, pending: PendingAction, status: str) -> bool:
+        moved = await engine.pool().fetchval(
+            "UPDATE action_executions SET status = $3, updated_at = now() "
+            "WHERE id = $1 AND workspace = $2 AND status IN ('pending', 'awaiting_confirmation') RETURNING id",
+            uuid.UUID(pending.id), uuid.UUID(self.scope.workspace_id), status)
+        return moved is not None
+
+    async def answer_with_ai(self, turn: Turn, ai: AIState) -> AIAnswer:
+        await self.ai_store.append_history(self.scope.conversation_id, role="user", text=turn.text,
+                                           keep=self.history_turns)
+        history = await self.ai_store.history(self.scope.conversation_id)
+        return await self.understanding.answer(self.scope.workspace_id, turn, ai, history=history)
+
+    # --- helpers ------------------------------------------------------------------------
+    def _flow_version(self, flow_id: str) -> int:
+        return self.scope.flow_versions.get(flow_id, 0)
+
+    async def _live(self, kind: str) -> None:
+        await events.publish(self.scope.workspace_id,
+                             events.LiveEvent(kind=kind, conversation_id=self.scope.conversation_id))

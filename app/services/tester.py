@@ -1,0 +1,201 @@
+"""The action tester: run one message through the real interpreter without touching the world.
+
+A dry run records what would be sent and written; with `execute`, webhooks are really
+called (and logged) so a user can see status, response and duration.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import msgspec
+
+from app.services import flows_store, lifecycle
+from app.services.webhooks import URLTemplateError, mask_secrets, prepare_request
+from flows.graph import compile_flow
+from flows.interpreter import run_turn
+from flows.ports import AIAnswer, Detection, Extraction, IntentCandidate, WebhookCall, WebhookOutcome, WebhookStatus
+from flows.schema import VariableSpec
+from flows.templates import TemplateError
+from flows.turn import AIState, ContactInfo, ConversationInfo, PendingAction, Turn, TurnMessage
+
+
+class TesterContact(msgspec.Struct, forbid_unknown_fields=True):
+    first_name: str = "Test"
+    last_name: str = "User"
+    phone: str = "+10000000000"
+    tags: list[str] = []
+    attributes: dict[str, Any] = {}
+
+
+class TesterRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """`POST /api/tester/run`."""
+
+    message: str
+    language: str | None = None
+    contact: TesterContact | None = None
+    conversation_id: str | None = None
+    execute: bool = False
+    flow_id: str | None = None  # also test this flow's draft, published or not
+    ai_enabled: bool = True
+    custom_prompt: str | None = None
+    context: dict[str, Any] = {}
+
+
+class TesterResponse(msgspec.Struct):
+    layer: str | None
+    engine: str | None
+    match: dict[str, Any] | None
+    top: list[dict[str, Any]]
+    vars: dict[str, Any]
+    webhook: dict[str, Any] | None
+    messages: list[dict[str, Any]]
+    ai: dict[str, Any]
+    pending: dict[str, Any] | None
+    answer: dict[str, Any] | None
+    trace: list[dict[str, Any]]
+    warnings: list[str]
+    executed: bool
+    duration_ms: float
+
+
+class DryRunRuntime:
+    """Implements flows.ports.Runtime in memory; understanding is real, effects are recorded."""
+
+    def __init__(self, workspace_id: str, *, execute: bool, ai: AIState, tags: list[str]) -> None:
+        self.workspace_id = workspace_id
+        self.execute = execute
+        self.svc = lifecycle.services()
+        self.messages: list[dict[str, Any]] = []
+        self.ai = ai
+        self.tags = list(tags)
+        self.status: str | None = None
+        self.webhook: dict[str, Any] | None = None
+        self.pending: dict[str, Any] | None = None
+
+    async def send_message(self, text: str, *, message_type: str) -> None:
+        self.messages.append({"text": text, "message_type": message_type})
+
+    async def write_ai_control(self, *, ai_enabled: bool, custom_prompt: str | None) -> None:
+        self.ai = AIState(ai_enabled=ai_enabled, custom_prompt=custom_prompt, context=self.ai.context)
+
+    async def merge_ai_context(self, data: dict) -> dict:
+        merged = {**self.ai.context, **data}
+        self.ai = AIState(ai_enabled=self.ai.ai_enabled, custom_prompt=self.ai.custom_prompt, context=merged)
+        return merged
+
+    async def reset_ai_context(self) -> None:
+        self.ai = AIState(ai_enabled=self.ai.ai_enabled, custom_prompt=self.ai.custom_prompt, context={})
+
+    async def set_conversation_status(self, status: str) -> None:
+        self.status = status
+
+    async def add_tag(self, tag: str) -> bool:
+        if tag in self.tags:
+            return False
+        self.tags.append(tag)
+        return True
+
+    async def remove_tag(self, tag: str) -> bool:
+        if tag not in self.tags:
+            return False
+        self.tags.remove(tag)
+        return True
+
+    async def call_webhook(self, call: WebhookCall) -> WebhookOutcome:
+        config = call.config
+        secret = await flows_store.resolve_secret(self.workspace_id, config.auth.secret)
+        try:
+            prepared = prepare_request(
+                url_template=config.url, names=call.names, idempotency_key="tester-" + uuid.uuid4().hex,
+                method=config.method, headers_template=config.headers, payload_template=config.payload_template,
+                auth_type=config.auth.type, secret=secret or ("(not set)" if config.auth.type != "none" else ""),
+                header_name=config.auth.header_name, timeout_seconds=config.timeout_seconds, strict=True)
+        except (URLTemplateError, TemplateError, ValueError) as exc:
+            self.webhook = {"flow_id": call.flow_id, "node_id": call.node_id, "error": str(exc)}
+            return WebhookOutcome(status=WebhookStatus.FAILURE, error=str(exc))
+        request = prepared.request
+        self.webhook = {
+            "flow_id": call.flow_id, "node_id": call.node_id, "method": request.method.value,
+            "url": request.url, "headers": mask_secrets(request.headers, request.secret_values),
+            "payload": mask_secrets(request.json_body, request.secret_values), "warnings": prepared.warnings,
+            "executed": False,
+        }
+        if not self.execute:
+            return WebhookOutcome(status=WebhookStatus.SUCCESS, response={}, attempts=0)
+        result = await self.svc.webhooks.client.attempt(
+            request, allow_private=self.svc.settings.webhooks.allow_private,
+            max_response_bytes=self.svc.settings.webhooks.max_response_bytes)
+        self.webhook.update(executed=True, status=result.status.value, status_code=result.status_code,
+                            response=result.response, duration_ms=round(result.duration_ms, 2), error=result.error)
+        return WebhookOutcome(status=WebhookStatus.SUCCESS if result.succeeded else WebhookStatus.FAILURE,
+                              status_code=result.status_code, response=result.response, error=result.error,
+                              duration_ms=result.duration_ms, attempts=1)
+
+    async def detect_intent(self, text: str, candidates: list[IntentCandidate]) -> Detection:
+        return await self.svc.understanding.detect_intent(self.workspace_id, text, candidates)
+
+    async def extract_variables(self, text: str, variables: list[VariableSpec]) -> Extraction:
+        return await self.svc.understanding.extract_variables(self.workspace_id, text, variables)
+
+    async def classify_reply(self, text: str) -> str:
+        return await self.svc.understanding.classify_reply(self.workspace_id, text)
+
+    async def save_pending(self, pending: PendingAction, *, message: str) -> None:
+        self.pending = {**msgspec.to_builtins(pending), "message": message}
+        if message:
+            await self.send_message(message, message_type="support")
+
+    async def resolve_pending(self, pending: PendingAction, status: str) -> bool:
+        return True
+
+    async def answer_with_ai(self, turn: Turn, ai: AIState) -> AIAnswer:
+        return await self.svc.understanding.answer(self.workspace_id, turn, ai, history=[], offline=not self.execute)
+
+
+async def run_test(workspace_id: str, request: TesterRequest) -> TesterResponse:
+    if not request.message.strip():
+        raise ValueError("message: type the message to test")
+    svc = lifecycle.services()
+    plans = list(await svc.plans.active_plans(workspace_id))
+    if request.flow_id:
+        flow = await flows_store.get_flow(workspace_id, request.flow_id)
+        doc = flows_store.parse_document(flow.document)
+        plans = [p for p in plans if p.flow_id != request.flow_id]
+        plans.append(compile_flow(doc, flow_id=request.flow_id, version=flow.latest_version + 1))
+    contact = request.contact or TesterContact()
+    ai = AIState(ai_enabled=request.ai_enabled, custom_prompt=request.custom_prompt, context=dict(request.context))
+    turn = Turn(
+        workspace_id=workspace_id,
+        conversation=ConversationInfo(id=request.conversation_id or "tester"),
+        contact=ContactInfo(id="tester", first_name=contact.first_name, last_name=contact.last_name,
+                            phone=contact.phone, tags=list(contact.tags), attributes=dict(contact.attributes)),
+        messages=[TurnMessage(id="tester", text=request.message, timestamp=time.time())],
+        ai=ai, timestamp=time.time(), phone_number=contact.phone,
+    )
+    runtime = DryRunRuntime(workspace_id, execute=request.execute, ai=ai, tags=[])
+    started = time.perf_counter()
+    result = await run_turn(plans, turn, runtime, strict=True,
+                            auto_execute_threshold=svc.settings.ai.auto_execute_threshold,
+                            ambiguity_margin=svc.settings.ai.ambiguity_margin)
+    duration_ms = (time.perf_counter() - started) * 1000
+    names = {(c.flow_id, c.node_id): c.display_name for p in plans for c in p.intents}
+    detection = result.detection
+    match = None
+    if detection and detection.match:
+        m = detection.match
+        match = {"flow_id": m.flow_id, "node_id": m.node_id, "confidence": m.confidence,
+                 "display_name": names.get((m.flow_id, m.node_id), m.node_id)}
+    top = [{"flow_id": s.flow_id, "node_id": s.node_id, "confidence": s.confidence,
+            "display_name": names.get((s.flow_id, s.node_id), s.node_id)} for s in (detection.top if detection else [])]
+    return TesterResponse(
+        layer=result.layer.value if result.layer else None,
+        engine=(detection.engine if detection else None) or (result.answer.engine if result.answer else None),
+        match=match, top=top, vars=msgspec.to_builtins(result.vars), webhook=runtime.webhook,
+        messages=runtime.messages, ai=msgspec.to_builtins(runtime.ai), pending=runtime.pending,
+        answer=msgspec.to_builtins(result.answer) if result.answer else None,
+        trace=msgspec.to_builtins(result.trace), warnings=list(result.warnings), executed=request.execute,
+        duration_ms=round(duration_ms, 2),
+    )

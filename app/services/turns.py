@@ -1,0 +1,234 @@
+"""One batch of one conversation: claim its messages, build the turn, interpret, record the run."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from app.db import engine
+from app.services import events, flows_store
+from app.services.ai_state import AIStateStore
+from app.services.channels import store as channel_store
+from app.services.outbound import Outbox
+from app.services.runtime import ServiceRuntime, TurnScope
+from app.settings import Settings
+from flows.interpreter import run_turn
+from flows.turn import (
+    AIState,
+    ContactInfo,
+    ConversationInfo,
+    EventKind,
+    PendingAction,
+    PendingKind,
+    Turn,
+    TurnEvent,
+    TurnMessage,
+)
+
+log = logging.getLogger(__name__)
+_json = msgspec.json.Encoder()
+
+
+class RunStatus:
+    """Statuses of a `runs` row (str values stored as they are)."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    ABANDONED = "abandoned"  # its worker died; its messages went back to the queue
+    SKIPPED = "skipped"
+
+
+@dataclass
+class TurnDeps:
+    """What processing a batch needs; built once per worker process."""
+
+    settings: Settings
+    outbox: Outbox
+    ai_store: AIStateStore
+    plans: flows_store.PlanCache
+    understanding: Any
+    webhooks: Any
+
+
+_CLAIM = """
+UPDATE messages SET run_id = $2
+ WHERE conversation = $1 AND direction = 'in' AND processed_at IS NULL AND run_id IS NULL
+   AND type NOT IN ('edit', 'revoke')
+RETURNING id, text, type, seq, events, created_at
+"""
+_CONTEXT = """
+SELECT c.workspace, c.channel, c.status, c.tags, p.id AS contact_id, p.phone, p.first_name, p.last_name,
+       p.tags AS contact_tags, p.attributes
+  FROM conversations c JOIN contacts p ON p.id = c.contact
+ WHERE c.id = $1
+"""
+_PENDING = """
+SELECT id, flow_id, node_id, kind, vars, missing, asked_count, confidence
+  FROM action_executions
+ WHERE conversation = $1 AND status IN ('pending', 'awaiting_confirmation') AND expires_at > now()
+ ORDER BY created_at DESC LIMIT 1
+"""
+_EXPIRE_PENDING = """
+UPDATE action_executions SET status = 'expired', updated_at = now()
+ WHERE conversation = $1 AND status IN ('pending', 'awaiting_confirmation') AND expires_at <= now()
+"""
+
+
+def _json_value(value: Any) -> Any:
+    return msgspec.json.decode(value) if isinstance(value, (str, bytes)) else value
+
+
+async def process_conversation(deps: TurnDeps, conversation_id: str, *, job_id: str = "") -> dict[str, Any]:
+    """Run one turn for everything unprocessed in the conversation; returns a short summary."""
+    pool = engine.pool()
+    conv_uuid = uuid.UUID(conversation_id)
+    run_id = uuid.uuid4()
+    context = await pool.fetchrow(_CONTEXT, conv_uuid)
+    if context is None:
+        return {"status": RunStatus.SKIPPED, "reason": "conversation not found"}
+    workspace_id = str(context["workspace"])
+    await pool.execute(
+        "INSERT INTO runs (id, workspace, conversation, kind, status, job_id, started_at, heartbeat_at) "
+        "VALUES ($1, $2, $3, 'turn', 'running', $4, now(), now())",
+        run_id, context["workspace"], conv_uuid, job_id)
+    claimed = await pool.fetch(_CLAIM, conv_uuid, run_id)
+    if not claimed:
+        await pool.execute("DELETE FROM runs WHERE id = $1", run_id)
+        return {"status": RunStatus.SKIPPED, "reason": "nothing to process"}
+    claimed = sorted(claimed, key=lambda r: (r["seq"], r["created_at"]))
+    message_ids = [str(r["id"]) for r in claimed]
+    log_extra = {"conversation_id": conversation_id, "run_id": str(run_id), "job_id": job_id,
+                 "message_ids": message_ids}
+    started = time.perf_counter()
+    try:
+        result = await _interpret(deps, conversation_id, workspace_id, context, claimed, run_id)
+    except Exception as exc:  # a bug must not lose the batch: record it, keep the worker alive
+        log.exception("turn failed", extra=log_extra)
+        await pool.execute(
+            "UPDATE runs SET status = 'failed', error = $2, finished_at = now(), message_ids = $3::jsonb "
+            "WHERE id = $1", run_id, repr(exc), _json.encode(message_ids).decode())
+        await pool.execute("UPDATE messages SET processed_at = now() WHERE run_id = $1", run_id)
+        return {"status": RunStatus.FAILED, "run_id": str(run_id), "error": repr(exc)}
+    duration_ms = (time.perf_counter() - started) * 1000
+    async with pool.acquire() as conn, conn.transaction():
+        finished = await conn.fetchval(
+            "UPDATE runs SET status = 'completed', layer = $2, flows = $3::jsonb, trace = $4::jsonb, "
+            "warnings = $5::jsonb, result = $6::jsonb, message_ids = $7::jsonb, finished_at = now() "
+            "WHERE id = $1 AND status = 'running' RETURNING id",
+            run_id, result["layer"], _json.encode(result["flows"]).decode(), _json.encode(result["trace"]).decode(),
+            _json.encode(result["warnings"]).decode(), _json.encode(result["summary"]).decode(),
+            _json.encode(message_ids).decode())
+        if finished is None:
+            # Recovery declared this run dead while it was still working: its messages are
+            # someone else's now, so leave them alone.
+            log.warning("run finished after it was abandoned", extra=log_extra)
+            return {"status": RunStatus.ABANDONED, "run_id": str(run_id)}
+        await conn.execute("UPDATE messages SET processed_at = now() WHERE run_id = $1", run_id)
+        await conn.execute("UPDATE conversations SET last_message_at = now() WHERE id = $1", conv_uuid)
+    await flows_store.mark_run(workspace_id, [f["flow_id"] for f in result["flows"]])
+    await events.publish(workspace_id, events.LiveEvent(kind="run", conversation_id=conversation_id,
+                                                        data={"run_id": str(run_id), "layer": result["layer"]}))
+    log.info("turn completed", extra={**log_extra, "layer": result["layer"], "duration_ms": round(duration_ms, 2)})
+    return {"status": RunStatus.COMPLETED, "run_id": str(run_id), "messages": len(message_ids),
+            "layer": result["layer"]}
+
+
+async def _interpret(deps: TurnDeps, conversation_id: str, workspace_id: str, context: Any, claimed: list[Any],
+                     run_id: uuid.UUID) -> dict[str, Any]:
+    pool = engine.pool()
+    channel = await channel_store.lookup(str(context["channel"]))
+    if channel is None:
+        raise RuntimeError(f"channel {context['channel']} of conversation {conversation_id} no longer exists")
+    control, ai_context = await deps.ai_store.read(conversation_id)
+    raised: list[TurnEvent] = []
+    for row in claimed:
+        for kind in _json_value(row["events"]) or []:
+            raised.append(TurnEvent(kind=EventKind(kind)))
+    await pool.execute(_EXPIRE_PENDING, uuid.UUID(conversation_id))
+    pending_row = await pool.fetchrow(_PENDING, uuid.UUID(conversation_id))
+    pending = None
+    if pending_row is not None:
+        pending = PendingAction(
+            id=str(pending_row["id"]), flow_id=str(pending_row["flow_id"]), node_id=pending_row["node_id"],
+            kind=PendingKind(pending_row["kind"]), vars=_json_value(pending_row["vars"]) or {},
+            missing=_json_value(pending_row["missing"]) or [], asked_count=pending_row["asked_count"],
+            confidence=pending_row["confidence"] or 0.0)
+    turn = Turn(
+        workspace_id=workspace_id,
+        conversation=ConversationInfo(id=conversation_id, status=context["status"],
+                                      tags=list(_json_value(context["tags"]) or [])),
+        contact=ContactInfo(id=str(context["contact_id"]), first_name=context["first_name"],
+                            last_name=context["last_name"], phone=context["phone"],
+                            tags=list(_json_value(context["contact_tags"]) or []),
+                            attributes=_json_value(context["attributes"]) or {}),
+        messages=[TurnMessage(id=str(r["id"]), text=r["text"], type=r["type"], timestamp=r["seq"] / 1000)
+                  for r in claimed],
+        events=raised,
+        ai=AIState(ai_enabled=control.ai_enabled, custom_prompt=control.custom_prompt, context=ai_context),
+        pending=pending,
+        timestamp=time.time(),
+        phone_number=context["phone"],
+    )
+    batch_key = hashlib.sha256(",".join(sorted(str(r["id"]) for r in claimed)).encode()).hexdigest()[:32]
+    plans = await deps.plans.active_plans(workspace_id)
+    scope = TurnScope(workspace_id=workspace_id, conversation_id=conversation_id, contact_phone=context["phone"],
+                      run_id=str(run_id), batch_key=batch_key, original_message=turn.text,
+                      flow_versions={p.flow_id: p.version for p in plans})
+    runtime = ServiceRuntime(scope, channel=channel, outbox=deps.outbox, ai_store=deps.ai_store,
+                             understanding=deps.understanding, webhooks=deps.webhooks,
+                             history_turns=deps.settings.ai.history_turns,
+                             confirmation_ttl_s=deps.settings.ai.confirmation_ttl_seconds)
+    result = await run_turn(plans, turn, runtime, strict=False,
+                            auto_execute_threshold=deps.settings.ai.auto_execute_threshold,
+                            ambiguity_margin=deps.settings.ai.ambiguity_margin)
+    return {
+        "layer": result.layer.value if hasattr(result.layer, "value") else result.layer,
+        "flows": [{"flow_id": f, "version": v} for f, v in result.flows_run],
+        "trace": msgspec.to_builtins(result.trace),
+        "warnings": list(result.warnings),
+        "summary": {
+            "sent": runtime.sent,
+            "vars": msgspec.to_builtins(result.vars),
+            "detection": msgspec.to_builtins(result.detection),
+            "answer": msgspec.to_builtins(result.answer),
+            "ai": msgspec.to_builtins(result.ai),
+            "steps": result.steps,
+        },
+    }
+
+
+async def release_abandoned_runs(*, stale_after_s: float) -> int:
+    """Runs whose worker stopped heart-beating give their messages back (a crash mid-batch)."""
+    pool = engine.pool()
+    rows = await pool.fetch(
+        "UPDATE runs SET status = 'abandoned', finished_at = now(), error = 'worker stopped during the run' "
+        "WHERE status = 'running' AND kind = 'turn' AND heartbeat_at < now() - make_interval(secs => $1) "
+        "RETURNING id, conversation", stale_after_s)
+    for row in rows:
+        await pool.execute("UPDATE messages SET run_id = NULL WHERE run_id = $1 AND processed_at IS NULL", row["id"])
+        log.warning("abandoned run released", extra={"run_id": str(row["id"]),
+                                                     "conversation_id": str(row["conversation"])})
+    return len(rows)
+
+
+async def heartbeat(conversation_id: str) -> None:
+    """Tell recovery that the conversation's running turn is alive."""
+    await engine.pool().execute(
+        "UPDATE runs SET heartbeat_at = now() WHERE conversation = $1 AND status = 'running'",
+        uuid.UUID(conversation_id))
+
+
+async def unprocessed_conversations(*, older_than_s: float, limit: int = 1000) -> list[str]:
+    rows = await engine.pool().fetch(
+        "SELECT conversation, min(created_at) AS first FROM messages "
+        "WHERE direction = 'in' AND processed_at IS NULL AND run_id IS NULL AND type NOT IN ('edit', 'revoke') "
+        "GROUP BY conversation HAVING max(created_at) < now() - make_interval(secs => $1) "
+        "ORDER BY first LIMIT $2", older_than_s, limit)
+    return [str(r["conversation"]) for r in rows]

@@ -1,0 +1,86 @@
+"""Suite-wide fixtures: a private database and Redis key space, and the running service."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+
+from tests.support import stack as stack_mod
+
+# Unit tests of flows/ need none of this; the service fixtures start only when asked for.
+_TEST_ENV = {
+    "SWITCHBOARD_BUFFER_SECONDS": "0.4",
+    "SWITCHBOARD_BUFFER_MAX_SECONDS": "1.5",
+    "SWITCHBOARD_LOCK_SECONDS": "2",
+    "SWITCHBOARD_RECOVERY_INTERVAL_SECONDS": "0.5",
+    "SWITCHBOARD_SCHEDULER_POLL_SECONDS": "0.02",
+    "SWITCHBOARD_WEBHOOK_ALLOW_PRIVATE": "true",
+    "SWITCHBOARD_SECRET_KEY": "test-secret-key",
+    "SWITCHBOARD_LOG_LEVEL": "INFO",
+    "OPENAI_API_KEY": "",
+}
+
+
+@pytest.fixture(scope="session")
+def service_urls() -> tuple[str, str]:
+    database_url, redis_url = stack_mod.resolve_test_services()
+    asyncio.run(stack_mod.create_database(database_url))
+    # This process talks to the same database (Piccolo reads DATABASE_URL on first use).
+    os.environ.update(_TEST_ENV)
+    os.environ["DATABASE_URL"] = database_url
+    os.environ["REDIS_URL"] = redis_url
+    from app.settings import get_settings
+
+    get_settings.cache_clear()
+    yield database_url, redis_url
+    asyncio.run(stack_mod.drop_database(database_url))
+
+
+@pytest_asyncio.fixture(scope="session")
+async def graph_api() -> AsyncIterator[object]:
+    """A fake WhatsApp Graph API on 127.0.0.1, shared by the suite (tests filter by phone id)."""
+    from tests.support.http_peer import HttpPeer
+
+    async with HttpPeer() as peer:
+        yield peer
+
+
+@pytest_asyncio.fixture(scope="session")
+async def stack(service_urls: tuple[str, str], graph_api) -> AsyncIterator[stack_mod.Stack]:
+    database_url, redis_url = service_urls
+    redis = stack_mod.redis_client(redis_url)
+    await redis.flushdb()
+    await redis.aclose()
+    running = stack_mod.Stack(database_url=database_url, redis_url=redis_url,
+                              env={**_TEST_ENV, "WHATSAPP_GRAPH_URL": graph_api.base_url,
+                                   "SWITCHBOARD_SEND_RETRY_BASE_SECONDS": "0.05"})
+    await running.start()
+    yield running
+    running.stop()
+
+
+@pytest_asyncio.fixture
+async def tenant(stack: stack_mod.Stack) -> AsyncIterator[stack_mod.Tenant]:
+    created = await stack_mod.create_tenant(stack)
+    yield created
+    await created.aclose()
+
+
+@pytest_asyncio.fixture
+async def db(service_urls: tuple[str, str]) -> AsyncIterator[object]:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn=service_urls[0])
+    yield conn
+    await conn.close()
+
+
+@pytest_asyncio.fixture
+async def redis(service_urls: tuple[str, str]) -> AsyncIterator[object]:
+    client = stack_mod.redis_client(service_urls[1])
+    yield client
+    await client.aclose()
