@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import re
 from typing import Any, Iterable, Sequence
 
@@ -49,6 +50,9 @@ class CompiledFlow(msgspec.Struct, frozen=True, kw_only=True):
     adjacency: dict[str, dict[str | None, list[str]]]
     triggers: dict[str, list[TriggerPlan]]  # by trigger node type
     message_triggers: list[TriggerPlan]  # any / keywords / regex, in document order
+    # Prefilter for the hot path: a plan whose keyword words miss the text is skipped in O(1).
+    trigger_words: frozenset[str]
+    scan_always: bool  # an any/regex trigger: cannot be prefiltered by words
     keyword_sets: dict[str, KeywordSet]
     regexes: dict[str, re.Pattern[str]]
     intents: list[IntentCandidate]
@@ -128,6 +132,10 @@ def compile_flow(doc: FlowDocument, *, flow_id: str, version: int) -> CompiledFl
             plan = TriggerPlan(node_id=node.id, type=node.type, kind="event", tag=tag.casefold() if tag else None)
         triggers.setdefault(node.type, []).append(plan)
 
+    trigger_words: set[str] = set()
+    for ks in keyword_sets.values():
+        trigger_words |= ks.single
+        trigger_words.update(p.split()[0] for p in ks.phrases)
     intents: list[IntentCandidate] = []
     intent_webhooks: dict[str, str] = {}
     for node, match in intent_nodes:
@@ -159,6 +167,8 @@ def compile_flow(doc: FlowDocument, *, flow_id: str, version: int) -> CompiledFl
         adjacency=adjacency,
         triggers=triggers,
         message_triggers=message_triggers,
+        trigger_words=frozenset(trigger_words),
+        scan_always=any(t.kind != "keywords" for t in message_triggers),
         keyword_sets=keyword_sets,
         regexes=regexes,
         intents=intents,
@@ -170,9 +180,12 @@ def compile_flow(doc: FlowDocument, *, flow_id: str, version: int) -> CompiledFl
     )
 
 
+_SORT_KEY = operator.attrgetter("sort_key")
+
+
 def order_plans(plans: Iterable[CompiledFlow]) -> list[CompiledFlow]:
     """Priority first (higher runs first), then name, then id for a stable order."""
-    return sorted(plans, key=lambda p: p.sort_key)
+    return sorted(plans, key=_SORT_KEY)
 
 
 def intent_candidates(plans: Sequence[CompiledFlow]) -> list[IntentCandidate]:

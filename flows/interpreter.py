@@ -123,7 +123,7 @@ class _State:
     __slots__ = (
         "turn", "runtime", "strict", "max_steps", "max_event_depth", "ai", "trace", "warnings",
         "steps", "flows_run", "sent", "answered", "budget_tripped", "webhook", "detection",
-        "layer", "vars", "pending", "answer", "chains", "plans",
+        "layer", "vars", "pending", "answer", "chains", "plans", "text", "base_names",
     )
 
     def __init__(self, turn: Turn, runtime: Runtime, *, strict: bool, max_steps: int, max_event_depth: int,
@@ -149,6 +149,16 @@ class _State:
         self.pending: PendingAction | None = None
         self.answer: AIAnswer | None = None
         self.chains = 0
+        self.text = turn.text
+        # Names shared by every chain of the turn; each chain adds vars, event and response.
+        self.base_names = template_names(turn, vars={}, response=None, event=None)
+
+    def names(self, vars: dict[str, Any], response: Any, event: dict[str, Any]) -> dict[str, Any]:
+        names = {**vars, **self.base_names} if vars else dict(self.base_names)
+        names["vars"] = dict(vars)
+        names["event"] = event
+        names["response"] = response
+        return names
 
     def note(self, kind: str, *, flow_id: str = "", version: int = 0, node_id: str = "", input: dict | None = None,
              output: dict | None = None, error: str | None = None, duration_us: float = 0.0) -> None:
@@ -192,7 +202,7 @@ async def _run_chain(st: _State, plan: CompiledFlow, start: str, *, include_star
                      vars: dict[str, Any], response: Any, event: dict[str, Any], trigger: dict[str, Any],
                      confidence: float | None, from_message: bool) -> list[TurnEvent]:
     """Run the nodes from `start` depth-first; returns the events the chain raised."""
-    names = template_names(st.turn, vars=vars, response=response, event=event)
+    names = st.names(vars, response, event)
     ctx = NodeContext(turn=st.turn, runtime=st.runtime, names=names, vars=vars, strict=st.strict, ai=st.ai,
                       flow_id=plan.flow_id, version=plan.version, confidence=confidence, trigger=trigger,
                       warnings=st.warnings, templates=plan.templates)
@@ -266,7 +276,7 @@ def _event_matches(plan: CompiledFlow, event: TurnEvent) -> list[str]:
 
 async def _run_events(st: _State, queue: deque[tuple[TurnEvent | None, int, str | None, bool]]) -> bool:
     """Breadth-first over events (None = the message); returns True if a message trigger matched."""
-    text = st.turn.text
+    text = st.text
     view: TextView | None = None
     message_matched = False
     while queue:
@@ -278,12 +288,16 @@ async def _run_events(st: _State, queue: deque[tuple[TurnEvent | None, int, str 
                 continue  # a flow's own tag change does not re-trigger it
             starts: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
             if event is None:
+                if not plan.message_triggers:
+                    continue
+                if view is None:
+                    view = TextView(text)
+                if not plan.scan_always and plan.trigger_words.isdisjoint(view.words):
+                    continue
                 for trig in plan.message_triggers:
                     if trig.kind == "any":
                         starts.append((trig.node_id, {"text": text}, {}))
                     elif trig.kind == "keywords":
-                        if view is None:
-                            view = TextView(text)
                         found = trig.keywords.matches(view.words, view.padded)
                         if found:
                             starts.append((trig.node_id, {"text": text, "keywords": found}, {}))
@@ -294,7 +308,10 @@ async def _run_events(st: _State, queue: deque[tuple[TurnEvent | None, int, str 
                             starts.append((trig.node_id, {"text": text, "match": m.group(0), "groups": groups}, groups))
                 event_data = {"kind": "message_received", "text": text}
             else:
-                starts = [(node_id, {"event": event.kind.value, **event.data}, {}) for node_id in _event_matches(plan, event)]
+                matched = _event_matches(plan, event)
+                if not matched:
+                    continue
+                starts = [(node_id, {"event": event.kind.value, **event.data}, {}) for node_id in matched]
                 event_data = {"kind": event.kind.value, **event.data}
             for node_id, trigger, vars in starts:
                 if event is None:
@@ -348,7 +365,7 @@ def _find_candidate(plans: list[CompiledFlow], flow_id: str, node_id: str) -> tu
 
 
 def _render_prompt(st: _State, text: str, vars: dict[str, Any]) -> str:
-    names = template_names(st.turn, vars=vars, response=None, event=None)
+    names = st.names(vars, None, {})
     try:
         value = render_str(text, names, strict=False, warnings=st.warnings)
     except TemplateError as exc:
@@ -431,7 +448,7 @@ async def _handle_pending(st: _State, pending: PendingAction, auto_execute_thres
         st.warnings.append(f"pending action {pending.id} refers to a flow or intent that is no longer active; expired")
         await _guarded(st, "pending.resolve", st.runtime.resolve_pending(pending, "expired"))
         return False
-    text = st.turn.text
+    text = st.text
     if pending.kind == PendingKind.CONFIRMATION:
         reply, ok = await _guarded(st, "pending.classify", st.runtime.classify_reply(text), flow_id=pending.flow_id, node_id=pending.node_id)
         if not ok:
@@ -482,7 +499,7 @@ async def _external_actions(st: _State, *, auto_execute_threshold: float, ambigu
     candidates = [c for p in st.plans for c in p.intents]
     if not candidates:
         return False
-    text = st.turn.text
+    text = st.text
     detection, ok = await _guarded(st, "intent.detect", st.runtime.detect_intent(text, candidates))
     if not ok or detection is None:
         return False
@@ -523,7 +540,7 @@ async def run_turn(plans: Sequence[CompiledFlow], turn: Turn, runtime: Runtime, 
                    max_event_depth: int = 3) -> TurnResult:
     """Run one turn (see the module docstring for the order). Plans run whatever their doc status."""
     st = _State(turn, runtime, strict=strict, max_steps=max_steps, max_event_depth=max_event_depth, plans=order_plans(plans))
-    text = turn.text
+    text = st.text
     consumed = False
     message_free = True  # the message still needs handling by (a)-(c)
     if turn.pending is not None and text:

@@ -30,6 +30,8 @@ _WORD = re.compile(r"\w+")
 
 def normalise(text: str) -> str:
     """Case-fold, strip diacritics and harakat, and unify Arabic letter variants."""
+    if text.isascii():
+        return text.casefold()
     text = text.translate(_ARABIC)
     decomposed = unicodedata.normalize("NFKD", text)
     stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
@@ -62,8 +64,11 @@ class KeywordSet:
 
     def matches(self, text_words: frozenset[str], padded: str) -> list[str]:
         """The keywords found (empty when the trigger does not match)."""
+        if self.mode == "any" and self.single.isdisjoint(text_words) and not self.phrases:
+            return []
         found = [w for w in self.single if w in text_words] if self.single else []
-        found += [p.strip() for p in self.phrases if p in padded]
+        if self.phrases:
+            found += [p.strip() for p in self.phrases if p in padded]
         if self.mode == "all":
             return found if len(found) == self.count and self.count else []
         return found

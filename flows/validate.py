@@ -21,6 +21,7 @@ _TOP_FIELDS = ("schema", "name", "description", "status", "priority", "nodes", "
 _NODE_FIELDS = ("id", "type", "config", "position")
 _EDGE_FIELDS = ("from", "to", "port")
 _STATUSES = tuple(s.value for s in FlowStatus)
+_CONFIG_FIELDS = {name: tuple(spec.config.__struct_encode_fields__) for name, spec in NODE_TYPES.items()}
 
 
 class ErrorCode(str, Enum):
@@ -183,7 +184,7 @@ def _check_node(i: int, raw: Any, seen: set[str], errors: list[FlowError]) -> No
         return None
     if spec is None:
         return None
-    allowed = tuple(f.encode_name for f in msgspec.structs.fields(spec.config))
+    allowed = _CONFIG_FIELDS[spec.type]
     _unknown_keys(config, allowed, label, "config.", errors)
     try:
         cfg = msgspec.convert({k: v for k, v in config.items() if k in allowed}, spec.config, strict=True)
