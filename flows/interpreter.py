@@ -69,18 +69,20 @@ from flows.ports import (
 )
 from flows.schema import CallWebhookConfig
 from flows.templates import TemplateError, render_str, template_names
-from flows.turn import AIState, EventKind, PendingAction, PendingKind, Turn, TurnEvent
+from flows.turn import AIState, EventKind, PendingAction, PendingKind, Turn, TurnEvent, value_of
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# Keyed by plain strings: callers may build TurnEvent with the enum or its value.
 _EVENT_TRIGGERS = {
-    EventKind.CONVERSATION_CREATED: "when.conversation_created",
-    EventKind.CONTACT_CREATED: "when.contact_created",
-    EventKind.TAG_ADDED: "when.tag_added",
-    EventKind.TAG_REMOVED: "when.tag_removed",
+    EventKind.CONVERSATION_CREATED.value: "when.conversation_created",
+    EventKind.CONTACT_CREATED.value: "when.contact_created",
+    EventKind.TAG_ADDED.value: "when.tag_added",
+    EventKind.TAG_REMOVED.value: "when.tag_removed",
 }
+_TAG_EVENTS = frozenset({EventKind.TAG_ADDED.value, EventKind.TAG_REMOVED.value})
 
 
 class Layer(str, Enum):
@@ -264,11 +266,12 @@ async def _run_chain(st: _State, plan: CompiledFlow, start: str, *, include_star
 
 
 def _event_matches(plan: CompiledFlow, event: TurnEvent) -> list[str]:
-    trigger_type = _EVENT_TRIGGERS.get(event.kind)
+    kind = value_of(event.kind)
+    trigger_type = _EVENT_TRIGGERS.get(kind)
     found = plan.triggers.get(trigger_type) if trigger_type else None
     if not found:
         return []
-    if event.kind in (EventKind.TAG_ADDED, EventKind.TAG_REMOVED):
+    if kind in _TAG_EVENTS:
         tag = str(event.data.get("tag", "")).casefold()
         return [t.node_id for t in found if t.tag == tag]
     return [t.node_id for t in found]
@@ -311,8 +314,9 @@ async def _run_events(st: _State, queue: deque[tuple[TurnEvent | None, int, str 
                 matched = _event_matches(plan, event)
                 if not matched:
                     continue
-                starts = [(node_id, {"event": event.kind.value, **event.data}, {}) for node_id in matched]
-                event_data = {"kind": event.kind.value, **event.data}
+                kind = value_of(event.kind)
+                starts = [(node_id, {"event": kind, **event.data}, {}) for node_id in matched]
+                event_data = {"kind": kind, **event.data}
             for node_id, trigger, vars in starts:
                 if event is None:
                     message_matched = True
@@ -321,7 +325,7 @@ async def _run_events(st: _State, queue: deque[tuple[TurnEvent | None, int, str 
                                           from_message=from_message or event is None)
                 for new in raised:
                     if depth + 1 > st.max_event_depth:
-                        st.guard(f"event {new.kind.value} {new.data} not propagated: event depth limit {st.max_event_depth} reached (possible tag loop)",
+                        st.guard(f"event {value_of(new.kind)} {new.data} not propagated: event depth limit {st.max_event_depth} reached (possible tag loop)",
                                  flow_id=plan.flow_id, version=plan.version, node_id=node_id)
                     else:
                         queue.append((new, depth + 1, plan.flow_id, from_message or event is None))
@@ -419,7 +423,7 @@ async def _ask(st: _State, pending: PendingAction, message: str) -> None:
         st.pending = pending
         st.sent += 1
         st.note("pending.ask", flow_id=pending.flow_id, node_id=pending.node_id,
-                output={"kind": pending.kind.value, "message": message, "missing": list(pending.missing)})
+                output={"kind": value_of(pending.kind), "message": message, "missing": list(pending.missing)})
 
 
 async def _decide(st: _State, plan: CompiledFlow, cand: IntentCandidate, *, vars: dict[str, Any], confidence: float,

@@ -24,6 +24,11 @@ class PendingKind(str, Enum):
     MISSING_VARIABLES = "missing_variables"
 
 
+def value_of(kind: Enum | str) -> str:
+    """The plain string of a status/kind, whether the caller passed the enum or its value."""
+    return kind.value if isinstance(kind, Enum) else str(kind)
+
+
 class ContactInfo(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     first_name: str = ""

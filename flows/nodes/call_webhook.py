@@ -8,6 +8,7 @@ from flows.nodes.base import ConfigIssue, NodeContext, NodeOutcome, template_iss
 from flows.ports import WebhookCall, WebhookOutcome, WebhookStatus
 from flows.schema import CallWebhookConfig
 from flows.templates import is_templated
+from flows.turn import value_of
 
 Config = CallWebhookConfig
 
@@ -29,7 +30,7 @@ async def run(ctx: NodeContext, config: CallWebhookConfig) -> NodeOutcome:
 async def finish(ctx: NodeContext, config: CallWebhookConfig, outcome: WebhookOutcome) -> NodeOutcome:
     """Turn an outcome into the node's result: expose `response`, send the success/failure message."""
     output: dict[str, Any] = {
-        "status": outcome.status.value,
+        "status": value_of(outcome.status),
         "status_code": outcome.status_code,
         "attempts": outcome.attempts,
         "duration_ms": outcome.duration_ms,

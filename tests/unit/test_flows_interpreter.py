@@ -364,3 +364,18 @@ async def test_continue_from_after_an_intent_trigger_runs_its_chain():
                                  vars={"product": "Mac", "quantity": 2})
     assert rt.payloads == [{"product": "Mac", "quantity": 2, "phone": "+15550001111"}]
     assert result.webhook.status == "success"
+
+
+async def test_events_and_pending_built_with_plain_strings_work():
+    rt = MemoryRuntime()
+    plans = [make_plan(chain("on-vip", {"type": "when.tag_added", "config": {"tag": "vip"}}, send("vip!")))]
+    await run_turn(plans, make_turn(None, events=[TurnEvent(kind="tag_added", data={"tag": "VIP"})]), rt)
+    assert rt.sent == [("vip!", "support")]
+
+    rt = order_runtime(confidence=0.85)
+    plans = [example("create-order-webhook")]
+    await run_turn(plans, make_turn("buy 3 iPhones"), rt)
+    asked = confirmation(rt)
+    plain = msgspec.structs.replace(asked, kind="confirmation")
+    await run_turn(plans, make_turn("yes", pending=plain), rt)
+    assert rt.sent == [("Order A-1 created!", "support")]

@@ -102,3 +102,24 @@ def test_check_template(template, problem):
         assert result is None
     else:
         assert problem in result
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["Hi {{ contact.first_name }}!", "{{ vars.quantity }}", "{{ response.items }}", "{{ response }}", "{{ timestamp }}",
+     "a {{ contact.tags }} b {{ conversation.id }}", "{{contact.attributes}}", "{{ missing_name }}", "x {{ contact.nope }} y"],
+)
+@pytest.mark.parametrize("strict", [True, False])
+def test_plain_path_fast_path_renders_like_jinja(template, strict):
+    from flows.templates import TemplateCache, render_str
+
+    fast, slow = TemplateCache(), TemplateCache()
+    slow.fast = lambda text: False  # force Jinja
+    outcomes = []
+    for cache in (fast, slow):
+        warnings: list[str] = []
+        try:
+            outcomes.append((render_str(template, NAMES, strict=strict, warnings=warnings, cache=cache), warnings))
+        except TemplateError as exc:
+            outcomes.append(("error", str(exc)))
+    assert outcomes[0] == outcomes[1]
