@@ -545,11 +545,9 @@ async def run_turn(plans: Sequence[CompiledFlow], turn: Turn, runtime: Runtime, 
     """Run one turn (see the module docstring for the order). Plans run whatever their doc status."""
     st = _State(turn, runtime, strict=strict, max_steps=max_steps, max_event_depth=max_event_depth, plans=order_plans(plans))
     text = st.text
-    consumed = False
     message_free = True  # the message still needs handling by (a)-(c)
     if turn.pending is not None and text:
-        consumed = await _handle_pending(st, turn.pending, auto_execute_threshold)
-        message_free = not consumed
+        message_free = not await _handle_pending(st, turn.pending, auto_execute_threshold)
     queue: deque[tuple[TurnEvent | None, int, str | None, bool]] = deque((e, 0, None, False) for e in turn.events)
     if text and message_free:
         queue.append((None, 0, None, True))

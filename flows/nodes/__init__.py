@@ -1,0 +1,1 @@
+"""Node types: one module per type (config Struct, run(), check()), collected in registry.NODE_TYPES."""
