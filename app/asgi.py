@@ -73,4 +73,5 @@ def create_app(*, with_worker: bool = False, worker_concurrency: int = 20) -> Li
         compression_config=CompressionConfig(backend="gzip", minimum_size=2048, exclude=["/webhooks"]),
         request_max_body_size=settings.max_body_bytes,
         debug=settings.debug,
+        logging_config=None,  # app.services.lifecycle.configure_logging owns the format (JSON lines)
     )

@@ -46,7 +46,13 @@ def http_error(request: Request, exc: HTTPException) -> Response:
     return Response(content=body, status_code=exc.status_code, media_type="application/json", headers=exc.headers)
 
 
+def server_error(request: Request, exc: Exception) -> Response:
+    log.exception("request failed", extra={"path": request.url.path, "method": request.method}, exc_info=exc)
+    return _json(500, {"error": "internal error; the server log has the details"})
+
+
 HANDLERS = {
+    Exception: server_error,
     FlowInvalid: flow_invalid,
     FlowNotFound: not_found,
     LookupError: not_found,

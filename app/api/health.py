@@ -18,7 +18,7 @@ async def _check(coro) -> str:
     return "ok"
 
 
-@get("/health", sync_to_thread=False, include_in_schema=True, tags=["health"])
+@get("/health", tags=["health"])
 async def health() -> Response:
     svc = lifecycle.services()
     checks = {

@@ -42,8 +42,8 @@ async def whatsapp_verify(request: Request, channel_id: str) -> str:
 @post("/webhooks/whatsapp/{channel_id:str}", tags=["webhooks"], status_code=200)
 async def whatsapp_receive(request: Request, channel_id: str) -> Response:
     """Store messages and statuses; no AI or outbound work happens in the request."""
+    body = await request.body()  # first, so an oversized body is refused (413) whatever the URL
     channel = await _channel(channel_id, ChannelKind.WHATSAPP)
-    body = await request.body()
     if not verify_sha256(channel.app_secret, body, request.headers.get("x-hub-signature-256")):
         raise NotAuthorizedException("X-Hub-Signature-256 is missing or does not match the body and the app secret")
     parsed = parse_webhook(body)
@@ -61,8 +61,8 @@ async def whatsapp_receive(request: Request, channel_id: str) -> Response:
 @post("/webhooks/generic/{channel_id:str}", tags=["webhooks"], status_code=200)
 async def generic_receive(request: Request, channel_id: str) -> Response:
     """Our own format, signed with `X-Switchboard-Signature: sha256=<hex HMAC of the body>`."""
-    channel = await _channel(channel_id, ChannelKind.GENERIC, ChannelKind.CONSOLE)
     body = await request.body()
+    channel = await _channel(channel_id, ChannelKind.GENERIC, ChannelKind.CONSOLE)
     # A console channel without a secret is for trying flows on this machine: loopback only.
     local_console = (channel.kind is ChannelKind.CONSOLE and not channel.secret
                      and request.client is not None and request.client.host in LOOPBACK_HOSTS)

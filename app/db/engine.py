@@ -11,7 +11,6 @@ import asyncpg
 
 log = logging.getLogger(__name__)
 
-os.environ.setdefault("PICCOLO_CONF", "app.db.piccolo_conf")
 
 
 def engine():

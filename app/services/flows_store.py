@@ -183,7 +183,8 @@ def _read(row: dict[str, Any]) -> FlowRead:
 
 
 async def _row(workspace_id: str, flow_id: str) -> dict[str, Any]:
-    row = await Flow.select().where((Flow.id == _to_uuid(flow_id)) & (Flow.workspace == workspace_id)).first()
+    row = await Flow.select().where(
+        (Flow.id == _to_uuid(flow_id)) & (Flow.workspace == workspace_id)).output(load_json=True).first()
     if row is None:
         raise FlowNotFound(flow_id)
     return row
@@ -194,7 +195,8 @@ async def get_flow(workspace_id: str, flow_id: str) -> FlowRead:
 
 
 async def list_flows(workspace_id: str) -> list[FlowRead]:
-    rows = await Flow.select().where(Flow.workspace == workspace_id).order_by(Flow.priority, ascending=False).order_by(Flow.name)
+    rows = await Flow.select().where(Flow.workspace == workspace_id).order_by(
+        Flow.priority, ascending=False).order_by(Flow.name).output(load_json=True)
     return [_read(r) for r in rows]
 
 
@@ -301,7 +303,7 @@ async def get_version_document(workspace_id: str, flow_id: str, version: int) ->
     row = await _row(workspace_id, flow_id)
     found = await FlowVersion.select(FlowVersion.document).where(
         (FlowVersion.flow == row["id"]) & (FlowVersion.version == version) & (FlowVersion.workspace == workspace_id)
-    ).first()
+    ).output(load_json=True).first()
     if found is None:
         raise FlowNotFound(f"{flow_id} version {version}")
     return found["document"]

@@ -78,6 +78,11 @@ async def start(*, run_worker: bool = False, worker_concurrency: int = 20) -> Se
         plans=plans,
     )
     _services = svc
+
+    async def resume(execution_id: str, outcome) -> None:
+        await turns.resume_after_webhook(svc.deps, execution_id, outcome)
+
+    svc.webhooks.resume = resume
     if run_worker:
         state = jobs.WorkerState(queue=queue, buffer=svc.buffer, deps=svc.deps,
                                  poll_s=settings.buffer.poll_seconds,

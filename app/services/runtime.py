@@ -29,6 +29,16 @@ from flows.turn import AIState, PendingAction, Turn
 log = logging.getLogger(__name__)
 _json = msgspec.json.Encoder()
 
+_WAITING = [ActionRunStatus.PENDING.value, ActionRunStatus.AWAITING_CONFIRMATION.value]
+# Each status an external action can move to, and the statuses it may come from.
+_ALLOWED_FROM: dict[str, list[str]] = {
+    ActionRunStatus.PROCESSING.value: _WAITING,
+    ActionRunStatus.REJECTED.value: _WAITING,
+    ActionRunStatus.EXPIRED.value: _WAITING,
+    ActionRunStatus.COMPLETED.value: [ActionRunStatus.PROCESSING.value],
+    ActionRunStatus.FAILED.value: [ActionRunStatus.PROCESSING.value],
+}
+
 
 class TurnScope(msgspec.Struct, frozen=True):
     """Who and what a runtime acts for."""
@@ -149,10 +159,14 @@ class ServiceRuntime:
             await self.send_message(message, message_type="support")
 
     async def resolve_pending(self, pending: PendingAction, status: str) -> bool:
+        """Compare-and-set: a duplicate reply or a second worker finds the row already moved."""
+        allowed_from = _ALLOWED_FROM.get(status)
+        if allowed_from is None:
+            raise ValueError(f"{status!r} is not a status an external action can move to")
         moved = await engine.pool().fetchval(
             "UPDATE action_executions SET status = $3, updated_at = now() "
-            "WHERE id = $1 AND workspace = $2 AND status IN ('pending', 'awaiting_confirmation') RETURNING id",
-            uuid.UUID(pending.id), uuid.UUID(self.scope.workspace_id), status)
+            "WHERE id = $1 AND workspace = $2 AND status = ANY($4::text[]) RETURNING id",
+            uuid.UUID(pending.id), uuid.UUID(self.scope.workspace_id), status, allowed_from)
         return moved is not None
 
     async def answer_with_ai(self, turn: Turn, ai: AIState) -> AIAnswer:

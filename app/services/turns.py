@@ -18,7 +18,8 @@ from app.services.channels import store as channel_store
 from app.services.outbound import Outbox
 from app.services.runtime import ServiceRuntime, TurnScope
 from app.settings import Settings
-from flows.interpreter import run_turn
+from flows.interpreter import continue_from, run_turn
+from flows.ports import WebhookOutcome, WebhookStatus
 from flows.turn import (
     AIState,
     ContactInfo,
@@ -140,12 +141,33 @@ async def process_conversation(deps: TurnDeps, conversation_id: str, *, job_id: 
             "layer": result["layer"]}
 
 
-async def _interpret(deps: TurnDeps, conversation_id: str, workspace_id: str, context: Any, claimed: list[Any],
-                     run_id: uuid.UUID) -> dict[str, Any]:
-    pool = engine.pool()
+def _contact_and_conversation(conversation_id: str, context: Any) -> tuple[ContactInfo, ConversationInfo]:
+    return (
+        ContactInfo(id=str(context["contact_id"]), first_name=context["first_name"], last_name=context["last_name"],
+                    phone=context["phone"], tags=list(_json_value(context["contact_tags"]) or []),
+                    attributes=_json_value(context["attributes"]) or {}),
+        ConversationInfo(id=conversation_id, status=context["status"], tags=list(_json_value(context["tags"]) or [])),
+    )
+
+
+def _runtime(deps: TurnDeps, scope: TurnScope, channel: Any) -> ServiceRuntime:
+    return ServiceRuntime(scope, channel=channel, outbox=deps.outbox, ai_store=deps.ai_store,
+                          understanding=deps.understanding, webhooks=deps.webhooks,
+                          history_turns=deps.settings.ai.history_turns,
+                          confirmation_ttl_s=deps.settings.ai.confirmation_ttl_seconds)
+
+
+async def _channel_of(context: Any, conversation_id: str) -> Any:
     channel = await channel_store.lookup(str(context["channel"]))
     if channel is None:
         raise RuntimeError(f"channel {context['channel']} of conversation {conversation_id} no longer exists")
+    return channel
+
+
+async def _interpret(deps: TurnDeps, conversation_id: str, workspace_id: str, context: Any, claimed: list[Any],
+                     run_id: uuid.UUID) -> dict[str, Any]:
+    pool = engine.pool()
+    channel = await _channel_of(context, conversation_id)
     control, ai_context = await deps.ai_store.read(conversation_id)
     raised: list[TurnEvent] = []
     for row in claimed:
@@ -160,36 +182,30 @@ async def _interpret(deps: TurnDeps, conversation_id: str, workspace_id: str, co
             kind=PendingKind(pending_row["kind"]), vars=_json_value(pending_row["vars"]) or {},
             missing=_json_value(pending_row["missing"]) or [], asked_count=pending_row["asked_count"],
             confidence=pending_row["confidence"] or 0.0)
+    contact, conversation = _contact_and_conversation(conversation_id, context)
     turn = Turn(
-        workspace_id=workspace_id,
-        conversation=ConversationInfo(id=conversation_id, status=context["status"],
-                                      tags=list(_json_value(context["tags"]) or [])),
-        contact=ContactInfo(id=str(context["contact_id"]), first_name=context["first_name"],
-                            last_name=context["last_name"], phone=context["phone"],
-                            tags=list(_json_value(context["contact_tags"]) or []),
-                            attributes=_json_value(context["attributes"]) or {}),
+        workspace_id=workspace_id, conversation=conversation, contact=contact,
         messages=[TurnMessage(id=str(r["id"]), text=r["text"], type=r["type"], timestamp=r["seq"] / 1000)
                   for r in claimed],
         events=raised,
         ai=AIState(ai_enabled=control.ai_enabled, custom_prompt=control.custom_prompt, context=ai_context),
-        pending=pending,
-        timestamp=time.time(),
-        phone_number=context["phone"],
+        pending=pending, timestamp=time.time(), phone_number=context["phone"],
     )
     batch_key = hashlib.sha256(",".join(sorted(str(r["id"]) for r in claimed)).encode()).hexdigest()[:32]
     plans = await deps.plans.active_plans(workspace_id)
     scope = TurnScope(workspace_id=workspace_id, conversation_id=conversation_id, contact_phone=context["phone"],
                       run_id=str(run_id), batch_key=batch_key, original_message=turn.text,
                       flow_versions={p.flow_id: p.version for p in plans})
-    runtime = ServiceRuntime(scope, channel=channel, outbox=deps.outbox, ai_store=deps.ai_store,
-                             understanding=deps.understanding, webhooks=deps.webhooks,
-                             history_turns=deps.settings.ai.history_turns,
-                             confirmation_ttl_s=deps.settings.ai.confirmation_ttl_seconds)
+    runtime = _runtime(deps, scope, channel)
     result = await run_turn(plans, turn, runtime, strict=False,
                             auto_execute_threshold=deps.settings.ai.auto_execute_threshold,
                             ambiguity_margin=deps.settings.ai.ambiguity_margin)
+    return _summary(result, runtime)
+
+
+def _summary(result: Any, runtime: ServiceRuntime) -> dict[str, Any]:
     return {
-        "layer": result.layer.value if hasattr(result.layer, "value") else result.layer,
+        "layer": result.layer.value if result.layer else None,
         "flows": [{"flow_id": f, "version": v} for f, v in result.flows_run],
         "trace": msgspec.to_builtins(result.trace),
         "warnings": list(result.warnings),
@@ -202,6 +218,50 @@ async def _interpret(deps: TurnDeps, conversation_id: str, workspace_id: str, co
             "steps": result.steps,
         },
     }
+
+
+async def resume_after_webhook(deps: TurnDeps, execution_id: str, outcome: WebhookOutcome) -> None:
+    """A retried webhook ended: send its success/failure message and run the nodes after that port.
+
+    Recorded as a run of kind `webhook_retry` on the conversation, like any turn.
+    """
+    pool = engine.pool()
+    row = await pool.fetchrow(
+        "SELECT workspace, flow_id, flow_version, webhook_node_id, conversation, vars, original_message, "
+        "status FROM action_executions WHERE id = $1", uuid.UUID(execution_id))
+    if row is None or row["conversation"] is None:
+        return
+    workspace_id, conversation_id = str(row["workspace"]), str(row["conversation"])
+    plan = await deps.plans.plan_for(workspace_id, str(row["flow_id"]), row["flow_version"])
+    context = await pool.fetchrow(_CONTEXT, row["conversation"])
+    if plan is None or context is None:
+        log.warning("webhook continuation skipped: flow version or conversation is gone",
+                    extra={"execution_id": execution_id, "conversation_id": conversation_id})
+        return
+    channel = await _channel_of(context, conversation_id)
+    control, ai_context = await deps.ai_store.read(conversation_id)
+    contact, conversation = _contact_and_conversation(conversation_id, context)
+    turn = Turn(workspace_id=workspace_id, conversation=conversation, contact=contact,
+                messages=[TurnMessage(id=execution_id, text=row["original_message"], timestamp=time.time())],
+                ai=AIState(ai_enabled=control.ai_enabled, custom_prompt=control.custom_prompt, context=ai_context),
+                timestamp=time.time(), phone_number=context["phone"])
+    run_id = uuid.uuid4()
+    scope = TurnScope(workspace_id=workspace_id, conversation_id=conversation_id, contact_phone=context["phone"],
+                      run_id=str(run_id), batch_key=f"webhook:{execution_id}", original_message=turn.text,
+                      flow_versions={plan.flow_id: plan.version})
+    runtime = _runtime(deps, scope, channel)
+    port = "success" if outcome.status is WebhookStatus.SUCCESS else "failure"
+    result = await continue_from(plan, row["webhook_node_id"], port, turn, runtime,
+                                 vars=_json_value(row["vars"]) or {}, response=outcome.response,
+                                 plans=await deps.plans.active_plans(workspace_id))
+    summary = _summary(result, runtime)
+    await pool.execute(
+        "INSERT INTO runs (id, workspace, conversation, kind, status, layer, flows, trace, warnings, result, "
+        "message_ids, job_id, started_at, heartbeat_at, finished_at) VALUES ($1, $2, $3, 'webhook_retry', "
+        "'completed', $4, $5::jsonb, $6::jsonb, $7::jsonb, $8::jsonb, '[]'::jsonb, $9, now(), now(), now())",
+        run_id, row["workspace"], row["conversation"], summary["layer"], _json.encode(summary["flows"]).decode(),
+        _json.encode(summary["trace"]).decode(), _json.encode(summary["warnings"]).decode(),
+        _json.encode(summary["summary"]).decode(), f"webhook:{execution_id}")
 
 
 async def release_abandoned_runs(*, stale_after_s: float) -> int:

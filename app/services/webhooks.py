@@ -9,7 +9,7 @@ import math
 import random
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import timezone
 from enum import Enum
 from importlib import metadata
@@ -381,6 +381,7 @@ class WebhookClient:
         self,
         *,
         max_connections: int = 256,
+        connections_per_pool: int = 4,
         keepalive_expiry_s: float = 30.0,
         retry_after_cap_seconds: float = 60.0,
         max_redirects: int = 3,
@@ -390,9 +391,13 @@ class WebhookClient:
         user_agent: str = USER_AGENT,
         verify_tls: bool = True,
     ) -> None:
+        per_shard = max(1, min(connections_per_pool, max_connections))
+        self._pool_shards = max(1, -(-max_connections // per_shard))
+        # Keep-alive limit = connection limit: idle connections are never evicted early, and
+        # httpcore's surplus-idle eviction (which miscounts, encode/httpcore#1035) never runs.
         self._limits = httpx.Limits(
-            max_connections=max_connections,
-            max_keepalive_connections=max_connections,
+            max_connections=per_shard,
+            max_keepalive_connections=per_shard,
             keepalive_expiry=keepalive_expiry_s,
         )
         self.retry_after_cap_seconds = retry_after_cap_seconds
@@ -409,19 +414,21 @@ class WebhookClient:
     def _http(self, allow_private: bool) -> httpx.AsyncClient:
         client = self._clients.get(allow_private)
         if client is None:
-            transport: httpx.AsyncBaseTransport
-            if allow_private:
-                transport = httpx.AsyncHTTPTransport(limits=self._limits, trust_env=False, verify=self._verify_tls)
-            else:
-                transport = GuardedTransport(
-                    limits=self._limits,
-                    allowed_networks=self._allowed_networks,
-                    resolver=self._resolver,
-                    verify=self._verify_tls,
-                )
+            shards = [self._transport(allow_private) for _ in range(self._pool_shards)]
+            transport = shards[0] if len(shards) == 1 else ShardedTransport(shards)
             client = httpx.AsyncClient(transport=transport, trust_env=False, follow_redirects=False)
             self._clients[allow_private] = client
         return client
+
+    def _transport(self, allow_private: bool) -> httpx.AsyncBaseTransport:
+        if allow_private:
+            return httpx.AsyncHTTPTransport(limits=self._limits, trust_env=False, verify=self._verify_tls)
+        return GuardedTransport(
+            limits=self._limits,
+            allowed_networks=self._allowed_networks,
+            resolver=self._resolver,
+            verify=self._verify_tls,
+        )
 
     async def aclose(self) -> None:
         clients, self._clients = list(self._clients.values()), {}
@@ -605,6 +612,68 @@ class WebhookClient:
                 )
             finally:
                 await response.aclose()
+
+
+class ShardedTransport(httpx.AsyncBaseTransport):
+    """Spreads requests over many small connection pools: a host's home pool first, else the least busy.
+
+    httpcore's pool rescans all its connections for every queued request on every state
+    change (encode/httpcore#1035, encode/httpx#3215): with 100 concurrent calls to one host
+    a single 256-connection pool spends most of the CPU there, requests queue for hundreds
+    of milliseconds and throughput collapses. Pools of a few connections keep each scan
+    short. Each origin has a home pool so that, at low load, its calls keep landing on the
+    same warm keep-alive connections; under load they spill to the idlest pool.
+    """
+
+    def __init__(self, shards: Sequence[httpx.AsyncBaseTransport]) -> None:
+        self._shards = list(shards)
+        self._in_flight = [0] * len(self._shards)
+
+    def _pick(self, url: httpx.URL) -> int:
+        home = hash((url.scheme, url.host, url.port)) % len(self._shards)
+        if self._in_flight[home] == 0:
+            return home
+        return self._in_flight.index(min(self._in_flight))
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        index = self._pick(request.url)
+        self._in_flight[index] += 1
+        try:
+            response = await self._shards[index].handle_async_request(request)
+        except BaseException:
+            self._in_flight[index] -= 1
+            raise
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        return httpx.Response(
+            status_code=response.status_code,
+            headers=response.headers,
+            stream=_ShardStream(response.stream, self._in_flight, index),
+            extensions=response.extensions,
+        )
+
+    async def aclose(self) -> None:
+        for shard in self._shards:
+            await shard.aclose()
+
+
+class _ShardStream(httpx.AsyncByteStream):
+    """A response body that gives its shard's in-flight slot back when closed."""
+
+    def __init__(self, stream: httpx.AsyncByteStream, in_flight: list[int], index: int) -> None:
+        self._stream = stream
+        self._in_flight = in_flight
+        self._index = index
+        self._open = True
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._stream:
+            yield chunk
+
+    async def aclose(self) -> None:
+        if self._open:
+            self._open = False
+            self._in_flight[self._index] -= 1
+        await self._stream.aclose()
 
 
 # ---------------------------------------------------------------- helpers

@@ -124,7 +124,7 @@ class HttpPeer:
         return f"{self.base_url}{path}"
 
     async def start(self) -> HttpPeer:
-        self._server = await asyncio.start_server(self._serve, self.host, self.port, backlog=1024)
+        self._server = await asyncio.start_server(self._accept, self.host, self.port, backlog=1024)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -161,10 +161,13 @@ class HttpPeer:
 
     # protocol
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # Our own task (not the one asyncio.streams makes) so that stop() can cancel it quietly.
+        task = asyncio.create_task(self._serve(reader, writer))
         self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
         self.connections_accepted += 1
         connection_id = self.connections_accepted
@@ -190,7 +193,6 @@ class HttpPeer:
             # The client went away or spoke garbage: this connection is over, the server goes on.
             pass
         finally:
-            self._tasks.discard(task)
             self._writers.discard(writer)
             writer.close()
             with contextlib.suppress(ConnectionError):

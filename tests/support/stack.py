@@ -75,7 +75,7 @@ class Process:
         self.log_path = LOGS / f"{name}.log"
 
     def start(self) -> None:
-        log = open(self.log_path, "ab")
+        log = open(self.log_path, "ab" if self.proc else "wb")  # a restart keeps the first life's log
         self.proc = subprocess.Popen([sys.executable, "-m", "app.cli", *self.args], env=self.env, cwd=ROOT,
                                      stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 

@@ -14,8 +14,6 @@ from typing import Any
 import msgspec
 
 from app.services.ai import classifier as local
-from app.services.ai import extract as local_extract
-from app.services.ai import lexicon
 from app.services.ai.personalities import CoreIntent, get_personality
 from flows.ports import AIAnswer, Detection, Extraction, IntentCandidate, IntentScore
 from flows.schema import VariableSpec
@@ -96,12 +94,16 @@ class Understanding:
         return self.local.detect(text, candidates, ambiguity_margin=self.ambiguity_margin)
 
     async def extract_variables(self, workspace_id: str, text: str, variables: list[VariableSpec]) -> Extraction:
+        from app.services.ai import extract as local_extract
+
         specs = [local_extract.VariableSpec(name=v.name, prompt=v.prompt, required=v.required, default=v.default,
                                             type=v.type or "") for v in variables]
         result = local_extract.extract_variables(text, specs)
         return Extraction(values=dict(result.values), missing=list(result.missing), engine=result.engine)
 
     async def classify_reply(self, workspace_id: str, text: str) -> str:
+        from app.services.ai import lexicon
+
         return lexicon.classify_reply(text)
 
     def core_intent(self, text: str) -> tuple[CoreIntent, float, list[dict[str, Any]]]:
