@@ -1,0 +1,79 @@
+"""Nothing lost, nothing twice: a worker killed mid-batch, and Redis losing its data mid-buffer."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from tests.integration.test_message_path import keyword_flow, post_signed, sent_to, text_envelope, whatsapp_channel
+from tests.support.http_peer import HttpPeer, PeerRequest, PeerResponse
+from tests.support.stack import Stack, Tenant, wait_until
+
+pytestmark = pytest.mark.slow
+
+
+async def _conversation(db, tenant: Tenant) -> uuid.UUID:
+    return await wait_until(lambda: db.fetchval("SELECT id FROM conversations WHERE workspace = $1",
+                                                uuid.UUID(tenant.workspace_id)), what="the conversation")
+
+
+async def test_worker_killed_mid_batch_loses_nothing_and_replies_once(stack: Stack, tenant: Tenant,
+                                                                      graph_api: HttpPeer, db) -> None:
+    channel = await whatsapp_channel(tenant, graph_api)
+    pnid = channel["phone_number_id"]
+    calls = {"n": 0}
+
+    async def slow_then_fast(request: PeerRequest) -> PeerResponse:
+        calls["n"] += 1
+        # The first send hangs long enough for the test to kill the worker while it waits.
+        delay_s = 30.0 if calls["n"] == 1 else 0.0
+        return PeerResponse(status=200, headers={"Content-Type": "application/json"}, delay_s=delay_s,
+                            body=json.dumps({"messaging_product": "whatsapp",
+                                             "messages": [{"id": f"wamid.recovered.{calls['n']}"}]}).encode())
+
+    graph_api.route("POST", f"/{pnid}/messages", slow_then_fast)
+    await tenant.create_flow(keyword_flow(keywords=["crash"], reply="Survived the crash.", disable_ai=False))
+    await post_signed(tenant, channel["id"], text_envelope(phone_number_id=pnid, sender="15550009999",
+                                                           text="crash test"))
+    await wait_until(lambda: sent_to(graph_api, pnid), what="the worker to be mid-batch (sending)")
+    stack.worker.kill()
+    conversation_id = await _conversation(db, tenant)
+    inbound = await db.fetch("SELECT id, processed_at, run_id FROM messages WHERE conversation = $1 AND "
+                             "direction = 'in'", conversation_id)
+    assert len(inbound) == 1 and inbound[0]["processed_at"] is None and inbound[0]["run_id"] is not None
+
+    stack.worker.start()
+    await wait_until(lambda: db.fetchval("SELECT processed_at IS NOT NULL FROM messages WHERE id = $1",
+                                         inbound[0]["id"]), timeout_s=30, what="the batch processed after restart")
+    runs = await db.fetch("SELECT status FROM runs WHERE conversation = $1 ORDER BY started_at", conversation_id)
+    assert [r["status"] for r in runs] == ["abandoned", "completed"]
+    outbound = await db.fetch("SELECT status, provider_message_id FROM messages WHERE conversation = $1 AND "
+                              "direction = 'out'", conversation_id)
+    # One reply row: the retried batch reused the unsent reply instead of adding a second one.
+    assert len(outbound) == 1 and outbound[0]["status"] == "sent"
+    assert outbound[0]["provider_message_id"] == "wamid.recovered.2"
+
+
+async def test_redis_flushed_mid_buffer_recovers_from_postgres(stack: Stack, tenant: Tenant, graph_api: HttpPeer,
+                                                              db, redis) -> None:
+    channel = await whatsapp_channel(tenant, graph_api)
+    pnid = channel["phone_number_id"]
+    await tenant.create_flow(keyword_flow(keywords=["lost"], reply="Found you.", disable_ai=False))
+    for text in ["is anything lost", "lost?"]:
+        response = await post_signed(tenant, channel["id"], text_envelope(phone_number_id=pnid, sender="15550008888",
+                                                                          text=text))
+        assert response.status_code == 200
+    # Both messages sit in the 0.4 s buffer window; Redis forgets everything.
+    await redis.flushdb()
+    [reply] = await wait_until(lambda: sent_to(graph_api, pnid), timeout_s=20, what="the recovered reply")
+    assert reply.json()["text"]["body"] == "Found you."
+    conversation_id = await _conversation(db, tenant)
+    await wait_until(lambda: db.fetchval("SELECT count(*) = 2 FROM messages WHERE conversation = $1 AND "
+                                         "direction = 'in' AND processed_at IS NOT NULL", conversation_id),
+                     what="both messages processed")
+    runs = await db.fetch("SELECT message_ids FROM runs WHERE conversation = $1 AND status = 'completed'",
+                          conversation_id)
+    assert len(runs) == 1 and len(json.loads(runs[0]["message_ids"])) == 2
+    assert len(sent_to(graph_api, pnid)) == 1
