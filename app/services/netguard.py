@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import ssl
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 import httpcore
@@ -244,12 +245,11 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
         self,
         *,
         limits: httpx.Limits,
+        ssl_context: ssl.SSLContext,
         allowed_networks: Sequence[IPNetwork] = (),
         resolver: Resolver | None = None,
-        verify: bool = True,
     ) -> None:
-        super().__init__(limits=limits, trust_env=False, verify=verify)
-        ssl_context = httpx.create_ssl_context(verify=verify, trust_env=False)
+        super().__init__(limits=limits, trust_env=False, verify=ssl_context)
         self._pool = httpcore.AsyncConnectionPool(
             ssl_context=ssl_context,
             max_connections=limits.max_connections,

@@ -8,6 +8,7 @@ import logging
 import math
 import random
 import re
+import ssl
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import timezone
@@ -407,33 +408,44 @@ class WebhookClient:
         self._resolver = resolver
         self._user_agent = user_agent
         self._verify_tls = verify_tls
+        self._ssl_context: ssl.SSLContext | None = None
         # Keyed by allow_private: the guarded pool must never hand out a connection that an
         # unguarded request opened. A process normally uses only one of the two.
-        self._clients: dict[bool, httpx.AsyncClient] = {}
+        self._pools: dict[bool, httpx.AsyncBaseTransport] = {}
 
-    def _http(self, allow_private: bool) -> httpx.AsyncClient:
-        client = self._clients.get(allow_private)
-        if client is None:
+    def _pool(self, allow_private: bool) -> httpx.AsyncBaseTransport:
+        """The process-wide connection pool for this guard mode, made on first use.
+
+        Requests go to the pool directly rather than through an httpx.AsyncClient: a
+        client's cookie jar is shared by every request it sends, so one customer's endpoint
+        could set cookies that would then ride along on another workspace's calls; and its
+        redirect and auth machinery is replaced by ours anyway.
+        """
+        pool = self._pools.get(allow_private)
+        if pool is None:
             shards = [self._transport(allow_private) for _ in range(self._pool_shards)]
-            transport = shards[0] if len(shards) == 1 else ShardedTransport(shards)
-            client = httpx.AsyncClient(transport=transport, trust_env=False, follow_redirects=False)
-            self._clients[allow_private] = client
-        return client
+            pool = shards[0] if len(shards) == 1 else ShardedTransport(shards)
+            self._pools[allow_private] = pool
+        return pool
 
     def _transport(self, allow_private: bool) -> httpx.AsyncBaseTransport:
+        if self._ssl_context is None:
+            # One context for every pool: loading the CA bundle takes tens of milliseconds,
+            # and doing it per pool would stall the event loop for seconds.
+            self._ssl_context = httpx.create_ssl_context(verify=self._verify_tls, trust_env=False)
         if allow_private:
-            return httpx.AsyncHTTPTransport(limits=self._limits, trust_env=False, verify=self._verify_tls)
+            return httpx.AsyncHTTPTransport(limits=self._limits, trust_env=False, verify=self._ssl_context)
         return GuardedTransport(
             limits=self._limits,
+            ssl_context=self._ssl_context,
             allowed_networks=self._allowed_networks,
             resolver=self._resolver,
-            verify=self._verify_tls,
         )
 
     async def aclose(self) -> None:
-        clients, self._clients = list(self._clients.values()), {}
-        for client in clients:
-            await client.aclose()
+        pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            await pool.aclose()
 
     async def __aenter__(self) -> WebhookClient:
         return self
@@ -564,16 +576,20 @@ class WebhookClient:
         max_response_bytes: int,
         timeout_s: float,
     ) -> _Exchange:
-        http = self._http(allow_private)
-        timeout = httpx.Timeout(timeout_s)
-        current = url
+        pool = self._pool(allow_private)
+        extensions = {"timeout": httpx.Timeout(timeout_s).as_dict()}
+        try:
+            current = httpx.URL(url)
+        except (httpx.InvalidURL, TypeError) as exc:
+            raise BlockedURLError(f"{url!r} is not a valid URL: {exc}") from exc
         redirects = 0
         while True:
-            target = await check_url(
+            await check_url(
                 current, allow_private=allow_private, allowed_networks=self._allowed_networks, resolver=self._resolver
             )
-            outgoing = http.build_request(method.value, target.url, headers=headers, content=body, timeout=timeout)
-            response = await http.send(outgoing, stream=True)
+            outgoing = httpx.Request(method.value, current, headers=headers, content=body, extensions=extensions)
+            response = await pool.handle_async_request(outgoing)
+            response.request = outgoing
             try:
                 location = response.headers.get("location")
                 if response.status_code in REDIRECT_STATUS_CODES and location:
@@ -586,7 +602,7 @@ class WebhookClient:
                     if _origin(next_url) != _origin(response.url):
                         # Credentials were meant for the first host, not for wherever it points us.
                         headers = _without_credentials(headers, secrets)
-                    current = str(next_url)
+                    current = next_url
                     redirects += 1
                     continue
                 chunks: list[bytes] = []

@@ -155,6 +155,16 @@ async def test_keep_alive_connection_is_reused(http_peer: HttpPeer, client: Webh
     assert len(http_peer.requests) == 5
 
 
+async def test_cookies_set_by_one_endpoint_are_never_sent_back(http_peer: HttpPeer, client: WebhookClient):
+    http_peer.reply("POST", "/login", PeerResponse.json({"ok": True}, headers={"Set-Cookie": "session=tenant-a; Path=/"}))
+    http_peer.route("POST", "/other", _ok)
+
+    await client.attempt(hook(http_peer.url("/login"), json_body={}), allow_private=True)
+    await client.attempt(hook(http_peer.url("/other"), json_body={}), allow_private=True)
+
+    assert "cookie" not in http_peer.requests_to("/other")[0].headers
+
+
 # ---------------------------------------------------------------- failure classes
 
 
