@@ -236,6 +236,7 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
 class GuardedTransport(httpx.AsyncHTTPTransport):
     """httpx transport whose connections go through GuardedNetworkBackend.
 
+    Usable on its own: `httpx.AsyncClient(transport=GuardedTransport(), trust_env=False)`.
     httpx does not take a network backend, so the pool it builds is replaced by an
     identical one that has ours. No proxy and no environment: a proxy would make the
     guard check the proxy's address instead of the target's.
@@ -244,11 +245,13 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
     def __init__(
         self,
         *,
-        limits: httpx.Limits,
-        ssl_context: ssl.SSLContext,
+        limits: httpx.Limits = httpx.Limits(),
+        ssl_context: ssl.SSLContext | None = None,
         allowed_networks: Sequence[IPNetwork] = (),
         resolver: Resolver | None = None,
     ) -> None:
+        if ssl_context is None:
+            ssl_context = httpx.create_ssl_context(trust_env=False)
         super().__init__(limits=limits, trust_env=False, verify=ssl_context)
         self._pool = httpcore.AsyncConnectionPool(
             ssl_context=ssl_context,
