@@ -37,7 +37,10 @@ class ActionController(Controller):
 
     @post("/executions/{execution_id:str}/replay", status_code=200, summary="Replay a dead-lettered execution")
     async def replay(self, principal: Principal, execution_id: str) -> ReplayResult:
-        outcome = await lifecycle.services().webhooks.replay(principal.workspace_id, execution_id)
+        try:
+            outcome = await lifecycle.services().webhooks.replay(principal.workspace_id, execution_id)
+        except LookupError as exc:
+            raise NotFoundException(str(exc)) from exc
         return ReplayResult(execution_id=execution_id, status=outcome.status.value if outcome else "skipped",
                             status_code=outcome.status_code if outcome else None,
                             attempts=outcome.attempts if outcome else 0, error=outcome.error if outcome else None)

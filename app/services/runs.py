@@ -149,13 +149,17 @@ async def action_logs(workspace_id: str, flow_id: str, node_id: str, *, status: 
     fid = _uuid(flow_id)
     if fid is None:
         return None
+    pool = engine.pool()
+    # Another workspace's action is "not found", not an empty page.
+    if not await pool.fetchval("SELECT EXISTS (SELECT 1 FROM flows WHERE id = $1 AND workspace = $2)",
+                               fid, uuid.UUID(workspace_id)):
+        return None
     clauses, args = ["workspace = $1", "flow_id = $2", "node_id = $3"], [uuid.UUID(workspace_id), fid, node_id]
     for sql, value in (("status = {}", status), ("created_at >= {}", since), ("created_at < {}", until)):
         if value is not None:
             args.append(value)
             clauses.append(sql.format(f"${len(args)}"))
     where = " AND ".join(clauses)
-    pool = engine.pool()
     total = await pool.fetchval(f"SELECT count(*) FROM external_action_logs WHERE {where}", *args)
     limit = min(max(limit, 1), 500)
     rows = await pool.fetch(

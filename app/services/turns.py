@@ -227,8 +227,9 @@ async def resume_after_webhook(deps: TurnDeps, execution_id: str, outcome: Webho
     """
     pool = engine.pool()
     row = await pool.fetchrow(
-        "SELECT workspace, flow_id, flow_version, webhook_node_id, conversation, vars, original_message, "
-        "status FROM action_executions WHERE id = $1", uuid.UUID(execution_id))
+        "SELECT workspace, flow_id, flow_version, webhook_node_id, conversation, vars, original_message, status, "
+        "(SELECT count(*) FROM external_action_logs l WHERE l.execution = e.id) AS attempts_logged "
+        "FROM action_executions e WHERE id = $1", uuid.UUID(execution_id))
     if row is None or row["conversation"] is None:
         return
     workspace_id, conversation_id = str(row["workspace"]), str(row["conversation"])
@@ -246,8 +247,10 @@ async def resume_after_webhook(deps: TurnDeps, execution_id: str, outcome: Webho
                 ai=AIState(ai_enabled=control.ai_enabled, custom_prompt=control.custom_prompt, context=ai_context),
                 timestamp=time.time(), phone_number=context["phone"])
     run_id = uuid.uuid4()
+    # Keyed by the attempts so far: a replayed execution that ends again sends its message again.
+    batch_key = f"webhook:{execution_id}:{row['attempts_logged']}"
     scope = TurnScope(workspace_id=workspace_id, conversation_id=conversation_id, contact_phone=context["phone"],
-                      run_id=str(run_id), batch_key=f"webhook:{execution_id}", original_message=turn.text,
+                      run_id=str(run_id), batch_key=batch_key, original_message=turn.text,
                       flow_versions={plan.flow_id: plan.version})
     runtime = _runtime(deps, scope, channel)
     port = "success" if outcome.status is WebhookStatus.SUCCESS else "failure"

@@ -9,6 +9,7 @@ retry job resumes the flow after the success or failure port when the execution 
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 import uuid
@@ -144,13 +145,15 @@ class WebhookActions:
             delay_s = backoff_seconds(attempt, base_s=stored.retry_delay_seconds,
                                       retry_after_s=result.retry_after_seconds,
                                       cap_s=self.settings.webhooks.retry_after_cap_seconds, rng=self.rng)
-            await self.queue.enqueue(
-                RETRY_JOB, execution_id=execution_id, attempt=attempt + 1, key=f"webhook:{execution_id}:{attempt + 1}",
-                scheduled=int(time.time() + delay_s), timeout=int(stored.timeout_seconds * 2 + 30), retries=2,
-            )
+            # Recorded before the job exists: a job that runs at once must find this attempt counted.
             await engine.pool().execute(
                 "UPDATE action_executions SET attempts = $2, last_error = $3, updated_at = now() WHERE id = $1",
                 uuid.UUID(execution_id), attempt, result.error)
+            # SAQ schedules in whole seconds; rounding up keeps a Retry-After from being undercut.
+            await self.queue.enqueue(
+                RETRY_JOB, execution_id=execution_id, attempt=attempt + 1, key=f"webhook:{execution_id}:{attempt + 1}",
+                scheduled=math.ceil(time.time() + delay_s), timeout=int(stored.timeout_seconds * 2 + 30), retries=2,
+            )
             log.info("webhook retry scheduled", extra={"execution_id": execution_id, "attempt": attempt,
                                                        "delay_s": round(delay_s, 3)})
             return WebhookOutcome(status=WebhookStatus.SCHEDULED, status_code=result.status_code,
@@ -229,12 +232,16 @@ class WebhookActions:
     # --- dead letters --------------------------------------------------------------------
     async def replay(self, workspace_id: str, execution_id: str) -> WebhookOutcome:
         """Send a failed execution's request again (a new attempt series, same idempotency key)."""
-        pool = engine.pool()
-        row = await pool.fetchrow(
+        try:
+            execution_uuid = uuid.UUID(execution_id)
+        except ValueError:
+            raise LookupError(f"{execution_id!r} is not an execution id") from None
+        # Compare-and-set: two replays of one dead letter send it once.
+        row = await engine.pool().fetchrow(
             "UPDATE action_executions SET status = 'processing', dead_letter = false, attempts = 0, "
             "updated_at = now() WHERE id = $1 AND workspace = $2 AND status = 'failed' AND kind = 'webhook' "
-            "RETURNING state, idempotency_key",
-            uuid.UUID(execution_id), uuid.UUID(workspace_id))
+            "RETURNING id",
+            execution_uuid, uuid.UUID(workspace_id))
         if row is None:
             raise LookupError(f"no failed webhook execution {execution_id} in this workspace")
         return await self.retry(execution_id, 1)
