@@ -45,7 +45,7 @@ async def page(chromium, tenant) -> AsyncIterator[object]:
     await pg.fill("#email", tenant.email)
     await pg.fill("#password", PASSWORD)
     await pg.click("#login-form button[type=submit]")
-    await pg.wait_for_url(re.compile(r"/flows"))
+    await pg.locator("#flows-table").wait_for()
     yield pg
     await context.close()
 
@@ -64,12 +64,12 @@ async def test_build_save_reload_publish_and_watch_the_reply_live(page, tenant):
     assert await page.locator("#workspace-name").inner_text()
     await page.fill("#create-flow-form input[name=name]", "Greeter")
     await page.click("#create-flow-form button")
-    await page.wait_for_url(re.compile(r"/flows/.+/edit"))
     await page.wait_for_function("window.sbEditor !== undefined")
+    assert re.search(r"/flows/.+/edit$", page.url)
     canvas = page.locator("#canvas")
     # The new flow starts with a trigger (n1); drag two actions in and connect the chain.
-    await page.locator('[data-node-type="action.add_tag"]').drag_to(canvas, target_position={"x": 380, "y": 120})
-    await page.locator('[data-node-type="action.send_message"]').drag_to(canvas, target_position={"x": 660, "y": 120})
+    await page.locator('[data-node-type="action.add_tag"]').drag_to(canvas, target_position={"x": 320, "y": 60})
+    await page.locator('[data-node-type="action.send_message"]').drag_to(canvas, target_position={"x": 320, "y": 300})
     nodes = page.locator(".drawflow-node")
     assert await nodes.count() == 3
     await nodes.nth(0).locator(".output").first.drag_to(nodes.nth(1).locator(".input"))
