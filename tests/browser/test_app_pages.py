@@ -129,7 +129,7 @@ async def test_builder_creates_an_action_the_tester_matches(page, tenant):
     await page.fill("#f-trigger\\.match\\.display_name", "Order pizza")
     for text in ["I want to order a pizza", "can I get two pizzas", "order pizza please", "pizza delivery order"]:
         await page.click("#add-example")
-        await page.locator("#list-examples .list-row input").last.fill(text)
+        await page.locator("#list-examples .list-row").last.locator("input").first.fill(text)
     await page.fill("#f-webhook\\.url", "http://127.0.0.1:9/orders")
     await shot(page, "action-builder")
     await page.click("#create-action")
