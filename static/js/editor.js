@@ -218,6 +218,7 @@
   };
 
   Editor.prototype.load = function (doc) {
+    var started = window.performance ? performance.now() : 0;
     this.loading = true;
     this.meta = {
       schema: doc.schema || SCHEMA, name: doc.name || "", description: doc.description || "",
@@ -252,6 +253,7 @@
     this.loading = false;
     this.dirty = false;
     this.setStatus("Saved", "ok");
+    this.loadMs = window.performance ? performance.now() - started : 0;
   };
 
   // Drawflow draws bare circles; the port name makes success/failure and true/false visible.

@@ -49,6 +49,7 @@ def main() -> None:
         page.goto(url)
         page.wait_for_function("window.sbEditor !== undefined && document.querySelectorAll('.drawflow-node').length === 200")
         load_s = time.perf_counter() - started
+        render_ms, ready_ms = page.evaluate("[window.sbEditor.loadMs, performance.now()]")
         save_ms = page.evaluate("""() => {
             const t0 = performance.now();
             const body = JSON.stringify(window.sbEditor.exportDocument());
@@ -68,6 +69,8 @@ def main() -> None:
         "nodes": len(doc["nodes"]),
         "edges": len(doc["edges"]),
         "editor_load_seconds": round(load_s, 3),
+        "editor_render_seconds": round(render_ms / 1000, 3),
+        "editor_ready_since_navigation_seconds": round(ready_ms / 1000, 3),
         "export_seconds": round(save_ms[0] / 1000, 4),
         "export_bytes": save_ms[1],
         "export_equals_input": exported == doc,
