@@ -14,6 +14,7 @@ from tests.support import stack as stack_mod
 # Unit tests of flows/ need none of this; the service fixtures start only when asked for.
 _TEST_ENV = {
     "SWITCHBOARD_BUFFER_SECONDS": "0.4",
+    "SWITCHBOARD_DB_POOL_SIZE": "6",  # several stacks may share one PostgreSQL (max_connections)
     "SWITCHBOARD_BUFFER_MAX_SECONDS": "1.5",
     "SWITCHBOARD_LOCK_SECONDS": "2",
     "SWITCHBOARD_RECOVERY_INTERVAL_SECONDS": "0.5",

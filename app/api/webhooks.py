@@ -48,7 +48,7 @@ async def whatsapp_receive(request: Request, channel_id: str) -> Response:
         raise NotAuthorizedException("X-Hub-Signature-256 is missing or does not match the body and the app secret")
     parsed = parse_webhook(body)
     svc = lifecycle.services()
-    accepted = await ingress.accept(channel, parsed.messages, buffer=svc.buffer) if parsed.messages else []
+    accepted = await svc.ingress.accept(channel, parsed.messages) if parsed.messages else []
     for status in parsed.statuses:
         await ingress.apply_status(channel, provider_message_id=status.provider_message_id, status=status.status,
                                    timestamp=status.timestamp,
@@ -69,7 +69,7 @@ async def generic_receive(request: Request, channel_id: str) -> Response:
     if not local_console and not verify_sha256(channel.secret, body, request.headers.get("x-switchboard-signature")):
         raise NotAuthorizedException("X-Switchboard-Signature is missing or does not match the body and the secret")
     item = parse_generic(body, channel_ref=channel.id)
-    accepted = await ingress.accept(channel, [item], buffer=lifecycle.services().buffer)
+    accepted = await lifecycle.services().ingress.accept(channel, [item])
     first = accepted[0]
     return Response(content={"received": 0 if first.duplicate else 1, "duplicate": first.duplicate,
                              "message_id": first.message_id or None, "conversation_id": first.conversation_id})

@@ -95,6 +95,14 @@ class Buffer:
         args = [message_id, time.time(), self.quiet_s, self.max_s, SEEN_TTL_S, conversation_id]
         return bool(await self._push(keys=keys, args=args))
 
+    async def push_in(self, pipe, *, conversation_id: str, channel_id: str, provider_message_id: str,
+                      message_id: str) -> None:
+        """Queue a push on a pipeline, so a batch of messages costs one round trip."""
+        keys = [buffer_key(conversation_id), first_key(conversation_id), DUE_KEY,
+                seen_key(channel_id, provider_message_id)]
+        args = [message_id, time.time(), self.quiet_s, self.max_s, SEEN_TTL_S, conversation_id]
+        await self._push(keys=keys, args=args, client=pipe)  # buffered: runs on pipe.execute()
+
     async def pop_due(self, *, limit: int = 200) -> list[str]:
         ids = await self._pop_due(keys=[DUE_KEY], args=[time.time(), limit])
         return [i.decode() if isinstance(i, bytes) else i for i in ids]

@@ -30,6 +30,11 @@ async def publish(workspace_id: str, event: LiveEvent) -> None:
     await redis_conn.client().publish(channel_name(workspace_id), _encoder.encode(event))
 
 
+def publish_in(pipe, workspace_id: str, event: LiveEvent) -> None:
+    """Queue a publish on a pipeline (ingress sends one pipeline per batch)."""
+    pipe.publish(channel_name(workspace_id), _encoder.encode(event))
+
+
 async def subscribe(workspace_id: str) -> AsyncIterator[LiveEvent]:
     """Yield the workspace's events until the caller stops iterating."""
     pubsub = redis_conn.client().pubsub()

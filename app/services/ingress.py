@@ -8,6 +8,8 @@ signalled twice.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import uuid
 from collections import OrderedDict
@@ -50,13 +52,6 @@ ON CONFLICT (channel, contact) DO NOTHING
 RETURNING id
 """
 _SELECT_CONVERSATION = "SELECT id FROM conversations WHERE channel = $1 AND contact = $2"
-_INSERT_MESSAGE = """
-INSERT INTO messages (id, workspace, conversation, channel, direction, seq, provider_message_id, type, text,
-                      media_id, payload, events, status, created_at)
-VALUES ($1, $2, $3, $4, 'in', $5, $6, $7, $8, $9, $10::jsonb, $11::jsonb, 'received', clock_timestamp())
-ON CONFLICT (channel, direction, provider_message_id) DO NOTHING
-RETURNING id
-"""
 _UPDATE_STATUS = """
 UPDATE messages
    SET status = $3, status_at = to_timestamp($4), error = $5::jsonb
@@ -67,13 +62,17 @@ RETURNING id, conversation
 _STATUS_ORDER = sorted(STATUS_RANK, key=STATUS_RANK.__getitem__)
 
 
-async def _resolve_conversation(conn, channel: ChannelRecord, item: InboundItem) -> tuple[str, list[str]]:
-    """The conversation for (channel, sender), creating contact and conversation on first contact."""
+async def _resolve_conversation(conn, channel: ChannelRecord,
+                                item: InboundItem) -> tuple[str, list[str], tuple | None]:
+    """The conversation for (channel, sender), creating contact and conversation on first contact.
+
+    Returns the mapping to cache once the caller's transaction has committed.
+    """
     key = (channel.id, item.from_phone)
     hit = _conversations.get(key)
     if hit is not None:
         _conversations.move_to_end(key)
-        return hit[1], []
+        return hit[1], [], None
     raised: list[str] = []
     first, last = item.contact_first_name, item.contact_last_name
     if not first and item.contact_name:
@@ -83,15 +82,19 @@ async def _resolve_conversation(conn, channel: ChannelRecord, item: InboundItem)
         contact_id = await conn.fetchval(_SELECT_CONTACT, channel.workspace_id, item.from_phone)
     else:
         raised.append("contact_created")
-    conversation_id = await conn.fetchval(_INSERT_CONVERSATION, uuid.uuid4(), channel.workspace_id, channel.id, contact_id)
+    conversation_id = await conn.fetchval(_INSERT_CONVERSATION, uuid.uuid4(), channel.workspace_id, channel.id,
+                                          contact_id)
     if conversation_id is None:
         conversation_id = await conn.fetchval(_SELECT_CONVERSATION, channel.id, contact_id)
     else:
         raised.append("conversation_created")
-    _conversations[key] = (str(contact_id), str(conversation_id))
+    return str(conversation_id), raised, (key, (str(contact_id), str(conversation_id)))
+
+
+def _remember(key: tuple[str, str], value: tuple[str, str]) -> None:
+    _conversations[key] = value
     if len(_conversations) > _CONVERSATION_CACHE_SIZE:
         _conversations.popitem(last=False)
-    return str(conversation_id), raised
 
 
 def forget_conversation(channel_id: str, phone: str) -> None:
@@ -99,38 +102,120 @@ def forget_conversation(channel_id: str, phone: str) -> None:
     _conversations.pop((channel_id, phone), None)
 
 
-async def accept(channel: ChannelRecord, items: list[InboundItem], *, buffer: buffer_mod.Buffer) -> list[Accepted]:
-    """Store each item once and signal its conversation's buffer."""
-    accepted: list[Accepted] = []
-    async with engine.pool().acquire() as conn:
-        for item in items:
-            conversation_id, raised = await _resolve_conversation(conn, channel, item)
-            message_id = uuid.uuid4()
-            stored = await conn.fetchval(
-                _INSERT_MESSAGE,
-                message_id, channel.workspace_id, conversation_id, channel.id,
-                int(item.timestamp * 1000), item.provider_message_id, item.type, item.text,
-                item.media_id, _json.encode(item.raw).decode(), _json.encode(raised).decode(),
-            )
-            if stored is None:
-                log.info("duplicate delivery dropped",
-                         extra={"conversation_id": conversation_id, "provider_message_id": item.provider_message_id})
-                accepted.append(Accepted(message_id="", conversation_id=conversation_id, duplicate=True))
+_INSERT_MESSAGES = """
+INSERT INTO messages (id, workspace, conversation, channel, direction, seq, provider_message_id, type, text,
+                      media_id, payload, events, status, created_at)
+SELECT u.id, u.workspace, u.conversation, u.channel, 'in', u.seq, u.provider_message_id, u.type, u.text, u.media_id,
+       u.payload, u.events, 'received', clock_timestamp()
+  FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::bigint[], $6::text[], $7::text[], $8::text[],
+              $9::text[], $10::jsonb[], $11::jsonb[])
+       AS u(id, workspace, conversation, channel, seq, provider_message_id, type, text, media_id, payload, events)
+ON CONFLICT (channel, direction, provider_message_id) DO NOTHING
+RETURNING id
+"""
+
+
+class _Request(msgspec.Struct):
+    channel: ChannelRecord
+    items: list[InboundItem]
+    done: asyncio.Future
+
+
+class IngressWriter:
+    """Stores what concurrent webhook requests bring in shared transactions (group commit).
+
+    Each request still gets its answer only after its rows are committed, so a 200 always
+    means "stored"; many requests share one commit instead of paying one each.
+    """
+
+    def __init__(self, buffer: buffer_mod.Buffer, *, writers: int = 4, max_batch: int = 256) -> None:
+        self.buffer = buffer
+        self.writers = writers
+        self.max_batch = max_batch
+        self._queue: asyncio.Queue[_Request] = asyncio.Queue()
+        self._tasks: list[asyncio.Task] = []
+
+    async def accept(self, channel: ChannelRecord, items: list[InboundItem]) -> list[Accepted]:
+        if not self._tasks:
+            self._tasks = [asyncio.create_task(self._write_loop(), name=f"sb-ingress-{i}") for i in range(self.writers)]
+        request = _Request(channel=channel, items=items, done=asyncio.get_running_loop().create_future())
+        self._queue.put_nowait(request)
+        return await request.done
+
+    async def aclose(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    async def _write_loop(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            size = len(batch[0].items)
+            while size < self.max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+                size += len(batch[-1].items)
+            try:
+                results = await self._write(batch)
+            except asyncio.CancelledError:
+                for request in batch:
+                    request.done.cancel()
+                raise
+            except Exception as exc:  # the requests answer 5xx, so the provider redelivers later
+                log.exception("storing inbound messages failed", extra={"count": size})
+                for request in batch:
+                    if not request.done.done():
+                        request.done.set_exception(exc)
                 continue
-            if item.type in AMENDMENT_TYPES:
-                # An edit or a deletion is kept for the record; it does not start a turn.
-                accepted.append(Accepted(message_id=str(stored), conversation_id=conversation_id, duplicate=False))
+            for request, accepted in zip(batch, results):
+                if not request.done.done():
+                    request.done.set_result(accepted)
+
+    async def _write(self, batch: list[_Request]) -> list[list[Accepted]]:
+        rows: list[tuple[int, int, InboundItem, str, str, list[str]]] = []  # (request, index, item, conv, id, events)
+        new_mappings: list[tuple[tuple[str, str], tuple[str, str]]] = []
+        async with engine.pool().acquire() as conn, conn.transaction():
+            for r, request in enumerate(batch):
+                for i, item in enumerate(request.items):
+                    conversation_id, raised, mapping = await _resolve_conversation(conn, request.channel, item)
+                    if mapping:
+                        new_mappings.append(mapping)
+                    rows.append((r, i, item, conversation_id, str(uuid.uuid4()), raised))
+            columns: list[list] = [[] for _ in range(11)]
+            for r, _, item, conversation_id, message_id, raised in rows:
+                channel = batch[r].channel
+                values = (message_id, channel.workspace_id, conversation_id, channel.id, int(item.timestamp * 1000),
+                          item.provider_message_id, item.type, item.text, item.media_id,
+                          _json.encode(item.raw).decode(), _json.encode(raised).decode())
+                for column, value in zip(columns, values):
+                    column.append(value)
+            inserted = {str(r[0]) for r in await conn.fetch(_INSERT_MESSAGES, *columns)} if rows else set()
+        # Cache new conversations only once their rows are committed.
+        for key, value in new_mappings:
+            _remember(key, value)
+        results: list[list[Accepted]] = [[] for _ in batch]
+        pipe = self.buffer.redis.pipeline(transaction=False)
+        for r, _, item, conversation_id, message_id, _raised in rows:
+            channel = batch[r].channel
+            stored = message_id in inserted
+            results[r].append(Accepted(message_id=message_id if stored else "", conversation_id=conversation_id,
+                                       duplicate=not stored))
+            context = {"conversation_id": conversation_id, "provider_message_id": item.provider_message_id}
+            if not stored:
+                log.info("duplicate delivery dropped", extra=context)
                 continue
-            await buffer.push(conversation_id=conversation_id, channel_id=channel.id,
-                              provider_message_id=item.provider_message_id, message_id=str(stored))
-            log.info("message accepted", extra={"conversation_id": conversation_id, "message_id": str(stored),
-                                                "provider_message_id": item.provider_message_id, "type": item.type})
-            accepted.append(Accepted(message_id=str(stored), conversation_id=conversation_id, duplicate=False))
-    for a in accepted:
-        if not a.duplicate:
-            await events.publish(channel.workspace_id, events.LiveEvent(
-                kind="message", conversation_id=a.conversation_id, data={"message_id": a.message_id}))
-    return accepted
+            log.info("message accepted", extra={**context, "message_id": message_id, "type": item.type})
+            # An edit or a deletion is kept for the record; it does not start a turn.
+            if item.type not in AMENDMENT_TYPES:
+                await self.buffer.push_in(pipe, conversation_id=conversation_id, channel_id=channel.id,
+                                          provider_message_id=item.provider_message_id, message_id=message_id)
+            events.publish_in(pipe, channel.workspace_id, events.LiveEvent(
+                kind="message", conversation_id=conversation_id, data={"message_id": message_id}))
+        if len(pipe):
+            await pipe.execute()
+        return results
 
 
 async def apply_status(channel: ChannelRecord, *, provider_message_id: str, status: str, timestamp: float,

@@ -13,6 +13,7 @@ from saq import Queue
 
 from app.db import engine
 from app.services import buffer as buffer_mod
+from app.services import ingress as ingress_mod
 from app.services import flows_store, jobs, redis_conn, turns
 from app.services.ai.understanding import Understanding
 from app.services.ai_state import AIStateStore
@@ -36,6 +37,7 @@ class Services:
     understanding: Understanding
     webhooks: WebhookActions
     plans: flows_store.PlanCache
+    ingress: ingress_mod.IngressWriter
     worker_tasks: list[asyncio.Task] = field(default_factory=list)
     worker_state: jobs.WorkerState | None = None
 
@@ -66,10 +68,12 @@ async def start(*, run_worker: bool = False, worker_concurrency: int = 20) -> Se
     outbox = Outbox(WhatsAppSender(settings.channels))
     ai_store = AIStateStore(redis, ttl_s=settings.ai.state_ttl_seconds)
     plans = flows_store.PlanCache()
+    buffer = buffer_mod.Buffer(redis, quiet_s=settings.buffer.seconds, max_s=settings.buffer.max_seconds,
+                               lock_s=settings.buffer.lock_seconds)
     svc = Services(
         settings=settings,
-        buffer=buffer_mod.Buffer(redis, quiet_s=settings.buffer.seconds, max_s=settings.buffer.max_seconds,
-                                 lock_s=settings.buffer.lock_seconds),
+        buffer=buffer,
+        ingress=ingress_mod.IngressWriter(buffer),
         queue=queue,
         ai_store=ai_store,
         outbox=outbox,
@@ -111,6 +115,7 @@ async def stop() -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
+    await svc.ingress.aclose()
     await svc.webhooks.aclose()
     await svc.outbox.whatsapp.aclose()
     await svc.queue.disconnect()

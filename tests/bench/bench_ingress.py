@@ -1,0 +1,238 @@
+"""Ingress and end-to-end throughput of the service (prints one JSON object; never asserts times).
+
+Phase 1: signed WhatsApp text payloads from 64 concurrent senders, 20,000 messages over 2,000
+conversations, against one web process: accepted messages/s, p50/p99 latency, every message
+stored once, web RSS. Phase 2: the same load end to end with a 0 s buffer and one worker:
+turns/s from ingress to the reply received by a fake Graph API, p50/p99 of that latency.
+
+    python tests/bench/bench_ingress.py [--messages 20000] [--conversations 2000] [--senders 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+import asyncpg  # noqa: E402
+
+from app.services.channels.signatures import sign_sha256  # noqa: E402
+from tests.support import stack as stack_mod  # noqa: E402
+from tests.support.http_peer import HttpPeer, PeerRequest, PeerResponse  # noqa: E402
+
+APP_SECRET = "bench-app-secret"
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3) if ordered else 0.0
+
+
+def rss_mb(pid: int) -> dict[str, float]:
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = round(int(value.split()[0]) / 1024, 1)
+    return {"rss_mb": fields.get("VmRSS", 0.0), "peak_rss_mb": fields.get("VmHWM", 0.0)}
+
+
+class RawClient:
+    """A minimal keep-alive HTTP/1.1 client: the load generator must cost less than the server."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, request: bytes) -> int:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        self.writer.write(request)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        if length:
+            await self.reader.readexactly(length)
+        return status
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def build_requests(channel_id: str, phone_number_id: str, *, messages: int, conversations: int,
+                   port: int) -> list[tuple[str, bytes]]:
+    requests = []
+    for i in range(messages):
+        sender = f"1999{i % conversations:07d}"
+        token = f"m{i}-{uuid.uuid4().hex[:8]}"
+        body = json.dumps({"object": "whatsapp_business_account", "entry": [{"id": "WABA", "changes": [{
+            "field": "messages", "value": {
+                "messaging_product": "whatsapp",
+                "metadata": {"display_phone_number": "15550000000", "phone_number_id": phone_number_id},
+                "contacts": [{"profile": {"name": f"Bench {i % conversations}"}, "wa_id": sender}],
+                "messages": [{"from": sender, "id": f"wamid.bench.{token}", "timestamp": str(int(time.time())),
+                              "type": "text", "text": {"body": f"order {token}"}}]}}]}]}).encode()
+        head = (f"POST /webhooks/whatsapp/{channel_id} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                f"Content-Type: application/json\r\nX-Hub-Signature-256: {sign_sha256(APP_SECRET, body)}\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n").encode()
+        requests.append((token, head + body))
+    return requests
+
+
+async def drive(port: int, requests: list[tuple[str, bytes]], *, senders: int,
+                sent_at: dict[str, float]) -> tuple[float, list[float], int]:
+    queue: asyncio.Queue = asyncio.Queue()
+    for item in requests:
+        queue.put_nowait(item)
+    latencies: list[float] = []
+    errors = 0
+
+    async def sender() -> None:
+        nonlocal errors
+        client = RawClient(port)
+        try:
+            while not queue.empty():
+                token, request = queue.get_nowait()
+                started = time.perf_counter()
+                sent_at[token] = time.monotonic()
+                status = await client.post(request)
+                latencies.append((time.perf_counter() - started) * 1000)
+                errors += status != 200
+        finally:
+            await client.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(sender() for _ in range(senders)))
+    return time.perf_counter() - started, latencies, errors
+
+
+async def setup(stack: stack_mod.Stack, peer: HttpPeer) -> tuple[stack_mod.Tenant, dict, str]:
+    tenant = await stack_mod.create_tenant(stack, name=f"bench-{uuid.uuid4().hex[:6]}")
+    phone_number_id = "1234567890"
+    channel = await tenant.create_channel(kind="whatsapp", name="Bench", phone_number_id=phone_number_id,
+                                          access_token="bench-token", app_secret=APP_SECRET, verify_token="v")
+    await tenant.create_flow({
+        "schema": "switchboard.flow/v1", "name": "Bench", "status": "active",
+        "nodes": [
+            {"id": "t", "type": "when.message_received", "config": {"match": {"kind": "keywords", "keywords": ["order"]}}},
+            {"id": "c", "type": "logic.condition", "config": {"left": "{{ message_text }}", "op": "contains", "right": "order"}},
+            {"id": "s", "type": "action.send_message", "config": {"text": "{{ message_text }}"}},
+        ],
+        "edges": [{"from": "t", "to": "c"}, {"from": "c", "to": "s", "port": "true"}],
+    })
+    return tenant, channel, phone_number_id
+
+
+async def phase(*, name: str, buffer_s: str, with_worker: bool, args: argparse.Namespace) -> dict:
+    database_url, redis_url = stack_mod.resolve_test_services()
+    database_url = database_url.rsplit("/", 1)[0] + f"/switchboard_bench_{os.getpid()}"
+    redis_url = redis_url.rsplit("/", 1)[0] + "/14"
+    await stack_mod.create_database(database_url)
+    redis = stack_mod.redis_client(redis_url)
+    await redis.flushdb()
+    replies: dict[str, float] = {}
+    counter = iter(range(10**9))
+
+    async def graph(request: PeerRequest) -> PeerResponse:
+        received = time.monotonic()
+        for token in request.json()["text"]["body"].split():
+            if token != "order":
+                replies.setdefault(token, received)
+        return PeerResponse(status=200, headers={"Content-Type": "application/json"},
+                            body=b'{"messaging_product":"whatsapp","messages":[{"id":"wamid.r%d"}]}' % next(counter))
+
+    os.environ["DATABASE_URL"] = database_url
+    from app.settings import get_settings
+
+    get_settings.cache_clear()
+    async with HttpPeer() as peer:
+        peer.route("POST", "/1234567890/messages", graph)
+        stack = stack_mod.Stack(database_url=database_url, redis_url=redis_url, env={
+            "SWITCHBOARD_BUFFER_SECONDS": buffer_s, "SWITCHBOARD_BUFFER_MAX_SECONDS": "30",
+            "SWITCHBOARD_SCHEDULER_POLL_SECONDS": "0.005", "SWITCHBOARD_LOG_LEVEL": "WARNING",
+            "WHATSAPP_GRAPH_URL": peer.base_url, "SWITCHBOARD_SECRET_KEY": "bench",
+        })
+        stack.web.start()
+        await stack.wait_healthy()
+        try:
+            tenant, channel, pnid = await setup(stack, peer)
+            requests = build_requests(channel["id"], pnid, messages=args.messages, conversations=args.conversations,
+                                      port=stack.port)
+            if with_worker:
+                stack.worker.args = ["worker", "--concurrency", str(args.concurrency)]
+                stack.worker.start()
+                await asyncio.sleep(2.0)  # worker start-up (imports, pool) is not part of the measurement
+            sent_at: dict[str, float] = {}
+            elapsed_s, latencies, errors = await drive(stack.port, requests, senders=args.senders, sent_at=sent_at)
+            result = {
+                "messages": len(requests), "conversations": args.conversations, "senders": args.senders,
+                "http_errors": errors, "accepted_per_s": round(len(requests) / elapsed_s, 1),
+                "ingress_p50_ms": percentile(latencies, 0.50), "ingress_p99_ms": percentile(latencies, 0.99),
+                "web_during": rss_mb(stack.web.proc.pid),
+            }
+            conn = await asyncpg.connect(dsn=database_url)
+            try:
+                if with_worker:
+                    deadline = time.monotonic() + 300
+                    while len(replies) < len(requests) and time.monotonic() < deadline:
+                        await asyncio.sleep(0.2)
+                    done_at = max(replies.values()) if replies else time.monotonic()
+                    first_sent = min(sent_at.values())
+                    runs = await conn.fetchval("SELECT count(*) FROM runs WHERE status = 'completed'")
+                    e2e = [(replies[t] - sent_at[t]) * 1000 for t in sent_at if t in replies]
+                    result.update({
+                        "replied_messages": len(replies), "turns": runs,
+                        "turns_per_s": round(runs / (done_at - first_sent), 1),
+                        "messages_replied_per_s": round(len(replies) / (done_at - first_sent), 1),
+                        "e2e_p50_ms": percentile(e2e, 0.50), "e2e_p99_ms": percentile(e2e, 0.99),
+                        "worker_during": rss_mb(stack.worker.proc.pid),
+                    })
+                stored = await conn.fetchval("SELECT count(*) FROM messages WHERE direction = 'in'")
+                distinct = await conn.fetchval("SELECT count(DISTINCT provider_message_id) FROM messages "
+                                               "WHERE direction = 'in'")
+                result["stored_once"] = stored == distinct == len(requests)
+                result["stored"] = stored
+            finally:
+                await conn.close()
+            await asyncio.sleep(1.0)
+            result["web_after"] = rss_mb(stack.web.proc.pid)
+            if with_worker:
+                result["worker_after"] = rss_mb(stack.worker.proc.pid)
+            await tenant.aclose()
+            return {name: result}
+        finally:
+            stack.stop()
+            await redis.flushdb()
+            await redis.aclose()
+            await stack_mod.drop_database(database_url)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--conversations", type=int, default=2_000)
+    parser.add_argument("--senders", type=int, default=64)
+    parser.add_argument("--concurrency", type=int, default=50, help="flush jobs the worker runs at once")
+    args = parser.parse_args()
+    report = {"bench": "ingress", "cpus": os.cpu_count()}
+    report.update(await phase(name="ingress_only", buffer_s="8", with_worker=False, args=args))
+    report.update(await phase(name="end_to_end_buffer_0", buffer_s="0", with_worker=True, args=args))
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
