@@ -7,6 +7,7 @@ import json
 import math
 import re
 import unicodedata
+from array import array
 from collections.abc import Iterable, Sequence
 from importlib import resources
 from typing import Any
@@ -365,11 +366,11 @@ class LocalClassifier:
         for key, weight in query.items():
             posting = ex_index.get(key)
             if posting is not None:
-                for i, v in posting:
+                for i, v in zip(*posting):
                     example_sims[i] += weight * v
             posting = ce_index.get(key)
             if posting is not None:
-                for i, v in posting:
+                for i, v in zip(*posting):
                     centroid_sims[i] += weight * v
         nearest = [0.0] * n_intents
         for label, sim in zip(state.labels, example_sims):
@@ -470,12 +471,15 @@ def _drag_push(
     return out
 
 
-def _invert(vectors: Iterable[dict[str, float]]) -> dict[str, list[tuple[int, float]]]:
-    index: dict[str, list[tuple[int, float]]] = {}
+def _invert(vectors: Iterable[dict[str, float]]) -> dict[str, tuple[array, array]]:
+    """feature -> (row ids, weights) as typed arrays: no per-entry tuples for the garbage collector to walk."""
+    lists: dict[str, tuple[list[int], list[float]]] = {}
     for i, vec in enumerate(vectors):
         for key, value in vec.items():
-            index.setdefault(key, []).append((i, value))
-    return index
+            ids, weights = lists.setdefault(key, ([], []))
+            ids.append(i)
+            weights.append(value)
+    return {k: (array("l", ids), array("d", weights)) for k, (ids, weights) in lists.items()}
 
 
 def core_intent_specs() -> list[IntentSpec]:
