@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from typing import Any
 
 from saq import Queue, Worker
@@ -24,7 +25,10 @@ FLUSH_JOB = "flush_conversation"
 
 
 def flush_job_key(conversation_id: str) -> str:
-    return f"flush:{conversation_id}"
+    # Unique per due time: the due set's atomic pop already makes one job per window, and a
+    # job stuck "active" in SAQ after its worker died must not block the next one; the
+    # conversation lock keeps batches of one conversation one at a time.
+    return f"flush:{conversation_id}:{time.time_ns()}"
 
 
 def make_queue(redis_url: str) -> Queue:
@@ -100,7 +104,7 @@ class WorkerState:
                 due = await self.buffer.pop_due()
                 for conversation_id in due:
                     if not await self.enqueue_flush(conversation_id):
-                        # The previous batch is still running; its successor waits its turn.
+                        # Refused by the queue (a key clash): signal it again shortly.
                         await self.buffer.mark_due(conversation_id, delay_s=0.2)
                 if not due:
                     await asyncio.sleep(self.poll_s)
