@@ -4,10 +4,15 @@ One execution = one row in `action_executions` with a stable idempotency key; ev
 attempt is a row in `external_action_logs`; `action_stats` counts final outcomes. A
 retryable failure returns `scheduled` to the interpreter (the branch halts), and the
 retry job resumes the flow after the success or failure port when the execution ends.
+
+Database round trips per execution: one insert before the call (so an in-flight call is
+visible and a retry can find its request), and one statement after each attempt that
+writes the log row, moves the execution and, at the end, bumps the counters together.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import random
@@ -24,6 +29,7 @@ from app.services import flows_store, redis_conn
 from app.services.outbound import Outbox
 from app.services.webhooks import (
     AttemptResult,
+    AttemptStatus,
     URLTemplateError,
     WebhookClient,
     WebhookRequest,
@@ -32,7 +38,7 @@ from app.services.webhooks import (
     prepare_request,
 )
 from app.settings import Settings
-from flows.ports import WebhookCall, WebhookOutcome, WebhookStatus
+from flows.ports import ActionRunStatus, WebhookCall, WebhookOutcome, WebhookStatus
 from flows.templates import TemplateError
 
 log = logging.getLogger(__name__)
@@ -40,14 +46,8 @@ _json = msgspec.json.Encoder()
 
 RETRY_JOB = "retry_webhook"
 MAX_LOG_BODY_CHARS = 16 * 1024
-
-
-class ExecutionStatus:
-    """`action_executions.status` values used by webhook executions (DESIGN "External action runs")."""
-
-    PROCESSING = "processing"
-    COMPLETED = "completed"
-    FAILED = "failed"
+RATE_WINDOW_S = 60
+MAX_LEASE = 16
 
 
 class StoredRequest(msgspec.Struct):
@@ -65,7 +65,106 @@ class StoredRequest(msgspec.Struct):
     retry_delay_seconds: float
 
 
+class Execution(msgspec.Struct, frozen=True, kw_only=True):
+    """The identity of one execution, copied onto each of its log rows."""
+
+    id: uuid.UUID
+    workspace: uuid.UUID
+    flow_id: uuid.UUID
+    node_id: str
+    conversation: uuid.UUID | None
+    phone: str
+    original_message: str
+    confidence: float | None
+
+
 ResumeHook = Callable[[str, WebhookOutcome], Awaitable[None]]
+
+_INSERT_EXECUTION = """
+INSERT INTO action_executions (id, workspace, flow_id, flow_version, node_id, webhook_node_id, conversation, run_id,
+    status, kind, vars, missing, asked_count, confidence, original_message, phone, idempotency_key, attempts, state,
+    dead_letter, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $5, $6, $7, 'processing', 'webhook', $8::jsonb, '[]'::jsonb, 0, $9, $10, $11, $12, 0,
+        $13::jsonb, false, now(), now())
+"""
+_LOG = """
+INSERT INTO external_action_logs (id, workspace, execution, flow_id, node_id, conversation_id, phone,
+    original_message, confidence, request, status_code, response_body, status, error, duration_ms, retry_count,
+    created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11, $12, $13, $14, $15, $16, clock_timestamp())
+"""
+# The attempt's log row and the move to "retry later", in one round trip.
+_LOG_AND_RETRY = f"""
+WITH logged AS ({_LOG})
+UPDATE action_executions SET attempts = $17, last_error = $14, updated_at = now() WHERE id = $3
+"""
+# The last attempt's log row, the compare-and-set to the final status and the counters, in one
+# statement: concurrent executions never lose a count, and a duplicate end never counts twice.
+_LOG_AND_FINISH = f"""
+WITH logged AS ({_LOG}),
+ended AS (
+  UPDATE action_executions SET status = $17, attempts = $18, last_error = $14, dead_letter = $19, updated_at = now()
+   WHERE id = $3 AND status = 'processing' RETURNING id
+)
+INSERT INTO action_stats (id, workspace, flow_id, node_id, executions, successes, failures, total_duration_ms,
+                          last_executed_at)
+SELECT $20, $2, $4, $5, 1, $21, $22, $15, now() FROM ended
+ON CONFLICT (workspace, flow_id, node_id) DO UPDATE SET
+  executions = action_stats.executions + 1,
+  successes = action_stats.successes + EXCLUDED.successes,
+  failures = action_stats.failures + EXCLUDED.failures,
+  total_duration_ms = action_stats.total_duration_ms + EXCLUDED.total_duration_ms,
+  last_executed_at = now()
+"""
+_LOAD = """
+SELECT id, workspace, flow_id, node_id, conversation, phone, original_message, confidence, status, attempts,
+       idempotency_key, state
+  FROM action_executions WHERE id = $1
+"""
+
+
+class RateLimiter:
+    """Executions per workspace per minute, counted in Redis across all processes.
+
+    Each process takes tokens in small leases (INCRBY), so most executions need no Redis
+    round trip. A lease left unused when its minute ends is lost: the limit can only err
+    on the strict side, by at most one lease per process.
+    """
+
+    def __init__(self, limit_per_minute: int, *, window_s: int = RATE_WINDOW_S) -> None:
+        self.limit = limit_per_minute
+        self.window_s = window_s
+        # Small leases keep a busy process from starving the others under a low limit.
+        self.lease = max(1, min(MAX_LEASE, limit_per_minute // 100))
+        self._leases: dict[str, tuple[int, int]] = {}  # workspace -> (window, tokens left)
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def allow(self, workspace_id: str) -> bool:
+        window = int(time.time() // self.window_s)
+        if self._take(workspace_id, window):
+            return True
+        lock = self._locks.setdefault(workspace_id, asyncio.Lock())
+        async with lock:
+            if self._take(workspace_id, window):  # another caller refilled while we waited
+                return True
+            key = f"sb:rl:webhooks:{workspace_id}:{window}"
+            redis = redis_conn.client()
+            count = await redis.incrby(key, self.lease)
+            if count == self.lease:
+                await redis.expire(key, self.window_s * 2)
+            granted = self.lease - max(0, count - self.limit)
+            if granted <= 0:
+                self._leases[workspace_id] = (window, 0)
+                return False
+            self._leases[workspace_id] = (window, granted - 1)
+            return True
+
+    def _take(self, workspace_id: str, window: int) -> bool:
+        lease_window, left = self._leases.get(workspace_id, (window, 0))
+        if lease_window != window or left <= 0:
+            return False
+        self._leases[workspace_id] = (window, left - 1)
+        return True
 
 
 class WebhookActions:
@@ -77,6 +176,7 @@ class WebhookActions:
         self.outbox = outbox
         self.client = WebhookClient(retry_after_cap_seconds=settings.webhooks.retry_after_cap_seconds)
         self.rng = random.Random()
+        self.rate_limiter = RateLimiter(settings.webhooks.rate_limit_per_minute)
         self.resume: ResumeHook | None = None  # continues the flow after a retried execution ends
 
     async def aclose(self) -> None:
@@ -87,9 +187,8 @@ class WebhookActions:
 
     # --- the interpreter's port --------------------------------------------------------
     async def execute(self, call: WebhookCall, *, scope: Any) -> WebhookOutcome:
-        execution_id = uuid.uuid4()
         config = call.config
-        if not await self._within_rate_limit(scope.workspace_id):
+        if not await self.rate_limiter.allow(scope.workspace_id):
             limit = self.settings.webhooks.rate_limit_per_minute
             return WebhookOutcome(status=WebhookStatus.FAILURE, error=(
                 f"webhook rate limit reached ({limit} per minute for this workspace); raise "
@@ -99,9 +198,13 @@ class WebhookActions:
             return WebhookOutcome(status=WebhookStatus.FAILURE, error=(
                 f"the {config.auth.type} secret of node {call.node_id} is not set in this workspace; "
                 "enter it again in the action's auth settings"))
+        execution = Execution(
+            id=uuid.uuid4(), workspace=uuid.UUID(scope.workspace_id), flow_id=uuid.UUID(call.flow_id),
+            node_id=call.node_id, conversation=uuid.UUID(scope.conversation_id) if scope.conversation_id else None,
+            phone=scope.contact_phone, original_message=scope.original_message, confidence=call.confidence)
         try:
             prepared = prepare_request(
-                url_template=config.url, names=call.names, idempotency_key=execution_id.hex, method=config.method,
+                url_template=config.url, names=call.names, idempotency_key=execution.id.hex, method=config.method,
                 headers_template=config.headers, payload_template=config.payload_template,
                 auth_type=config.auth.type, secret=secret, header_name=config.auth.header_name,
                 timeout_seconds=config.timeout_seconds, strict=call.strict)
@@ -110,127 +213,84 @@ class WebhookActions:
         request = prepared.request
         stored = StoredRequest(
             url=request.url, method=request.method.value, json_body=request.json_body,
-            headers={k: v for k, v in request.headers.items() if secret == "" or secret not in v},
+            # The auth header is added again from the reference at each retry; never stored in clear.
+            headers={k: v for k, v in request.headers.items() if not secret or secret not in v},
             timeout_seconds=request.timeout_seconds, auth_type=config.auth.type,
             auth_secret_ref=config.auth.secret, auth_header_name=config.auth.header_name,
             max_retries=config.max_retries, retry_delay_seconds=config.retry_delay_seconds)
         await engine.pool().execute(
-            """
-            INSERT INTO action_executions (id, workspace, flow_id, flow_version, node_id, webhook_node_id,
-                conversation, run_id, status, kind, vars, missing, asked_count, confidence, original_message,
-                phone, idempotency_key, attempts, state, dead_letter, created_at, updated_at)
-            VALUES ($1, $2, $3, $4, $5, $5, $6, $7, 'processing', 'webhook', $8::jsonb, '[]'::jsonb, 0, $9, $10,
-                    $11, $12, 0, $13::jsonb, false, now(), now())
-            """,
-            execution_id, uuid.UUID(scope.workspace_id), uuid.UUID(call.flow_id),
-            _flow_version(scope, call.flow_id), call.node_id,
-            uuid.UUID(scope.conversation_id) if scope.conversation_id else None,
+            _INSERT_EXECUTION, execution.id, execution.workspace, execution.flow_id,
+            scope.flow_versions.get(call.flow_id, 0), call.node_id, execution.conversation,
             uuid.UUID(scope.run_id) if scope.run_id else None, _json.encode(call.vars).decode(), call.confidence,
-            scope.original_message, scope.contact_phone, execution_id.hex,
-            _json.encode({"request": stored, "names": call.names, "vars": call.vars}).decode(),
+            execution.original_message, execution.phone, execution.id.hex,
+            _json.encode({"request": stored, "vars": call.vars}).decode(),
         )
-        return await self._attempt(str(execution_id), request, stored, scope.workspace_id, attempt=1)
+        return await self._attempt(execution, request, stored, attempt=1)
 
     # --- attempts ------------------------------------------------------------------------
-    async def _attempt(self, execution_id: str, request: WebhookRequest, stored: StoredRequest, workspace_id: str,
-                       *, attempt: int) -> WebhookOutcome:
+    async def _attempt(self, execution: Execution, request: WebhookRequest, stored: StoredRequest, *,
+                       attempt: int) -> WebhookOutcome:
         result = await self.client.attempt(request, allow_private=self.settings.webhooks.allow_private,
                                            max_response_bytes=self.settings.webhooks.max_response_bytes)
-        await self._log_attempt(execution_id, workspace_id, result, retry_count=attempt - 1)
-        outcome = WebhookOutcome(
-            status=WebhookStatus.SUCCESS if result.succeeded else WebhookStatus.FAILURE,
-            status_code=result.status_code, response=result.response, error=result.error,
-            duration_ms=round(result.duration_ms, 2), attempts=attempt)
+        duration_ms = round(result.duration_ms, 2)
+        log_args = _log_args(execution, result, retry_count=attempt - 1)
         if not result.succeeded and result.retryable and attempt <= stored.max_retries:
             delay_s = backoff_seconds(attempt, base_s=stored.retry_delay_seconds,
                                       retry_after_s=result.retry_after_seconds,
                                       cap_s=self.settings.webhooks.retry_after_cap_seconds, rng=self.rng)
             # Recorded before the job exists: a job that runs at once must find this attempt counted.
-            await engine.pool().execute(
-                "UPDATE action_executions SET attempts = $2, last_error = $3, updated_at = now() WHERE id = $1",
-                uuid.UUID(execution_id), attempt, result.error)
+            await engine.pool().execute(_LOG_AND_RETRY, *log_args, attempt)
+            execution_id = str(execution.id)
             # SAQ schedules in whole seconds; rounding up keeps a Retry-After from being undercut.
             await self.queue.enqueue(
                 RETRY_JOB, execution_id=execution_id, attempt=attempt + 1, key=f"webhook:{execution_id}:{attempt + 1}",
                 scheduled=math.ceil(time.time() + delay_s), timeout=int(stored.timeout_seconds * 2 + 30), retries=2,
             )
             log.info("webhook retry scheduled", extra={"execution_id": execution_id, "attempt": attempt,
-                                                       "delay_s": round(delay_s, 3)})
+                                                       "delay_s": round(delay_s, 3), "error": result.error})
             return WebhookOutcome(status=WebhookStatus.SCHEDULED, status_code=result.status_code,
-                                  error=result.error, duration_ms=outcome.duration_ms, attempts=attempt)
-        await self._finish(execution_id, workspace_id, outcome)
-        return outcome
+                                  error=result.error, duration_ms=duration_ms, attempts=attempt)
+        ok = result.succeeded
+        final = ActionRunStatus.COMPLETED if ok else ActionRunStatus.FAILED
+        await engine.pool().execute(_LOG_AND_FINISH, *log_args, final.value, attempt, not ok, uuid.uuid4(),
+                                    int(ok), int(not ok))
+        if not ok:
+            log.warning("webhook failed", extra={"execution_id": str(execution.id), "attempts": attempt,
+                                                 "error": result.error, "status_code": result.status_code})
+        return WebhookOutcome(status=WebhookStatus.SUCCESS if ok else WebhookStatus.FAILURE,
+                              status_code=result.status_code, response=result.response, error=result.error,
+                              duration_ms=duration_ms, attempts=attempt)
 
     async def retry(self, execution_id: str, attempt: int) -> WebhookOutcome | None:
         """The scheduled retry: attempt again unless the execution already ended."""
-        row = await engine.pool().fetchrow(
-            "SELECT workspace, status, attempts, idempotency_key, state FROM action_executions WHERE id = $1",
-            uuid.UUID(execution_id))
-        if row is None or row["status"] != ExecutionStatus.PROCESSING or row["attempts"] != attempt - 1:
+        row = await engine.pool().fetchrow(_LOAD, uuid.UUID(execution_id))
+        if row is None or row["status"] != ActionRunStatus.PROCESSING.value or row["attempts"] != attempt - 1:
             return None  # ended, replayed or a duplicate job: nothing to do
-        state = msgspec.json.decode(row["state"]) if isinstance(row["state"], str) else row["state"]
+        state = msgspec.json.decode(row["state"]) if isinstance(row["state"], (str, bytes)) else row["state"]
         stored = msgspec.convert(state["request"], StoredRequest)
-        workspace_id = str(row["workspace"])
-        secret = await flows_store.resolve_secret(workspace_id, stored.auth_secret_ref)
-        headers = apply_auth(stored.headers, auth_type=stored.auth_type, secret=secret,
-                             header_name=stored.auth_header_name) if stored.auth_type != "none" else stored.headers
-        request = WebhookRequest(url=stored.url, method=stored.method, headers=headers, json_body=stored.json_body,
-                                 timeout_seconds=stored.timeout_seconds, idempotency_key=row["idempotency_key"],
-                                 secret_values=[secret] if secret else [])
-        outcome = await self._attempt(execution_id, request, stored, workspace_id, attempt=attempt)
+        execution = Execution(id=row["id"], workspace=row["workspace"], flow_id=row["flow_id"],
+                              node_id=row["node_id"], conversation=row["conversation"], phone=row["phone"],
+                              original_message=row["original_message"], confidence=row["confidence"])
+        secret = await flows_store.resolve_secret(str(row["workspace"]), stored.auth_secret_ref)
+        if stored.auth_type != "none" and not secret:
+            result = _unsendable(stored, "the auth secret is no longer set in this workspace; enter it again")
+            await engine.pool().execute(_LOG_AND_FINISH, *_log_args(execution, result, retry_count=attempt - 1),
+                                        ActionRunStatus.FAILED.value, attempt, True, uuid.uuid4(), 0, 1)
+            outcome = WebhookOutcome(status=WebhookStatus.FAILURE, error=result.error, attempts=attempt)
+        else:
+            headers = (apply_auth(stored.headers, auth_type=stored.auth_type, secret=secret,
+                                  header_name=stored.auth_header_name)
+                       if stored.auth_type != "none" else stored.headers)
+            request = WebhookRequest(url=stored.url, method=stored.method, headers=headers,
+                                     json_body=stored.json_body, timeout_seconds=stored.timeout_seconds,
+                                     idempotency_key=row["idempotency_key"], secret_values=[secret] if secret else [])
+            outcome = await self._attempt(execution, request, stored, attempt=attempt)
         if outcome.status is not WebhookStatus.SCHEDULED and self.resume is not None:
             await self.resume(execution_id, outcome)
         return outcome
 
-    async def _finish(self, execution_id: str, workspace_id: str, outcome: WebhookOutcome) -> None:
-        ok = outcome.status is WebhookStatus.SUCCESS
-        pool = engine.pool()
-        row = await pool.fetchrow(
-            "UPDATE action_executions SET status = $2, attempts = $3, last_error = $4, dead_letter = $5, "
-            "updated_at = now() WHERE id = $1 AND status = 'processing' RETURNING flow_id, node_id",
-            uuid.UUID(execution_id), ExecutionStatus.COMPLETED if ok else ExecutionStatus.FAILED,
-            outcome.attempts, outcome.error, not ok)
-        if row is None:
-            return
-        # One statement, so concurrent executions of an action never lose a count.
-        await pool.execute(
-            """
-            INSERT INTO action_stats (id, workspace, flow_id, node_id, executions, successes, failures,
-                                      total_duration_ms, last_executed_at)
-            VALUES ($1, $2, $3, $4, 1, $5, $6, $7, now())
-            ON CONFLICT (workspace, flow_id, node_id) DO UPDATE SET
-              executions = action_stats.executions + 1,
-              successes = action_stats.successes + EXCLUDED.successes,
-              failures = action_stats.failures + EXCLUDED.failures,
-              total_duration_ms = action_stats.total_duration_ms + EXCLUDED.total_duration_ms,
-              last_executed_at = now()
-            """,
-            uuid.uuid4(), uuid.UUID(workspace_id), row["flow_id"], row["node_id"], int(ok), int(not ok),
-            outcome.duration_ms)
-
-    async def _log_attempt(self, execution_id: str, workspace_id: str, result: AttemptResult, *,
-                           retry_count: int) -> None:
-        await engine.pool().execute(
-            """
-            INSERT INTO external_action_logs (id, workspace, execution, flow_id, node_id, conversation_id, phone,
-                original_message, confidence, request, status_code, response_body, status, error, duration_ms,
-                retry_count, created_at)
-            SELECT $1, e.workspace, e.id, e.flow_id, e.node_id, e.conversation, e.phone, e.original_message,
-                   e.confidence, $3::jsonb, $4, $5, $6, $7, $8, $9, now()
-              FROM action_executions e WHERE e.id = $2
-            """,
-            uuid.uuid4(), uuid.UUID(execution_id), _json.encode(result.payload_masked).decode(), result.status_code,
-            result.response_text[:MAX_LOG_BODY_CHARS], result.status.value, result.error, result.duration_ms,
-            retry_count)
-
-    async def _within_rate_limit(self, workspace_id: str) -> bool:
-        minute = int(time.time() // 60)
-        key = f"sb:rl:webhooks:{workspace_id}:{minute}"
-        count, _ = await redis_conn.client().pipeline(transaction=False).incr(key).expire(key, 120).execute()
-        return count <= self.settings.webhooks.rate_limit_per_minute
-
     # --- dead letters --------------------------------------------------------------------
-    async def replay(self, workspace_id: str, execution_id: str) -> WebhookOutcome:
+    async def replay(self, workspace_id: str, execution_id: str) -> WebhookOutcome | None:
         """Send a failed execution's request again (a new attempt series, same idempotency key)."""
         try:
             execution_uuid = uuid.UUID(execution_id)
@@ -247,8 +307,21 @@ class WebhookActions:
         return await self.retry(execution_id, 1)
 
 
-def _flow_version(scope: Any, flow_id: str) -> int:
-    return scope.flow_versions.get(flow_id, 0)
+def _log_args(execution: Execution, result: AttemptResult, *, retry_count: int) -> tuple[Any, ...]:
+    """Parameters $1..$16 of _LOG."""
+    return (uuid.uuid4(), execution.workspace, execution.id, execution.flow_id, execution.node_id,
+            execution.conversation, execution.phone, execution.original_message, execution.confidence,
+            _json.encode(result.payload_masked).decode(), result.status_code,
+            result.response_text[:MAX_LOG_BODY_CHARS], result.status.value, result.error, result.duration_ms,
+            retry_count)
+
+
+def _unsendable(stored: StoredRequest, error: str) -> AttemptResult:
+    return AttemptResult(status=AttemptStatus.FAILED, status_code=None, response=None, response_text="",
+                         truncated=False, error=error, duration_ms=0.0, retryable=False, retry_after_seconds=None,
+                         payload_masked={"method": stored.method, "url": stored.url, "headers": stored.headers,
+                                         "body": stored.json_body},
+                         final_url=stored.url)
 
 
 async def retry_webhook(ctx: dict[str, Any], *, execution_id: str, attempt: int) -> dict[str, Any]:

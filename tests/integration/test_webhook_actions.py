@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import socket
+import time
 import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -385,9 +388,9 @@ async def test_logs_api_pages_filters_and_scopes(stack: Stack, tenant: Tenant, h
 # --- the address guard, in process with the flag off ------------------------------------------
 
 
-@pytest.fixture
-async def guarded_actions(stack: Stack, monkeypatch):
-    """A WebhookActions built as a production worker would be: SWITCHBOARD_WEBHOOK_ALLOW_PRIVATE off."""
+@contextlib.asynccontextmanager
+async def in_process_actions(**env: str):
+    """A WebhookActions built as a worker builds it, in this test's loop, with these settings."""
     from app.db import engine
     from app.services import jobs, redis_conn
     from app.services.channels.whatsapp import WhatsAppSender
@@ -395,32 +398,57 @@ async def guarded_actions(stack: Stack, monkeypatch):
     from app.services.webhook_actions import WebhookActions
     from app.settings import get_settings
 
-    monkeypatch.setenv("SWITCHBOARD_WEBHOOK_ALLOW_PRIVATE", "false")
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
     get_settings.cache_clear()
     settings = get_settings()
-    assert settings.webhooks.allow_private is False
     await engine.open_pool(max_size=4)
     redis_conn.connect(settings.redis.url)
-    queue = jobs.make_queue(settings.redis.url)
     outbox = Outbox(WhatsAppSender(settings.channels))
-    actions = WebhookActions(settings, queue=queue, outbox=outbox)
-    connected: list[Any] = []
-    real_connect = socket.socket.connect
-
-    def spy(sock: socket.socket, address: Any) -> Any:
-        connected.append(address)
-        return real_connect(sock, address)
-
-    monkeypatch.setattr(socket.socket, "connect", spy)
+    actions = WebhookActions(settings, queue=jobs.make_queue(settings.redis.url), outbox=outbox)
     try:
-        yield actions, connected
+        yield actions
     finally:
-        monkeypatch.undo()
         await actions.aclose()
         await outbox.whatsapp.aclose()
         await redis_conn.close()
         await engine.close_pool()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         get_settings.cache_clear()
+
+
+def direct_call(tenant: Tenant, url: str, **config: Any) -> tuple[Any, Any]:
+    """A WebhookCall and TurnScope as the interpreter would hand them over, without a conversation."""
+    from app.services.runtime import TurnScope
+    from flows.ports import WebhookCall
+    from flows.schema import CallWebhookConfig
+
+    call = WebhookCall(flow_id=str(uuid.uuid4()), node_id="hook", names={"message_text": "hi"},
+                       config=CallWebhookConfig(url=url, payload_template={"x": "{{ message_text }}"}, **config))
+    scope = TurnScope(workspace_id=tenant.workspace_id, conversation_id="", contact_phone="+1555", run_id="",
+                      batch_key="b", original_message="hi")
+    return call, scope
+
+
+@pytest.fixture
+async def guarded_actions(stack: Stack, monkeypatch):
+    """SWITCHBOARD_WEBHOOK_ALLOW_PRIVATE off, and a spy on every socket this process opens."""
+    async with in_process_actions(SWITCHBOARD_WEBHOOK_ALLOW_PRIVATE="false") as actions:
+        assert actions.settings.webhooks.allow_private is False
+        connected: list[Any] = []
+        real_connect = socket.socket.connect
+
+        def spy(sock: socket.socket, address: Any) -> Any:
+            connected.append(address)
+            return real_connect(sock, address)
+
+        monkeypatch.setattr(socket.socket, "connect", spy)
+        yield actions, connected
+        monkeypatch.undo()
 
 
 @pytest.mark.parametrize(("url", "reason"), [
@@ -432,18 +460,12 @@ async def guarded_actions(stack: Stack, monkeypatch):
 ])
 async def test_private_addresses_are_refused_when_the_flag_is_off(tenant: Tenant, http_peer: HttpPeer, db,
                                                                   guarded_actions, url: str, reason: str) -> None:
-    from app.services.runtime import TurnScope
-    from flows.ports import WebhookCall, WebhookStatus
-    from flows.schema import CallWebhookConfig
+    from flows.ports import WebhookStatus
 
     actions, connected = guarded_actions
     http_peer.reply("POST", "/hook", PeerResponse.json({"ref": "should not be reached"}))
-    flow_id = str(uuid.uuid4())
-    config = CallWebhookConfig(url=url.format(port=http_peer.port), payload_template={"x": "{{ message_text }}"},
-                               max_retries=3)
-    call = WebhookCall(flow_id=flow_id, node_id="hook", config=config, names={"message_text": "hi"})
-    scope = TurnScope(workspace_id=tenant.workspace_id, conversation_id="", contact_phone="+1555", run_id="",
-                      batch_key="b", original_message="hi")
+    call, scope = direct_call(tenant, url.format(port=http_peer.port), max_retries=3)
+    flow_id = call.flow_id
     outcome = await actions.execute(call, scope=scope)
 
     assert outcome.status is WebhookStatus.FAILURE and outcome.attempts == 1
@@ -457,3 +479,19 @@ async def test_private_addresses_are_refused_when_the_flag_is_off(tenant: Tenant
                                 uuid.UUID(flow_id))
     assert log_row["status"] == "failed" and log_row["error"].startswith("blocked:")
 
+
+
+async def test_rate_limit_per_workspace(stack: Stack, tenant: Tenant, http_peer: HttpPeer, db) -> None:
+    from flows.ports import WebhookStatus
+
+    http_peer.reply("POST", "/hook", PeerResponse.json({"ref": "ok"}))
+    # The limit counts per clock minute: start well inside one.
+    await wait_until(lambda: time.time() % 60 < 50, timeout_s=15, what="the start of a rate window")
+    async with in_process_actions(SWITCHBOARD_WEBHOOK_RATE_LIMIT_PER_MINUTE="3") as actions:
+        outcomes = []
+        for _ in range(5):
+            call, scope = direct_call(tenant, http_peer.url("/hook"))
+            outcomes.append(await actions.execute(call, scope=scope))
+    assert [o.status for o in outcomes] == [WebhookStatus.SUCCESS] * 3 + [WebhookStatus.FAILURE] * 2
+    assert "rate limit" in outcomes[-1].error and "SWITCHBOARD_WEBHOOK_RATE_LIMIT_PER_MINUTE" in outcomes[-1].error
+    assert len(http_peer.requests_to("/hook")) == 3
