@@ -101,8 +101,17 @@ def cmd_worker(args: argparse.Namespace) -> int:
         finally:
             await lifecycle.stop()
 
-    asyncio.run(main())
+    _run_loop(main())
     return 0
+
+
+def _run_loop(coro: Awaitable[Any]) -> Any:
+    """asyncio.run, on uvloop when it is installed (it comes with uvicorn[standard])."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:

@@ -58,27 +58,61 @@ class TurnDeps:
     webhooks: Any
 
 
-_CLAIM = """
-UPDATE messages SET run_id = $2
- WHERE conversation = $1 AND direction = 'in' AND processed_at IS NULL AND run_id IS NULL
-   AND type NOT IN ('edit', 'revoke')
-RETURNING id, text, type, seq, events, created_at
+# One round trip starts a turn: claim the conversation's unprocessed messages, open the run
+# (only when something was claimed), expire stale pending actions, and read the context.
+_START = """
+WITH claimed AS (
+  UPDATE messages SET run_id = $2
+   WHERE conversation = $1 AND direction = 'in' AND processed_at IS NULL AND run_id IS NULL
+     AND type NOT IN ('edit', 'revoke')
+  RETURNING id, text, type, seq, events, created_at
+), ctx AS (
+  SELECT c.workspace, c.channel, c.status, c.tags, p.id AS contact_id, p.phone, p.first_name, p.last_name,
+         p.tags AS contact_tags, p.attributes
+    FROM conversations c JOIN contacts p ON p.id = c.contact
+   WHERE c.id = $1
+), run AS (
+  INSERT INTO runs (id, workspace, conversation, kind, status, job_id, started_at, heartbeat_at)
+  SELECT $2, ctx.workspace, $1, 'turn', 'running', $3, now(), now() FROM ctx
+   WHERE EXISTS (SELECT 1 FROM claimed)
+  RETURNING id
+), expired AS (
+  UPDATE action_executions SET status = 'expired', updated_at = now()
+   WHERE conversation = $1 AND status IN ('pending', 'awaiting_confirmation') AND expires_at <= now()
+  RETURNING id
+)
+SELECT ctx.*,
+       (SELECT coalesce(json_agg(row_to_json(claimed) ORDER BY claimed.seq, claimed.created_at), '[]')
+          FROM claimed)::text AS claimed,
+       (SELECT count(*) FROM expired) AS expired,
+       (SELECT row_to_json(a) FROM (
+          SELECT id, flow_id, node_id, kind, vars, missing, asked_count, confidence FROM action_executions
+           WHERE conversation = $1 AND status IN ('pending', 'awaiting_confirmation') AND expires_at > now()
+           ORDER BY created_at DESC LIMIT 1) a)::text AS pending
+  FROM ctx
+"""
+# And one ends it: complete the run unless recovery abandoned it, mark its messages and flows.
+_FINISH = """
+WITH run AS (
+  UPDATE runs SET status = 'completed', layer = $2, flows = $3::jsonb, trace = $4::jsonb, warnings = $5::jsonb,
+                  result = $6::jsonb, message_ids = $7::jsonb, finished_at = now()
+   WHERE id = $1 AND status = 'running'
+  RETURNING id, conversation, workspace
+), done AS (
+  UPDATE messages SET processed_at = now() WHERE run_id = (SELECT id FROM run)
+), conversation AS (
+  UPDATE conversations SET last_message_at = now() WHERE id = (SELECT conversation FROM run)
+), flows AS (
+  UPDATE flows SET last_run_at = now()
+   WHERE workspace = (SELECT workspace FROM run) AND id = ANY($8::uuid[])
+)
+SELECT count(*) FROM run
 """
 _CONTEXT = """
 SELECT c.workspace, c.channel, c.status, c.tags, p.id AS contact_id, p.phone, p.first_name, p.last_name,
        p.tags AS contact_tags, p.attributes
   FROM conversations c JOIN contacts p ON p.id = c.contact
  WHERE c.id = $1
-"""
-_PENDING = """
-SELECT id, flow_id, node_id, kind, vars, missing, asked_count, confidence
-  FROM action_executions
- WHERE conversation = $1 AND status IN ('pending', 'awaiting_confirmation') AND expires_at > now()
- ORDER BY created_at DESC LIMIT 1
-"""
-_EXPIRE_PENDING = """
-UPDATE action_executions SET status = 'expired', updated_at = now()
- WHERE conversation = $1 AND status IN ('pending', 'awaiting_confirmation') AND expires_at <= now()
 """
 
 
@@ -91,20 +125,14 @@ async def process_conversation(deps: TurnDeps, conversation_id: str, *, job_id: 
     pool = engine.pool()
     conv_uuid = uuid.UUID(conversation_id)
     run_id = uuid.uuid4()
-    context = await pool.fetchrow(_CONTEXT, conv_uuid)
+    context = await pool.fetchrow(_START, conv_uuid, run_id, job_id)
     if context is None:
         return {"status": RunStatus.SKIPPED, "reason": "conversation not found"}
-    workspace_id = str(context["workspace"])
-    await pool.execute(
-        "INSERT INTO runs (id, workspace, conversation, kind, status, job_id, started_at, heartbeat_at) "
-        "VALUES ($1, $2, $3, 'turn', 'running', $4, now(), now())",
-        run_id, context["workspace"], conv_uuid, job_id)
-    claimed = await pool.fetch(_CLAIM, conv_uuid, run_id)
+    claimed = msgspec.json.decode(context["claimed"])
     if not claimed:
-        await pool.execute("DELETE FROM runs WHERE id = $1", run_id)
         return {"status": RunStatus.SKIPPED, "reason": "nothing to process"}
-    claimed = sorted(claimed, key=lambda r: (r["seq"], r["created_at"]))
-    message_ids = [str(r["id"]) for r in claimed]
+    workspace_id = str(context["workspace"])
+    message_ids = [r["id"] for r in claimed]
     log_extra = {"conversation_id": conversation_id, "run_id": str(run_id), "job_id": job_id,
                  "message_ids": message_ids}
     started = time.perf_counter()
@@ -118,22 +146,16 @@ async def process_conversation(deps: TurnDeps, conversation_id: str, *, job_id: 
         await pool.execute("UPDATE messages SET processed_at = now() WHERE run_id = $1", run_id)
         return {"status": RunStatus.FAILED, "run_id": str(run_id), "error": repr(exc)}
     duration_ms = (time.perf_counter() - started) * 1000
-    async with pool.acquire() as conn, conn.transaction():
-        finished = await conn.fetchval(
-            "UPDATE runs SET status = 'completed', layer = $2, flows = $3::jsonb, trace = $4::jsonb, "
-            "warnings = $5::jsonb, result = $6::jsonb, message_ids = $7::jsonb, finished_at = now() "
-            "WHERE id = $1 AND status = 'running' RETURNING id",
-            run_id, result["layer"], _json.encode(result["flows"]).decode(), _json.encode(result["trace"]).decode(),
-            _json.encode(result["warnings"]).decode(), _json.encode(result["summary"]).decode(),
-            _json.encode(message_ids).decode())
-        if finished is None:
-            # Recovery declared this run dead while it was still working: its messages are
-            # someone else's now, so leave them alone.
-            log.warning("run finished after it was abandoned", extra=log_extra)
-            return {"status": RunStatus.ABANDONED, "run_id": str(run_id)}
-        await conn.execute("UPDATE messages SET processed_at = now() WHERE run_id = $1", run_id)
-        await conn.execute("UPDATE conversations SET last_message_at = now() WHERE id = $1", conv_uuid)
-    await flows_store.mark_run(workspace_id, [f["flow_id"] for f in result["flows"]])
+    finished = await pool.fetchval(
+        _FINISH, run_id, result["layer"], _json.encode(result["flows"]).decode(),
+        _json.encode(result["trace"]).decode(), _json.encode(result["warnings"]).decode(),
+        _json.encode(result["summary"]).decode(), _json.encode(message_ids).decode(),
+        [f["flow_id"] for f in result["flows"]])
+    if not finished:
+        # Recovery declared this run dead while it was still working: its messages are
+        # someone else's now, so leave them alone.
+        log.warning("run finished after it was abandoned", extra=log_extra)
+        return {"status": RunStatus.ABANDONED, "run_id": str(run_id)}
     await events.publish(workspace_id, events.LiveEvent(kind="run", conversation_id=conversation_id,
                                                         data={"run_id": str(run_id), "layer": result["layer"]}))
     log.info("turn completed", extra={**log_extra, "layer": result["layer"], "duration_ms": round(duration_ms, 2)})
@@ -166,32 +188,28 @@ async def _channel_of(context: Any, conversation_id: str) -> Any:
 
 async def _interpret(deps: TurnDeps, conversation_id: str, workspace_id: str, context: Any, claimed: list[Any],
                      run_id: uuid.UUID) -> dict[str, Any]:
-    pool = engine.pool()
     channel = await _channel_of(context, conversation_id)
     control, ai_context = await deps.ai_store.read(conversation_id)
     raised: list[TurnEvent] = []
     for row in claimed:
-        for kind in _json_value(row["events"]) or []:
+        for kind in row["events"] or []:
             raised.append(TurnEvent(kind=EventKind(kind)))
-    await pool.execute(_EXPIRE_PENDING, uuid.UUID(conversation_id))
-    pending_row = await pool.fetchrow(_PENDING, uuid.UUID(conversation_id))
     pending = None
-    if pending_row is not None:
-        pending = PendingAction(
-            id=str(pending_row["id"]), flow_id=str(pending_row["flow_id"]), node_id=pending_row["node_id"],
-            kind=PendingKind(pending_row["kind"]), vars=_json_value(pending_row["vars"]) or {},
-            missing=_json_value(pending_row["missing"]) or [], asked_count=pending_row["asked_count"],
-            confidence=pending_row["confidence"] or 0.0)
+    if context["pending"]:
+        row = msgspec.json.decode(context["pending"])
+        pending = PendingAction(id=row["id"], flow_id=row["flow_id"], node_id=row["node_id"],
+                                kind=PendingKind(row["kind"]), vars=row["vars"] or {}, missing=row["missing"] or [],
+                                asked_count=row["asked_count"], confidence=row["confidence"] or 0.0)
     contact, conversation = _contact_and_conversation(conversation_id, context)
     turn = Turn(
         workspace_id=workspace_id, conversation=conversation, contact=contact,
-        messages=[TurnMessage(id=str(r["id"]), text=r["text"], type=r["type"], timestamp=r["seq"] / 1000)
+        messages=[TurnMessage(id=r["id"], text=r["text"], type=r["type"], timestamp=r["seq"] / 1000)
                   for r in claimed],
         events=raised,
         ai=AIState(ai_enabled=control.ai_enabled, custom_prompt=control.custom_prompt, context=ai_context),
         pending=pending, timestamp=time.time(), phone_number=context["phone"],
     )
-    batch_key = hashlib.sha256(",".join(sorted(str(r["id"]) for r in claimed)).encode()).hexdigest()[:32]
+    batch_key = hashlib.sha256(",".join(sorted(r["id"] for r in claimed)).encode()).hexdigest()[:32]
     plans = await deps.plans.active_plans(workspace_id)
     scope = TurnScope(workspace_id=workspace_id, conversation_id=conversation_id, contact_phone=context["phone"],
                       run_id=str(run_id), batch_key=batch_key, original_message=turn.text,

@@ -672,6 +672,17 @@ class ShardedTransport(httpx.AsyncBaseTransport):
             await shard.aclose()
 
 
+def sharded_pool(*, max_connections: int, connections_per_pool: int = 4,
+                 keepalive_expiry_s: float = 30.0) -> ShardedTransport:
+    """A plain (unguarded) pooled transport for trusted endpoints such as the Graph API."""
+    per_pool = max(1, connections_per_pool)
+    limits = httpx.Limits(max_connections=per_pool, max_keepalive_connections=per_pool,
+                          keepalive_expiry=keepalive_expiry_s)
+    ssl_context = httpx.create_ssl_context(trust_env=False)
+    return ShardedTransport([httpx.AsyncHTTPTransport(limits=limits, trust_env=False, verify=ssl_context)
+                             for _ in range(max(1, max_connections // per_pool))])
+
+
 class _ShardStream(httpx.AsyncByteStream):
     """A response body that gives its shard's in-flight slot back when closed."""
 

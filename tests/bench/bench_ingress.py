@@ -14,7 +14,7 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
+import subprocess
 import sys
 import time
 import uuid
@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import asyncpg  # noqa: E402
+import httpx  # noqa: E402
 
 from app.services.channels.signatures import sign_sha256  # noqa: E402
 from tests.support import stack as stack_mod  # noqa: E402
@@ -120,7 +121,7 @@ async def drive(port: int, requests: list[tuple[str, bytes]], *, senders: int,
     return time.perf_counter() - started, latencies, errors
 
 
-async def setup(stack: stack_mod.Stack, peer: HttpPeer) -> tuple[stack_mod.Tenant, dict, str]:
+async def setup(stack: stack_mod.Stack) -> tuple[stack_mod.Tenant, dict, str]:
     tenant = await stack_mod.create_tenant(stack, name=f"bench-{uuid.uuid4().hex[:6]}")
     phone_number_id = "1234567890"
     channel = await tenant.create_channel(kind="whatsapp", name="Bench", phone_number_id=phone_number_id,
@@ -144,32 +145,27 @@ async def phase(*, name: str, buffer_s: str, with_worker: bool, args: argparse.N
     await stack_mod.create_database(database_url)
     redis = stack_mod.redis_client(redis_url)
     await redis.flushdb()
-    replies: dict[str, float] = {}
-    counter = iter(range(10**9))
-
-    async def graph(request: PeerRequest) -> PeerResponse:
-        received = time.monotonic()
-        for token in request.json()["text"]["body"].split():
-            if token != "order":
-                replies.setdefault(token, received)
-        return PeerResponse(status=200, headers={"Content-Type": "application/json"},
-                            body=b'{"messaging_product":"whatsapp","messages":[{"id":"wamid.r%d"}]}' % next(counter))
-
     os.environ["DATABASE_URL"] = database_url
     from app.settings import get_settings
 
     get_settings.cache_clear()
-    async with HttpPeer() as peer:
-        peer.route("POST", "/1234567890/messages", graph)
+    # The fake Graph API runs in a process of its own: in this one, the load generator
+    # would starve it and the benchmark would measure the fake instead of the service.
+    graph_port = stack_mod.free_port()
+    graph = subprocess.Popen([sys.executable, __file__, "--graph-sink", str(graph_port)])
+    peer_url = f"http://127.0.0.1:{graph_port}"
+    await _wait_port(graph_port)
+    replies: dict[str, float] = {}
+    try:
         stack = stack_mod.Stack(database_url=database_url, redis_url=redis_url, env={
             "SWITCHBOARD_BUFFER_SECONDS": buffer_s, "SWITCHBOARD_BUFFER_MAX_SECONDS": "30",
             "SWITCHBOARD_SCHEDULER_POLL_SECONDS": "0.005", "SWITCHBOARD_LOG_LEVEL": "WARNING",
-            "WHATSAPP_GRAPH_URL": peer.base_url, "SWITCHBOARD_SECRET_KEY": "bench",
+            "WHATSAPP_GRAPH_URL": peer_url, "SWITCHBOARD_SECRET_KEY": "bench",
         })
         stack.web.start()
         await stack.wait_healthy()
         try:
-            tenant, channel, pnid = await setup(stack, peer)
+            tenant, channel, pnid = await setup(stack)
             requests = build_requests(channel["id"], pnid, messages=args.messages, conversations=args.conversations,
                                       port=stack.port)
             if with_worker:
@@ -189,7 +185,8 @@ async def phase(*, name: str, buffer_s: str, with_worker: bool, args: argparse.N
                 if with_worker:
                     deadline = time.monotonic() + 300
                     while len(replies) < len(requests) and time.monotonic() < deadline:
-                        await asyncio.sleep(0.2)
+                        await asyncio.sleep(0.5)
+                        replies = await _fetch_replies(peer_url)
                     done_at = max(replies.values()) if replies else time.monotonic()
                     first_sent = min(sent_at.values())
                     runs = await conn.fetchval("SELECT count(*) FROM runs WHERE status = 'completed'")
@@ -216,9 +213,47 @@ async def phase(*, name: str, buffer_s: str, with_worker: bool, args: argparse.N
             return {name: result}
         finally:
             stack.stop()
-            await redis.flushdb()
-            await redis.aclose()
-            await stack_mod.drop_database(database_url)
+    finally:
+        graph.terminate()
+        graph.wait(timeout=10)
+        await redis.flushdb()
+        await redis.aclose()
+        await stack_mod.drop_database(database_url)
+
+
+async def _wait_port(port: int) -> None:
+    deadline = time.monotonic() + 20
+    while not stack_mod.embedded.port_answers("127.0.0.1", port, timeout_s=0.2):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the fake Graph API did not start")
+        await asyncio.sleep(0.05)
+
+
+async def _fetch_replies(url: str) -> dict[str, float]:
+    async with httpx.AsyncClient() as client:
+        return (await client.get(f"{url}/_replies", timeout=30)).json()
+
+
+async def graph_sink(port: int) -> None:
+    """The fake Graph API: answers sends with a wamid and remembers when each token arrived."""
+    replies: dict[str, float] = {}
+    counter = iter(range(10**9))
+
+    async def send(request: PeerRequest) -> PeerResponse:
+        received = time.monotonic()  # CLOCK_MONOTONIC is system-wide: comparable with the driver's
+        for token in request.json()["text"]["body"].split():
+            if token != "order":
+                replies.setdefault(token, received)
+        return PeerResponse(status=200, headers={"Content-Type": "application/json"},
+                            body=b'{"messaging_product":"whatsapp","messages":[{"id":"wamid.r%d"}]}' % next(counter))
+
+    async def dump(_request: PeerRequest) -> PeerResponse:
+        return PeerResponse.json(replies)
+
+    async with HttpPeer(port=port) as peer:
+        peer.route("POST", "/1234567890/messages", send)
+        peer.route("GET", "/_replies", dump)
+        await asyncio.Event().wait()
 
 
 async def main() -> None:
@@ -227,7 +262,11 @@ async def main() -> None:
     parser.add_argument("--conversations", type=int, default=2_000)
     parser.add_argument("--senders", type=int, default=64)
     parser.add_argument("--concurrency", type=int, default=50, help="flush jobs the worker runs at once")
+    parser.add_argument("--graph-sink", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.graph_sink:
+        await graph_sink(args.graph_sink)
+        return
     report = {"bench": "ingress", "cpus": os.cpu_count()}
     report.update(await phase(name="ingress_only", buffer_s="8", with_worker=False, args=args))
     report.update(await phase(name="end_to_end_buffer_0", buffer_s="0", with_worker=True, args=args))

@@ -11,6 +11,7 @@ import httpx
 from app.services.channels.items import WireError
 from app.services.channels.store import ChannelRecord
 from app.services.channels.whatsapp_wire import build_text_message, parse_send_response
+from app.services.webhooks import sharded_pool
 from app.settings import ChannelSettings
 
 log = logging.getLogger(__name__)
@@ -32,10 +33,10 @@ class WhatsAppSender:
 
     def __init__(self, settings: ChannelSettings, *, client: httpx.AsyncClient | None = None) -> None:
         self.settings = settings
+        # Many small pools: one big httpcore pool spends its CPU rescanning connections
+        # under concurrency (see app.services.webhooks.ShardedTransport).
         self.client = client or httpx.AsyncClient(
-            timeout=settings.send_timeout_seconds,
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=100),
-        )
+            timeout=settings.send_timeout_seconds, transport=sharded_pool(max_connections=128))
 
     async def aclose(self) -> None:
         await self.client.aclose()
