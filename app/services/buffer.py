@@ -55,11 +55,12 @@ if #ids > 0 then redis.call('ZREM', KEYS[1], unpack(ids)) end
 return ids
 """
 
-# KEYS: buffer, first   -> how many signals the batch had
-_TAKE = """
-local n = redis.call('LLEN', KEYS[1])
-redis.call('DEL', KEYS[1], KEYS[2])
-return n
+# Take the lock and close the window in one step.
+# KEYS: lock, buffer, first   ARGV: token, ttl ms   -> 1 when the lock was taken
+_ACQUIRE_AND_TAKE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) == false then return 0 end
+redis.call('DEL', KEYS[2], KEYS[3])
+return 1
 """
 
 # KEYS: lock   ARGV: token, ttl ms
@@ -84,7 +85,7 @@ class Buffer:
         self.lock_s = lock_s
         self._push = redis.register_script(_PUSH)
         self._pop_due = redis.register_script(_POP_DUE)
-        self._take = redis.register_script(_TAKE)
+        self._acquire_and_take = redis.register_script(_ACQUIRE_AND_TAKE)
         self._extend = redis.register_script(_EXTEND)
         self._release = redis.register_script(_RELEASE)
 
@@ -110,15 +111,15 @@ class Buffer:
     async def mark_due(self, conversation_id: str, *, delay_s: float = 0.0, only_if_absent: bool = False) -> None:
         await self.redis.zadd(DUE_KEY, {conversation_id: time.time() + delay_s}, nx=only_if_absent)
 
-    async def take(self, conversation_id: str) -> int:
-        """Close the current window: later messages start a new batch."""
-        return int(await self._take(keys=[buffer_key(conversation_id), first_key(conversation_id)]))
-
     async def acquire(self, conversation_id: str) -> str | None:
-        """The per-conversation lock's token, or None when another flush holds it."""
+        """Take the conversation's lock and close its window (later messages start a new batch).
+
+        Returns the lock's token, or None when another flush holds the lock.
+        """
         token = secrets.token_hex(8)
-        ok = await self.redis.set(lock_key(conversation_id), token, nx=True, px=int(self.lock_s * 1000))
-        return token if ok else None
+        keys = [lock_key(conversation_id), buffer_key(conversation_id), first_key(conversation_id)]
+        taken = await self._acquire_and_take(keys=keys, args=[token, int(self.lock_s * 1000)])
+        return token if taken else None
 
     async def extend(self, conversation_id: str, token: str) -> bool:
         return bool(await self._extend(keys=[lock_key(conversation_id)], args=[token, int(self.lock_s * 1000)]))

@@ -47,7 +47,6 @@ async def flush_conversation(ctx: dict[str, Any], *, conversation_id: str) -> di
     job = ctx.get("job")
     beat = asyncio.create_task(_keep_alive(state, conversation_id, token))
     try:
-        await buffer.take(conversation_id)
         return await turns.process_conversation(state.deps, conversation_id, job_id=job.key if job else "")
     finally:
         beat.cancel()
