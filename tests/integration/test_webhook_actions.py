@@ -263,7 +263,8 @@ async def test_404_fails_at_once_and_replay_sends_again(tenant: Tenant, http_pee
 async def test_non_json_and_huge_bodies(tenant: Tenant, http_peer: HttpPeer, db, response: PeerResponse,
                                         message: str, logged: str | None) -> None:
     http_peer.reply("POST", "/body", response)
-    flow = await tenant.create_flow(hook_flow(http_peer.url("/body"), success_message="Done: {{ response.ref or response }}"))
+    flow = await tenant.create_flow(hook_flow(http_peer.url("/body"),
+                                              success_message="Done: {{ response.ref or response }}"))
     channel = await tenant.generic_channel()
     await tenant.send_generic(channel, text="order")
     conversation_id = await conversation_of(tenant, db)
