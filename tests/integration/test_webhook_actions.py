@@ -109,11 +109,10 @@ async def test_seed_create_order_end_to_end(tenant: Tenant, http_peer: HttpPeer,
     flow = await tenant.create_flow(document)
     dry_run = (await tenant.http.post("/api/tester/run", json={"message": "I want to buy 3 iPhones",
                                                                  "execute": False})).json()
-    refused = [w for w in dry_run["warnings"] if "type 'string' is not one of" in w]
-    if refused:
-        # Known bug outside this module: the seed declares variable types string/integer, the local
-        # extractor (app/services/ai/extract.py) accepts only its own type names.
-        pytest.xfail(f"the seed's variable types are refused by the extractor: {refused[0]}")
+    # The dry run matches the action and extracts the seed's typed variables, calling nothing.
+    assert dry_run["layer"] == "external_action", dry_run
+    assert dry_run["vars"]["quantity"] == 3 and dry_run["webhook"]["executed"] is False
+    assert http_peer.requests == []
     channel = await tenant.generic_channel()
     assert (await tenant.send_generic(channel, text="I want to buy 3 iPhones")).status_code == 200
 

@@ -51,11 +51,22 @@ _TYPE_HINTS: tuple[tuple[VariableType, tuple[str, ...]], ...] = (
 )
 
 
+# Type names people write in flows (JSON-schema and programming words) and what they mean here;
+# None means "too generic: infer from the variable's name and prompt".
+TYPE_ALIASES: dict[str, VariableType | None] = {
+    "integer": VariableType.NUMBER, "int": VariableType.NUMBER, "float": VariableType.NUMBER,
+    "decimal": VariableType.NUMBER, "quantity": VariableType.NUMBER, "amount": VariableType.MONEY,
+    "currency": VariableType.MONEY, "price": VariableType.MONEY, "datetime": VariableType.DATE,
+    "string": None, "str": None, "any": None, "": None,
+}
+
+
 def infer_type(spec: VariableSpec) -> VariableType:
-    if spec.type:
-        if spec.type not in VARIABLE_TYPES:
-            raise ValueError(f"variable {spec.name!r}: type {spec.type!r} is not one of {sorted(VARIABLE_TYPES)}")
-        return VariableType(spec.type)
+    declared = (spec.type or "").strip().lower()
+    if declared in VARIABLE_TYPES:
+        return VariableType(declared)
+    if TYPE_ALIASES.get(declared) is not None:
+        return TYPE_ALIASES[declared]
     haystack = normalize_text(f"{spec.name} {spec.prompt}").replace("_", " ")
     words = set(re.findall(r"\w+", haystack))
     for kind, hints in _TYPE_HINTS:
