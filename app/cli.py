@@ -240,8 +240,36 @@ def cmd_eval_intents(args: argparse.Namespace) -> int:
 
     train = evaluate.load_labeled(args.train)
     test = evaluate.load_labeled(args.test)
-    report = evaluate.evaluate(train, test, shots=args.shots, seed=args.seed, engine=args.engine)
-    sys.stdout.write(msgspec.json.format(msgspec.json.encode(report), indent=2).decode() + "\n")
+    if args.engine != "llm":
+        report = evaluate.evaluate(train, test, shots=args.shots, seed=args.seed, engine=args.engine)
+        sys.stdout.write(msgspec.json.format(msgspec.json.encode(report), indent=2).decode() + "\n")
+        return 0
+    from app.services.ai import llm
+    from app.settings import get_settings
+
+    ai = get_settings().ai
+    if not ai.openai_api_key:
+        sys.stderr.write("error: --engine llm needs OPENAI_API_KEY (and OPENAI_BASE_URL for a non-OpenAI server)\n")
+        return 2
+    client = llm.LLMClient(timeout_s=ai.llm_timeout_seconds)
+    config = llm.LLMConfig(api_key=ai.openai_api_key, base_url=ai.openai_base_url, model=ai.model)
+    engines: list[llm.EvalLLMEngine] = []
+
+    def factory(specs):
+        engines.append(llm.EvalLLMEngine(specs, client=client, config=config))
+        return engines[-1]
+
+    try:
+        report = evaluate.evaluate(train, test, shots=args.shots, seed=args.seed, engine=llm.ENGINE_LLM,
+                                   engine_factory=factory)
+    finally:
+        for engine in engines:
+            engine.close()
+    out = msgspec.to_builtins(report)
+    out["llm"] = {"model": ai.model, "failed_calls": sum(e.failures for e in engines),
+                  "prompt_tokens": sum(e.usage.prompt_tokens for e in engines),
+                  "completion_tokens": sum(e.usage.completion_tokens for e in engines)}
+    sys.stdout.write(msgspec.json.format(msgspec.json.encode(out), indent=2).decode() + "\n")
     return 0
 
 

@@ -1,20 +1,28 @@
 """Understanding for the interpreter's ports: intent detection, variables, replies, AI answers.
 
-The offline engine decides whenever no LLM is configured (or when the LLM fails); every
-result names the engine that produced it.
+The LLM engine answers when the workspace (or the environment) configures one and the
+workspace's monthly token quota is not used up; the offline engine decides otherwise, and
+when the LLM fails (timeout, errors after retries, an unusable answer). Every result names
+its engine: "llm", "local", "local (llm failed: <why>)", "local (llm quota reached)", and for
+personality replies "fallback ..." (the personality's fallback text) in the same way.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections import OrderedDict
 from typing import Any
 
 import msgspec
 
 from app.services.ai import classifier as local
+from app.services.ai import extract as local_extract
+from app.services.ai import lexicon, llm_settings, usage
+from app.services.ai.llm import ENGINE_LLM, LLMClient, LLMFailure, LLMUsage, VariableRequest, personality_system_prompt
 from app.services.ai.personalities import CoreIntent, get_personality
+from app.settings import get_settings
 from flows.ports import AIAnswer, Detection, Extraction, IntentCandidate, IntentScore
 from flows.schema import VariableSpec
 from flows.turn import AIState, Turn
@@ -22,6 +30,30 @@ from flows.turn import AIState, Turn
 log = logging.getLogger(__name__)
 
 _MODEL_CACHE_SIZE = 256
+SETTINGS_TTL_S = 2.0
+"""How long a process reuses a workspace's LLM settings and quota state (a change applies within this)."""
+FALLBACK = "fallback"
+
+# The flow document's variable types (and common spellings) in the extractor's vocabulary;
+# "" lets the extractor infer the type from the variable's name and prompt.
+_TYPE_ALIASES = {
+    "string": "", "str": "", "": "",
+    "integer": "number", "int": "number", "float": "number", "decimal": "number", "numeric": "number",
+    "quantity": "number", "datetime": "date", "currency": "money", "price": "money",
+}
+
+
+def extractor_type(declared: str | None) -> str:
+    """A flow variable's declared type as the local extractor's type ("" = infer from name and prompt)."""
+    kind = (declared or "").strip().lower()
+    if kind in local_extract.VARIABLE_TYPES:
+        return kind
+    return _TYPE_ALIASES.get(kind, "")
+
+
+def _local_specs(variables: list[VariableSpec]) -> list[local_extract.VariableSpec]:
+    return [local_extract.VariableSpec(name=v.name, prompt=v.prompt, required=v.required, default=v.default,
+                                       type=extractor_type(v.type)) for v in variables]
 
 
 def _candidates_key(candidates: list[IntentCandidate]) -> str:
@@ -84,27 +116,141 @@ class LocalEngine:
 
 
 class Understanding:
-    """What ServiceRuntime and the tester call; chooses the engine per workspace."""
+    """What ServiceRuntime and the tester call; chooses the engine per workspace and meters its use."""
 
-    def __init__(self, *, ambiguity_margin: float) -> None:
+    def __init__(self, *, ambiguity_margin: float, llm: LLMClient | None = None,
+                 settings_ttl_s: float = SETTINGS_TTL_S) -> None:
         self.local = LocalEngine()
         self.ambiguity_margin = ambiguity_margin
+        self.llm = llm or LLMClient(timeout_s=get_settings().ai.llm_timeout_seconds)
+        self.settings_ttl_s = settings_ttl_s
+        self.local_meter = usage.LocalCallMeter()
+        self._settings: dict[str, tuple[float, llm_settings.WorkspaceLLM]] = {}
+        self._quota_logged: set[tuple[str, str]] = set()
+
+    # --- engine choice and metering ----------------------------------------------------------------
+
+    async def _workspace_llm(self, workspace_id: str) -> llm_settings.WorkspaceLLM:
+        cached = self._settings.get(workspace_id)
+        now = time.monotonic()
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        resolved = await llm_settings.resolve(workspace_id)
+        self._settings[workspace_id] = (now + self.settings_ttl_s, resolved)
+        return resolved
+
+    async def _llm_for(self, workspace_id: str) -> tuple[Any, str]:
+        """(LLMConfig or None, why not): "" when no LLM is configured, else the reason shown in the engine name."""
+        try:
+            ws = await self._workspace_llm(workspace_id)
+        except Exception as exc:  # settings unreadable: the local engine still answers, and says why
+            log.exception("llm settings unavailable", extra={"workspace_id": workspace_id})
+            return None, f"llm settings unavailable: {type(exc).__name__}"
+        if ws.config is None:
+            return None, ""
+        if ws.over_quota:
+            month = usage.current_month()
+            if (workspace_id, month) not in self._quota_logged:
+                self._quota_logged.add((workspace_id, month))
+                log.warning(
+                    "LLM token quota reached: %d of %d tokens used in %s; the local engine and fallback texts "
+                    "answer until the month ends or the quota is raised", ws.tokens_used, ws.monthly_token_quota,
+                    month, extra={"workspace_id": workspace_id, "month": month, "tokens_used": ws.tokens_used,
+                                  "monthly_token_quota": ws.monthly_token_quota})
+            return None, "llm quota reached"
+        return ws.config, ""
+
+    async def _count_llm(self, workspace_id: str, used: LLMUsage) -> None:
+        try:
+            tokens = await usage.record_llm(workspace_id, prompt_tokens=used.prompt_tokens,
+                                            completion_tokens=used.completion_tokens)
+        except Exception:  # metering must not lose the answer already paid for; the gap is logged
+            log.exception("llm usage not recorded", extra={"workspace_id": workspace_id,
+                                                           "prompt_tokens": used.prompt_tokens,
+                                                           "completion_tokens": used.completion_tokens})
+            return
+        cached = self._settings.get(workspace_id)
+        if cached is not None:
+            # This process sees its own spending at once: the quota stops the next call, not one TTL later.
+            self._settings[workspace_id] = (cached[0], msgspec.structs.replace(cached[1], tokens_used=tokens))
+
+    def _count_local(self, workspace_id: str) -> None:
+        self.local_meter.add(workspace_id)
+
+    def _failed(self, workspace_id: str, step: str, exc: LLMFailure) -> str:
+        log.warning("llm failed; the local engine decides", extra={"workspace_id": workspace_id, "step": step,
+                                                                   "reason": exc.reason})
+        return f"llm failed: {exc.reason}"
+
+    @staticmethod
+    def _named(engine: str, why: str) -> str:
+        return f"{engine} ({why})" if why else engine
+
+    # --- the ports ------------------------------------------------------------------------------------
 
     async def detect_intent(self, workspace_id: str, text: str, candidates: list[IntentCandidate]) -> Detection:
-        return self.local.detect(text, candidates, ambiguity_margin=self.ambiguity_margin)
+        why = ""
+        if candidates and text.strip():
+            config, why = await self._llm_for(workspace_id)
+            if config is not None:
+                try:
+                    detection, used = await self.llm.detect(config, text, candidates)
+                except LLMFailure as exc:
+                    why = self._failed(workspace_id, "detect", exc)
+                else:
+                    await self._count_llm(workspace_id, used)
+                    return detection
+        detection = self.local.detect(text, candidates, ambiguity_margin=self.ambiguity_margin)
+        self._count_local(workspace_id)
+        if not why:
+            return detection
+        return msgspec.structs.replace(detection, engine=self._named(detection.engine, why),
+                                       reason="; ".join(r for r in (why, detection.reason) if r))
 
     async def extract_variables(self, workspace_id: str, text: str, variables: list[VariableSpec]) -> Extraction:
-        from app.services.ai import extract as local_extract
-
-        specs = [local_extract.VariableSpec(name=v.name, prompt=v.prompt, required=v.required, default=v.default,
-                                            type=v.type or "") for v in variables]
+        specs = _local_specs(variables)
+        why = ""
+        if specs and text.strip():
+            config, why = await self._llm_for(workspace_id)
+            if config is not None:
+                requests = [VariableRequest(name=s.name, prompt=s.prompt, type=local_extract.infer_type(s).value)
+                            for s in specs]
+                try:
+                    found, used = await self.llm.extract(config, text, requests)
+                except LLMFailure as exc:
+                    why = self._failed(workspace_id, "extract", exc)
+                else:
+                    await self._count_llm(workspace_id, used)
+                    values: dict[str, Any] = {}
+                    missing: list[str] = []
+                    for s in specs:
+                        value = found.get(s.name, s.default)
+                        if value is None:
+                            if s.required:
+                                missing.append(s.name)
+                            continue
+                        values[s.name] = value
+                    return Extraction(values=values, missing=missing, engine=ENGINE_LLM)
         result = local_extract.extract_variables(text, specs)
-        return Extraction(values=dict(result.values), missing=list(result.missing), engine=result.engine)
+        self._count_local(workspace_id)
+        return Extraction(values=dict(result.values), missing=list(result.missing),
+                          engine=self._named(result.engine, why))
 
     async def classify_reply(self, workspace_id: str, text: str) -> str:
-        from app.services.ai import lexicon
-
-        return lexicon.classify_reply(text)
+        """The lexicon first (instant, and right on yes/no/نعم/sí); the LLM only for what it finds unclear."""
+        decision = lexicon.classify_reply(text)
+        if decision == lexicon.ReplyDecision.UNCLEAR.value and text.strip():
+            config, _ = await self._llm_for(workspace_id)
+            if config is not None:
+                try:
+                    decision, used = await self.llm.classify_reply(config, text)
+                except LLMFailure as exc:
+                    self._failed(workspace_id, "classify_reply", exc)
+                else:
+                    await self._count_llm(workspace_id, used)
+                    return decision
+        self._count_local(workspace_id)
+        return decision
 
     def core_intent(self, text: str) -> tuple[CoreIntent, float, list[dict[str, Any]]]:
         result = local.core_intent_classifier().classify(text, top_k=5)
@@ -115,10 +261,25 @@ class Understanding:
 
     async def answer(self, workspace_id: str, turn: Turn, ai: AIState, *, history: list[dict[str, str]],
                      offline: bool = False) -> AIAnswer:
+        """The core-intent personality's reply: the LLM with prompt, custom prompt, context and history,
+        else the personality's fallback text. `offline` (the tester's dry run) never calls the LLM."""
         if not ai.ai_enabled:
             return AIAnswer(engine=self.local.name, skipped_reason="AI is disabled for this conversation")
         intent, confidence, _ = self.core_intent(turn.text)
         personality = await get_personality(workspace_id, intent)
+        why = "offline: dry run" if offline else ""
+        if not offline:
+            config, why = await self._llm_for(workspace_id)
+            if config is not None:
+                system = personality_system_prompt(personality.system_prompt, custom_prompt=ai.custom_prompt,
+                                                   context=dict(ai.context))
+                try:
+                    text, used = await self.llm.reply(config, system=system, history=history, text=turn.text)
+                except LLMFailure as exc:
+                    why = self._failed(workspace_id, "answer", exc)
+                else:
+                    await self._count_llm(workspace_id, used)
+                    return AIAnswer(intent=intent.value, confidence=round(confidence, 4), text=text, engine=ENGINE_LLM)
+        self._count_local(workspace_id)
         return AIAnswer(intent=intent.value, confidence=round(confidence, 4), text=personality.fallback_text,
-                        engine="fallback")
-
+                        engine=self._named(FALLBACK, why))

@@ -1,0 +1,349 @@
+"""The LLM engine: intent detection, variables, reply classification and personality replies over any OpenAI-compatible API.
+
+Structured answers use a forced tool call (the widest-supported structured output of
+OpenAI-compatible servers); an answer that arrives as JSON content instead is accepted too.
+`LLMClient` knows nothing of workspaces, quotas or fallbacks: it raises `LLMFailure` with a short
+reason, and `Understanding` lets the local engine decide.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+import openai
+from openai import AsyncOpenAI
+
+from app.services.ai.classifier import Classification, IntentScoreItem, IntentSpec
+from flows.ports import Detection, IntentCandidate, IntentScore
+from flows.schema import TrainingExample
+
+log = logging.getLogger(__name__)
+
+ENGINE_LLM = "llm"
+MAX_RETRIES = 2
+"""Retries on 408/409/429/5xx and connection errors (the SDK backs off exponentially with jitter and honours Retry-After)."""
+MAX_EXAMPLES_PER_ACTION = 8
+"""Examples of each action shown to the model: enough to define it, bounded so 100 actions fit a prompt."""
+MAX_TEXT_CHARS = 4000
+"""A customer message longer than this is cut before it is sent (the prompt stays bounded)."""
+REPLY_MAX_TOKENS = 500
+_NONE = "none"
+
+
+class LLMFailure(Exception):
+    """The LLM gave no usable answer; `reason` is short and goes into the engine name and the trace."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class LLMConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """Where and how to call the LLM (the workspace's settings or the environment's)."""
+
+    api_key: str
+    model: str
+    base_url: str = ""
+    """Empty: the SDK's default (api.openai.com)."""
+
+
+class LLMUsage(msgspec.Struct, frozen=True):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+class VariableRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """One variable to extract: its name, the question that asks for it, and its type."""
+
+    name: str
+    prompt: str = ""
+    type: str = "text"
+    """number | email | phone | money | date | product | text"""
+
+
+# --- prompts -------------------------------------------------------------------------------------
+
+DETECT_SYSTEM = (
+    "You route a customer's chat message to one of a business's actions. Pick the action the message asks "
+    "for, or \"none\" when no action fits (a question, small talk, a complaint, or a different request). "
+    "confidence is your probability, from 0 to 1, that the chosen action is what the customer wants: use "
+    "values under 0.8 when you are unsure. The message may be in any language. Answer only by calling the "
+    "tool choose_action."
+)
+EXTRACT_SYSTEM = (
+    "You extract values from a customer's chat message for a business action. Fill each field only with "
+    "what the message states; use null when it does not say. Never guess. Numbers are numbers (\"three\" "
+    "and \"٣\" are 3); dates are YYYY-MM-DD. Answer only by calling the tool extract_variables."
+)
+CONFIRM_SYSTEM = (
+    "The customer was asked to confirm an action. Decide whether their reply approves it, rejects it, or "
+    "is unclear (a question, something else, or both at once). Any language. Answer only by calling the "
+    "tool classify_reply."
+)
+CUSTOM_PROMPT_HEADING = "Instructions for this conversation (they take precedence over the above):"
+CONTEXT_HEADING = "Facts about this customer and conversation (JSON); use them when they help:"
+
+_JSON_TYPES: dict[str, dict[str, Any]] = {
+    "number": {"type": ["number", "null"]},
+    "money": {"anyOf": [{"type": "null"}, {"type": "object", "additionalProperties": False,
+                                          "required": ["amount", "currency"],
+                                          "properties": {"amount": {"type": "number"},
+                                                         "currency": {"type": "string",
+                                                                      "description": "ISO 4217 code"}}}]},
+    "date": {"type": ["string", "null"], "description": "YYYY-MM-DD"},
+}
+_STRING_TYPE: dict[str, Any] = {"type": ["string", "null"]}
+
+
+def personality_system_prompt(system_prompt: str, *, custom_prompt: str | None, context: dict[str, Any]) -> str:
+    """The system message of a personality reply.
+
+    A conversation's custom prompt extends the personality's prompt rather than replacing it: the
+    personality keeps its role and its rules (e.g. "never ask for full card numbers") and the custom
+    prompt, placed last and marked as taking precedence, adds persona and instructions on top.
+    """
+    parts = [system_prompt.strip()]
+    if custom_prompt and custom_prompt.strip():
+        parts.append(f"{CUSTOM_PROMPT_HEADING}\n{custom_prompt.strip()}")
+    if context:
+        parts.append(f"{CONTEXT_HEADING}\n{json.dumps(context, ensure_ascii=False, sort_keys=True, default=str)}")
+    return "\n\n".join(p for p in parts if p)
+
+
+def history_messages(history: Sequence[dict[str, str]], text: str) -> list[dict[str, str]]:
+    """The conversation window as chat messages, ending with the customer's current message."""
+    out = [{"role": "assistant" if h.get("role") == "assistant" else "user", "content": str(h.get("text", ""))}
+           for h in history if h.get("text")]
+    if not out or out[-1] != {"role": "user", "content": text}:
+        out.append({"role": "user", "content": text})
+    return out
+
+
+def _tool(name: str, description: str, properties: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "function", "function": {
+        "name": name, "description": description,
+        "parameters": {"type": "object", "properties": properties, "required": list(properties),
+                       "additionalProperties": False}}}
+
+
+_FENCE_RE = re.compile(r"^```(?:json)?\s*|\s*```$", re.IGNORECASE)
+
+
+def _parse_json_object(raw: str, *, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(_FENCE_RE.sub("", raw.strip()))
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise LLMFailure(f"bad answer: not JSON ({what})") from exc
+    if not isinstance(value, dict):
+        raise LLMFailure(f"bad answer: not a JSON object ({what})")
+    return value
+
+
+def _number(value: Any) -> int | float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        number = value
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip().replace(",", ""))
+        except ValueError:
+            return None
+    else:
+        return None
+    if not math.isfinite(number):
+        return None
+    return int(number) if float(number).is_integer() else float(number)
+
+
+def coerce_value(value: Any, kind: str) -> Any:
+    """The model's value in the variable's type, or None when it is not one."""
+    if value is None:
+        return None
+    if kind == "number":
+        return _number(value)
+    if kind == "money":
+        if isinstance(value, dict):
+            amount = _number(value.get("amount"))
+            currency = str(value.get("currency") or "").upper()
+            return {"amount": amount, "currency": currency} if amount is not None else None
+        amount = _number(value)
+        return {"amount": amount, "currency": ""} if amount is not None else None
+    if isinstance(value, (dict, list)):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+class LLMClient:
+    """Calls chat completions with one AsyncOpenAI client per (base URL, key)."""
+
+    def __init__(self, *, timeout_s: float, max_retries: int = MAX_RETRIES) -> None:
+        self.timeout_s = timeout_s
+        self.max_retries = max_retries
+        self._clients: dict[tuple[str, str], AsyncOpenAI] = {}
+
+    def client(self, config: LLMConfig) -> AsyncOpenAI:
+        key = (config.base_url, config.api_key)
+        client = self._clients.get(key)
+        if client is None:
+            client = AsyncOpenAI(api_key=config.api_key, base_url=config.base_url or None,
+                                 timeout=self.timeout_s, max_retries=self.max_retries)
+            self._clients[key] = client
+        return client
+
+    async def aclose(self) -> None:
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.close()
+
+    async def _complete(self, config: LLMConfig, messages: list[dict[str, Any]], *,
+                        tool: dict[str, Any] | None = None, max_tokens: int | None = None) -> tuple[Any, LLMUsage]:
+        """One completion (with the SDK's retries), bounded as a whole by `timeout_s`."""
+        options: dict[str, Any] = {"model": config.model, "messages": messages, "temperature": 0}
+        if tool is not None:
+            options["tools"] = [tool]
+            options["tool_choice"] = {"type": "function", "function": {"name": tool["function"]["name"]}}
+        if max_tokens is not None:
+            options["max_tokens"] = max_tokens
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                response = await self.client(config).chat.completions.create(**options)
+        except (TimeoutError, openai.APITimeoutError) as exc:
+            raise LLMFailure(f"timeout after {self.timeout_s:g} s") from exc
+        except openai.APIStatusError as exc:
+            retried = " after retries" if exc.status_code in (408, 409, 429) or exc.status_code >= 500 else ""
+            raise LLMFailure(f"HTTP {exc.status_code}{retried}") from exc
+        except openai.APIConnectionError as exc:
+            raise LLMFailure(f"cannot connect to {config.base_url or 'the API'}") from exc
+        except openai.OpenAIError as exc:
+            raise LLMFailure(f"bad answer: {type(exc).__name__}") from exc
+        usage = LLMUsage(prompt_tokens=int(getattr(response.usage, "prompt_tokens", 0) or 0),
+                         completion_tokens=int(getattr(response.usage, "completion_tokens", 0) or 0))
+        if not response.choices:
+            raise LLMFailure("bad answer: no choices")
+        message = response.choices[0].message
+        if tool is None:
+            content = (message.content or "").strip()
+            if not content:
+                raise LLMFailure("bad answer: empty reply")
+            return content, usage
+        name = tool["function"]["name"]
+        for call in message.tool_calls or []:
+            function = getattr(call, "function", None)
+            if function is not None and function.name == name:
+                return _parse_json_object(function.arguments, what=f"{name} arguments"), usage
+        if message.content:
+            # Some compatible servers answer a forced tool call as JSON text.
+            return _parse_json_object(message.content, what="the answer"), usage
+        raise LLMFailure(f"bad answer: no {name} call")
+
+    # --- the engine's operations ------------------------------------------------------------------
+
+    async def detect(self, config: LLMConfig, text: str, candidates: Sequence[IntentCandidate]) -> tuple[Detection, LLMUsage]:
+        ids = [f"a{i + 1}" for i in range(len(candidates))]
+        actions = [{"id": ids[i], "name": c.display_name, "description": c.description,
+                    "examples": [e.text for e in c.training_examples[:MAX_EXAMPLES_PER_ACTION]]}
+                   for i, c in enumerate(candidates)]
+        tool = _tool("choose_action", "The action the customer's message asks for.", {
+            "action_id": {"type": "string", "enum": [*ids, _NONE]},
+            "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+            "reasons": {"type": "string", "description": "One short sentence."},
+        })
+        user = json.dumps({"actions": actions, "message": text[:MAX_TEXT_CHARS]}, ensure_ascii=False)
+        answer, usage = await self._complete(config, [{"role": "system", "content": DETECT_SYSTEM},
+                                                      {"role": "user", "content": user}], tool=tool)
+        action_id = str(answer.get("action_id") or _NONE)
+        confidence = _number(answer.get("confidence"))
+        reasons = str(answer.get("reasons") or "")[:500]
+        if action_id != _NONE and action_id not in ids:
+            raise LLMFailure(f"bad answer: unknown action id {action_id[:40]!r}")
+        if action_id == _NONE:
+            return Detection(match=None, top=[], engine=ENGINE_LLM, reason=reasons or "no action fits"), usage
+        if confidence is None:
+            raise LLMFailure("bad answer: confidence is not a number")
+        chosen = candidates[ids.index(action_id)]
+        match = IntentScore(flow_id=chosen.flow_id, node_id=chosen.node_id,
+                            confidence=round(min(1.0, max(0.0, float(confidence))), 4))
+        return Detection(match=match, top=[match], engine=ENGINE_LLM, reason=reasons), usage
+
+    async def extract(self, config: LLMConfig, text: str, variables: Sequence[VariableRequest]) -> tuple[dict[str, Any], LLMUsage]:
+        """Typed values by variable name; a variable the message does not state is absent."""
+        properties: dict[str, Any] = {}
+        for v in variables:
+            schema = dict(_JSON_TYPES.get(v.type, _STRING_TYPE))
+            hint = v.prompt or v.name.replace("_", " ")
+            schema["description"] = f"{hint} ({v.type})"
+            properties[v.name] = schema
+        tool = _tool("extract_variables", "Values stated in the customer's message.", properties)
+        answer, usage = await self._complete(config, [{"role": "system", "content": EXTRACT_SYSTEM},
+                                                      {"role": "user", "content": text[:MAX_TEXT_CHARS]}], tool=tool)
+        values: dict[str, Any] = {}
+        for v in variables:
+            value = coerce_value(answer.get(v.name), v.type)
+            if value is not None:
+                values[v.name] = value
+        return values, usage
+
+    async def classify_reply(self, config: LLMConfig, text: str) -> tuple[str, LLMUsage]:
+        tool = _tool("classify_reply", "What the customer's reply means.",
+                     {"decision": {"type": "string", "enum": ["approve", "reject", "unclear"]}})
+        answer, usage = await self._complete(config, [{"role": "system", "content": CONFIRM_SYSTEM},
+                                                      {"role": "user", "content": text[:MAX_TEXT_CHARS]}], tool=tool)
+        decision = str(answer.get("decision") or "")
+        if decision not in ("approve", "reject", "unclear"):
+            raise LLMFailure(f"bad answer: decision {decision[:40]!r}")
+        return decision, usage
+
+    async def reply(self, config: LLMConfig, *, system: str, history: Sequence[dict[str, str]],
+                    text: str) -> tuple[str, LLMUsage]:
+        messages = [{"role": "system", "content": system}, *history_messages(history, text[:MAX_TEXT_CHARS])]
+        return await self._complete(config, messages, max_tokens=REPLY_MAX_TOKENS)
+
+
+# --- eval-intents --engine llm ----------------------------------------------------------------------
+
+
+class EvalLLMEngine:
+    """evaluate.IntentEngine over the LLM: a synchronous classify() for the `eval-intents` command."""
+
+    def __init__(self, specs: Sequence[IntentSpec], *, client: LLMClient, config: LLMConfig) -> None:
+        self.client = client
+        self.config = config
+        self.candidates = [IntentCandidate(flow_id=s.key, node_id="", display_name=s.key, description=s.description,
+                                           training_examples=[TrainingExample(text=e.text) for e in s.examples]) for s in specs]
+        self.failures = 0
+        self.usage = LLMUsage()
+        self._loop = asyncio.new_event_loop()
+
+    def classify(self, text: str, *, top_k: int = 5) -> Classification:
+        try:
+            detection, usage = self._loop.run_until_complete(self.client.detect(self.config, text, self.candidates))
+        except LLMFailure as exc:
+            # One failed call counts as "matches nothing" rather than ending the whole evaluation.
+            self.failures += 1
+            log.warning("llm detection failed during evaluation", extra={"reason": exc.reason, "text": text[:80]})
+            return Classification(best=None, top=[], out_of_scope=True, engine=ENGINE_LLM)
+        self.usage = LLMUsage(self.usage.prompt_tokens + usage.prompt_tokens,
+                              self.usage.completion_tokens + usage.completion_tokens)
+        if detection.match is None:
+            return Classification(best=None, top=[], out_of_scope=True, engine=ENGINE_LLM)
+        best = IntentScoreItem(key=detection.match.flow_id, confidence=detection.match.confidence,
+                               similarity=detection.match.confidence)
+        return Classification(best=best, top=[best], out_of_scope=False, engine=ENGINE_LLM)
+
+    def close(self) -> None:
+        self._loop.run_until_complete(self.client.aclose())
+        self._loop.close()
+
