@@ -9,6 +9,7 @@ from pathlib import Path
 
 from litestar import Litestar, Router
 from litestar.config.compression import CompressionConfig
+from litestar.datastructures import CacheControlHeader
 from litestar.contrib.jinja import JinjaTemplateEngine
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
@@ -60,8 +61,10 @@ def create_app(*, with_worker: bool = False, worker_concurrency: int = 20) -> Li
             webhooks.generic_receive,
             api,
             *UI_ROUTERS,
-            create_static_files_router(path="/static", directories=[ROOT / "static"],
-                                       cache_control=None, include_in_schema=False),
+            # Pages link assets as /static/...?v=<content hash>: a changed file is a new URL.
+            create_static_files_router(path="/static", directories=[ROOT / "static"], include_in_schema=False,
+                                       cache_control=CacheControlHeader(max_age=31_536_000, public=True,
+                                                                        immutable=True)),
         ],
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],

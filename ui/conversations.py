@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncGenerator
 
@@ -72,22 +71,15 @@ class ConversationsController(Controller):
 
         async def stream() -> AsyncGenerator[ServerSentEventMessage, None]:
             yield ServerSentEventMessage(comment="live", retry=2000)
-            subscription = events.subscribe(principal.workspace_id)
-            first = asyncio.ensure_future(anext(subscription))
-            # Whatever changed between the page render and the subscription is sent once, so nothing is missed.
-            await asyncio.sleep(0.05)
-            for message in await render(tuple(_TEMPLATES)):
-                yield message
-            try:
-                event = await first
-                while True:
+            async with events.Subscription(principal.workspace_id) as subscription:
+                # Subscribed: the state rendered now plus every later event misses nothing that
+                # changed since the page was rendered.
+                for message in await render(tuple(_TEMPLATES)):
+                    yield message
+                async for event in subscription:
                     if event.conversation_id == conversation_id:
                         for message in await render(_PARTS_BY_KIND.get(event.kind, tuple(_TEMPLATES))):
                             yield message
-                    event = await anext(subscription)
-            finally:
-                first.cancel()
-                await subscription.aclose()
 
         return ServerSentEvent(stream())
 

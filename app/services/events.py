@@ -35,14 +35,27 @@ def publish_in(pipe, workspace_id: str, event: LiveEvent) -> None:
     pipe.publish(channel_name(workspace_id), _encoder.encode(event))
 
 
-async def subscribe(workspace_id: str) -> AsyncIterator[LiveEvent]:
-    """Yield the workspace's events until the caller stops iterating."""
-    pubsub = redis_conn.client().pubsub()
-    await pubsub.subscribe(channel_name(workspace_id))
-    try:
-        async for message in pubsub.listen():
+class Subscription:
+    """The workspace's live events: `async with Subscription(ws) as events: async for event in events`.
+
+    The subscription is active when the `async with` body starts, so a caller can render the
+    current state there and miss nothing that changes after it.
+    """
+
+    def __init__(self, workspace_id: str) -> None:
+        self.workspace_id = workspace_id
+        self._pubsub = None
+
+    async def __aenter__(self) -> Subscription:
+        self._pubsub = redis_conn.client().pubsub()
+        await self._pubsub.subscribe(channel_name(self.workspace_id))
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self._pubsub.unsubscribe()
+        await self._pubsub.aclose()
+
+    async def __aiter__(self) -> AsyncIterator[LiveEvent]:
+        async for message in self._pubsub.listen():
             if message.get("type") == "message":
                 yield _decoder.decode(message["data"])
-    finally:
-        await pubsub.unsubscribe()
-        await pubsub.aclose()

@@ -86,7 +86,19 @@ INSERT INTO action_executions (id, workspace, flow_id, flow_version, node_id, we
     dead_letter, created_at, updated_at)
 VALUES ($1, $2, $3, $4, $5, $5, $6, $7, 'processing', 'webhook', $8::jsonb, '[]'::jsonb, 0, $9, $10, $11, $12, 0,
         $13::jsonb, false, now(), now())
+ON CONFLICT (id) DO NOTHING
+RETURNING id
 """
+# What an earlier try of the same batch left behind (a worker died and the batch runs again).
+_EARLIER = """
+SELECT e.status, e.attempts, l.status_code, l.response_body, l.error, l.duration_ms
+  FROM action_executions e
+  LEFT JOIN LATERAL (SELECT status_code, response_body, error, duration_ms FROM external_action_logs
+                      WHERE execution = e.id ORDER BY created_at DESC LIMIT 1) l ON true
+ WHERE e.id = $1
+"""
+# Executions of one batch get the same id (and so the same Idempotency-Key) every time the batch runs.
+_EXECUTION_NAMESPACE = uuid.UUID("5b0b1d2e-8f7a-4c1e-9b7d-3f2a1c0d9e8f")
 _LOG = """
 INSERT INTO external_action_logs (id, workspace, execution, flow_id, node_id, conversation_id, phone,
     original_message, confidence, request, status_code, response_body, status, error, duration_ms, retry_count,
@@ -199,7 +211,7 @@ class WebhookActions:
                 f"the {config.auth.type} secret of node {call.node_id} is not set in this workspace; "
                 "enter it again in the action's auth settings"))
         execution = Execution(
-            id=uuid.uuid4(), workspace=uuid.UUID(scope.workspace_id), flow_id=uuid.UUID(call.flow_id),
+            id=uuid.uuid5(_EXECUTION_NAMESPACE, f"{scope.batch_key}/{call.flow_id}/{call.node_id}"), workspace=uuid.UUID(scope.workspace_id), flow_id=uuid.UUID(call.flow_id),
             node_id=call.node_id, conversation=uuid.UUID(scope.conversation_id) if scope.conversation_id else None,
             phone=scope.contact_phone, original_message=scope.original_message, confidence=call.confidence)
         try:
@@ -218,14 +230,34 @@ class WebhookActions:
             timeout_seconds=request.timeout_seconds, auth_type=config.auth.type,
             auth_secret_ref=config.auth.secret, auth_header_name=config.auth.header_name,
             max_retries=config.max_retries, retry_delay_seconds=config.retry_delay_seconds)
-        await engine.pool().execute(
+        inserted = await engine.pool().fetchval(
             _INSERT_EXECUTION, execution.id, execution.workspace, execution.flow_id,
             scope.flow_versions.get(call.flow_id, 0), call.node_id, execution.conversation,
             uuid.UUID(scope.run_id) if scope.run_id else None, _json.encode(call.vars).decode(), call.confidence,
             execution.original_message, execution.phone, execution.id.hex,
             _json.encode({"request": stored, "vars": call.vars}).decode(),
         )
+        if inserted is None:
+            earlier = await self._earlier_outcome(execution.id)
+            if earlier is not None:
+                return earlier
         return await self._attempt(execution, request, stored, attempt=1)
+
+    async def _earlier_outcome(self, execution_id: uuid.UUID) -> WebhookOutcome | None:
+        """The outcome of this batch's earlier try, or None when its inline attempt never finished."""
+        row = await engine.pool().fetchrow(_EARLIER, execution_id)
+        if row is None or (row["status"] == ActionRunStatus.PROCESSING.value and row["attempts"] == 0):
+            return None  # the worker died during the first attempt: send it again, same key
+        if row["status"] == ActionRunStatus.PROCESSING.value:
+            return WebhookOutcome(status=WebhookStatus.SCHEDULED, attempts=row["attempts"])
+        ok = row["status"] == ActionRunStatus.COMPLETED.value
+        try:
+            response = msgspec.json.decode(row["response_body"] or "null")
+        except msgspec.DecodeError:
+            response = row["response_body"]
+        return WebhookOutcome(status=WebhookStatus.SUCCESS if ok else WebhookStatus.FAILURE,
+                              status_code=row["status_code"], response=response, error=row["error"],
+                              duration_ms=row["duration_ms"] or 0.0, attempts=row["attempts"])
 
     # --- attempts ------------------------------------------------------------------------
     async def _attempt(self, execution: Execution, request: WebhookRequest, stored: StoredRequest, *,

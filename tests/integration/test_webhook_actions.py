@@ -502,3 +502,20 @@ async def test_rate_limit_per_workspace(stack: Stack, tenant: Tenant, http_peer:
     assert [o.status for o in outcomes] == [WebhookStatus.SUCCESS] * 3 + [WebhookStatus.FAILURE] * 2
     assert "rate limit" in outcomes[-1].error and "SWITCHBOARD_WEBHOOK_RATE_LIMIT_PER_MINUTE" in outcomes[-1].error
     assert len(http_peer.requests_to("/hook")) == 3
+
+
+async def test_a_batch_run_again_does_not_call_again(stack: Stack, tenant: Tenant, http_peer: HttpPeer, db) -> None:
+    """A worker that dies after the call but before the turn ends makes the batch run again:
+    the execution (same batch, same node) is found and its outcome reused, with no second call."""
+    from flows.ports import WebhookStatus
+
+    http_peer.reply("POST", "/hook", PeerResponse.json({"ref": "R-1"}))
+    async with in_process_actions() as actions:
+        call, scope = direct_call(tenant, http_peer.url("/hook"))
+        first = await actions.execute(call, scope=scope)
+        again = await actions.execute(call, scope=scope)
+    assert first.status is WebhookStatus.SUCCESS and again.status is WebhookStatus.SUCCESS
+    assert again.response == {"ref": "R-1"}
+    assert len(http_peer.requests_to("/hook")) == 1
+    [row] = await executions(db, call.flow_id)
+    assert row["status"] == "completed"
