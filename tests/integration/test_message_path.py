@@ -300,3 +300,29 @@ async def test_api_requires_a_valid_token(stack: Stack) -> None:
         assert (await client.get("/api/flows")).status_code == 401
         bad = await client.get("/api/flows", headers={"Authorization": "Bearer sb_nope"})
         assert bad.status_code == 401 and "token" in bad.json()["error"]
+
+
+async def test_unknown_message_types_are_stored_as_unsupported(tenant: Tenant, graph_api: HttpPeer, db) -> None:
+    channel = await whatsapp_channel(tenant, graph_api)
+    envelope = text_envelope(phone_number_id=channel["phone_number_id"], sender="15550007777", text="x")
+    message = envelope["entry"][0]["changes"][0]["value"]["messages"][0]
+    del message["text"]
+    message.update(type="hologram", hologram={"id": "H1"})
+    response = await post_signed(tenant, channel["id"], envelope)
+    assert response.status_code == 200 and response.json()["received"] == 1
+    row = await db.fetchrow("SELECT type, text, payload::text AS payload FROM messages WHERE provider_message_id = $1",
+                            message["id"])
+    assert row["type"] == "unsupported" and "hologram" in row["text"]
+    assert json.loads(row["payload"])["hologram"] == {"id": "H1"}  # the original is kept
+
+
+async def test_console_channel_prints_replies_and_takes_local_unsigned_messages(stack: Stack, tenant: Tenant,
+                                                                                 db) -> None:
+    channel = await tenant.create_channel(kind="console", name="Terminal")
+    await tenant.create_flow(keyword_flow(keywords=["console"], reply="Printed for you.", disable_ai=False))
+    body = json.dumps({"message_id": uuid.uuid4().hex, "from": "+1555000", "text": "console test"}).encode()
+    response = await tenant.http.post(f"/webhooks/generic/{channel['id']}", content=body,
+                                      headers={"Content-Type": "application/json"})
+    assert response.status_code == 200, response.text
+    await wait_until(lambda: "-> +1555000: Printed for you." in stack.worker.log_path.read_text(errors="replace"),
+                     what="the reply printed by the worker")
