@@ -10,6 +10,7 @@ import pytest
 import pytest_asyncio
 
 from tests.support import stack as stack_mod
+from tests.support.http_peer import http_peer  # noqa: F401  (a fresh peer per test, for every test module)
 
 # Unit tests of flows/ need none of this; the service fixtures start only when asked for.
 _TEST_ENV = {

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.http_peer import HttpPeer, PeerRequest, PeerResponse, http_peer  # noqa: F401
+from tests.support.http_peer import HttpPeer, PeerRequest, PeerResponse
 from tests.support.stack import Stack, Tenant, create_tenant, wait_until
 
 pytestmark = pytest.mark.slow

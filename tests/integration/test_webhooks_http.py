@@ -29,7 +29,7 @@ from app.services.webhooks import (
     parse_retry_after,
     prepare_request,
 )
-from tests.support.http_peer import HttpPeer, PeerRequest, PeerResponse, http_peer  # noqa: F401
+from tests.support.http_peer import HttpPeer, PeerRequest, PeerResponse
 
 LOOPBACK_ONLY = (ipaddress.ip_network("127.0.0.1/32"),)
 SECRET = "sk_live_5ecret-value-42"
