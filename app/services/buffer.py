@@ -104,6 +104,17 @@ class Buffer:
         args = [message_id, time.time(), self.quiet_s, self.max_s, SEEN_TTL_S, conversation_id]
         await self._push(keys=keys, args=args, client=pipe)  # buffered: runs on pipe.execute()
 
+    async def in_flight(self, conversation_ids: list[str]) -> list[bool]:
+        """Whether Redis still knows about each conversation's batch (signalled, due or locked)."""
+        if not conversation_ids:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for conversation_id in conversation_ids:
+            pipe.zscore(DUE_KEY, conversation_id)
+            pipe.exists(buffer_key(conversation_id), lock_key(conversation_id))
+        replies = await pipe.execute()
+        return [replies[i] is not None or replies[i + 1] > 0 for i in range(0, len(replies), 2)]
+
     async def pop_due(self, *, limit: int = 200) -> list[str]:
         ids = await self._pop_due(keys=[DUE_KEY], args=[time.time(), limit])
         return [i.decode() if isinstance(i, bytes) else i for i in ids]

@@ -127,12 +127,13 @@ class WorkerState:
         """Give back batches of dead workers, and re-signal stored messages Redis forgot."""
         settings = self.deps.settings.buffer
         await turns.release_abandoned_runs(stale_after_s=settings.lock_seconds)
-        conversations = await turns.unprocessed_conversations(older_than_s=settings.seconds)
-        for conversation_id in conversations:
+        candidates = await turns.unprocessed_conversations(older_than_s=settings.seconds + 1.0)
+        forgotten = [c for c, in_flight in zip(candidates, await self.buffer.in_flight(candidates)) if not in_flight]
+        for conversation_id in forgotten:
             await self.buffer.mark_due(conversation_id, only_if_absent=True)
-        if conversations:
-            log.info("recovered unprocessed conversations", extra={"count": len(conversations)})
-        return len(conversations)
+        if forgotten:
+            log.info("recovered unprocessed conversations", extra={"count": len(forgotten)})
+        return len(forgotten)
 
 
 def build_worker(state: WorkerState, *, concurrency: int, install_signals: bool,

@@ -181,7 +181,8 @@ async def test_chatty_sender_is_capped_by_max_window(tenant: Tenant, graph_api: 
                                          "status = 'completed'", conversation_id), what="a second capped batch")
 
 
-async def test_duplicate_delivery_is_stored_and_processed_once(tenant: Tenant, graph_api: HttpPeer, db) -> None:
+async def test_duplicate_delivery_is_stored_and_processed_once(tenant: Tenant, graph_api: HttpPeer, db,
+                                                               redis) -> None:
     channel = await whatsapp_channel(tenant, graph_api)
     pnid = channel["phone_number_id"]
     await tenant.create_flow(keyword_flow(keywords=["refund"], reply="Refund noted.", disable_ai=False))
@@ -191,10 +192,15 @@ async def test_duplicate_delivery_is_stored_and_processed_once(tenant: Tenant, g
     assert sum(r.json()["received"] for r in results) == 4
     assert sum(r.json()["duplicates"] for r in results) == 3
     await wait_until(lambda: sent_to(graph_api, pnid), what="the reply")
-    await asyncio.sleep(1.0)  # a second, wrongly scheduled batch would have run by now
+    stored = await db.fetch("SELECT conversation, processed_at FROM messages WHERE provider_message_id = 'wamid.dup.1'")
+    assert len(stored) == 1
+    conversation_id = str(stored[0]["conversation"])
+    await wait_until(lambda: db.fetchval("SELECT count(*) = 1 FROM runs WHERE conversation = $1 AND "
+                                         "status = 'completed'", stored[0]["conversation"]), what="the run")
+    # Nothing else is signalled or scheduled for this conversation: no second batch can follow.
+    assert await redis.zscore("sb:due", conversation_id) is None
+    assert await redis.llen(f"sb:buf:{conversation_id}") == 0
     assert len(sent_to(graph_api, pnid)) == 1
-    stored = await db.fetchval("SELECT count(*) FROM messages WHERE provider_message_id = 'wamid.dup.1'")
-    assert stored == 1
 
 
 async def test_signature_is_required(tenant: Tenant, graph_api: HttpPeer) -> None:
