@@ -56,6 +56,7 @@ async def stack(service_urls: tuple[str, str], graph_api) -> AsyncIterator[stack
     database_url, redis_url = service_urls
     redis = stack_mod.redis_client(redis_url)
     await redis.flushdb()
+    await redis.set(stack_mod.OWNER_KEY, os.getpid(), ex=6 * 3600)  # keep our claim on this database
     await redis.aclose()
     running = stack_mod.Stack(database_url=database_url, redis_url=redis_url,
                               env={**_TEST_ENV, "WHATSAPP_GRAPH_URL": graph_api.base_url,

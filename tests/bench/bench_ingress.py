@@ -141,7 +141,6 @@ async def setup(stack: stack_mod.Stack) -> tuple[stack_mod.Tenant, dict, str]:
 async def phase(*, name: str, buffer_s: str, with_worker: bool, args: argparse.Namespace) -> dict:
     database_url, redis_url = stack_mod.resolve_test_services()
     database_url = database_url.rsplit("/", 1)[0] + f"/switchboard_bench_{os.getpid()}"
-    redis_url = redis_url.rsplit("/", 1)[0] + "/14"
     await stack_mod.create_database(database_url)
     redis = stack_mod.redis_client(redis_url)
     await redis.flushdb()

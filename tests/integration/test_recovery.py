@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import uuid
 
 import pytest
 
 from tests.integration.test_message_path import keyword_flow, post_signed, sent_to, text_envelope, whatsapp_channel
 from tests.support.http_peer import HttpPeer, PeerRequest, PeerResponse
-from tests.support.stack import Stack, Tenant, wait_until
+from tests.support.stack import OWNER_KEY, Stack, Tenant, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -67,6 +68,7 @@ async def test_redis_flushed_mid_buffer_recovers_from_postgres(stack: Stack, ten
         assert response.status_code == 200
     # Both messages sit in the 0.4 s buffer window; Redis forgets everything.
     await redis.flushdb()
+    await redis.set(OWNER_KEY, os.getpid(), ex=3600)  # the suite's claim on this database, not the app's data
     [reply] = await wait_until(lambda: sent_to(graph_api, pnid), timeout_s=20, what="the recovered reply")
     assert reply.json()["text"]["body"] == "Found you."
     conversation_id = await _conversation(db, tenant)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -420,3 +422,35 @@ async def test_missing_required_variable_is_asked_then_filled(tenant: Tenant, ht
     assert sent[1]["text"] == "Order placed."
     assert [r.json() for r in http_peer.requests_to("/orders")] == [{"quantity": 4}]
     assert await pending_status(db, conversation) == ["completed"]
+
+
+# --- eval-intents --engine llm ----------------------------------------------------------------------------
+
+
+async def test_eval_intents_with_the_llm_engine(fake: FakeOpenAI, tmp_path) -> None:
+    rows = {"train": [("I want to buy a phone", "buy"), ("order two cases", "buy"), ("refund my order", "refund"),
+                      ("I want my money back", "refund")],
+            "test": [("buy a laptop", "buy"), ("please refund me", "refund"), ("what's the weather", "oos")]}
+    for name, items in rows.items():
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps({"text": t, "intent": i}) + "\n" for t, i in items))
+
+    def route(call) -> dict:
+        message = call.detect_payload()["message"]
+        names = {a["name"] for a in call.detect_payload()["actions"]}
+        assert names == {"buy", "refund"}
+        action = "refund" if "refund" in message else "buy" if "buy" in message else None
+        return {"action": action, "confidence": 0.9}
+
+    fake.detect = route
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "app.cli", "eval-intents", "--train", str(tmp_path / "train.jsonl"),
+        "--test", str(tmp_path / "test.jsonl"), "--engine", "llm", "--shots", "2", cwd=ROOT,
+        env={**os.environ, "OPENAI_API_KEY": API_KEY, "OPENAI_BASE_URL": fake.base_url, "SWITCHBOARD_LLM_MODEL": MODEL},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 0, err.decode()
+    report = json.loads(out)
+    assert report["engine"] == "llm" and report["accuracy"] == 1.0
+    assert report["oos_precision"] == 1.0 and report["oos_recall"] == 1.0
+    assert report["llm"] == {"model": MODEL, "failed_calls": 0, "prompt_tokens": 60, "completion_tokens": 30}
+    assert len(fake.calls_of("choose_action")) == 3

@@ -22,14 +22,48 @@ from app.services.channels.signatures import sign_sha256
 
 ROOT = Path(__file__).resolve().parents[2]
 LOGS = ROOT / "artifacts" / "logs"
-TEST_REDIS_DB = int(os.environ.get("SWITCHBOARD_TEST_REDIS_DB", "15"))
+OWNER_KEY = "sb:test:owner"
+
+
+def _claim_redis_db(base_url: str) -> int:
+    """A Redis database for this test session alone: 15 downwards, the first not owned by a live session.
+
+    Two sessions in one database would empty each other's queue and run each other's jobs;
+    SWITCHBOARD_TEST_REDIS_DB pins one instead.
+    """
+    import redis
+
+    pinned = os.environ.get("SWITCHBOARD_TEST_REDIS_DB")
+    if pinned:
+        return int(pinned)
+    for db in range(15, 7, -1):
+        client = redis.Redis.from_url(f"{base_url}/{db}")
+        try:
+            owner = client.get(OWNER_KEY)
+            if owner is not None and _alive(int(owner)):
+                continue
+            client.set(OWNER_KEY, os.getpid(), ex=6 * 3600)
+            return db
+        finally:
+            client.close()
+    raise RuntimeError("Redis databases 8-15 are all in use by other test sessions; set SWITCHBOARD_TEST_REDIS_DB")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def resolve_test_services() -> tuple[str, str]:
     """Server URLs for the suite: the configured ones, the local ports, or embedded servers.
 
-    The suite then works in a database of its own and in Redis database 15 (or
-    SWITCHBOARD_TEST_REDIS_DB), so a developer's data is never touched.
+    The suite then works in a database of its own and in a Redis database of its own
+    (15 downwards, see _claim_redis_db), so a developer's data is never touched.
     """
     services = embedded.resolve_services(
         data_dir=str(ROOT / ".data" / "test"),
@@ -38,7 +72,7 @@ def resolve_test_services() -> tuple[str, str]:
     )
     database = embedded.with_database(services.database_url, f"switchboard_test_{os.getpid()}")
     redis_base = services.redis_url.rsplit("/", 1)[0] if services.redis_url.count("/") > 2 else services.redis_url
-    return database, f"{redis_base}/{TEST_REDIS_DB}"
+    return database, f"{redis_base}/{_claim_redis_db(redis_base)}"
 
 
 async def create_database(url: str) -> None:
