@@ -10,9 +10,8 @@ from litestar.exceptions import NotFoundException
 from litestar.response import Template
 
 from app.services import auth
-from app.services.ai import personalities
+from app.services.ai import llm_settings, personalities
 from app.services.channels import store as channel_store
-from app.settings import get_settings
 from ui.render import fragment, page
 
 
@@ -25,10 +24,6 @@ async def _channels_context(request: Request, principal: auth.Principal) -> dict
     return {"channels": [(c, _webhook_url(request, c)) for c in channels]}
 
 
-def _llm() -> dict:
-    ai = get_settings().ai
-    return {"model": ai.model, "base_url": ai.openai_base_url or "https://api.openai.com/v1",
-            "key_set": bool(ai.openai_api_key)}
 
 
 class SettingsController(Controller):
@@ -36,7 +31,8 @@ class SettingsController(Controller):
 
     @get("/", name="settings")
     async def settings_page(self, request: Request, principal: auth.Principal) -> Template:
-        return page(request, "pages/settings.html", nav="settings", llm=_llm(), channel_error=None, verify=None,
+        return page(request, "pages/settings.html", nav="settings", llm=await llm_settings.get(principal.workspace_id),
+                    channel_error=None, verify=None,
                     personalities=await personalities.list_personalities(principal.workspace_id),
                     **await _channels_context(request, principal))
 
@@ -85,6 +81,22 @@ class SettingsController(Controller):
             detail = "Signed requests will be accepted." if ok else "Set a secret: generic webhooks must be HMAC-signed."
         return fragment(request, "partials/channels.html", channel_error=None,
                         verify={"id": channel_id, "ok": ok, "detail": detail}, **await _channels_context(request, principal))
+
+    @post("/llm", name="llm_update")
+    async def update_llm(self, request: Request, principal: auth.Principal) -> Template:
+        """Save the workspace's LLM settings; an empty key field keeps the stored key."""
+        form = await request.form()
+        error = None
+        try:
+            quota = int(form.get("monthly_token_quota") or 0)
+            api_key = "" if form.get("remove_key") else ((form.get("api_key") or "").strip() or None)
+            await llm_settings.update(principal.workspace_id, llm_settings.LLMSettingsUpdate(
+                model=(form.get("model") or "").strip(), base_url=(form.get("base_url") or "").strip(),
+                api_key=api_key, monthly_token_quota=quota))
+        except ValueError as exc:  # LLMSettingsError, or a quota that is not a number
+            error = str(exc) if isinstance(exc, llm_settings.LLMSettingsError) else "The quota must be a whole number."
+        return fragment(request, "partials/llm_settings.html", status_code=422 if error else 200,
+                        llm=await llm_settings.get(principal.workspace_id), llm_error=error, llm_saved=not error)
 
     @post("/personalities/{intent:str}", name="personality_update")
     async def update_personality(self, request: Request, principal: auth.Principal, intent: str) -> Template:

@@ -1,0 +1,54 @@
+"""Server-side tests of the settings fragments: LLM settings are saved, the key is write-only, CSRF holds."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import httpx
+
+from tests.support.stack import Tenant
+
+PASSWORD = "correct horse battery"
+
+
+async def logged_in(tenant: Tenant) -> tuple[httpx.AsyncClient, str]:
+    client = httpx.AsyncClient(base_url=tenant.stack.base_url)
+    token = re.search(r'name="csrf-token" content="([^"]+)"', (await client.get("/login")).text).group(1)
+    response = await client.post("/login", data={"email": tenant.email, "password": PASSWORD, "_csrf": token})
+    assert response.status_code in (302, 303)
+    settings = await client.get("/settings")
+    csrf = re.search(r'name="csrf-token" content="([^"]+)"', settings.text).group(1)
+    return client, csrf
+
+
+async def test_llm_settings_are_saved_and_the_key_is_write_only(tenant: Tenant, db) -> None:
+    client, csrf = await logged_in(tenant)
+    try:
+        page = await client.get("/settings")
+        assert page.status_code == 200 and 'id="llm-settings"' in page.text and "not set" in page.text
+        key = "sk-test-" + uuid.uuid4().hex
+        saved = await client.post("/settings/llm", headers={"HX-Request": "true", "X-CSRF-Token": csrf}, data={
+            "model": "my-model", "base_url": "http://127.0.0.1:9/v1", "api_key": key, "monthly_token_quota": "5000"})
+        assert saved.status_code == 200
+        assert saved.text.lstrip().startswith('<section class="card" id="llm-settings">')
+        assert key not in saved.text and "Saved" in saved.text and 'value="my-model"' in saved.text
+        stored = await db.fetchrow("SELECT llm_api_key_enc, llm_model, monthly_token_quota FROM workspaces "
+                                   "WHERE id = $1", uuid.UUID(tenant.workspace_id))
+        assert stored["llm_model"] == "my-model" and stored["monthly_token_quota"] == 5000
+        assert stored["llm_api_key_enc"] and key not in stored["llm_api_key_enc"]
+
+        # An empty key field keeps the stored key; "remove" clears it.
+        kept = await client.post("/settings/llm", headers={"X-CSRF-Token": csrf}, data={"model": "my-model"})
+        assert kept.status_code == 200 and "leave empty to keep" in kept.text
+        removed = await client.post("/settings/llm", headers={"X-CSRF-Token": csrf},
+                                    data={"model": "my-model", "remove_key": "1"})
+        assert "not set" in removed.text
+
+        bad = await client.post("/settings/llm", headers={"X-CSRF-Token": csrf},
+                                data={"model": "m", "monthly_token_quota": "lots"})
+        assert bad.status_code == 422 and "whole number" in bad.text
+        refused = await client.post("/settings/llm", data={"model": "x"})
+        assert refused.status_code == 403
+    finally:
+        await client.aclose()
