@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from litestar import Router
 from litestar.di import Provide
-from litestar.exceptions import NotAuthorizedException
+from litestar.exceptions import HTTPException, NotAuthorizedException
 
 from ui.actions import ActionsController
 from ui.auth import AuthController
 from ui.conversations import ConversationsController
 from ui.editor import EditorController
+from ui.errors import html_error
 from ui.flows import FlowsController
 from ui.logs import LogsController
 from ui.security import csrf_guard, login_redirect, provide_principal, session_middleware
@@ -24,7 +25,7 @@ ROUTERS: list[Router] = [
         middleware=[session_middleware],
         guards=[csrf_guard],
         dependencies={"principal": Provide(provide_principal)},
-        exception_handlers={NotAuthorizedException: login_redirect},
+        exception_handlers={NotAuthorizedException: login_redirect, HTTPException: html_error},
         include_in_schema=False,
     )
 ]

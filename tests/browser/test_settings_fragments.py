@@ -52,3 +52,14 @@ async def test_llm_settings_are_saved_and_the_key_is_write_only(tenant: Tenant, 
         assert refused.status_code == 403
     finally:
         await client.aclose()
+
+
+async def test_ui_errors_are_pages_not_json(tenant: Tenant) -> None:
+    client, _ = await logged_in(tenant)
+    try:
+        missing = await client.get(f"/conversations/{uuid.uuid4()}")
+        assert missing.status_code == 404 and 'id="error"' in missing.text and "<html" in missing.text
+        fragment = await client.get(f"/conversations/{uuid.uuid4()}", headers={"HX-Request": "true"})
+        assert fragment.status_code == 404 and "<html" not in fragment.text
+    finally:
+        await client.aclose()
