@@ -116,6 +116,8 @@ async def stop() -> None:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
     await svc.ingress.aclose()
+    await svc.understanding.local_meter.flush()  # local-engine calls are counted in batches
+    await svc.understanding.llm.aclose()
     await svc.webhooks.aclose()
     await svc.outbox.whatsapp.aclose()
     await svc.queue.disconnect()
