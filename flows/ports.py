@@ -107,44 +107,44 @@ class WebhookOutcome(msgspec.Struct, frozen=True, kw_only=True):
 class Runtime(Protocol):
     """Effects of a turn. The service implements it; tests implement it in memory."""
 
-    async def send_message(self, text: str, *, message_type: str) -> None: ...
+    async def send_message(self, text: str, *, message_type: str) -> None:
+        """Send `text` to the customer (marketing, support or ai)."""
 
-    async def write_ai_control(self, *, ai_enabled: bool, custom_prompt: str | None) -> None: ...
+    async def write_ai_control(self, *, ai_enabled: bool, custom_prompt: str | None) -> None:
+        """Store the whole AI control state of the conversation."""
 
     async def merge_ai_context(self, data: dict) -> dict:
         """Merge `data` into the stored context and return the merged context."""
-        ...
 
     async def reset_ai_context(self) -> None:
         """Clear the context and the AI's conversation history."""
-        ...
 
-    async def set_conversation_status(self, status: str) -> None: ...
+    async def set_conversation_status(self, status: str) -> None:
+        """Set the conversation's status (open, pending, closed, ...)."""
 
     async def add_tag(self, tag: str) -> bool:
         """True if the tag was not there before."""
-        ...
 
     async def remove_tag(self, tag: str) -> bool:
         """True if the tag was there before."""
-        ...
 
-    async def call_webhook(self, call: WebhookCall) -> WebhookOutcome: ...
+    async def call_webhook(self, call: WebhookCall) -> WebhookOutcome:
+        """Render and send the request; "scheduled" when retries go on in the background."""
 
-    async def detect_intent(self, text: str, candidates: list[IntentCandidate]) -> Detection: ...
+    async def detect_intent(self, text: str, candidates: list[IntentCandidate]) -> Detection:
+        """Score `text` against the intent triggers; the best match, the top scores and the engine."""
 
-    async def extract_variables(self, text: str, variables: list[VariableSpec]) -> Extraction: ...
+    async def extract_variables(self, text: str, variables: list[VariableSpec]) -> Extraction:
+        """Typed values for the variables found in `text`, and the required ones still missing."""
 
     async def classify_reply(self, text: str) -> str:
         """"approve", "reject" or "unclear"."""
-        ...
 
     async def save_pending(self, pending: PendingAction, *, message: str) -> None:
         """Persist (insert or update by id) the pending action and ask the customer `message`."""
-        ...
 
     async def resolve_pending(self, pending: PendingAction, status: str) -> bool:
         """Compare-and-set the pending action's status; False means someone else moved it."""
-        ...
 
-    async def answer_with_ai(self, turn: Turn, ai: AIState) -> AIAnswer: ...
+    async def answer_with_ai(self, turn: Turn, ai: AIState) -> AIAnswer:
+        """The core-intent personality's reply (None text when it skips, e.g. AI disabled)."""
