@@ -197,16 +197,18 @@ class IngressWriter:
             _remember(key, value)
         results: list[list[Accepted]] = [[] for _ in batch]
         pipe = self.buffer.redis.pipeline(transaction=False)
+        accepted_log: list[dict[str, str]] = []
         for r, _, item, conversation_id, message_id, _raised in rows:
             channel = batch[r].channel
             stored = message_id in inserted
             results[r].append(Accepted(message_id=message_id if stored else "", conversation_id=conversation_id,
                                        duplicate=not stored))
-            context = {"conversation_id": conversation_id, "provider_message_id": item.provider_message_id}
             if not stored:
-                log.info("duplicate delivery dropped", extra=context)
+                log.info("duplicate delivery dropped", extra={
+                    "conversation_id": conversation_id, "provider_message_id": item.provider_message_id})
                 continue
-            log.info("message accepted", extra={**context, "message_id": message_id, "type": item.type})
+            accepted_log.append({"conversation_id": conversation_id, "message_id": message_id,
+                                 "provider_message_id": item.provider_message_id, "type": item.type})
             # An edit or a deletion is kept for the record; it does not start a turn.
             if item.type not in AMENDMENT_TYPES:
                 await self.buffer.push_in(pipe, conversation_id=conversation_id, channel_id=channel.id,
@@ -215,6 +217,9 @@ class IngressWriter:
                 kind="message", conversation_id=conversation_id, data={"message_id": message_id}))
         if len(pipe):
             await pipe.execute()
+        if accepted_log:
+            # One line per committed batch (with every id): a line per message costs more than the insert.
+            log.info("messages accepted", extra={"count": len(accepted_log), "messages": accepted_log})
         return results
 
 

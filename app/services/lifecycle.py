@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import sys
 from dataclasses import dataclass, field
 
+import msgspec
 from saq import Queue
 
 from app.db import engine
@@ -126,6 +126,9 @@ async def stop() -> None:
     _services = None
 
 
+_log_encoder = msgspec.json.Encoder(enc_hook=str)  # anything unusual in a record's context is logged as str
+
+
 class JsonLogFormatter(logging.Formatter):
     """One JSON object per line, with the record's context fields (conversation_id, ...)."""
 
@@ -139,7 +142,7 @@ class JsonLogFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        return _log_encoder.encode(entry).decode()
 
 
 def configure_logging(level: str) -> None:

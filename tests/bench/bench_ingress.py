@@ -160,7 +160,7 @@ async def phase(*, name: str, buffer_s: str, with_worker: bool, args: argparse.N
         stack = stack_mod.Stack(database_url=database_url, redis_url=redis_url, env={
             "SWITCHBOARD_BUFFER_SECONDS": buffer_s, "SWITCHBOARD_BUFFER_MAX_SECONDS": "30",
             # Logging stays at the default level: its cost is part of what a user runs.
-            "SWITCHBOARD_SCHEDULER_POLL_SECONDS": "0.005",
+            "SWITCHBOARD_SCHEDULER_POLL_SECONDS": "0.005", "SWITCHBOARD_LOG_LEVEL": "INFO",
             "WHATSAPP_GRAPH_URL": peer_url, "SWITCHBOARD_SECRET_KEY": "bench",
         })
         stack.web.start()
