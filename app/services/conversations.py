@@ -173,14 +173,16 @@ async def update_conversation(workspace_id: str, conversation_id: str, data: Con
     cid = _uuid(conversation_id)
     if cid is None or not await _exists(workspace_id, conversation_id):
         return False
+    ws = uuid.UUID(workspace_id)
     pool = engine.pool()
     if data.status:
-        await pool.execute("UPDATE conversations SET status = $2 WHERE id = $1", cid, data.status)
+        await pool.execute("UPDATE conversations SET status = $3 WHERE id = $1 AND workspace = $2", cid, ws,
+                           data.status)
     for tag in data.add_tags:
-        await pool.execute("UPDATE conversations SET tags = tags || to_jsonb($2::text) WHERE id = $1 AND NOT tags ? $2",
-                           cid, tag)
+        await pool.execute("UPDATE conversations SET tags = tags || to_jsonb($3::text) "
+                           "WHERE id = $1 AND workspace = $2 AND NOT tags ? $3", cid, ws, tag)
     for tag in data.remove_tags:
-        await pool.execute("UPDATE conversations SET tags = tags - $2 WHERE id = $1", cid, tag)
+        await pool.execute("UPDATE conversations SET tags = tags - $3 WHERE id = $1 AND workspace = $2", cid, ws, tag)
     await events.publish(workspace_id, events.LiveEvent(kind="conversation", conversation_id=conversation_id))
     return True
 
