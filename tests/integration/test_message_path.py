@@ -332,3 +332,31 @@ async def test_console_channel_prints_replies_and_takes_local_unsigned_messages(
     assert response.status_code == 200, response.text
     await wait_until(lambda: "-> +1555000: Printed for you." in stack.worker.log_path.read_text(errors="replace"),
                      what="the reply printed by the worker")
+
+
+async def test_graph_api_errors_are_retried_then_recorded(tenant: Tenant, graph_api: HttpPeer, db) -> None:
+    """503 and 429 are retried with backoff; a 400 is final and kept on the message."""
+    phone_number_id = str(uuid.uuid4().int)[:15]
+    graph_api.sequence("POST", f"/{phone_number_id}/messages", [
+        PeerResponse.json({"error": {"message": "busy"}}, status=503),
+        PeerResponse.json({"error": {"message": "slow down"}}, status=429),
+        PeerResponse.json({"messaging_product": "whatsapp", "messages": [{"id": "wamid.after.retries"}]}),
+        PeerResponse.json({"error": {"message": "(#100) Invalid parameter", "code": 100}}, status=400),
+    ])
+    channel = await tenant.create_channel(kind="whatsapp", name="Flaky number", phone_number_id=phone_number_id,
+                                          access_token="EAAG-token", app_secret=APP_SECRET, verify_token="v")
+    await tenant.create_flow(keyword_flow(keywords=["retry"], reply="Made it.", disable_ai=False))
+    await post_signed(tenant, channel["id"], text_envelope(phone_number_id=phone_number_id, sender="15551110000",
+                                                           text="retry please"))
+    sent = await wait_until(lambda: db.fetchrow(
+        "SELECT status, provider_message_id FROM messages WHERE workspace = $1 AND direction = 'out' AND "
+        "status = 'sent'", uuid.UUID(tenant.workspace_id)), what="the reply sent after two retries")
+    assert sent["provider_message_id"] == "wamid.after.retries"
+    assert len(sent_to(graph_api, phone_number_id)) == 3
+
+    await post_signed(tenant, channel["id"], text_envelope(phone_number_id=phone_number_id, sender="15551110000",
+                                                           text="retry again"))
+    failed = await wait_until(lambda: db.fetchrow(
+        "SELECT error::text AS error FROM messages WHERE workspace = $1 AND direction = 'out' AND "
+        "status = 'failed'", uuid.UUID(tenant.workspace_id)), what="the refused reply recorded")
+    assert "Invalid parameter" in failed["error"] and len(sent_to(graph_api, phone_number_id)) == 4
