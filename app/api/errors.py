@@ -11,6 +11,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from app.services.channels.items import WireError
 from app.services.channels.store import ChannelError
 from app.services.flows_store import FlowInvalid, FlowNotFound
+from app.services.ingress import IngressError
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,12 @@ def http_error(request: Request, exc: HTTPException) -> Response:
     return Response(content=body, status_code=exc.status_code, media_type="application/json", headers=exc.headers)
 
 
+def unavailable(request: Request, exc: Exception) -> Response:
+    log.warning("request not stored", extra={"path": request.url.path, "error": str(exc)})
+    return Response(content={"error": str(exc)}, status_code=503, media_type="application/json",
+                    headers={"Retry-After": "5"})
+
+
 def server_error(request: Request, exc: Exception) -> Response:
     log.exception("request failed", extra={"path": request.url.path, "method": request.method}, exc_info=exc)
     return _json(500, {"error": "internal error; the server log has the details"})
@@ -53,6 +60,7 @@ def server_error(request: Request, exc: Exception) -> Response:
 
 HANDLERS = {
     Exception: server_error,
+    IngressError: unavailable,
     FlowInvalid: flow_invalid,
     FlowNotFound: not_found,
     LookupError: not_found,

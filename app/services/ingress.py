@@ -14,6 +14,7 @@ import logging
 import uuid
 from collections import OrderedDict
 
+import asyncpg
 import msgspec
 
 from app.db import engine
@@ -91,15 +92,15 @@ async def _resolve_conversation(conn, channel: ChannelRecord,
     return str(conversation_id), raised, (key, (str(contact_id), str(conversation_id)))
 
 
+def _no_nul(text: str) -> str:
+    # PostgreSQL text and jsonb cannot hold NUL, which JSON allows ("\u0000"): drop it.
+    return text.replace("\x00", "")
+
+
 def _remember(key: tuple[str, str], value: tuple[str, str]) -> None:
     _conversations[key] = value
     if len(_conversations) > _CONVERSATION_CACHE_SIZE:
         _conversations.popitem(last=False)
-
-
-def forget_conversation(channel_id: str, phone: str) -> None:
-    """Drop a cached mapping (a conversation was deleted)."""
-    _conversations.pop((channel_id, phone), None)
 
 
 _INSERT_MESSAGES = """
@@ -113,6 +114,10 @@ SELECT u.id, u.workspace, u.conversation, u.channel, 'in', u.seq, u.provider_mes
 ON CONFLICT (channel, direction, provider_message_id) DO NOTHING
 RETURNING id
 """
+
+
+class IngressError(Exception):
+    """Inbound messages could not be stored; the webhook answers 5xx so the provider redelivers."""
 
 
 class _Request(msgspec.Struct):
@@ -158,20 +163,49 @@ class IngressWriter:
                 batch.append(self._queue.get_nowait())
                 size += len(batch[-1].items)
             try:
-                results = await self._write(batch)
+                await self._store(batch)
             except asyncio.CancelledError:
                 for request in batch:
                     request.done.cancel()
                 raise
-            except Exception as exc:  # the requests answer 5xx, so the provider redelivers later
-                log.exception("storing inbound messages failed", extra={"count": size})
+
+    async def _store(self, batch: list[_Request]) -> None:
+        """Write a batch; when it fails, write its requests one by one so one bad request fails alone."""
+        try:
+            results = await self._write(batch)
+        except asyncpg.ForeignKeyViolationError:
+            # A conversation in the cache was deleted (its channel went away): forget and retry.
+            for request in batch:
+                for item in request.items:
+                    _conversations.pop((request.channel.id, item.from_phone), None)
+            results = None
+        except Exception:
+            if len(batch) == 1:
+                log.exception("storing inbound messages failed", extra={"count": len(batch[0].items)})
+                self._fail(batch, "storing the message failed; the sender will redeliver")
+                return
+            results = None
+        if results is None:
+            if len(batch) == 1:
+                try:
+                    results = await self._write(batch)
+                except Exception:  # the request answers 5xx, so the provider redelivers later
+                    log.exception("storing inbound messages failed", extra={"count": len(batch[0].items)})
+                    self._fail(batch, "storing the message failed; the sender will redeliver")
+                    return
+            else:
                 for request in batch:
-                    if not request.done.done():
-                        request.done.set_exception(exc)
-                continue
-            for request, accepted in zip(batch, results):
-                if not request.done.done():
-                    request.done.set_result(accepted)
+                    await self._store([request])
+                return
+        for request, accepted in zip(batch, results):
+            if not request.done.done():
+                request.done.set_result(accepted)
+
+    @staticmethod
+    def _fail(batch: list[_Request], message: str) -> None:
+        for request in batch:
+            if not request.done.done():
+                request.done.set_exception(IngressError(message))
 
     async def _write(self, batch: list[_Request]) -> list[list[Accepted]]:
         rows: list[tuple[int, int, InboundItem, str, str, list[str]]] = []  # (request, index, item, conv, id, events)
@@ -187,8 +221,8 @@ class IngressWriter:
             for r, _, item, conversation_id, message_id, raised in rows:
                 channel = batch[r].channel
                 values = (message_id, channel.workspace_id, conversation_id, channel.id, int(item.timestamp * 1000),
-                          item.provider_message_id, item.type, item.text, item.media_id,
-                          _json.encode(item.raw).decode(), _json.encode(raised).decode())
+                          item.provider_message_id, item.type, _no_nul(item.text), item.media_id,
+                          _json.encode(item.raw).decode().replace("\\u0000", ""), _json.encode(raised).decode())
                 for column, value in zip(columns, values):
                     column.append(value)
             inserted = {str(r[0]) for r in await conn.fetch(_INSERT_MESSAGES, *columns)} if rows else set()

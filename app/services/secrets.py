@@ -40,10 +40,3 @@ def decrypt(token: str) -> str:
             "a stored secret cannot be decrypted: SWITCHBOARD_SECRET_KEY differs from the one "
             "it was saved with; restore that key or enter the secret again"
         ) from exc
-
-
-def mask(value: str) -> str:
-    """What a UI may show of a secret: that it is set, and its last two characters."""
-    if not value:
-        return ""
-    return "•" * 6 + value[-2:] if len(value) > 6 else "•" * 6

@@ -360,3 +360,15 @@ async def test_graph_api_errors_are_retried_then_recorded(tenant: Tenant, graph_
         "SELECT error::text AS error FROM messages WHERE workspace = $1 AND direction = 'out' AND "
         "status = 'failed'", uuid.UUID(tenant.workspace_id)), what="the refused reply recorded")
     assert "Invalid parameter" in failed["error"] and len(sent_to(graph_api, phone_number_id)) == 4
+
+
+async def test_a_nul_character_does_not_break_ingress(tenant: Tenant, graph_api: HttpPeer, db) -> None:
+    """JSON allows \\u0000, PostgreSQL does not: the message is stored without it, and others are unaffected."""
+    channel = await whatsapp_channel(tenant, graph_api)
+    pnid = channel["phone_number_id"]
+    bad = text_envelope(phone_number_id=pnid, sender="15552220000", text="hello\u0000world")
+    good = [text_envelope(phone_number_id=pnid, sender=f"1555222{i:04d}", text="fine") for i in range(1, 6)]
+    responses = await asyncio.gather(*(post_signed(tenant, channel["id"], p) for p in [bad, *good]))
+    assert [r.status_code for r in responses] == [200] * 6
+    wamid = bad["entry"][0]["changes"][0]["value"]["messages"][0]["id"]
+    assert await db.fetchval("SELECT text FROM messages WHERE provider_message_id = $1", wamid) == "helloworld"
