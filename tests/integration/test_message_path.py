@@ -372,3 +372,15 @@ async def test_a_nul_character_does_not_break_ingress(tenant: Tenant, graph_api:
     assert [r.status_code for r in responses] == [200] * 6
     wamid = bad["entry"][0]["changes"][0]["value"]["messages"][0]["id"]
     assert await db.fetchval("SELECT text FROM messages WHERE provider_message_id = $1", wamid) == "helloworld"
+
+
+async def test_api_is_documented_at_schema(stack: Stack) -> None:
+    async with httpx.AsyncClient(base_url=stack.base_url) as client:
+        spec = (await client.get("/schema/openapi.json")).json()
+        docs = await client.get("/schema/swagger")
+    paths = spec["paths"]
+    for path in ("/api/flows", "/api/flows/{flow_id}/rollback", "/api/channels", "/api/tester/run",
+                 "/api/conversations/{conversation_id}", "/api/actions/{flow_id}/{node_id}/logs",
+                 "/webhooks/whatsapp/{channel_id}", "/webhooks/generic/{channel_id}", "/health"):
+        assert path in paths, path
+    assert docs.status_code == 200
