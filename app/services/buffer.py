@@ -3,8 +3,8 @@
 Redis only holds signals here; PostgreSQL holds the messages. A push records that a
 conversation has news and when its batch falls due (`SWITCHBOARD_BUFFER_SECONDS` after
 the last message, at most `SWITCHBOARD_BUFFER_MAX_SECONDS` after the first). Schedulers
-in the workers pop due conversations and enqueue one flush job each. If Redis loses its
-data, `app.services.recovery` rebuilds the signals from unprocessed rows.
+in the workers pop due conversations and enqueue flush jobs of a few dozen each. If Redis
+loses its data, `app.services.recovery` rebuilds the signals from unprocessed rows.
 """
 
 from __future__ import annotations
@@ -48,25 +48,43 @@ redis.call('ZADD', KEYS[3], due, ARGV[6])
 return 1
 """
 
-# KEYS: due   ARGV: now, limit
+# KEYS: due, queued job list (optional)   ARGV: now, limit
+# While flush jobs wait in the queue the workers are saturated: leaving conversations in the
+# due set lets their later messages join the same batch instead of queueing empty jobs.
 _POP_DUE = """
+if KEYS[2] and redis.call('LLEN', KEYS[2]) > 0 then return {} end
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
 if #ids > 0 then redis.call('ZREM', KEYS[1], unpack(ids)) end
 return ids
 """
 
-# Take the lock and close the window in one step.
-# KEYS: lock, buffer, first   ARGV: token, ttl ms   -> 1 when the lock was taken
+# Take each lock and close its window in one step; many conversations in one call.
+# KEYS: lock, buffer, first (per conversation)   ARGV: ttl ms, token (per conversation)
+# -> 1 per conversation whose lock was taken, else 0
 _ACQUIRE_AND_TAKE = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) == false then return 0 end
-redis.call('DEL', KEYS[2], KEYS[3])
-return 1
+local taken = {}
+for i = 1, #KEYS, 3 do
+  if redis.call('SET', KEYS[i], ARGV[(i + 2) / 3 + 1], 'NX', 'PX', ARGV[1]) then
+    redis.call('DEL', KEYS[i + 1], KEYS[i + 2])
+    taken[#taken + 1] = 1
+  else
+    taken[#taken + 1] = 0
+  end
+end
+return taken
 """
 
-# KEYS: lock   ARGV: token, ttl ms
+# KEYS: lock (per conversation)   ARGV: ttl ms, token (per conversation)   -> 1 per lock still held
 _EXTEND = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
+local held = {}
+for i = 1, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[i + 1] then
+    held[i] = redis.call('PEXPIRE', KEYS[i], ARGV[1])
+  else
+    held[i] = 0
+  end
+end
+return held
 """
 
 _RELEASE = """
@@ -115,25 +133,45 @@ class Buffer:
         replies = await pipe.execute()
         return [replies[i] is not None or replies[i + 1] > 0 for i in range(0, len(replies), 2)]
 
-    async def pop_due(self, *, limit: int = 200) -> list[str]:
-        ids = await self._pop_due(keys=[DUE_KEY], args=[time.time(), limit])
+    async def pop_due(self, *, limit: int = 200, unless_queued: str | None = None) -> list[str]:
+        """Take up to `limit` due conversations; none while the Redis list `unless_queued` is not empty."""
+        keys = [DUE_KEY, unless_queued] if unless_queued else [DUE_KEY]
+        ids = await self._pop_due(keys=keys, args=[time.time(), limit])
         return [i.decode() if isinstance(i, bytes) else i for i in ids]
 
     async def mark_due(self, conversation_id: str, *, delay_s: float = 0.0, only_if_absent: bool = False) -> None:
         await self.redis.zadd(DUE_KEY, {conversation_id: time.time() + delay_s}, nx=only_if_absent)
+
+    async def mark_due_many(self, conversation_ids: list[str], *, delay_s: float = 0.0) -> None:
+        if conversation_ids:
+            due_at = time.time() + delay_s
+            await self.redis.zadd(DUE_KEY, {c: due_at for c in conversation_ids})
 
     async def acquire(self, conversation_id: str) -> str | None:
         """Take the conversation's lock and close its window (later messages start a new batch).
 
         Returns the lock's token, or None when another flush holds the lock.
         """
-        token = secrets.token_hex(8)
-        keys = [lock_key(conversation_id), buffer_key(conversation_id), first_key(conversation_id)]
-        taken = await self._acquire_and_take(keys=keys, args=[token, int(self.lock_s * 1000)])
-        return token if taken else None
+        return (await self.acquire_many([conversation_id]))[0]
+
+    async def acquire_many(self, conversation_ids: list[str]) -> list[str | None]:
+        """`acquire` for several conversations in one round trip; a token or None for each."""
+        if not conversation_ids:
+            return []
+        tokens = [secrets.token_hex(8) for _ in conversation_ids]
+        keys = [k for c in conversation_ids for k in (lock_key(c), buffer_key(c), first_key(c))]
+        taken = await self._acquire_and_take(keys=keys, args=[int(self.lock_s * 1000), *tokens])
+        return [token if ok else None for token, ok in zip(tokens, taken)]
 
     async def extend(self, conversation_id: str, token: str) -> bool:
-        return bool(await self._extend(keys=[lock_key(conversation_id)], args=[token, int(self.lock_s * 1000)]))
+        return (await self.extend_many({conversation_id: token}))[0]
+
+    async def extend_many(self, tokens: dict[str, str]) -> list[bool]:
+        """Extend several locks (conversation id -> token) in one round trip; whether each is still held."""
+        if not tokens:
+            return []
+        held = await self._extend(keys=[lock_key(c) for c in tokens], args=[int(self.lock_s * 1000), *tokens.values()])
+        return [bool(h) for h in held]
 
     async def release(self, conversation_id: str, token: str) -> None:
         await self._release(keys=[lock_key(conversation_id)], args=[token])

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import time
+from collections import Counter
 from typing import Any
 
 from saq import Queue, Worker
@@ -22,6 +23,10 @@ log = logging.getLogger(__name__)
 
 QUEUE_NAME = "switchboard"
 FLUSH_JOB = "flush_conversation"
+FLUSH_BATCH_JOB = "flush_conversations"
+# Conversations per flush job: SAQ's own bookkeeping (enqueue, dequeue, status updates,
+# finish: about seven Redis round trips and three log lines) is paid once per job.
+FLUSH_BATCH_MAX = 32
 
 
 def flush_job_key(conversation_id: str) -> str:
@@ -37,45 +42,78 @@ def make_queue(redis_url: str) -> Queue:
 
 async def flush_conversation(ctx: dict[str, Any], *, conversation_id: str) -> dict[str, Any]:
     """Process one conversation's due batch under its lock; idempotent."""
-    state: WorkerState = ctx["state"]
-    buffer = state.buffer
-    token = await buffer.acquire(conversation_id)
-    if token is None:
-        # Another worker is on this conversation: come back right after it.
-        await buffer.mark_due(conversation_id, delay_s=0.2)
-        return {"status": "locked"}
     job = ctx.get("job")
-    beat = asyncio.create_task(_keep_alive(state, conversation_id, token))
+    return (await _flush(ctx["state"], [conversation_id], job_id=job.key if job else ""))[0]
+
+
+async def flush_conversations(ctx: dict[str, Any], *, conversation_ids: list[str]) -> dict[str, Any]:
+    """Process several conversations' due batches concurrently, each under its own lock; idempotent."""
+    job = ctx.get("job")
+    results = await _flush(ctx["state"], conversation_ids, job_id=job.key if job else "")
+    return {"conversations": len(results), "statuses": dict(Counter(str(r.get("status")) for r in results))}
+
+
+async def _flush(state: WorkerState, conversation_ids: list[str], *, job_id: str) -> list[dict[str, Any]]:
+    buffer = state.buffer
+    conversation_ids = list(dict.fromkeys(conversation_ids))
+    tokens = await buffer.acquire_many(conversation_ids)
+    held = {c: t for c, t in zip(conversation_ids, tokens) if t is not None}
+    # Another worker is on these conversations: come back right after it.
+    await buffer.mark_due_many([c for c, t in zip(conversation_ids, tokens) if t is None], delay_s=0.2)
+    beat = asyncio.create_task(_keep_alive(state, held))
     try:
-        return await turns.process_conversation(state.deps, conversation_id, job_id=job.key if job else "")
+        outcomes = await asyncio.gather(*(_flush_one(state, c, t, held, job_id=job_id) for c, t in list(held.items())))
     finally:
         beat.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await beat
-        await buffer.release(conversation_id, token)
+    results = iter(outcomes)
+    return [next(results) if t is not None else {"status": "locked"} for t in tokens]
 
 
-async def _keep_alive(state: WorkerState, conversation_id: str, token: str) -> None:
-    """Extend the lock and the run's heartbeat while a long turn runs (webhooks, LLM calls)."""
+async def _flush_one(state: WorkerState, conversation_id: str, token: str, held: dict[str, str], *,
+                     job_id: str) -> dict[str, Any]:
+    state.active_turns += 1
+    try:
+        return await turns.process_conversation(state.deps, conversation_id, job_id=job_id)
+    except Exception as exc:  # one conversation's failure must not fail the others of the job
+        log.exception("flush failed; conversation signalled again",
+                      extra={"conversation_id": conversation_id, "job_id": job_id})
+        await state.buffer.mark_due(conversation_id, delay_s=1.0)
+        return {"status": "error", "error": repr(exc)}
+    finally:
+        held.pop(conversation_id, None)
+        state.active_turns -= 1
+        await state.buffer.release(conversation_id, token)
+
+
+async def _keep_alive(state: WorkerState, held: dict[str, str]) -> None:
+    """Extend the locks and the runs' heartbeats while long turns run (webhooks, LLM calls)."""
     interval_s = max(state.buffer.lock_s / 3, 0.05)
-    while True:
+    while held:
         await asyncio.sleep(interval_s)
-        if not await state.buffer.extend(conversation_id, token):
-            log.warning("conversation lock lost", extra={"conversation_id": conversation_id})
-            return
-        await turns.heartbeat(conversation_id)
+        tokens = dict(held)
+        still_held = await state.buffer.extend_many(tokens)
+        for conversation_id, ok in zip(tokens, still_held):
+            if not ok:
+                log.warning("conversation lock lost", extra={"conversation_id": conversation_id})
+                held.pop(conversation_id, None)
+        if held:
+            await turns.heartbeat(list(held))
 
 
 class WorkerState:
     """Per-process worker state: dependencies plus the scheduler and recovery loops."""
 
     def __init__(self, *, queue: Queue, buffer: buffer_mod.Buffer, deps: turns.TurnDeps,
-                 poll_s: float, recovery_interval_s: float) -> None:
+                 poll_s: float, recovery_interval_s: float, max_active_turns: int = 128) -> None:
         self.queue = queue
         self.buffer = buffer
         self.deps = deps
         self.poll_s = poll_s
         self.recovery_interval_s = recovery_interval_s
+        self.max_active_turns = max_active_turns
+        self.active_turns = 0  # turns this process is running now (all flush jobs)
         self.tasks: list[asyncio.Task] = []
 
     def start_loops(self) -> None:
@@ -90,22 +128,34 @@ class WorkerState:
                 await task
         self.tasks.clear()
 
-    async def enqueue_flush(self, conversation_id: str) -> bool:
+    async def enqueue_flush(self, conversation_ids: list[str]) -> bool:
         job = await self.queue.enqueue(
-            FLUSH_JOB, conversation_id=conversation_id, key=flush_job_key(conversation_id),
+            FLUSH_BATCH_JOB, conversation_ids=conversation_ids, key=flush_job_key(conversation_ids[0]),
             timeout=int(max(self.buffer.lock_s * 2, 30)), retries=3, ttl=60,
         )
         return job is not None
 
+    async def schedule_once(self) -> int:
+        """Pop due conversations into flush jobs; returns how many conversations were scheduled.
+
+        Nothing is popped while flush jobs wait in the queue or this process runs its fill of
+        turns: the workers are saturated, and conversations left in the due set gather their
+        next messages into one batch instead of each adding a job that finds nothing to do.
+        """
+        room = self.max_active_turns - self.active_turns
+        if room <= 0:
+            return 0
+        due = await self.buffer.pop_due(limit=room, unless_queued=self.queue.namespace("queued"))
+        for chunk in _chunks(due, FLUSH_BATCH_MAX):
+            if not await self.enqueue_flush(chunk):
+                # Refused by the queue (a key clash): signal them again shortly.
+                await self.buffer.mark_due_many(chunk, delay_s=0.2)
+        return len(due)
+
     async def _scheduler(self) -> None:
         while True:
             try:
-                due = await self.buffer.pop_due()
-                for conversation_id in due:
-                    if not await self.enqueue_flush(conversation_id):
-                        # Refused by the queue (a key clash): signal it again shortly.
-                        await self.buffer.mark_due(conversation_id, delay_s=0.2)
-                if not due:
+                if not await self.schedule_once():
                     await asyncio.sleep(self.poll_s)
             except asyncio.CancelledError:
                 raise
@@ -136,6 +186,15 @@ class WorkerState:
         return len(forgotten)
 
 
+def _chunks(items: list[str], size: int) -> list[list[str]]:
+    """Split into the fewest chunks of at most `size`, as even as possible."""
+    if not items:
+        return []
+    count = -(-len(items) // size)
+    step = -(-len(items) // count)
+    return [items[i:i + step] for i in range(0, len(items), step)]
+
+
 def build_worker(state: WorkerState, *, concurrency: int, install_signals: bool,
                  extra_functions: list | None = None) -> Worker:
     async def startup(ctx: dict[str, Any]) -> None:
@@ -149,7 +208,7 @@ def build_worker(state: WorkerState, *, concurrency: int, install_signals: bool,
 
     worker = Worker(
         state.queue,
-        functions=[flush_conversation, *(extra_functions or [])],
+        functions=[flush_conversation, flush_conversations, *(extra_functions or [])],
         concurrency=concurrency,
         startup=startup,
         shutdown=shutdown,

@@ -299,11 +299,11 @@ async def release_abandoned_runs(*, stale_after_s: float) -> int:
     return len(rows)
 
 
-async def heartbeat(conversation_id: str) -> None:
-    """Tell recovery that the conversation's running turn is alive."""
+async def heartbeat(conversation_ids: list[str]) -> None:
+    """Tell recovery that the conversations' running turns are alive."""
     await engine.pool().execute(
-        "UPDATE runs SET heartbeat_at = now() WHERE conversation = $1 AND status = 'running'",
-        uuid.UUID(conversation_id))
+        "UPDATE runs SET heartbeat_at = now() WHERE conversation = ANY($1::uuid[]) AND status = 'running'",
+        [uuid.UUID(c) for c in conversation_ids])
 
 
 async def unprocessed_conversations(*, older_than_s: float, limit: int = 1000) -> list[str]:
