@@ -55,7 +55,13 @@ class AIStateStore:
         self._merge = redis.register_script(_MERGE)
 
     async def read(self, conversation_id: str) -> tuple[AIControl, dict[str, Any]]:
-        control_raw, context_raw = await self.redis.mget(control_key(conversation_id), context_key(conversation_id))
+        control, context, _ = await self.read_with(conversation_id, [])
+        return control, context
+
+    async def read_with(self, conversation_id: str, keys: list[str]) -> tuple[AIControl, dict[str, Any], list[Any]]:
+        """`read`, plus the raw values of other keys in the same round trip."""
+        control_raw, context_raw, *others = await self.redis.mget(
+            control_key(conversation_id), context_key(conversation_id), *keys)
         control = AIControl()
         if control_raw:
             try:
@@ -69,7 +75,7 @@ class AIStateStore:
                 context = decoded if isinstance(decoded, dict) else {}
             except msgspec.DecodeError:
                 context = {}
-        return control, context
+        return control, context, others
 
     async def write_control(self, conversation_id: str, control: AIControl) -> None:
         await self.redis.set(control_key(conversation_id), _encode(control), ex=self.ttl_s)

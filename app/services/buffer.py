@@ -13,6 +13,7 @@ import secrets
 import time
 
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 DUE_KEY = "sb:due"
 SEEN_TTL_S = 24 * 3600
@@ -173,5 +174,15 @@ class Buffer:
         held = await self._extend(keys=[lock_key(c) for c in tokens], args=[int(self.lock_s * 1000), *tokens.values()])
         return [bool(h) for h in held]
 
-    async def release(self, conversation_id: str, token: str) -> None:
-        await self._release(keys=[lock_key(conversation_id)], args=[token])
+    async def release(self, conversation_id: str, token: str, *, pipe=None) -> None:
+        """Release the lock; commands already queued on `pipe` go in the same round trip."""
+        if pipe is None:
+            await self._release(keys=[lock_key(conversation_id)], args=[token])
+            return
+        # EVALSHA straight on the pipeline: a registered script would cost a SCRIPT EXISTS
+        # round trip per pipeline.
+        pipe.evalsha(self._release.sha, 1, lock_key(conversation_id), token)
+        try:
+            await pipe.execute()
+        except NoScriptError:  # Redis restarted since the script was loaded
+            await self._release(keys=[lock_key(conversation_id)], args=[token])

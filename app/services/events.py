@@ -35,6 +35,36 @@ def publish_in(pipe, workspace_id: str, event: LiveEvent) -> None:
     pipe.publish(channel_name(workspace_id), _encoder.encode(event))
 
 
+class LiveBatch:
+    """Live events held back to go out together: at the end of a turn, or before a slow call."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, LiveEvent]] = []
+
+    def add(self, workspace_id: str, event: LiveEvent) -> None:
+        self.items.append((workspace_id, event))
+
+    def publish_in(self, pipe) -> None:
+        """Queue every held event on a pipeline; the caller executes it."""
+        for workspace_id, event in self.items:
+            publish_in(pipe, workspace_id, event)
+        self.items.clear()
+
+    async def flush(self) -> None:
+        if self.items:
+            pipe = redis_conn.client().pipeline(transaction=False)
+            self.publish_in(pipe)
+            await pipe.execute()
+
+
+async def publish_or_hold(workspace_id: str, event: LiveEvent, live: LiveBatch | None) -> None:
+    """Publish now, or hold the event in `live` when the caller sends a batch later."""
+    if live is None:
+        await publish(workspace_id, event)
+    else:
+        live.add(workspace_id, event)
+
+
 class Subscription:
     """The workspace's live events: `async with Subscription(ws) as events: async for event in events`.
 

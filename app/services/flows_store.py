@@ -377,8 +377,10 @@ class PlanCache:
         self._compiled: dict[tuple[str, int], CompiledFlow] = {}
         self._active: dict[str, tuple[int, list[CompiledFlow]]] = {}
 
-    async def active_plans(self, workspace_id: str) -> list[CompiledFlow]:
-        revision = int(await redis_conn.client().get(revision_key(workspace_id)) or 0)
+    async def active_plans(self, workspace_id: str, *, revision: int | None = None) -> list[CompiledFlow]:
+        """The plans; `revision` is the workspace's revision when the caller already read it."""
+        if revision is None:
+            revision = int(await redis_conn.client().get(revision_key(workspace_id)) or 0)
         cached = self._active.get(workspace_id)
         if cached and cached[0] == revision and revision != 0:
             return cached[1]

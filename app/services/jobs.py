@@ -17,7 +17,7 @@ from typing import Any
 from saq import Queue, Worker
 
 from app.services import buffer as buffer_mod
-from app.services import turns
+from app.services import events, turns
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +74,9 @@ async def _flush(state: WorkerState, conversation_ids: list[str], *, job_id: str
 async def _flush_one(state: WorkerState, conversation_id: str, token: str, held: dict[str, str], *,
                      job_id: str) -> dict[str, Any]:
     state.active_turns += 1
+    live = events.LiveBatch()
     try:
-        return await turns.process_conversation(state.deps, conversation_id, job_id=job_id)
+        return await turns.process_conversation(state.deps, conversation_id, job_id=job_id, live=live)
     except Exception as exc:  # one conversation's failure must not fail the others of the job
         log.exception("flush failed; conversation signalled again",
                       extra={"conversation_id": conversation_id, "job_id": job_id})
@@ -84,7 +85,10 @@ async def _flush_one(state: WorkerState, conversation_id: str, token: str, held:
     finally:
         held.pop(conversation_id, None)
         state.active_turns -= 1
-        await state.buffer.release(conversation_id, token)
+        # The turn's live events and the lock's release: one round trip.
+        pipe = state.buffer.redis.pipeline(transaction=False)
+        live.publish_in(pipe)
+        await state.buffer.release(conversation_id, token, pipe=pipe)
 
 
 async def _keep_alive(state: WorkerState, held: dict[str, str]) -> None:

@@ -51,7 +51,9 @@ class Outbox:
         self.whatsapp = whatsapp
 
     async def send(self, channel: ChannelRecord, *, conversation_id: str, to: str, text: str,
-                   message_type: str, dedupe_key: str | None) -> OutboundResult:
+                   message_type: str, dedupe_key: str | None,
+                   live: events.LiveBatch | None = None) -> OutboundResult:
+        """Record, send and mark one reply; its live event is held in `live` when given."""
         pool = engine.pool()
         message_id = uuid.uuid4()
         inserted = await pool.fetchval(_INSERT, message_id, channel.workspace_id, conversation_id, channel.id,
@@ -63,9 +65,9 @@ class Outbox:
                                       provider_message_id=row["provider_message_id"])
             message_id = row["id"]  # a crash came between recording and sending: send now
         result = await self._dispatch(channel, message_id=message_id, to=to, text=text)
-        await events.publish(channel.workspace_id, events.LiveEvent(
+        await events.publish_or_hold(channel.workspace_id, events.LiveEvent(
             kind="message", conversation_id=conversation_id,
-            data={"message_id": str(message_id), "direction": "out", "status": result.status}))
+            data={"message_id": str(message_id), "direction": "out", "status": result.status}), live)
         return result
 
     async def _dispatch(self, channel: ChannelRecord, *, message_id: uuid.UUID, to: str, text: str) -> OutboundResult:

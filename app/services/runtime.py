@@ -56,7 +56,8 @@ class ServiceRuntime:
     """Effects go to Redis, PostgreSQL and the channel; understanding and webhooks to their services."""
 
     def __init__(self, scope: TurnScope, *, channel: ChannelRecord, outbox: Outbox, ai_store: AIStateStore,
-                 understanding: Any, webhooks: Any, history_turns: int, confirmation_ttl_s: int) -> None:
+                 understanding: Any, webhooks: Any, history_turns: int, confirmation_ttl_s: int,
+                 live: events.LiveBatch | None = None) -> None:
         self.scope = scope
         self.channel = channel
         self.outbox = outbox
@@ -65,6 +66,9 @@ class ServiceRuntime:
         self.webhooks = webhooks
         self.history_turns = history_turns
         self.confirmation_ttl_s = confirmation_ttl_s
+        # Live events wait here and go out in one round trip with the turn's end (or before a
+        # slow call, so a live view never waits on a webhook or the LLM to see a reply).
+        self.live = live
         self.sent: list[dict[str, Any]] = []
         self._send_seq = 0
 
@@ -73,7 +77,7 @@ class ServiceRuntime:
         self._send_seq += 1
         result = await self.outbox.send(
             self.channel, conversation_id=self.scope.conversation_id, to=self.scope.contact_phone, text=text,
-            message_type=message_type, dedupe_key=f"{self.scope.batch_key}:{self._send_seq}",
+            message_type=message_type, dedupe_key=f"{self.scope.batch_key}:{self._send_seq}", live=self.live,
         )
         self.sent.append({"text": text, "message_type": message_type, "status": result.status,
                           "message_id": result.message_id, "error": result.error})
@@ -122,15 +126,19 @@ class ServiceRuntime:
 
     # --- external actions ----------------------------------------------------------------
     async def call_webhook(self, call: WebhookCall) -> WebhookOutcome:
+        await self._flush_live()
         return await self.webhooks.execute(call, scope=self.scope)
 
     async def detect_intent(self, text: str, candidates: list[IntentCandidate]) -> Detection:
+        await self._flush_live()
         return await self.understanding.detect_intent(self.scope.workspace_id, text, candidates)
 
     async def extract_variables(self, text: str, variables: list[VariableSpec]) -> Extraction:
+        await self._flush_live()
         return await self.understanding.extract_variables(self.scope.workspace_id, text, variables)
 
     async def classify_reply(self, text: str) -> str:
+        await self._flush_live()
         return await self.understanding.classify_reply(self.scope.workspace_id, text)
 
     async def save_pending(self, pending: PendingAction, *, message: str) -> None:
@@ -173,6 +181,7 @@ class ServiceRuntime:
         await self.ai_store.append_history(self.scope.conversation_id, role="user", text=turn.text,
                                            keep=self.history_turns)
         history = await self.ai_store.history(self.scope.conversation_id)
+        await self._flush_live()
         return await self.understanding.answer(self.scope.workspace_id, turn, ai, history=history)
 
     # --- helpers ------------------------------------------------------------------------
@@ -180,5 +189,9 @@ class ServiceRuntime:
         return self.scope.flow_versions.get(flow_id, 0)
 
     async def _live(self, kind: str) -> None:
-        await events.publish(self.scope.workspace_id,
-                             events.LiveEvent(kind=kind, conversation_id=self.scope.conversation_id))
+        await events.publish_or_hold(self.scope.workspace_id,
+                                     events.LiveEvent(kind=kind, conversation_id=self.scope.conversation_id), self.live)
+
+    async def _flush_live(self) -> None:
+        if self.live is not None:
+            await self.live.flush()

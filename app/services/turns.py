@@ -120,8 +120,12 @@ def _json_value(value: Any) -> Any:
     return msgspec.json.decode(value) if isinstance(value, (str, bytes)) else value
 
 
-async def process_conversation(deps: TurnDeps, conversation_id: str, *, job_id: str = "") -> dict[str, Any]:
-    """Run one turn for everything unprocessed in the conversation; returns a short summary."""
+async def process_conversation(deps: TurnDeps, conversation_id: str, *, job_id: str = "",
+                               live: events.LiveBatch | None = None) -> dict[str, Any]:
+    """Run one turn for everything unprocessed in the conversation; returns a short summary.
+
+    With `live`, the turn's live events are left there for the caller to publish.
+    """
     pool = engine.pool()
     conv_uuid = uuid.UUID(conversation_id)
     run_id = uuid.uuid4()
@@ -137,7 +141,7 @@ async def process_conversation(deps: TurnDeps, conversation_id: str, *, job_id: 
                  "message_ids": message_ids}
     started = time.perf_counter()
     try:
-        result = await _interpret(deps, conversation_id, workspace_id, context, claimed, run_id)
+        result = await _interpret(deps, conversation_id, workspace_id, context, claimed, run_id, live)
     except Exception as exc:  # a bug must not lose the batch: record it, keep the worker alive
         log.exception("turn failed", extra=log_extra)
         await pool.execute(
@@ -156,8 +160,8 @@ async def process_conversation(deps: TurnDeps, conversation_id: str, *, job_id: 
         # someone else's now, so leave them alone.
         log.warning("run finished after it was abandoned", extra=log_extra)
         return {"status": RunStatus.ABANDONED, "run_id": str(run_id)}
-    await events.publish(workspace_id, events.LiveEvent(kind="run", conversation_id=conversation_id,
-                                                        data={"run_id": str(run_id), "layer": result["layer"]}))
+    await events.publish_or_hold(workspace_id, events.LiveEvent(
+        kind="run", conversation_id=conversation_id, data={"run_id": str(run_id), "layer": result["layer"]}), live)
     log.info("turn completed", extra={**log_extra, "layer": result["layer"], "duration_ms": round(duration_ms, 2)})
     return {"status": RunStatus.COMPLETED, "run_id": str(run_id), "messages": len(message_ids),
             "layer": result["layer"]}
@@ -172,11 +176,11 @@ def _contact_and_conversation(conversation_id: str, context: Any) -> tuple[Conta
     )
 
 
-def _runtime(deps: TurnDeps, scope: TurnScope, channel: Any) -> ServiceRuntime:
+def _runtime(deps: TurnDeps, scope: TurnScope, channel: Any, live: events.LiveBatch | None = None) -> ServiceRuntime:
     return ServiceRuntime(scope, channel=channel, outbox=deps.outbox, ai_store=deps.ai_store,
                           understanding=deps.understanding, webhooks=deps.webhooks,
                           history_turns=deps.settings.ai.history_turns,
-                          confirmation_ttl_s=deps.settings.ai.confirmation_ttl_seconds)
+                          confirmation_ttl_s=deps.settings.ai.confirmation_ttl_seconds, live=live)
 
 
 async def _channel_of(context: Any, conversation_id: str) -> Any:
@@ -187,9 +191,11 @@ async def _channel_of(context: Any, conversation_id: str) -> Any:
 
 
 async def _interpret(deps: TurnDeps, conversation_id: str, workspace_id: str, context: Any, claimed: list[Any],
-                     run_id: uuid.UUID) -> dict[str, Any]:
+                     run_id: uuid.UUID, live: events.LiveBatch | None) -> dict[str, Any]:
     channel = await _channel_of(context, conversation_id)
-    control, ai_context = await deps.ai_store.read(conversation_id)
+    # The plans' revision comes with the AI state: one round trip.
+    control, ai_context, (revision,) = await deps.ai_store.read_with(
+        conversation_id, [flows_store.revision_key(workspace_id)])
     raised: list[TurnEvent] = []
     for row in claimed:
         for kind in row["events"] or []:
@@ -210,11 +216,11 @@ async def _interpret(deps: TurnDeps, conversation_id: str, workspace_id: str, co
         pending=pending, timestamp=time.time(), phone_number=context["phone"],
     )
     batch_key = hashlib.sha256(",".join(sorted(r["id"] for r in claimed)).encode()).hexdigest()[:32]
-    plans = await deps.plans.active_plans(workspace_id)
+    plans = await deps.plans.active_plans(workspace_id, revision=int(revision or 0))
     scope = TurnScope(workspace_id=workspace_id, conversation_id=conversation_id, contact_phone=context["phone"],
                       run_id=str(run_id), batch_key=batch_key, original_message=turn.text,
                       flow_versions={p.flow_id: p.version for p in plans})
-    runtime = _runtime(deps, scope, channel)
+    runtime = _runtime(deps, scope, channel, live)
     result = await run_turn(plans, turn, runtime, strict=False,
                             auto_execute_threshold=deps.settings.ai.auto_execute_threshold,
                             ambiguity_margin=deps.settings.ai.ambiguity_margin)
