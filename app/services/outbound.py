@@ -28,10 +28,12 @@ class OutboundResult(msgspec.Struct, frozen=True):
     error: str | None = None
 
 
+# processed_at is set at once: a reply is never a turn's input, and a NULL there would put it
+# in the index scan with which every turn claims its unprocessed inbound messages.
 _INSERT = """
 INSERT INTO messages (id, workspace, conversation, channel, direction, type, text, message_type, status,
-                      dedupe_key, created_at)
-VALUES ($1, $2, $3, $4, 'out', 'text', $5, $6, 'queued', $7, clock_timestamp())
+                      dedupe_key, created_at, processed_at)
+VALUES ($1, $2, $3, $4, 'out', 'text', $5, $6, 'queued', $7, clock_timestamp(), clock_timestamp())
 ON CONFLICT (dedupe_key) DO NOTHING
 RETURNING id
 """
