@@ -97,7 +97,8 @@ class Conversation(Table, tablename="conversations"):
 class Message(Table, tablename="messages"):
     id = UUID(primary_key=True, default=_uuid)
     workspace = ForeignKey(Workspace, null=False)
-    conversation = ForeignKey(Conversation, null=False)
+    # Indexed: every turn claims its conversation's unprocessed messages.
+    conversation = ForeignKey(Conversation, null=False, index=True)
     channel = ForeignKey(Channel, null=False)
     direction = Varchar(length=3)  # in | out
     seq = BigInt(default=0)  # arrival order inside the conversation (inbound)
@@ -152,7 +153,7 @@ class FlowVersion(Table, tablename="flow_versions"):
 class Run(Table, tablename="runs"):
     id = UUID(primary_key=True, default=_uuid)
     workspace = ForeignKey(Workspace, null=False)
-    conversation = ForeignKey(Conversation, null=True, default=None)
+    conversation = ForeignKey(Conversation, null=True, default=None, index=True)
     kind = Varchar(length=20, default="turn")  # turn | webhook_retry | confirmation | tester
     status = Varchar(length=20, default="running")
     layer = Varchar(length=40, null=True, default=None)
@@ -177,7 +178,7 @@ class ActionExecution(Table, tablename="action_executions"):
     flow_version = Integer(default=0)
     node_id = Varchar(length=100)  # the intent trigger or call_webhook node
     webhook_node_id = Varchar(length=100, default="")
-    conversation = ForeignKey(Conversation, null=True, default=None)
+    conversation = ForeignKey(Conversation, null=True, default=None, index=True)
     run_id = UUID(null=True, default=None)
     status = Varchar(length=30, default="pending", index=True)
     kind = Varchar(length=30, default="")  # confirmation | missing_variables | webhook

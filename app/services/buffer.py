@@ -4,7 +4,7 @@ Redis only holds signals here; PostgreSQL holds the messages. A push records tha
 conversation has news and when its batch falls due (`SWITCHBOARD_BUFFER_SECONDS` after
 the last message, at most `SWITCHBOARD_BUFFER_MAX_SECONDS` after the first). Schedulers
 in the workers pop due conversations and enqueue flush jobs of a few dozen each. If Redis
-loses its data, `app.services.recovery` rebuilds the signals from unprocessed rows.
+loses its data, `WorkerState.recover_once` (app.services.jobs) re-signals unprocessed rows.
 """
 
 from __future__ import annotations
