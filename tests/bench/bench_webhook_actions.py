@@ -103,8 +103,13 @@ async def measure(args: argparse.Namespace, url: str) -> dict[str, object]:
                           "quantity": "{{ vars.quantity }}", "text": "{{ message_text }}"},
         timeout_seconds=5.0, max_retries=3, success_message="Order {{ response.order_id }} created!")
     flow_id = str(uuid.uuid4())
-    scope = TurnScope(workspace_id=principal.workspace_id, conversation_id="", contact_phone="+34600000000",
-                      run_id=str(uuid.uuid4()), batch_key="bench", original_message="I want to buy 3 iPhones")
+
+    def turn_scope() -> TurnScope:
+        # Each execution belongs to its own turn, as in production: the execution id (and so the
+        # Idempotency-Key) is derived from the batch, and one batch never calls an action twice.
+        return TurnScope(workspace_id=principal.workspace_id, conversation_id="", contact_phone="+34600000000",
+                         run_id=str(uuid.uuid4()), batch_key=uuid.uuid4().hex, original_message="I want to buy 3 iPhones")
+
     latencies_ms: list[float] = []
     failures = 0
 
@@ -116,7 +121,7 @@ async def measure(args: argparse.Namespace, url: str) -> dict[str, object]:
                                names={"phone_number": "+34600000000", "message_text": "I want to buy 3 iPhones",
                                       "vars": variables, **variables})
             started = time.perf_counter()
-            outcome = await actions.execute(call, scope=scope)
+            outcome = await actions.execute(call, scope=turn_scope())
             if record:
                 latencies_ms.append((time.perf_counter() - started) * 1000.0)
                 failures += outcome.status is not WebhookStatus.SUCCESS
