@@ -103,8 +103,10 @@ WITH run AS (
 ), conversation AS (
   UPDATE conversations SET last_message_at = now() WHERE id = (SELECT conversation FROM run)
 ), flows AS (
+  -- At most once a second per flow: every turn of a busy flow would otherwise queue on its row lock.
   UPDATE flows SET last_run_at = now()
    WHERE workspace = (SELECT workspace FROM run) AND id = ANY($8::uuid[])
+     AND (last_run_at IS NULL OR last_run_at < now() - interval '1 second')
 )
 SELECT count(*) FROM run
 """
