@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import logging
 import time
@@ -36,8 +37,8 @@ log = logging.getLogger(__name__)
 _json = msgspec.json.Encoder()
 
 
-class RunStatus:
-    """Statuses of a `runs` row (str values stored as they are)."""
+class RunStatus(enum.StrEnum):
+    """Statuses of a `runs` row, and of a flush's outcome."""
 
     RUNNING = "running"
     COMPLETED = "completed"
