@@ -19,10 +19,13 @@ def _bootstrap() -> None:
     """Pick PostgreSQL and Redis (configured, local or embedded), publish them, migrate."""
     from app.db import engine
     from app.services import embedded, lifecycle
-    from app.settings import get_settings, set_environ
+    from app.settings import DEV_SECRET_KEY, get_settings, set_environ
 
     settings = get_settings()
     lifecycle.configure_logging(settings.log_level)
+    if settings.secret_key == DEV_SECRET_KEY:
+        log.warning("SWITCHBOARD_SECRET_KEY is the development default: set your own before real use "
+                    "(it encrypts channel secrets and signs sessions; keep it, or stored secrets become unreadable)")
     services = embedded.resolve_services(data_dir=settings.data_dir, database_url=settings.database.url,
                                          redis_url=settings.redis.url)
     set_environ("DATABASE_URL", services.database_url)

@@ -8,8 +8,13 @@ from functools import lru_cache
 import msgspec
 
 
+DEV_SECRET_KEY = "switchboard-dev-secret-change-me"
+"""The development default of SWITCHBOARD_SECRET_KEY; the CLI warns when it is in use."""
+
+
 def _env(name: str, default: str) -> str:
-    return os.environ.get(name, default)
+    # Set but empty counts as unset, as in `SWITCHBOARD_SECRET_KEY= switchboard run`.
+    return os.environ.get(name) or default
 
 
 def _env_float(name: str, default: float) -> float:
@@ -122,7 +127,7 @@ class Settings(msgspec.Struct, frozen=True):
     ai: AISettings
     channels: ChannelSettings
     webhooks: WebhookSettings
-    secret_key: str = "switchboard-dev-secret-change-me"
+    secret_key: str = DEV_SECRET_KEY
     """`SWITCHBOARD_SECRET_KEY`: signs sessions and encrypts stored secrets. Set it in production."""
     data_dir: str = ".data"
     """`SWITCHBOARD_DATA_DIR`: where embedded PostgreSQL/Redis keep their files."""
@@ -172,7 +177,7 @@ def load_settings() -> Settings:
             retry_after_cap_seconds=_env_float("SWITCHBOARD_WEBHOOK_RETRY_AFTER_CAP_SECONDS", 60.0),
             rate_limit_per_minute=_env_int("SWITCHBOARD_WEBHOOK_RATE_LIMIT_PER_MINUTE", 600),
         ),
-        secret_key=_env("SWITCHBOARD_SECRET_KEY", "switchboard-dev-secret-change-me"),
+        secret_key=_env("SWITCHBOARD_SECRET_KEY", DEV_SECRET_KEY),
         data_dir=_env("SWITCHBOARD_DATA_DIR", ".data"),
         max_body_bytes=_env_int("SWITCHBOARD_MAX_BODY_BYTES", 1024 * 1024),
         log_level=_env("SWITCHBOARD_LOG_LEVEL", "INFO").upper(),
