@@ -78,6 +78,13 @@ async def whatsapp_channel(tenant: Tenant, graph_api: HttpPeer) -> dict:
                                        access_token="EAAG-token", app_secret=APP_SECRET, verify_token="verify-me")
 
 
+async def stored_reply_wamid(tenant: Tenant, db) -> str:
+    """The wamid of the workspace's reply, once the Graph API's answer is stored."""
+    return await wait_until(lambda: db.fetchval(
+        "SELECT provider_message_id FROM messages WHERE workspace = $1 AND direction = 'out' "
+        "AND provider_message_id IS NOT NULL", uuid.UUID(tenant.workspace_id)), what="the stored wamid")
+
+
 def sent_to(graph_api: HttpPeer, phone_number_id: str) -> list[PeerRequest]:
     return graph_api.requests_to(f"/{phone_number_id}/messages")
 
@@ -242,11 +249,7 @@ async def test_status_callbacks_move_forward_only(tenant: Tenant, graph_api: Htt
     await tenant.create_flow(keyword_flow(keywords=["status"], reply="Status reply", disable_ai=False))
     await post_signed(tenant, channel["id"], text_envelope(phone_number_id=pnid, sender="15550004444", text="status"))
 
-    async def wamid():
-        return await db.fetchval("SELECT provider_message_id FROM messages WHERE workspace = $1 AND direction = 'out' "
-                                 "AND provider_message_id IS NOT NULL", uuid.UUID(tenant.workspace_id))
-
-    out_id = await wait_until(wamid, what="the stored wamid")
+    out_id = await stored_reply_wamid(tenant, db)
     # read arrives before delivered; the late "delivered" and "sent" must not move it back.
     for status in ["read", "delivered", "sent"]:
         r = await post_signed(tenant, channel["id"], status_envelope(phone_number_id=pnid, wamid=out_id,
@@ -264,11 +267,7 @@ async def test_failed_status_keeps_the_error(tenant: Tenant, graph_api: HttpPeer
     await tenant.create_flow(keyword_flow(keywords=["fail"], reply="This will fail", disable_ai=False))
     await post_signed(tenant, channel["id"], text_envelope(phone_number_id=pnid, sender="15550005555", text="fail"))
 
-    async def wamid():
-        return await db.fetchval("SELECT provider_message_id FROM messages WHERE workspace = $1 AND direction = 'out' "
-                                 "AND provider_message_id IS NOT NULL", uuid.UUID(tenant.workspace_id))
-
-    out_id = await wait_until(wamid, what="the stored wamid")
+    out_id = await stored_reply_wamid(tenant, db)
     await post_signed(tenant, channel["id"], status_envelope(phone_number_id=pnid, wamid=out_id, status="failed",
                                                              recipient="15550005555"))
     row = await db.fetchrow("SELECT status, error FROM messages WHERE provider_message_id = $1", out_id)
