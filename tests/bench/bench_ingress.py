@@ -5,7 +5,7 @@ conversations, against one web process: accepted messages/s, p50/p99 latency, ev
 stored once, web RSS. Phase 2: the same load end to end with a 0 s buffer and one worker:
 turns/s from ingress to the reply received by a fake Graph API, p50/p99 of that latency.
 
-    python tests/bench/bench_ingress.py [--messages 20000] [--conversations 2000] [--senders 64]
+    python tests/bench/bench_ingress.py [--messages 20000] [--conversations 2000] [--senders 64] [--only e2e]
 """
 
 from __future__ import annotations
@@ -265,14 +265,17 @@ async def main() -> None:
     parser.add_argument("--conversations", type=int, default=2_000)
     parser.add_argument("--senders", type=int, default=64)
     parser.add_argument("--concurrency", type=int, default=50, help="flush jobs the worker runs at once")
+    parser.add_argument("--only", choices=["ingress", "e2e"], help="run one phase")
     parser.add_argument("--graph-sink", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.graph_sink:
         await graph_sink(args.graph_sink)
         return
     report = {"bench": "ingress", "cpus": os.cpu_count()}
-    report.update(await phase(name="ingress_only", buffer_s="8", with_worker=False, args=args))
-    report.update(await phase(name="end_to_end_buffer_0", buffer_s="0", with_worker=True, args=args))
+    if args.only != "e2e":
+        report.update(await phase(name="ingress_only", buffer_s="8", with_worker=False, args=args))
+    if args.only != "ingress":
+        report.update(await phase(name="end_to_end_buffer_0", buffer_s="0", with_worker=True, args=args))
     print(json.dumps(report, indent=2))
 
 
