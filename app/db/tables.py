@@ -112,8 +112,12 @@ class Message(Table, tablename="messages"):
     error = JSONB(default={})
     message_type = Varchar(length=20, default="")  # outbound: marketing | support | ai | agent
     dedupe_key = Varchar(length=200, null=True, default=None, unique=True)  # outbound effect key
-    run_id = UUID(null=True, default=None, index=True)  # inbound: the run that claimed it
-    processed_at = Timestamptz(null=True, default=None, index=True)
+    run_id = UUID(null=True, default=None)  # inbound: the run that claimed it
+    # Not indexed on its own: the partial index `messages_unprocessed` (conversation, seq)
+    # WHERE direction = 'in' AND processed_at IS NULL (migration 2026-11-23T07:08:44) serves the
+    # turn's claim and recovery; an index on processed_at alone let the planner scan every
+    # unprocessed row of every conversation at each claim.
+    processed_at = Timestamptz(null=True, default=None)
     status_at = Timestamptz(null=True, default=None)
     created_at = Timestamptz(default=TimestamptzNow())
 

@@ -100,7 +100,7 @@ WITH run AS (
    WHERE id = $1 AND status = 'running'
   RETURNING id, conversation, workspace
 ), done AS (
-  UPDATE messages SET processed_at = now() WHERE run_id = (SELECT id FROM run)
+  UPDATE messages SET processed_at = now() WHERE id = ANY($9::uuid[]) AND run_id = (SELECT id FROM run)
 ), conversation AS (
   UPDATE conversations SET last_message_at = now() WHERE id = (SELECT conversation FROM run)
 ), flows AS (
@@ -110,6 +110,13 @@ WITH run AS (
      AND (last_run_at IS NULL OR last_run_at < now() - interval '1 second')
 )
 SELECT count(*) FROM run
+"""
+# Conversations with stored messages no turn has claimed (recovery re-signals them).
+_UNPROCESSED = """
+SELECT conversation, min(created_at) AS first FROM messages
+ WHERE direction = 'in' AND processed_at IS NULL AND run_id IS NULL AND type NOT IN ('edit', 'revoke')
+ GROUP BY conversation HAVING max(created_at) < now() - make_interval(secs => $1)
+ ORDER BY first LIMIT $2
 """
 _CONTEXT = """
 SELECT c.workspace, c.channel, c.status, c.tags, p.id AS contact_id, p.phone, p.first_name, p.last_name,
@@ -150,14 +157,15 @@ async def process_conversation(deps: TurnDeps, conversation_id: str, *, job_id: 
         await pool.execute(
             "UPDATE runs SET status = 'failed', error = $2, finished_at = now(), message_ids = $3::jsonb "
             "WHERE id = $1", run_id, repr(exc), _json.encode(message_ids).decode())
-        await pool.execute("UPDATE messages SET processed_at = now() WHERE run_id = $1", run_id)
+        await pool.execute("UPDATE messages SET processed_at = now() WHERE id = ANY($2::uuid[]) AND run_id = $1",
+                           run_id, message_ids)
         return {"status": RunStatus.FAILED, "run_id": str(run_id), "error": repr(exc)}
     duration_ms = (time.perf_counter() - started) * 1000
     finished = await pool.fetchval(
         _FINISH, run_id, result["layer"], _json.encode(result["flows"]).decode(),
         _json.encode(result["trace"]).decode(), _json.encode(result["warnings"]).decode(),
         _json.encode(result["summary"]).decode(), _json.encode(message_ids).decode(),
-        [f["flow_id"] for f in result["flows"]])
+        [f["flow_id"] for f in result["flows"]], message_ids)
     if not finished:
         # Recovery declared this run dead while it was still working: its messages are
         # someone else's now, so leave them alone.
@@ -302,7 +310,8 @@ async def release_abandoned_runs(*, stale_after_s: float) -> int:
         "WHERE status = 'running' AND kind = 'turn' AND heartbeat_at < now() - make_interval(secs => $1) "
         "RETURNING id, conversation", stale_after_s)
     for row in rows:
-        await pool.execute("UPDATE messages SET run_id = NULL WHERE run_id = $1 AND processed_at IS NULL", row["id"])
+        await pool.execute("UPDATE messages SET run_id = NULL WHERE conversation = $2 AND run_id = $1 "
+                           "AND direction = 'in' AND processed_at IS NULL", row["id"], row["conversation"])
         log.warning("abandoned run released", extra={"run_id": str(row["id"]),
                                                      "conversation_id": str(row["conversation"])})
     return len(rows)
@@ -316,9 +325,5 @@ async def heartbeat(conversation_ids: list[str]) -> None:
 
 
 async def unprocessed_conversations(*, older_than_s: float, limit: int = 1000) -> list[str]:
-    rows = await engine.pool().fetch(
-        "SELECT conversation, min(created_at) AS first FROM messages "
-        "WHERE direction = 'in' AND processed_at IS NULL AND run_id IS NULL AND type NOT IN ('edit', 'revoke') "
-        "GROUP BY conversation HAVING max(created_at) < now() - make_interval(secs => $1) "
-        "ORDER BY first LIMIT $2", older_than_s, limit)
+    rows = await engine.pool().fetch(_UNPROCESSED, older_than_s, limit)
     return [str(r["conversation"]) for r in rows]
