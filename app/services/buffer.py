@@ -5,6 +5,7 @@ conversation has news and when its batch falls due (`SWITCHBOARD_BUFFER_SECONDS`
 the last message, at most `SWITCHBOARD_BUFFER_MAX_SECONDS` after the first). Schedulers
 in the workers pop due conversations and enqueue flush jobs of a few dozen each. If Redis
 loses its data, `WorkerState.recover_once` (app.services.jobs) re-signals unprocessed rows.
+Ingress signals a whole committed batch, live events included, in one Redis command.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import secrets
 import time
 
+import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
@@ -35,18 +37,33 @@ def seen_key(channel_id: str, provider_message_id: str) -> str:
     return f"sb:seen:{channel_id}:{provider_message_id}"
 
 
-# KEYS: buffer, first, due, seen   ARGV: message id, now, quiet s, max s, seen ttl, conversation id
-_PUSH = """
-if redis.call('SET', KEYS[4], '1', 'NX', 'EX', ARGV[5]) == false then return 0 end
-redis.call('RPUSH', KEYS[1], ARGV[1])
-local first = redis.call('GET', KEYS[2])
-if not first then
-  redis.call('SET', KEYS[2], ARGV[2])
-  first = ARGV[2]
+# A batch of stored messages in one command. Each signalled message (SET NX on its seen key
+# keeps a redelivery from being signalled twice) joins its conversation's buffer and moves
+# the conversation's due time; every message, signalled or not, is announced on its live channel.
+# KEYS: due, then buffer, first, seen per message
+# ARGV: now, quiet s, max s, seen ttl, then per message: message id, conversation id,
+#       signal (1, or 0 for an amendment), live channel, live payload
+# -> 1 per message signalled, else 0
+_PUSH_MANY = """
+local now = tonumber(ARGV[1])
+local pushed = {}
+for m = 0, (#KEYS - 1) / 3 - 1 do
+  local k, a = 2 + m * 3, 5 + m * 5
+  local ok = 0
+  if ARGV[a + 2] == '1' and redis.call('SET', KEYS[k + 2], '1', 'NX', 'EX', ARGV[4]) then
+    redis.call('RPUSH', KEYS[k], ARGV[a])
+    local first = redis.call('GET', KEYS[k + 1])
+    if not first then
+      redis.call('SET', KEYS[k + 1], ARGV[1])
+      first = ARGV[1]
+    end
+    redis.call('ZADD', KEYS[1], math.min(now + tonumber(ARGV[2]), tonumber(first) + tonumber(ARGV[3])), ARGV[a + 1])
+    ok = 1
+  end
+  redis.call('PUBLISH', ARGV[a + 3], ARGV[a + 4])
+  pushed[m + 1] = ok
 end
-local due = math.min(tonumber(ARGV[2]) + tonumber(ARGV[3]), tonumber(first) + tonumber(ARGV[4]))
-redis.call('ZADD', KEYS[3], due, ARGV[6])
-return 1
+return pushed
 """
 
 # KEYS: due, queued job list (optional)   ARGV: now, limit
@@ -94,6 +111,17 @@ return 0
 """
 
 
+class Push(msgspec.Struct, frozen=True):
+    """One stored message for `Buffer.push_many`; `signal=False` (an edit or a deletion) only announces it."""
+
+    conversation_id: str
+    channel_id: str
+    provider_message_id: str
+    message_id: str
+    live: tuple[str, bytes]  # (channel, payload) of its live event, from events.wire
+    signal: bool = True
+
+
 class Buffer:
     """Buffer operations over one Redis client; scripts are registered once."""
 
@@ -102,26 +130,28 @@ class Buffer:
         self.quiet_s = quiet_s
         self.max_s = max_s
         self.lock_s = lock_s
-        self._push = redis.register_script(_PUSH)
+        self._push_many = redis.register_script(_PUSH_MANY)
         self._pop_due = redis.register_script(_POP_DUE)
         self._acquire_and_take = redis.register_script(_ACQUIRE_AND_TAKE)
         self._extend = redis.register_script(_EXTEND)
         self._release = redis.register_script(_RELEASE)
 
-    async def push(self, *, conversation_id: str, channel_id: str, provider_message_id: str, message_id: str) -> bool:
-        """Signal a stored message; False when this provider id was already pushed."""
-        keys = [buffer_key(conversation_id), first_key(conversation_id), DUE_KEY,
-                seen_key(channel_id, provider_message_id)]
-        args = [message_id, time.time(), self.quiet_s, self.max_s, SEEN_TTL_S, conversation_id]
-        return bool(await self._push(keys=keys, args=args))
+    async def push_many(self, pushes: list[Push]) -> list[bool]:
+        """Signal stored messages and publish their live events in one command; whether each was signalled.
 
-    async def push_in(self, pipe, *, conversation_id: str, channel_id: str, provider_message_id: str,
-                      message_id: str) -> None:
-        """Queue a push on a pipeline, so a batch of messages costs one round trip."""
-        keys = [buffer_key(conversation_id), first_key(conversation_id), DUE_KEY,
-                seen_key(channel_id, provider_message_id)]
-        args = [message_id, time.time(), self.quiet_s, self.max_s, SEEN_TTL_S, conversation_id]
-        await self._push(keys=keys, args=args, client=pipe)  # buffered: runs on pipe.execute()
+        False for an amendment and for a provider id already signalled (a redelivery).
+        """
+        if not pushes:
+            return []
+        keys: list[str] = [DUE_KEY]
+        args: list = [time.time(), self.quiet_s, self.max_s, SEEN_TTL_S]
+        for push in pushes:
+            keys += (buffer_key(push.conversation_id), first_key(push.conversation_id),
+                     seen_key(push.channel_id, push.provider_message_id))
+            args += (push.message_id, push.conversation_id, 1 if push.signal else 0, *push.live)
+        # Called on the client, not a pipeline: EVALSHA, and SCRIPT LOAD only on NoScriptError,
+        # with no SCRIPT EXISTS round trip first.
+        return [bool(p) for p in await self._push_many(keys=keys, args=args)]
 
     async def in_flight(self, conversation_ids: list[str]) -> list[bool]:
         """Whether Redis still knows about each conversation's batch (signalled, due or locked)."""

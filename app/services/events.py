@@ -30,6 +30,11 @@ async def publish(workspace_id: str, event: LiveEvent) -> None:
     await redis_conn.client().publish(channel_name(workspace_id), _encoder.encode(event))
 
 
+def wire(workspace_id: str, event: LiveEvent) -> tuple[str, bytes]:
+    """The (channel, payload) a publish sends, for callers that publish from a Lua script."""
+    return channel_name(workspace_id), _encoder.encode(event)
+
+
 def publish_in(pipe, workspace_id: str, event: LiveEvent) -> None:
     """Queue a publish on a pipeline (ingress sends one pipeline per batch)."""
     pipe.publish(channel_name(workspace_id), _encoder.encode(event))

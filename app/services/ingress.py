@@ -230,7 +230,7 @@ class IngressWriter:
         for key, value in new_mappings:
             _remember(key, value)
         results: list[list[Accepted]] = [[] for _ in batch]
-        pipe = self.buffer.redis.pipeline(transaction=False)
+        pushes: list[buffer_mod.Push] = []
         accepted_log: list[dict[str, str]] = []
         for r, _, item, conversation_id, message_id, _raised in rows:
             channel = batch[r].channel
@@ -243,14 +243,13 @@ class IngressWriter:
                 continue
             accepted_log.append({"conversation_id": conversation_id, "message_id": message_id,
                                  "provider_message_id": item.provider_message_id, "type": item.type})
-            # An edit or a deletion is kept for the record; it does not start a turn.
-            if item.type not in AMENDMENT_TYPES:
-                await self.buffer.push_in(pipe, conversation_id=conversation_id, channel_id=channel.id,
-                                          provider_message_id=item.provider_message_id, message_id=message_id)
-            events.publish_in(pipe, channel.workspace_id, events.LiveEvent(
+            live = events.wire(channel.workspace_id, events.LiveEvent(
                 kind="message", conversation_id=conversation_id, data={"message_id": message_id}))
-        if len(pipe):
-            await pipe.execute()
+            # An edit or a deletion is kept for the record; it does not start a turn.
+            pushes.append(buffer_mod.Push(conversation_id=conversation_id, channel_id=channel.id,
+                                          provider_message_id=item.provider_message_id, message_id=message_id,
+                                          live=live, signal=item.type not in AMENDMENT_TYPES))
+        await self.buffer.push_many(pushes)
         if accepted_log:
             # One line per committed batch (with every id): a line per message costs more than the insert.
             log.info("messages accepted", extra={"count": len(accepted_log), "messages": accepted_log})
