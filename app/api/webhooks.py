@@ -19,6 +19,9 @@ log = logging.getLogger(__name__)
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
+# Handlers here set `request_class=Request`: the app-wide HTMXRequest parses htmx headers on
+# every request, which a provider's webhook never sends.
+
 
 async def _channel(channel_id: str, *kinds: ChannelKind) -> ChannelRecord:
     channel = await channel_store.lookup(channel_id)
@@ -27,7 +30,7 @@ async def _channel(channel_id: str, *kinds: ChannelKind) -> ChannelRecord:
     return channel
 
 
-@get("/webhooks/whatsapp/{channel_id:str}", tags=["webhooks"], media_type="text/plain")
+@get("/webhooks/whatsapp/{channel_id:str}", tags=["webhooks"], media_type="text/plain", request_class=Request)
 async def whatsapp_verify(request: Request, channel_id: str) -> str:
     """Meta's subscription check: echo hub.challenge when hub.verify_token matches."""
     channel = await _channel(channel_id, ChannelKind.WHATSAPP)
@@ -39,7 +42,7 @@ async def whatsapp_verify(request: Request, channel_id: str) -> str:
     return params.get("hub.challenge", "")
 
 
-@post("/webhooks/whatsapp/{channel_id:str}", tags=["webhooks"], status_code=200)
+@post("/webhooks/whatsapp/{channel_id:str}", tags=["webhooks"], status_code=200, request_class=Request)
 async def whatsapp_receive(request: Request, channel_id: str) -> Response:
     """Store messages and statuses; no AI or outbound work happens in the request."""
     body = await request.body()  # first, so an oversized body is refused (413) whatever the URL
@@ -58,7 +61,7 @@ async def whatsapp_receive(request: Request, channel_id: str) -> Response:
                              "statuses": len(parsed.statuses)})
 
 
-@post("/webhooks/generic/{channel_id:str}", tags=["webhooks"], status_code=200)
+@post("/webhooks/generic/{channel_id:str}", tags=["webhooks"], status_code=200, request_class=Request)
 async def generic_receive(request: Request, channel_id: str) -> Response:
     """Our own format, signed with `X-Switchboard-Signature: sha256=<hex HMAC of the body>`."""
     body = await request.body()
