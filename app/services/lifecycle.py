@@ -38,12 +38,13 @@ class Services:
     webhooks: WebhookActions
     plans: flows_store.PlanCache
     ingress: ingress_mod.IngressWriter
+    ledger: turns.RunLedger
     worker_tasks: list[asyncio.Task] = field(default_factory=list)
     worker_state: jobs.WorkerState | None = None
 
     @property
     def deps(self) -> turns.TurnDeps:
-        return turns.TurnDeps(settings=self.settings, outbox=self.outbox, ai_store=self.ai_store, plans=self.plans,
+        return turns.TurnDeps(settings=self.settings, ledger=self.ledger, outbox=self.outbox, ai_store=self.ai_store, plans=self.plans,
                               understanding=self.understanding, webhooks=self.webhooks)
 
 
@@ -74,6 +75,7 @@ async def start(*, run_worker: bool = False, worker_concurrency: int = 20) -> Se
         settings=settings,
         buffer=buffer,
         ingress=ingress_mod.IngressWriter(buffer),
+        ledger=turns.RunLedger(),
         queue=queue,
         ai_store=ai_store,
         outbox=outbox,
@@ -116,10 +118,11 @@ async def stop() -> None:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
     await svc.ingress.aclose()
+    await svc.ledger.aclose()
     await svc.understanding.local_meter.flush()  # local-engine calls are counted in batches
     await svc.understanding.llm.aclose()
     await svc.webhooks.aclose()
-    await svc.outbox.whatsapp.aclose()
+    await svc.outbox.aclose()
     await svc.queue.disconnect()
     await redis_conn.close()
     await engine.close_pool()

@@ -14,6 +14,7 @@ import msgspec
 
 from app.db import engine
 from app.services import events, ingress
+from app.services.coalesce import Coalescer
 from app.services.channels.store import ChannelKind, ChannelRecord
 from app.services.channels.whatsapp import SendError, WhatsAppSender
 
@@ -30,18 +31,23 @@ class OutboundResult(msgspec.Struct, frozen=True):
 
 # processed_at is set at once: a reply is never a turn's input, and a NULL there would put it
 # in the index scan with which every turn claims its unprocessed inbound messages.
-_INSERT = """
+# Replies of concurrent turns are recorded in one statement (app.services.coalesce).
+_INSERT_MANY = """
 INSERT INTO messages (id, workspace, conversation, channel, direction, type, text, message_type, status,
                       dedupe_key, created_at, processed_at)
-VALUES ($1, $2, $3, $4, 'out', 'text', $5, $6, 'queued', $7, clock_timestamp(), clock_timestamp())
+SELECT u.id, u.workspace, u.conversation, u.channel, 'out', 'text', u.text, u.message_type, 'queued', u.dedupe_key,
+       clock_timestamp(), clock_timestamp()
+  FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::text[])
+       AS u(id, workspace, conversation, channel, text, message_type, dedupe_key)
 ON CONFLICT (dedupe_key) DO NOTHING
 RETURNING id
 """
 _EXISTING = "SELECT id, status, provider_message_id FROM messages WHERE dedupe_key = $1"
-_MARK_SENT = """
-UPDATE messages SET status = CASE WHEN status = 'queued' THEN $2 ELSE status END,
-                    provider_message_id = $3, status_at = clock_timestamp()
- WHERE id = $1
+_MARK_SENT_MANY = """
+UPDATE messages m SET status = CASE WHEN m.status = 'queued' THEN u.status ELSE m.status END,
+                      provider_message_id = u.provider_message_id, status_at = clock_timestamp()
+  FROM unnest($1::uuid[], $2::text[], $3::text[]) AS u(id, status, provider_message_id)
+ WHERE m.id = u.id
 """
 _MARK_FAILED = "UPDATE messages SET status = 'failed', error = $2::jsonb, status_at = clock_timestamp() WHERE id = $1"
 
@@ -51,17 +57,23 @@ class Outbox:
 
     def __init__(self, whatsapp: WhatsAppSender) -> None:
         self.whatsapp = whatsapp
+        self._records: Coalescer[tuple, bool] = Coalescer(_record_many, name="outbound-record")
+        self._marks: Coalescer[tuple, None] = Coalescer(_mark_sent_many, name="outbound-sent")
+
+    async def aclose(self) -> None:
+        await self._records.aclose()
+        await self._marks.aclose()
+        await self.whatsapp.aclose()
 
     async def send(self, channel: ChannelRecord, *, conversation_id: str, to: str, text: str,
                    message_type: str, dedupe_key: str | None,
                    live: events.LiveBatch | None = None) -> OutboundResult:
         """Record, send and mark one reply; its live event is held in `live` when given."""
-        pool = engine.pool()
         message_id = uuid.uuid4()
-        inserted = await pool.fetchval(_INSERT, message_id, channel.workspace_id, conversation_id, channel.id,
-                                       text, message_type, dedupe_key)
-        if inserted is None:
-            row = await pool.fetchrow(_EXISTING, dedupe_key)
+        inserted = await self._records.submit((message_id, channel.workspace_id, conversation_id, channel.id,
+                                               text, message_type, dedupe_key))
+        if not inserted:
+            row = await engine.pool().fetchrow(_EXISTING, dedupe_key)
             if row["status"] != "queued":
                 return OutboundResult(message_id=str(row["id"]), status="skipped",
                                       provider_message_id=row["provider_message_id"])
@@ -82,12 +94,23 @@ class Outbox:
                 await pool.execute(_MARK_FAILED, message_id, _json.encode(error).decode())
                 log.warning("reply not sent", extra={"message_id": str(message_id), "error": str(exc)})
                 return OutboundResult(message_id=str(message_id), status="failed", error=str(exc))
-            await pool.execute(_MARK_SENT, message_id, "sent", wamid)
+            await self._marks.submit((message_id, "sent", wamid))
             await ingress.replay_parked_statuses(channel, wamid)
             return OutboundResult(message_id=str(message_id), status="sent", provider_message_id=wamid)
         if channel.kind is ChannelKind.CONSOLE:
             sys.stdout.write(f"[console {channel.name}] -> {to}: {text}\n")
             sys.stdout.flush()
         # Generic and console channels have no delivery receipts: stored is delivered.
-        await pool.execute(_MARK_SENT, message_id, "delivered", None)
+        await self._marks.submit((message_id, "delivered", None))
         return OutboundResult(message_id=str(message_id), status="sent")
+
+
+async def _record_many(rows: list[tuple]) -> list[bool]:
+    """Insert queued replies; whether each was new (False: its dedupe key was recorded before)."""
+    inserted = {r["id"] for r in await engine.pool().fetch(_INSERT_MANY, *map(list, zip(*rows)))}
+    return [row[0] in inserted for row in rows]
+
+
+async def _mark_sent_many(rows: list[tuple]) -> list[None]:
+    await engine.pool().execute(_MARK_SENT_MANY, *map(list, zip(*rows)))
+    return [None] * len(rows)

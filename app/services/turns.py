@@ -16,6 +16,7 @@ from app.db import engine
 from app.services import events, flows_store
 from app.services.ai_state import AIStateStore
 from app.services.channels import store as channel_store
+from app.services.coalesce import Coalescer
 from app.services.outbound import Outbox
 from app.services.runtime import ServiceRuntime, TurnScope
 from app.settings import Settings
@@ -47,11 +48,54 @@ class RunStatus(enum.StrEnum):
     SKIPPED = "skipped"
 
 
+class RunLedger:
+    """Starts and ends turns in PostgreSQL; the turns running at the same moment share statements."""
+
+    def __init__(self) -> None:
+        self._starts: Coalescer[tuple[uuid.UUID, uuid.UUID, str], Any] = Coalescer(_start_many, name="turn-start")
+        self._finishes: Coalescer[tuple, bool] = Coalescer(_finish_many, name="turn-finish")
+
+    async def start(self, conversation: uuid.UUID, run_id: uuid.UUID, job_id: str) -> Any:
+        """Claim the conversation's unprocessed messages under `run_id`; its context row, None if it is gone."""
+        return await self._starts.submit((conversation, run_id, job_id))
+
+    async def finish(self, run_id: uuid.UUID, result: dict[str, Any], message_ids: list[str]) -> bool:
+        """Complete the run; False when recovery had abandoned it meanwhile."""
+        return await self._finishes.submit((run_id, result, message_ids))
+
+    async def aclose(self) -> None:
+        await self._starts.aclose()
+        await self._finishes.aclose()
+
+
+async def _start_many(items: list[tuple[uuid.UUID, uuid.UUID, str]]) -> list[Any]:
+    conversations, run_ids, job_ids = map(list, zip(*items))
+    rows = {r["conversation"]: r for r in await engine.pool().fetch(_START_MANY, conversations, run_ids, job_ids)}
+    return [rows.get(conversation) for conversation in conversations]
+
+
+async def _finish_many(items: list[tuple[uuid.UUID, dict[str, Any], list[str]]]) -> list[bool]:
+    columns: list[list[Any]] = [[] for _ in range(11)]
+    for run_id, result, message_ids in items:
+        for column, value in zip(columns, (
+                run_id, result["layer"], _json.encode(result["flows"]).decode(),
+                _json.encode(result["trace"]).decode(), _json.encode(result["warnings"]).decode(),
+                _json.encode(result["summary"]).decode(), _json.encode(message_ids).decode())):
+            column.append(value)
+        columns[7].extend(message_ids)
+        columns[8].extend([run_id] * len(message_ids))
+        columns[9].extend([run_id] * len(result["flows"]))
+        columns[10].extend(f["flow_id"] for f in result["flows"])
+    finished = {r["id"] for r in await engine.pool().fetch(_FINISH_MANY, *columns)}
+    return [run_id in finished for run_id, _, _ in items]
+
+
 @dataclass
 class TurnDeps:
     """What processing a batch needs; built once per worker process."""
 
     settings: Settings
+    ledger: RunLedger
     outbox: Outbox
     ai_store: AIStateStore
     plans: flows_store.PlanCache
@@ -59,57 +103,73 @@ class TurnDeps:
     webhooks: Any
 
 
-# One round trip starts a turn: claim the conversation's unprocessed messages, open the run
-# (only when something was claimed), expire stale pending actions, and read the context.
-_START = """
+# One statement starts the turns of many conversations: claim each one's unprocessed
+# messages, open its run (only when something was claimed), expire its stale pending
+# actions, and read its context. Concurrent turns share it (RunLedger).
+_START_MANY = """
 WITH claimed AS (
-  UPDATE messages SET run_id = $2
-   WHERE conversation = $1 AND direction = 'in' AND processed_at IS NULL AND run_id IS NULL
-     AND type NOT IN ('edit', 'revoke')
-  RETURNING id, text, type, seq, events, created_at
+  -- `= ANY` rather than a join on unnest: the claim must be an index lookup per conversation
+  -- whatever the planner believes about the table's size.
+  UPDATE messages m SET run_id = ($2::uuid[])[array_position($1::uuid[], m.conversation)]
+   WHERE m.conversation = ANY($1::uuid[]) AND m.direction = 'in' AND m.processed_at IS NULL AND m.run_id IS NULL
+     AND m.type NOT IN ('edit', 'revoke')
+  RETURNING m.conversation, m.id, m.text, m.type, m.seq, m.events, m.created_at
+), claimed_by AS (
+  SELECT conversation, json_agg(json_build_object('id', id, 'text', text, 'type', type, 'seq', seq,
+                                                  'events', events) ORDER BY seq, created_at) AS rows
+    FROM claimed GROUP BY conversation
 ), ctx AS (
-  SELECT c.workspace, c.channel, c.status, c.tags, p.id AS contact_id, p.phone, p.first_name, p.last_name,
-         p.tags AS contact_tags, p.attributes
+  SELECT c.id AS conversation, ($2::uuid[])[array_position($1::uuid[], c.id)] AS run_id,
+         ($3::text[])[array_position($1::uuid[], c.id)] AS job_id, c.workspace, c.channel, c.status, c.tags,
+         p.id AS contact_id, p.phone, p.first_name, p.last_name, p.tags AS contact_tags, p.attributes
     FROM conversations c JOIN contacts p ON p.id = c.contact
-   WHERE c.id = $1
+   WHERE c.id = ANY($1::uuid[])
 ), run AS (
   INSERT INTO runs (id, workspace, conversation, kind, status, job_id, started_at, heartbeat_at)
-  SELECT $2, ctx.workspace, $1, 'turn', 'running', $3, now(), now() FROM ctx
-   WHERE EXISTS (SELECT 1 FROM claimed)
-  RETURNING id
+  SELECT ctx.run_id, ctx.workspace, ctx.conversation, 'turn', 'running', ctx.job_id, now(), now() FROM ctx
+   WHERE ctx.conversation IN (SELECT conversation FROM claimed_by)
 ), expired AS (
   UPDATE action_executions SET status = 'expired', updated_at = now()
-   WHERE conversation = $1 AND status IN ('pending', 'awaiting_confirmation') AND expires_at <= now()
-  RETURNING id
+   WHERE conversation = ANY($1::uuid[]) AND status IN ('pending', 'awaiting_confirmation') AND expires_at <= now()
 )
-SELECT ctx.*,
-       (SELECT coalesce(json_agg(row_to_json(claimed) ORDER BY claimed.seq, claimed.created_at), '[]')
-          FROM claimed)::text AS claimed,
-       (SELECT count(*) FROM expired) AS expired,
+SELECT ctx.*, coalesce(claimed_by.rows, '[]')::text AS claimed,
        (SELECT row_to_json(a) FROM (
           SELECT id, flow_id, node_id, kind, vars, missing, asked_count, confidence FROM action_executions
-           WHERE conversation = $1 AND status IN ('pending', 'awaiting_confirmation') AND expires_at > now()
+           WHERE conversation = ctx.conversation AND status IN ('pending', 'awaiting_confirmation')
+             AND expires_at > now()
            ORDER BY created_at DESC LIMIT 1) a)::text AS pending
-  FROM ctx
+  FROM ctx LEFT JOIN claimed_by ON claimed_by.conversation = ctx.conversation
 """
-# And one ends it: complete the run unless recovery abandoned it, mark its messages and flows.
-_FINISH = """
-WITH run AS (
-  UPDATE runs SET status = 'completed', layer = $2, flows = $3::jsonb, trace = $4::jsonb, warnings = $5::jsonb,
-                  result = $6::jsonb, message_ids = $7::jsonb, finished_at = now()
-   WHERE id = $1 AND status = 'running'
-  RETURNING id, conversation, workspace
+# And one ends many: complete each run unless recovery abandoned it, mark its messages,
+# its conversation and its flows.
+_FINISH_MANY = """
+WITH input AS (
+  SELECT * FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::jsonb[], $5::jsonb[], $6::jsonb[], $7::jsonb[])
+    AS i(run_id, layer, flows, trace, warnings, result, message_ids)
+), run AS (
+  UPDATE runs r SET status = 'completed', layer = i.layer, flows = i.flows, trace = i.trace, warnings = i.warnings,
+                    result = i.result, message_ids = i.message_ids, finished_at = now()
+    FROM input i
+   WHERE r.id = ANY($1::uuid[]) AND r.id = i.run_id AND r.status = 'running'
+  RETURNING r.id, r.conversation, r.workspace
 ), done AS (
-  UPDATE messages SET processed_at = now() WHERE id = ANY($9::uuid[]) AND run_id = (SELECT id FROM run)
+  UPDATE messages m SET processed_at = now()
+    FROM unnest($8::uuid[], $9::uuid[]) AS d(id, run_id) JOIN run ON run.id = d.run_id
+   WHERE m.id = ANY($8::uuid[]) AND m.id = d.id AND m.run_id = d.run_id
 ), conversation AS (
-  UPDATE conversations SET last_message_at = now() WHERE id = (SELECT conversation FROM run)
+  UPDATE conversations SET last_message_at = now() WHERE id IN (SELECT conversation FROM run)
 ), flows AS (
-  -- At most once a second per flow: every turn of a busy flow would otherwise queue on its row lock.
+  -- At most once a second per flow, and never waiting: every turn of a busy flow would
+  -- otherwise queue on its row lock.
   UPDATE flows SET last_run_at = now()
-   WHERE workspace = (SELECT workspace FROM run) AND id = ANY($8::uuid[])
-     AND (last_run_at IS NULL OR last_run_at < now() - interval '1 second')
+   WHERE id IN (
+     SELECT f.id FROM flows f
+       JOIN unnest($10::uuid[], $11::uuid[]) AS t(run_id, flow) ON f.id = t.flow
+       JOIN run ON run.id = t.run_id AND f.workspace = run.workspace
+      WHERE f.last_run_at IS NULL OR f.last_run_at < now() - interval '1 second'
+        FOR UPDATE OF f SKIP LOCKED)
 )
-SELECT count(*) FROM run
+SELECT id FROM run
 """
 # Conversations with stored messages no turn has claimed (recovery re-signals them).
 _UNPROCESSED = """
@@ -136,10 +196,9 @@ async def process_conversation(deps: TurnDeps, conversation_id: str, *, job_id: 
 
     With `live`, the turn's live events are left there for the caller to publish.
     """
-    pool = engine.pool()
     conv_uuid = uuid.UUID(conversation_id)
     run_id = uuid.uuid4()
-    context = await pool.fetchrow(_START, conv_uuid, run_id, job_id)
+    context = await deps.ledger.start(conv_uuid, run_id, job_id)
     if context is None:
         return {"status": RunStatus.SKIPPED, "reason": "conversation not found"}
     claimed = msgspec.json.decode(context["claimed"])
@@ -154,6 +213,7 @@ async def process_conversation(deps: TurnDeps, conversation_id: str, *, job_id: 
         result = await _interpret(deps, conversation_id, workspace_id, context, claimed, run_id, live)
     except Exception as exc:  # a bug must not lose the batch: record it, keep the worker alive
         log.exception("turn failed", extra=log_extra)
+        pool = engine.pool()
         await pool.execute(
             "UPDATE runs SET status = 'failed', error = $2, finished_at = now(), message_ids = $3::jsonb "
             "WHERE id = $1", run_id, repr(exc), _json.encode(message_ids).decode())
@@ -161,12 +221,7 @@ async def process_conversation(deps: TurnDeps, conversation_id: str, *, job_id: 
                            run_id, message_ids)
         return {"status": RunStatus.FAILED, "run_id": str(run_id), "error": repr(exc)}
     duration_ms = (time.perf_counter() - started) * 1000
-    finished = await pool.fetchval(
-        _FINISH, run_id, result["layer"], _json.encode(result["flows"]).decode(),
-        _json.encode(result["trace"]).decode(), _json.encode(result["warnings"]).decode(),
-        _json.encode(result["summary"]).decode(), _json.encode(message_ids).decode(),
-        [f["flow_id"] for f in result["flows"]], message_ids)
-    if not finished:
+    if not await deps.ledger.finish(run_id, result, message_ids):
         # Recovery declared this run dead while it was still working: its messages are
         # someone else's now, so leave them alone.
         log.warning("run finished after it was abandoned", extra=log_extra)

@@ -51,25 +51,33 @@ async def _backlog(db, tenant: Tenant) -> uuid.UUID:
     return await db.fetchval("SELECT md5('c' || $1 || '1')::uuid", str(channel))
 
 
+def _literal(value: object) -> str:
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, list):
+        return "'{" + ",".join(map(str, value)) + "}'"
+    return f"'{value}'"
+
+
 async def _generic_plan(db, statement: str, *args: object) -> list[dict]:
     await db.execute("SET LOCAL plan_cache_mode = force_generic_plan")
     await db.execute(f"PREPARE claim_plan AS {statement}")
     try:
         # EXPLAIN takes no bind parameters; the values do not matter to a generic plan.
-        literals = ", ".join(str(a) if isinstance(a, (int, float)) else f"'{a}'" for a in args)
+        literals = ", ".join(_literal(a) for a in args)
         raw = await db.fetchval(f"EXPLAIN (FORMAT JSON) EXECUTE claim_plan({literals})")
     finally:
         await db.execute("DEALLOCATE claim_plan")
     return _nodes(json.loads(raw)[0]["Plan"])
 
 
-async def test_turn_claim_reads_one_conversation_through_the_partial_index(stack: Stack, tenant: Tenant,
+async def test_turn_claim_reads_its_conversations_through_the_partial_index(stack: Stack, tenant: Tenant,
                                                                            db) -> None:
     transaction = db.transaction()
     await transaction.start()
     try:
         conversation = await _backlog(db, tenant)
-        nodes = await _generic_plan(db, turns._START, conversation, uuid.uuid4(), "job")
+        nodes = await _generic_plan(db, turns._START_MANY, [conversation], [uuid.uuid4()], ["job"])
     finally:
         await transaction.rollback()
     message_scans = [n for n in nodes if n.get("Relation Name") == "messages" and n["Node Type"] != "ModifyTable"]

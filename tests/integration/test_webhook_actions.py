@@ -417,7 +417,7 @@ async def in_process_actions(**env: str):
         yield actions
     finally:
         await actions.aclose()
-        await outbox.whatsapp.aclose()
+        await outbox.aclose()
         await redis_conn.close()
         await engine.close_pool()
         for name, value in saved.items():
