@@ -11,7 +11,8 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 import httpcore
 import httpx
 import msgspec
-from httpcore._backends.anyio import AnyIOBackend
+
+from app.services.netstream import AsyncioBackend, connection_pool
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -190,7 +191,7 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
     ) -> None:
         self._allowed_networks = tuple(allowed_networks)
         self._resolver = resolver or resolve_host
-        self._inner = AnyIOBackend()
+        self._inner = AsyncioBackend()
 
     async def connect_tcp(
         self,
@@ -253,12 +254,6 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
         if ssl_context is None:
             ssl_context = httpx.create_ssl_context(trust_env=False)
         super().__init__(limits=limits, trust_env=False, verify=ssl_context)
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context,
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            http1=True,
-            http2=False,
-            network_backend=GuardedNetworkBackend(allowed_networks=allowed_networks, resolver=resolver),
-        )
+        self._pool = connection_pool(
+            limits=limits, ssl_context=ssl_context,
+            network_backend=GuardedNetworkBackend(allowed_networks=allowed_networks, resolver=resolver))

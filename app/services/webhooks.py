@@ -29,6 +29,7 @@ from app.services.netguard import (
     Resolver,
     check_url,
 )
+from app.services.netstream import pooled_transport
 
 logger = logging.getLogger(__name__)
 
@@ -679,7 +680,7 @@ def sharded_pool(*, max_connections: int, connections_per_pool: int = 4,
     limits = httpx.Limits(max_connections=per_pool, max_keepalive_connections=per_pool,
                           keepalive_expiry=keepalive_expiry_s)
     ssl_context = httpx.create_ssl_context(trust_env=False)
-    return ShardedTransport([httpx.AsyncHTTPTransport(limits=limits, trust_env=False, verify=ssl_context)
+    return ShardedTransport([pooled_transport(limits=limits, ssl_context=ssl_context)
                              for _ in range(max(1, max_connections // per_pool))])
 
 

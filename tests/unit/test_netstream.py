@@ -1,0 +1,144 @@
+"""The asyncio network backend under httpx, against real servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import httpx
+import pytest
+
+from app.services.netstream import FLUSH_BYTES, AsyncioBackend, pooled_transport
+from tests.support.http_peer import HttpPeer, PeerRequest, PeerResponse
+
+
+def client() -> httpx.AsyncClient:
+    transport = pooled_transport(limits=httpx.Limits(max_connections=4, max_keepalive_connections=4),
+                                 ssl_context=httpx.create_ssl_context(trust_env=False))
+    return httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(2.0))
+
+
+class RawServer:
+    """Answers every request with 200 "ok", recording what each read of each connection brought."""
+
+    def __init__(self, *, close_after_response: bool = False) -> None:
+        self.connections: list[list[bytes]] = []
+        self.close_after_response = close_after_response
+        self.server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> RawServer:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self.server.close()
+        await self.server.wait_closed()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        reads: list[bytes] = []
+        self.connections.append(reads)
+        pending = b""
+        with contextlib.suppress(ConnectionError):
+            while chunk := await reader.read(1 << 20):
+                reads.append(chunk)
+                pending += chunk
+                head, sep, rest = pending.partition(b"\r\n\r\n")
+                if not sep:
+                    continue
+                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)
+                if len(rest) < length:
+                    continue
+                pending = rest[length:]
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                await writer.drain()
+                if self.close_after_response:
+                    break
+        writer.close()
+
+
+class CountingWriter:
+    """A StreamWriter that counts the writes reaching the transport."""
+
+    def __init__(self, writer: asyncio.StreamWriter, writes: list[bytes]) -> None:
+        self._writer = writer
+        self._writes = writes
+
+    def write(self, data: bytes) -> None:
+        self._writes.append(bytes(data))
+        self._writer.write(data)
+
+    def __getattr__(self, name: str):
+        return getattr(self._writer, name)
+
+
+class CountingBackend(AsyncioBackend):
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        stream = await super().connect_tcp(host, port, timeout, local_address, socket_options)
+        stream._writer = CountingWriter(stream._writer, self.writes)
+        return stream
+
+
+async def test_a_request_leaves_in_one_write_and_connections_are_reused() -> None:
+    backend = CountingBackend()
+    transport = pooled_transport(limits=httpx.Limits(max_connections=4), network_backend=backend,
+                                 ssl_context=httpx.create_ssl_context(trust_env=False))
+    async with RawServer() as server, httpx.AsyncClient(transport=transport) as http:
+        for i in range(3):
+            response = await http.post(f"{server.url}/send", content=b'{"n": %d}' % i,
+                                       headers={"Content-Type": "application/json"})
+            assert (response.status_code, response.text) == (200, "ok")
+    assert len(server.connections) == 1, "keep-alive connection was not reused"
+    # Head and body of each request in one write (httpcore hands them over separately).
+    assert len(backend.writes) == 3, backend.writes
+    assert all(w.startswith(b"POST /send") and w.endswith(b"}") for w in backend.writes), backend.writes
+
+
+async def test_a_large_body_arrives_whole() -> None:
+    body = bytes(range(256)) * (3 * FLUSH_BYTES // 256 + 7)
+    seen: list[bytes] = []
+
+    async def echo(request: PeerRequest) -> PeerResponse:
+        seen.append(request.body)
+        return PeerResponse(status=200, body=str(len(request.body)).encode())
+
+    async with HttpPeer() as peer, client() as http:
+        peer.route("POST", "/big", echo)
+        response = await http.post(peer.url("/big"), content=body)
+    assert response.text == str(len(body)) and seen == [body]
+
+
+async def test_a_slow_answer_is_a_read_timeout() -> None:
+    async def slow(_request: PeerRequest) -> PeerResponse:
+        return PeerResponse(status=200, delay_s=1.0)
+
+    async with HttpPeer() as peer, client() as http:
+        peer.route("GET", "/slow", slow)
+        with pytest.raises(httpx.ReadTimeout):
+            await http.get(peer.url("/slow"), timeout=0.2)
+
+
+async def test_a_connection_the_server_closed_is_not_reused() -> None:
+    async with RawServer(close_after_response=True) as server, client() as http:
+        for _ in range(3):
+            response = await http.get(f"{server.url}/x")
+            await asyncio.sleep(0.05)  # let the server's FIN arrive while the connection is idle
+            assert response.status_code == 200
+    assert len(server.connections) == 3
+
+
+async def test_nothing_listening_is_a_connect_error() -> None:
+    probe = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = probe.sockets[0].getsockname()[1]
+    probe.close()
+    await probe.wait_closed()
+    async with client() as http:
+        with pytest.raises(httpx.ConnectError):
+            await http.get(f"http://127.0.0.1:{port}/")
