@@ -7,9 +7,16 @@ import redis.asyncio as aioredis
 _client: aioredis.Redis | None = None
 
 
-def connect(url: str, *, max_connections: int = 200) -> aioredis.Redis:
+def connect(url: str, *, max_connections: int = 200, wait_s: float = 30.0) -> aioredis.Redis:
+    """A client whose commands wait up to `wait_s` for a free connection when all are busy.
+
+    redis-py's default pool raises "Too many connections" instead, which under a burst
+    failed turns that only needed to wait a moment.
+    """
     global _client
-    _client = aioredis.Redis.from_url(url, max_connections=max_connections, health_check_interval=30)
+    pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=wait_s,
+                                                    health_check_interval=30)
+    _client = aioredis.Redis.from_pool(pool)
     return _client
 
 

@@ -10,7 +10,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import msgspec
+from redis import exceptions as redis_exceptions
 
 from app.db import engine
 from app.services import events, flows_store
@@ -36,6 +38,13 @@ from flows.turn import (
 
 log = logging.getLogger(__name__)
 _json = msgspec.json.Encoder()
+
+
+# Failures of the connections to Redis or PostgreSQL, not of the turn: worth another try.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    redis_exceptions.ConnectionError, redis_exceptions.TimeoutError, asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError, asyncpg.TooManyConnectionsError, asyncpg.TransactionRollbackError, ConnectionError,
+)
 
 
 class RunStatus(enum.StrEnum):
@@ -171,6 +180,14 @@ WITH input AS (
 )
 SELECT id FROM run
 """
+_GIVE_BACK = """
+WITH run AS (
+  UPDATE runs SET status = 'abandoned', finished_at = now(), error = $3 WHERE id = $1 AND status = 'running'
+  RETURNING id
+)
+UPDATE messages SET run_id = NULL
+ WHERE conversation = $2 AND run_id = (SELECT id FROM run) AND direction = 'in' AND processed_at IS NULL
+"""
 # Conversations with stored messages no turn has claimed (recovery re-signals them).
 _UNPROCESSED = """
 SELECT conversation, min(created_at) AS first FROM messages
@@ -211,6 +228,14 @@ async def process_conversation(deps: TurnDeps, conversation_id: str, *, job_id: 
     started = time.perf_counter()
     try:
         result = await _interpret(deps, conversation_id, workspace_id, context, claimed, run_id, live)
+    except TRANSIENT_ERRORS as exc:
+        # Redis or PostgreSQL failed for a moment: the batch goes back, and the caller signals
+        # the conversation again. Replies already sent are not sent twice (their dedupe keys
+        # come from the batch), and webhook executions, keyed by the batch too, are reused.
+        log.warning("turn interrupted; its messages go back to the queue",
+                    extra={**log_extra, "error": f"{type(exc).__name__}: {exc}"})
+        await _give_back(run_id, conv_uuid, error=f"interrupted: {type(exc).__name__}: {exc}")
+        raise
     except Exception as exc:  # a bug must not lose the batch: record it, keep the worker alive
         log.exception("turn failed", extra=log_extra)
         pool = engine.pool()
@@ -361,15 +386,18 @@ async def release_abandoned_runs(*, stale_after_s: float) -> int:
     """Runs whose worker stopped heart-beating give their messages back (a crash mid-batch)."""
     pool = engine.pool()
     rows = await pool.fetch(
-        "UPDATE runs SET status = 'abandoned', finished_at = now(), error = 'worker stopped during the run' "
-        "WHERE status = 'running' AND kind = 'turn' AND heartbeat_at < now() - make_interval(secs => $1) "
-        "RETURNING id, conversation", stale_after_s)
+        "SELECT id, conversation FROM runs WHERE status = 'running' AND kind = 'turn' "
+        "AND heartbeat_at < now() - make_interval(secs => $1)", stale_after_s)
     for row in rows:
-        await pool.execute("UPDATE messages SET run_id = NULL WHERE conversation = $2 AND run_id = $1 "
-                           "AND direction = 'in' AND processed_at IS NULL", row["id"], row["conversation"])
+        await _give_back(row["id"], row["conversation"], error="worker stopped during the run")
         log.warning("abandoned run released", extra={"run_id": str(row["id"]),
                                                      "conversation_id": str(row["conversation"])})
     return len(rows)
+
+
+async def _give_back(run_id: uuid.UUID, conversation: uuid.UUID, *, error: str) -> None:
+    """Abandon a running turn and release its messages to the next one."""
+    await engine.pool().execute(_GIVE_BACK, run_id, conversation, error)
 
 
 async def heartbeat(conversation_ids: list[str]) -> None:

@@ -1,12 +1,14 @@
-"""Nothing lost, nothing twice: a worker killed mid-batch, and Redis losing its data mid-buffer."""
+"""Nothing lost, nothing twice: a worker killed mid-batch, Redis losing its data mid-buffer or failing mid-turn."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import uuid
 
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from tests.integration.test_message_path import keyword_flow, post_signed, sent_to, text_envelope, whatsapp_channel
 from tests.support.http_peer import HttpPeer, PeerRequest, PeerResponse
@@ -78,4 +80,60 @@ async def test_redis_flushed_mid_buffer_recovers_from_postgres(stack: Stack, ten
     runs = await db.fetch("SELECT message_ids FROM runs WHERE conversation = $1 AND status = 'completed'",
                           conversation_id)
     assert len(runs) == 1 and len(json.loads(runs[0]["message_ids"])) == 2
+    assert len(sent_to(graph_api, pnid)) == 1
+
+
+class _RedisHiccup:
+    """The worker's AI state store, failing its reads as a saturated or restarting Redis does."""
+
+    def __init__(self, inner) -> None:
+        self._inner = inner
+
+    async def read_with(self, *_args, **_kwargs):
+        raise RedisConnectionError("Too many connections")
+
+    def __getattr__(self, name: str):
+        return getattr(self._inner, name)
+
+
+async def test_a_turn_interrupted_by_redis_gives_its_batch_back(stack: Stack, tenant: Tenant, graph_api: HttpPeer,
+                                                                db) -> None:
+    """A Redis hiccup mid-turn must not mark the batch processed: the next attempt answers it, once."""
+    from app.services import lifecycle, turns
+
+    channel = await whatsapp_channel(tenant, graph_api)
+    pnid = channel["phone_number_id"]
+    await tenant.create_flow(keyword_flow(keywords=["hiccup"], reply="Still here.", disable_ai=False))
+    workspace = uuid.UUID(tenant.workspace_id)
+    # Stored as ingress stores it, but not signalled: only this test's turn knows about it yet.
+    contact = await db.fetchval("INSERT INTO contacts (id, workspace, phone) VALUES (gen_random_uuid(), $1, "
+                                "'15550007777') RETURNING id", workspace)
+    conversation = await db.fetchval(
+        "INSERT INTO conversations (id, workspace, channel, contact) VALUES (gen_random_uuid(), $1, $2, $3) "
+        "RETURNING id", workspace, uuid.UUID(channel["id"]), contact)
+    message = await db.fetchval(
+        "INSERT INTO messages (id, workspace, conversation, channel, direction, seq, provider_message_id, type, text) "
+        "VALUES (gen_random_uuid(), $1, $2, $3, 'in', 1, 'wamid.hiccup', 'text', 'hiccup?') RETURNING id",
+        workspace, conversation, uuid.UUID(channel["id"]))
+
+    svc = await lifecycle.start()
+    try:
+        deps = dataclasses.replace(svc.deps, ai_store=_RedisHiccup(svc.ai_store))
+        with pytest.raises(RedisConnectionError):
+            await turns.process_conversation(deps, str(conversation), job_id="test")
+    finally:
+        await lifecycle.stop()
+    [run] = await db.fetch("SELECT status, error FROM runs WHERE conversation = $1", conversation)
+    assert run["status"] == "abandoned" and "Too many connections" in run["error"]
+    row = await db.fetchrow("SELECT run_id, processed_at FROM messages WHERE id = $1", message)
+    assert row["run_id"] is None and row["processed_at"] is None, "the batch was not given back"
+
+    # The worker's recovery finds the stored, unclaimed message and answers it.
+    [reply] = await wait_until(lambda: sent_to(graph_api, pnid), timeout_s=20, what="the reply after the hiccup")
+    assert reply.json()["text"]["body"] == "Still here."
+    await wait_until(lambda: db.fetchval("SELECT processed_at IS NOT NULL FROM messages WHERE id = $1", message),
+                     what="the message processed")
+    statuses = [r["status"] for r in await db.fetch(
+        "SELECT status FROM runs WHERE conversation = $1 ORDER BY started_at", conversation)]
+    assert statuses == ["abandoned", "completed"]
     assert len(sent_to(graph_api, pnid)) == 1
