@@ -39,6 +39,12 @@ def percentile(values: list[float], q: float) -> float:
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3) if ordered else 0.0
 
 
+def cpu_s(pid: int) -> float:
+    """CPU time (user + system) the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int) -> dict[str, float]:
     fields = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -176,12 +182,16 @@ async def phase(*, name: str, buffer_s: str, with_worker: bool, args: argparse.N
                 await stack_mod.wait_until(lambda: "worker started" in stack.worker.log_path.read_text(errors="replace"),
                                            timeout_s=60, what="the worker to start")
             sent_at: dict[str, float] = {}
+            web_cpu_before = cpu_s(stack.web.proc.pid)
+            worker_cpu_before = cpu_s(stack.worker.proc.pid) if with_worker else 0.0
             elapsed_s, latencies, errors = await drive(stack.port, requests, senders=args.senders, sent_at=sent_at)
             result = {
                 "messages": len(requests), "conversations": args.conversations, "senders": args.senders,
                 "http_errors": errors, "accepted_per_s": round(len(requests) / elapsed_s, 1),
                 "ingress_p50_ms": percentile(latencies, 0.50), "ingress_p99_ms": percentile(latencies, 0.99),
                 "web_during": rss_mb(stack.web.proc.pid),
+                # CPU per unit of work varies less than throughput on a shared machine.
+                "web_cpu_us_per_message": round((cpu_s(stack.web.proc.pid) - web_cpu_before) / len(requests) * 1e6),
             }
             conn = await asyncpg.connect(dsn=database_url)
             try:
@@ -200,6 +210,7 @@ async def phase(*, name: str, buffer_s: str, with_worker: bool, args: argparse.N
                         "messages_replied_per_s": round(len(replies) / (done_at - first_sent), 1),
                         "e2e_p50_ms": percentile(e2e, 0.50), "e2e_p99_ms": percentile(e2e, 0.99),
                         "worker_during": rss_mb(stack.worker.proc.pid),
+                        "worker_cpu_us_per_turn": round((cpu_s(stack.worker.proc.pid) - worker_cpu_before) / runs * 1e6),
                     })
                 stored = await conn.fetchval("SELECT count(*) FROM messages WHERE direction = 'in'")
                 distinct = await conn.fetchval("SELECT count(DISTINCT provider_message_id) FROM messages "
