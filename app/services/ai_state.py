@@ -7,6 +7,8 @@ from typing import Any
 import msgspec
 from redis.asyncio import Redis
 
+from app.services.redis_conn import Pipeliner
+
 
 def control_key(conversation_id: str) -> str:
     return f"ai_control_{conversation_id}"
@@ -49,9 +51,10 @@ _control_decoder = msgspec.json.Decoder(AIControl)
 
 
 class AIStateStore:
-    def __init__(self, redis: Redis, *, ttl_s: int) -> None:
+    def __init__(self, redis: Redis, *, ttl_s: int, pipeliner: Pipeliner) -> None:
         self.redis = redis
         self.ttl_s = ttl_s
+        self.pipeliner = pipeliner  # turns read their state together
         self._merge = redis.register_script(_MERGE)
 
     async def read(self, conversation_id: str) -> tuple[AIControl, dict[str, Any]]:
@@ -60,8 +63,8 @@ class AIStateStore:
 
     async def read_with(self, conversation_id: str, keys: list[str]) -> tuple[AIControl, dict[str, Any], list[Any]]:
         """`read`, plus the raw values of other keys in the same round trip."""
-        control_raw, context_raw, *others = await self.redis.mget(
-            control_key(conversation_id), context_key(conversation_id), *keys)
+        [(control_raw, context_raw, *others)] = await self.pipeliner.execute(
+            ("MGET", control_key(conversation_id), context_key(conversation_id), *keys))
         control = AIControl()
         if control_raw:
             try:

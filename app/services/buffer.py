@@ -17,6 +17,8 @@ import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
+from app.services.redis_conn import Pipeliner
+
 DUE_KEY = "sb:due"
 SEEN_TTL_S = 24 * 3600
 
@@ -204,15 +206,13 @@ class Buffer:
         held = await self._extend(keys=[lock_key(c) for c in tokens], args=[int(self.lock_s * 1000), *tokens.values()])
         return [bool(h) for h in held]
 
-    async def release(self, conversation_id: str, token: str, *, pipe=None) -> None:
-        """Release the lock; commands already queued on `pipe` go in the same round trip."""
-        if pipe is None:
-            await self._release(keys=[lock_key(conversation_id)], args=[token])
-            return
-        # EVALSHA straight on the pipeline: a registered script would cost a SCRIPT EXISTS
-        # round trip per pipeline.
-        pipe.evalsha(self._release.sha, 1, lock_key(conversation_id), token)
+    async def release(self, conversation_id: str, token: str) -> None:
+        await self._release(keys=[lock_key(conversation_id)], args=[token])
+
+    async def release_with(self, pipeliner: Pipeliner, conversation_id: str, token: str, commands: list[tuple]) -> None:
+        """Release the lock, sending `commands` (a turn's live events) in the same round trip."""
         try:
-            await pipe.execute()
-        except NoScriptError:  # Redis restarted since the script was loaded
-            await self._release(keys=[lock_key(conversation_id)], args=[token])
+            # EVALSHA itself: a registered script would first ask SCRIPT EXISTS.
+            await pipeliner.execute(*commands, ("EVALSHA", self._release.sha, 1, lock_key(conversation_id), token))
+        except NoScriptError:  # Redis restarted since the script was loaded; the commands went out
+            await self.release(conversation_id, token)

@@ -35,11 +35,6 @@ def wire(workspace_id: str, event: LiveEvent) -> tuple[str, bytes]:
     return channel_name(workspace_id), _encoder.encode(event)
 
 
-def publish_in(pipe, workspace_id: str, event: LiveEvent) -> None:
-    """Queue a publish on a pipeline (ingress sends one pipeline per batch)."""
-    pipe.publish(channel_name(workspace_id), _encoder.encode(event))
-
-
 class LiveBatch:
     """Live events held back to go out together: at the end of a turn, or before a slow call."""
 
@@ -49,17 +44,15 @@ class LiveBatch:
     def add(self, workspace_id: str, event: LiveEvent) -> None:
         self.items.append((workspace_id, event))
 
-    def publish_in(self, pipe) -> None:
-        """Queue every held event on a pipeline; the caller executes it."""
-        for workspace_id, event in self.items:
-            publish_in(pipe, workspace_id, event)
+    def take_commands(self) -> list[tuple]:
+        """The held events as PUBLISH commands, for the caller to send with its own; the batch is emptied."""
+        commands = [("PUBLISH", *wire(workspace_id, event)) for workspace_id, event in self.items]
         self.items.clear()
+        return commands
 
     async def flush(self) -> None:
         if self.items:
-            pipe = redis_conn.client().pipeline(transaction=False)
-            self.publish_in(pipe)
-            await pipe.execute()
+            await redis_conn.pipeliner().execute(*self.take_commands())
 
 
 async def publish_or_hold(workspace_id: str, event: LiveEvent, live: LiveBatch | None) -> None:

@@ -308,7 +308,8 @@ async def replay_parked_statuses(channel: ChannelRecord, provider_message_id: st
     from app.services import redis_conn
 
     key = _parked_key(channel.id, provider_message_id)
-    parked = await redis_conn.client().lrange(key, 0, -1)
+    # Asked after every send, and nearly always empty: it shares the round trip of other turns.
+    [parked] = await redis_conn.pipeliner().execute(("LRANGE", key, 0, -1))
     if not parked:
         return
     await redis_conn.client().delete(key)

@@ -17,7 +17,7 @@ from typing import Any
 from saq import Queue, Worker
 
 from app.services import buffer as buffer_mod
-from app.services import events, turns
+from app.services import events, redis_conn, turns
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +85,8 @@ async def _flush_one(state: WorkerState, conversation_id: str, token: str, held:
     finally:
         held.pop(conversation_id, None)
         state.active_turns -= 1
-        # The turn's live events and the lock's release: one round trip.
-        pipe = state.buffer.redis.pipeline(transaction=False)
-        live.publish_in(pipe)
-        await state.buffer.release(conversation_id, token, pipe=pipe)
+        # The turn's live events and the lock's release, in the round trip other turns share.
+        await state.buffer.release_with(redis_conn.pipeliner(), conversation_id, token, live.take_commands())
 
 
 async def _keep_alive(state: WorkerState, held: dict[str, str]) -> None:

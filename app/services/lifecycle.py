@@ -67,7 +67,7 @@ async def start(*, run_worker: bool = False, worker_concurrency: int = 20) -> Se
     await queue.connect()
     understanding = Understanding(ambiguity_margin=settings.ai.ambiguity_margin)
     outbox = Outbox(WhatsAppSender(settings.channels))
-    ai_store = AIStateStore(redis, ttl_s=settings.ai.state_ttl_seconds)
+    ai_store = AIStateStore(redis, ttl_s=settings.ai.state_ttl_seconds, pipeliner=redis_conn.pipeliner())
     plans = flows_store.PlanCache()
     buffer = buffer_mod.Buffer(redis, quiet_s=settings.buffer.seconds, max_s=settings.buffer.max_seconds,
                                lock_s=settings.buffer.lock_seconds)

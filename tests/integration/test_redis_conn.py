@@ -15,3 +15,28 @@ async def test_a_burst_beyond_the_pool_waits_for_connections_instead_of_failing(
     finally:
         await redis_conn.close()
     assert replies == [[b"1", None]] * 40
+
+
+async def test_concurrent_commands_share_round_trips_and_keep_their_own_replies(service_urls) -> None:
+    client = redis_conn.connect(service_urls[1])
+    pipeliner = redis_conn.pipeliner()
+    round_trips = []
+    real_run = pipeliner._run
+
+    async def counting_run(items):
+        round_trips.append(len(items))
+        return await real_run(items)
+
+    pipeliner._batches._run = counting_run
+    try:
+        await client.delete("sb:test:list")
+        await client.set("sb:test:text", "not a list", ex=60)
+        results = await asyncio.gather(*(pipeliner.execute(("SET", f"sb:test:k{i}", i, "EX", 60),
+                                                           ("GET", f"sb:test:k{i}")) for i in range(30)),
+                                       pipeliner.execute(("LPUSH", "sb:test:text", "x")),  # wrong type
+                                       return_exceptions=True)
+    finally:
+        await redis_conn.close()
+    assert [r[1] for r in results[:30]] == [str(i).encode() for i in range(30)]
+    assert "WRONGTYPE" in str(results[30])
+    assert len(round_trips) < 31 and sum(round_trips) >= 31  # shared, and nothing dropped
