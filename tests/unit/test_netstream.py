@@ -1,20 +1,24 @@
-"""The asyncio network backend under httpx, against real servers on 127.0.0.1."""
+"""The asyncio network backend, under httpx (webhook calls) and under the sharded pool (Graph API
+sends), against real servers on 127.0.0.1."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 
+import httpcore
 import httpx
 import pytest
 
-from app.services.netstream import FLUSH_BYTES, AsyncioBackend, pooled_transport
+from app.services.netguard import GuardedTransport, parse_networks
+from app.services.netstream import FLUSH_BYTES, AsyncioBackend, ShardedConnectionPool
 from tests.support.http_peer import HttpPeer, PeerRequest, PeerResponse
 
 
 def client() -> httpx.AsyncClient:
-    transport = pooled_transport(limits=httpx.Limits(max_connections=4, max_keepalive_connections=4),
-                                 ssl_context=httpx.create_ssl_context(trust_env=False))
+    """An httpx client as webhook calls make them (the address guard lets loopback through here)."""
+    transport = GuardedTransport(limits=httpx.Limits(max_connections=4, max_keepalive_connections=4),
+                                 allowed_networks=parse_networks(["127.0.0.0/8"]))
     return httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(2.0))
 
 
@@ -88,17 +92,33 @@ class CountingBackend(AsyncioBackend):
 
 async def test_a_request_leaves_in_one_write_and_connections_are_reused() -> None:
     backend = CountingBackend()
-    transport = pooled_transport(limits=httpx.Limits(max_connections=4), network_backend=backend,
-                                 ssl_context=httpx.create_ssl_context(trust_env=False))
-    async with RawServer() as server, httpx.AsyncClient(transport=transport) as http:
+    pool = ShardedConnectionPool(max_connections=4, network_backend=backend)
+    async with RawServer() as server:
+        url = httpcore.URL(f"{server.url}/send")
         for i in range(3):
-            response = await http.post(f"{server.url}/send", content=b'{"n": %d}' % i,
-                                       headers={"Content-Type": "application/json"})
-            assert (response.status_code, response.text) == (200, "ok")
+            response = await pool.request(b"POST", url, headers=[(b"Content-Type", b"application/json")],
+                                          content=b'{"n": %d}' % i, timeout_s=2.0)
+            assert (response.status, response.content) == (200, b"ok")
+        await pool.aclose()
     assert len(server.connections) == 1, "keep-alive connection was not reused"
     # Head and body of each request in one write (httpcore hands them over separately).
     assert len(backend.writes) == 3, backend.writes
     assert all(w.startswith(b"POST /send") and w.endswith(b"}") for w in backend.writes), backend.writes
+
+
+async def test_the_sharded_pool_answers_concurrent_requests_and_gives_every_slot_back() -> None:
+    async def echo(request: PeerRequest) -> PeerResponse:
+        return PeerResponse(status=200, body=request.body, delay_s=0.05)
+
+    pool = ShardedConnectionPool(max_connections=16, connections_per_pool=2)
+    async with HttpPeer() as peer:
+        peer.route("POST", "/echo", echo)
+        url = httpcore.URL(peer.url("/echo"))
+        responses = await asyncio.gather(*(pool.request(b"POST", url, headers=[], content=b"%d" % i, timeout_s=5.0)
+                                           for i in range(40)))
+        await pool.aclose()
+    assert [r.content for r in responses] == [b"%d" % i for i in range(40)]
+    assert pool._picker.in_flight == [0] * 8  # every slot given back
 
 
 async def test_a_large_body_arrives_whole() -> None:

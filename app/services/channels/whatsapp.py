@@ -6,17 +6,20 @@ import asyncio
 import logging
 import random
 
-import httpx
+import httpcore
 
 from app.services.channels.items import WireError
 from app.services.channels.store import ChannelRecord
 from app.services.channels.whatsapp_wire import build_text_message, parse_send_response
-from app.services.webhooks import sharded_pool
+from app.services.netstream import ShardedConnectionPool
 from app.settings import ChannelSettings
 
 log = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+# The request may not have reached the API, or its answer was lost: send again.
+TRANSPORT_ERRORS = (httpcore.TimeoutException, httpcore.NetworkError, httpcore.RemoteProtocolError)
+USER_AGENT = b"switchboard"
 
 
 class SendError(Exception):
@@ -33,36 +36,38 @@ class WhatsAppSender:
 
     def __init__(self, settings: ChannelSettings) -> None:
         self.settings = settings
-        # Many small pools: one big httpcore pool spends its CPU rescanning connections under
-        # concurrency (see app.services.webhooks.ShardedTransport). Requests go to the transport
-        # directly: an AsyncClient's cookie, auth and redirect layers cost CPU on every send and
-        # the Graph API needs none of them.
-        self.transport = sharded_pool(max_connections=128)
-        self.timeout = httpx.Timeout(settings.send_timeout_seconds)
+        # Many small pools (one big httpcore pool spends its CPU rescanning its connections
+        # under concurrency), spoken to without httpx's models: the Graph API needs no
+        # cookies, auth flows or redirects, and they cost CPU on every send.
+        self.pool = ShardedConnectionPool(max_connections=128)
+        self._urls: dict[str, httpcore.URL] = {}
 
     async def aclose(self) -> None:
-        await self.transport.aclose()
+        await self.pool.aclose()
 
-    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
-        request = httpx.Request("POST", url, content=body, headers=headers,
-                                extensions={"timeout": self.timeout.as_dict()})
-        response = await self.transport.handle_async_request(request)
-        try:
-            content = await response.aread()
-        finally:
-            await response.aclose()
-        return response.status_code, content
+    def _messages_url(self, phone_number_id: str) -> httpcore.URL:
+        url = self._urls.get(phone_number_id)
+        if url is None:
+            url = self._urls[phone_number_id] = httpcore.URL(
+                f"{self.settings.whatsapp_graph_url}/{phone_number_id}/messages")
+        return url
+
+    async def _post(self, url: httpcore.URL, body: bytes, headers: list[tuple[bytes, bytes]]) -> tuple[int, bytes]:
+        response = await self.pool.request(b"POST", url, headers=headers, content=body,
+                                           timeout_s=self.settings.send_timeout_seconds)
+        return response.status, response.content
 
     async def send_text(self, channel: ChannelRecord, *, to: str, text: str) -> str:
         """Send and return the wamid; raise SendError when it could not be sent."""
-        url = f"{self.settings.whatsapp_graph_url}/{channel.phone_number_id}/messages"
+        url = self._messages_url(channel.phone_number_id)
         body = build_text_message(to, text)
-        headers = {"Authorization": f"Bearer {channel.access_token}", "Content-Type": "application/json"}
+        headers = [(b"Authorization", f"Bearer {channel.access_token}".encode()),
+                   (b"Content-Type", b"application/json"), (b"User-Agent", USER_AGENT)]
         attempt = 0
         while True:
             try:
                 status_code, content = await self._post(url, body, headers)
-            except httpx.TransportError as exc:
+            except TRANSPORT_ERRORS as exc:
                 if attempt >= self.settings.send_max_retries:
                     raise SendError(f"WhatsApp API unreachable after {attempt + 1} attempts: {exc!r}") from exc
             else:
