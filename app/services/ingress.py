@@ -39,20 +39,33 @@ class Accepted(msgspec.Struct, frozen=True):
 STATUS_RANK = {"queued": 0, "sending": 1, "sent": 2, "delivered": 3, "read": 4, "played": 5, "failed": 6}
 
 
-_INSERT_CONTACT = """
+# First contacts of a batch, created together. Rows go in (workspace, phone) and (channel,
+# contact) order, so concurrent batches that share senders wait for each other instead of
+# deadlocking; a sender another batch created meanwhile is read back.
+_INSERT_CONTACTS = """
 INSERT INTO contacts (id, workspace, phone, first_name, last_name, tags, attributes, created_at)
-VALUES ($1, $2, $3, $4, $5, '[]'::jsonb, '{}'::jsonb, now())
+SELECT gen_random_uuid(), u.workspace, u.phone, u.first_name, u.last_name, '[]'::jsonb, '{}'::jsonb, now()
+  FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS u(workspace, phone, first_name, last_name)
+ ORDER BY u.workspace, u.phone
 ON CONFLICT (workspace, phone) DO NOTHING
-RETURNING id
+RETURNING id, workspace, phone
 """
-_SELECT_CONTACT = "SELECT id FROM contacts WHERE workspace = $1 AND phone = $2"
-_INSERT_CONVERSATION = """
+_SELECT_CONTACTS = """
+SELECT c.id, c.workspace, c.phone FROM contacts c
+  JOIN unnest($1::uuid[], $2::text[]) AS u(workspace, phone) ON c.workspace = u.workspace AND c.phone = u.phone
+"""
+_INSERT_CONVERSATIONS = """
 INSERT INTO conversations (id, workspace, channel, contact, status, tags, created_at, last_message_at)
-VALUES ($1, $2, $3, $4, 'open', '[]'::jsonb, now(), now())
+SELECT gen_random_uuid(), u.workspace, u.channel, u.contact, 'open', '[]'::jsonb, now(), now()
+  FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) AS u(workspace, channel, contact)
+ ORDER BY u.channel, u.contact
 ON CONFLICT (channel, contact) DO NOTHING
-RETURNING id
+RETURNING id, channel, contact
 """
-_SELECT_CONVERSATION = "SELECT id FROM conversations WHERE channel = $1 AND contact = $2"
+_SELECT_CONVERSATIONS = """
+SELECT c.id, c.channel, c.contact FROM conversations c
+  JOIN unnest($1::uuid[], $2::uuid[]) AS u(channel, contact) ON c.channel = u.channel AND c.contact = u.contact
+"""
 _UPDATE_STATUS = """
 UPDATE messages
    SET status = $3, status_at = to_timestamp($4), error = $5::jsonb
@@ -63,33 +76,54 @@ RETURNING id, conversation
 _STATUS_ORDER = sorted(STATUS_RANK, key=STATUS_RANK.__getitem__)
 
 
-async def _resolve_conversation(conn, channel: ChannelRecord,
-                                item: InboundItem) -> tuple[str, list[str], tuple | None]:
-    """The conversation for (channel, sender), creating contact and conversation on first contact.
+class _Resolved(msgspec.Struct):
+    conversation_id: str
+    contact_id: str
+    raised: list[str]  # events of the first contact, for the first message of this sender
 
-    Returns the mapping to cache once the caller's transaction has committed.
+
+async def _resolve_new_senders(conn, senders: dict[tuple[str, str], tuple[ChannelRecord, InboundItem]]
+                               ) -> dict[tuple[str, str], _Resolved]:
+    """Contacts and conversations for senders the cache does not know, created where missing.
+
+    `senders` maps (channel id, phone) to the channel and the sender's first item in the batch.
     """
-    key = (channel.id, item.from_phone)
-    hit = _conversations.get(key)
-    if hit is not None:
-        _conversations.move_to_end(key)
-        return hit[1], [], None
-    raised: list[str] = []
+    contacts: dict[tuple[str, str], tuple[str, list[str]]] = {}  # (workspace, phone) -> (id, raised)
+    wanted = {(channel.workspace_id, item.from_phone): item for channel, item in senders.values()}
+    names = [_names(item) for item in wanted.values()]
+    created = await conn.fetch(_INSERT_CONTACTS, [w for w, _ in wanted], [p for _, p in wanted],
+                               [n[0] for n in names], [n[1] for n in names])
+    for row in created:
+        contacts[(str(row["workspace"]), row["phone"])] = (str(row["id"]), ["contact_created"])
+    missing = [key for key in wanted if key not in contacts]
+    if missing:
+        for row in await conn.fetch(_SELECT_CONTACTS, [w for w, _ in missing], [p for _, p in missing]):
+            contacts[(str(row["workspace"]), row["phone"])] = (str(row["id"]), [])
+
+    pairs = {key: (channel, contacts[(channel.workspace_id, item.from_phone)]) for key, (channel, item) in senders.items()}
+    conversations: dict[tuple[str, str], tuple[str, bool]] = {}  # (channel, contact) -> (id, created)
+    created = await conn.fetch(_INSERT_CONVERSATIONS, [c.workspace_id for c, _ in pairs.values()],
+                               [c.id for c, _ in pairs.values()], [contact[0] for _, contact in pairs.values()])
+    for row in created:
+        conversations[(str(row["channel"]), str(row["contact"]))] = (str(row["id"]), True)
+    missing = [(c.id, contact[0]) for c, contact in pairs.values() if (c.id, contact[0]) not in conversations]
+    if missing:
+        for row in await conn.fetch(_SELECT_CONVERSATIONS, [c for c, _ in missing], [p for _, p in missing]):
+            conversations[(str(row["channel"]), str(row["contact"]))] = (str(row["id"]), False)
+
+    resolved = {}
+    for key, (channel, (contact_id, contact_raised)) in pairs.items():
+        conversation_id, created_now = conversations[(channel.id, contact_id)]
+        raised = [*contact_raised, *(["conversation_created"] if created_now else [])]
+        resolved[key] = _Resolved(conversation_id=conversation_id, contact_id=contact_id, raised=raised)
+    return resolved
+
+
+def _names(item: InboundItem) -> tuple[str | None, str | None]:
     first, last = item.contact_first_name, item.contact_last_name
     if not first and item.contact_name:
         first, last = split_name(item.contact_name)
-    contact_id = await conn.fetchval(_INSERT_CONTACT, uuid.uuid4(), channel.workspace_id, item.from_phone, first, last)
-    if contact_id is None:
-        contact_id = await conn.fetchval(_SELECT_CONTACT, channel.workspace_id, item.from_phone)
-    else:
-        raised.append("contact_created")
-    conversation_id = await conn.fetchval(_INSERT_CONVERSATION, uuid.uuid4(), channel.workspace_id, channel.id,
-                                          contact_id)
-    if conversation_id is None:
-        conversation_id = await conn.fetchval(_SELECT_CONVERSATION, channel.id, contact_id)
-    else:
-        raised.append("conversation_created")
-    return str(conversation_id), raised, (key, (str(contact_id), str(conversation_id)))
+    return first, last
 
 
 def _no_nul(text: str) -> str:
@@ -217,11 +251,29 @@ class IngressWriter:
             known = all((request.channel.id, item.from_phone) in _conversations
                         for request in batch for item in request.items)
             async with contextlib.nullcontext() if known else conn.transaction():
+                senders: dict[tuple[str, str], tuple[ChannelRecord, InboundItem]] = {}
+                cached: dict[tuple[str, str], str] = {}  # read now: the cache may evict while we wait below
+                for request in batch:
+                    for item in request.items:
+                        key = (request.channel.id, item.from_phone)
+                        hit = _conversations.get(key)
+                        if hit is None:
+                            senders.setdefault(key, (request.channel, item))
+                        else:
+                            _conversations.move_to_end(key)
+                            cached[key] = hit[1]
+                resolved = await _resolve_new_senders(conn, senders) if senders else {}
+                for key, new in resolved.items():
+                    new_mappings.append((key, (new.contact_id, new.conversation_id)))
                 for r, request in enumerate(batch):
                     for i, item in enumerate(request.items):
-                        conversation_id, raised, mapping = await _resolve_conversation(conn, request.channel, item)
-                        if mapping:
-                            new_mappings.append(mapping)
+                        key = (request.channel.id, item.from_phone)
+                        new = resolved.get(key)
+                        if new is not None:
+                            conversation_id, raised = new.conversation_id, new.raised
+                            new.raised = []  # a sender's first message raises its events, not the next ones
+                        else:
+                            conversation_id, raised = cached[key], []
                         rows.append((r, i, item, conversation_id, str(uuid.uuid4()), raised))
                 columns: list[list] = [[] for _ in range(11)]
                 for r, _, item, conversation_id, message_id, raised in rows:
