@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -98,7 +99,20 @@ async def start(*, run_worker: bool = False, worker_concurrency: int = 20) -> Se
                                    extra_functions=svc.webhooks.job_functions())
         svc.worker_tasks.append(asyncio.create_task(worker.start(), name="sb-worker"))
         svc.worker_tasks.append(asyncio.create_task(_hold(worker), name="sb-worker-holder"))
+    freeze_startup_heap()
     return svc
+
+
+def freeze_startup_heap() -> None:
+    """Keep what start-up built (modules, the app, pools) out of the garbage collector's scans.
+
+    Measured under bench_ingress: the web process paused 60-110 ms about once a second in
+    full collections that walked every object it had ever imported, stalling every request
+    in flight at once (its p99 latency). Frozen objects are never scanned again; what
+    requests allocate is collected as before.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 async def _hold(worker) -> None:
