@@ -84,7 +84,7 @@ async def _start_many(items: list[tuple[uuid.UUID, uuid.UUID, str]]) -> list[Any
 
 
 async def _finish_many(items: list[tuple[uuid.UUID, dict[str, Any], list[str]]]) -> list[bool]:
-    columns: list[list[Any]] = [[] for _ in range(11)]
+    columns: list[list[Any]] = [[] for _ in range(10)]
     for run_id, result, message_ids in items:
         for column, value in zip(columns, (
                 run_id, result["layer"], _json.encode(result["flows"]).decode(),
@@ -92,9 +92,8 @@ async def _finish_many(items: list[tuple[uuid.UUID, dict[str, Any], list[str]]])
                 _json.encode(result["summary"]).decode(), _json.encode(message_ids).decode())):
             column.append(value)
         columns[7].extend(message_ids)
-        columns[8].extend([run_id] * len(message_ids))
-        columns[9].extend([run_id] * len(result["flows"]))
-        columns[10].extend(f["flow_id"] for f in result["flows"])
+        columns[8].extend([run_id] * len(result["flows"]))
+        columns[9].extend(f["flow_id"] for f in result["flows"])
     finished = {r["id"] for r in await engine.pool().fetch(_FINISH_MANY, *columns)}
     return [run_id in finished for run_id, _, _ in items]
 
@@ -162,9 +161,8 @@ WITH input AS (
    WHERE r.id = ANY($1::uuid[]) AND r.id = i.run_id AND r.status = 'running'
   RETURNING r.id, r.conversation, r.workspace
 ), done AS (
-  UPDATE messages m SET processed_at = now()
-    FROM unnest($8::uuid[], $9::uuid[]) AS d(id, run_id) JOIN run ON run.id = d.run_id
-   WHERE m.id = ANY($8::uuid[]) AND m.id = d.id AND m.run_id = d.run_id
+  -- A message's run_id is the run that claimed it: among the runs just completed is enough.
+  UPDATE messages SET processed_at = now() WHERE id = ANY($8::uuid[]) AND run_id IN (SELECT id FROM run)
 ), conversation AS (
   UPDATE conversations SET last_message_at = now() WHERE id IN (SELECT conversation FROM run)
 ), flows AS (
@@ -173,7 +171,7 @@ WITH input AS (
   UPDATE flows SET last_run_at = now()
    WHERE id IN (
      SELECT f.id FROM flows f
-       JOIN unnest($10::uuid[], $11::uuid[]) AS t(run_id, flow) ON f.id = t.flow
+       JOIN unnest($9::uuid[], $10::uuid[]) AS t(run_id, flow) ON f.id = t.flow
        JOIN run ON run.id = t.run_id AND f.workspace = run.workspace
       WHERE f.last_run_at IS NULL OR f.last_run_at < now() - interval '1 second'
         FOR UPDATE OF f SKIP LOCKED)

@@ -55,7 +55,8 @@ def _literal(value: object) -> str:
     if isinstance(value, (int, float)):
         return str(value)
     if isinstance(value, list):
-        return "'{" + ",".join(map(str, value)) + "}'"
+        quoted = ('"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"' for v in value)
+        return "'{" + ",".join(quoted) + "}'"
     return f"'{value}'"
 
 
@@ -101,3 +102,17 @@ async def test_recovery_scan_reads_only_unprocessed_messages(stack: Stack, tenan
     scans = [n for n in nodes if n.get("Relation Name") == "messages" and n["Node Type"] != "ModifyTable"]
     assert scans and all(n.get("Index Name") == "messages_unprocessed" for n in scans), \
         [(n["Node Type"], n.get("Index Name")) for n in scans]
+
+
+async def test_turn_end_marks_messages_by_primary_key(stack: Stack, tenant: Tenant, db) -> None:
+    transaction = db.transaction()
+    await transaction.start()
+    try:
+        await _backlog(db, tenant)
+        nodes = await _generic_plan(db, turns._FINISH_MANY, [uuid.uuid4()], ["trigger"], ["[]"], ["[]"], ["[]"],
+                                    ["{}"], ["[]"], [uuid.uuid4()], [uuid.uuid4()], [uuid.uuid4()])
+    finally:
+        await transaction.rollback()
+    message_indexes = {n["Index Name"] for n in nodes if n.get("Index Name", "").startswith("messages")}
+    assert message_indexes == {"messages_pkey"}, message_indexes
+    assert not [n for n in nodes if n["Node Type"] == "Seq Scan" and n.get("Relation Name") == "messages"]
