@@ -29,7 +29,6 @@ from app.services.netguard import (
     Resolver,
     check_url,
 )
-from app.services.netstream import ShardPicker
 
 logger = logging.getLogger(__name__)
 
@@ -632,25 +631,39 @@ class WebhookClient:
 
 
 class ShardedTransport(httpx.AsyncBaseTransport):
-    """Spreads requests over many small connection pools (see netstream.ShardPicker for why)."""
+    """Spreads requests over many small connection pools: a host's home pool first, else the least busy.
+
+    httpcore's pool rescans all its connections for every queued request on every state
+    change (encode/httpcore#1035, encode/httpx#3215): with 100 concurrent calls to one host
+    a single 256-connection pool spends most of the CPU there, requests queue for hundreds
+    of milliseconds and throughput collapses. Pools of a few connections keep each scan
+    short. Each origin has a home pool so that, at low load, its calls keep landing on the
+    same warm keep-alive connections; under load they spill to the idlest pool.
+    """
 
     def __init__(self, shards: Sequence[httpx.AsyncBaseTransport]) -> None:
         self._shards = list(shards)
-        self._picker = ShardPicker(len(self._shards))
+        self._in_flight = [0] * len(self._shards)
+
+    def _pick(self, url: httpx.URL) -> int:
+        home = hash((url.scheme, url.host, url.port)) % len(self._shards)
+        if self._in_flight[home] == 0:
+            return home
+        return self._in_flight.index(min(self._in_flight))
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        index = self._picker.pick((request.url.scheme, request.url.host, request.url.port))
-        self._picker.in_flight[index] += 1
+        index = self._pick(request.url)
+        self._in_flight[index] += 1
         try:
             response = await self._shards[index].handle_async_request(request)
         except BaseException:
-            self._picker.in_flight[index] -= 1
+            self._in_flight[index] -= 1
             raise
         assert isinstance(response.stream, httpx.AsyncByteStream)
         return httpx.Response(
             status_code=response.status_code,
             headers=response.headers,
-            stream=_ShardStream(response.stream, self._picker.in_flight, index),
+            stream=_ShardStream(response.stream, self._in_flight, index),
             extensions=response.extensions,
         )
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from app.services.netguard import GuardedTransport, parse_networks
-from app.services.netstream import FLUSH_BYTES, AsyncioBackend, ShardedConnectionPool
+from app.services.netstream import FLUSH_BYTES, AsyncioBackend, KeepAlivePool
 from tests.support.http_peer import HttpPeer, PeerRequest, PeerResponse
 
 
@@ -92,7 +92,7 @@ class CountingBackend(AsyncioBackend):
 
 async def test_a_request_leaves_in_one_write_and_connections_are_reused() -> None:
     backend = CountingBackend()
-    pool = ShardedConnectionPool(max_connections=4, network_backend=backend)
+    pool = KeepAlivePool(max_connections=4, network_backend=backend)
     async with RawServer() as server:
         url = httpcore.URL(f"{server.url}/send")
         for i in range(3):
@@ -106,19 +106,46 @@ async def test_a_request_leaves_in_one_write_and_connections_are_reused() -> Non
     assert all(w.startswith(b"POST /send") and w.endswith(b"}") for w in backend.writes), backend.writes
 
 
-async def test_the_sharded_pool_answers_concurrent_requests_and_gives_every_slot_back() -> None:
-    async def echo(request: PeerRequest) -> PeerResponse:
-        return PeerResponse(status=200, body=request.body, delay_s=0.05)
-
-    pool = ShardedConnectionPool(max_connections=16, connections_per_pool=2)
-    async with HttpPeer() as peer:
-        peer.route("POST", "/echo", echo)
-        url = httpcore.URL(peer.url("/echo"))
+async def test_the_pool_answers_concurrent_requests_within_its_connection_limit() -> None:
+    async with RawServer() as server:
+        pool = KeepAlivePool(max_connections=3)
+        url = httpcore.URL(f"{server.url}/send")
         responses = await asyncio.gather(*(pool.request(b"POST", url, headers=[], content=b"%d" % i, timeout_s=5.0)
                                            for i in range(40)))
         await pool.aclose()
-    assert [r.content for r in responses] == [b"%d" % i for i in range(40)]
-    assert pool._picker.in_flight == [0] * 8  # every slot given back
+    assert [r.status for r in responses] == [200] * 40
+    assert len(server.connections) <= 3, "more connections than the limit"
+
+
+async def test_a_connection_closed_by_the_server_is_replaced() -> None:
+    async with RawServer(close_after_response=True) as server:
+        pool = KeepAlivePool(max_connections=2)
+        url = httpcore.URL(f"{server.url}/x")
+        for _ in range(3):
+            response = await pool.request(b"GET", url, headers=[], content=b"", timeout_s=2.0)
+            assert response.status == 200
+            await asyncio.sleep(0.05)  # the server's FIN arrives while the connection is idle
+        await pool.aclose()
+    assert len(server.connections) == 3
+
+
+async def test_a_slow_answer_times_out_and_its_connection_is_not_reused() -> None:
+    async def slow(_request: PeerRequest) -> PeerResponse:
+        return PeerResponse(status=200, delay_s=0.5)
+
+    async def fast(_request: PeerRequest) -> PeerResponse:
+        return PeerResponse(status=200, body=b"fast")
+
+    async with HttpPeer() as peer:
+        peer.route("GET", "/slow", slow)
+        peer.route("GET", "/fast", fast)
+        pool = KeepAlivePool(max_connections=1)
+        with pytest.raises(httpcore.ReadTimeout):
+            await pool.request(b"GET", httpcore.URL(peer.url("/slow")), headers=[], content=b"", timeout_s=0.1)
+        # The one connection slot came back, and the next request gets a clean connection.
+        response = await pool.request(b"GET", httpcore.URL(peer.url("/fast")), headers=[], content=b"", timeout_s=2.0)
+        await pool.aclose()
+    assert response.content == b"fast"
 
 
 async def test_a_large_body_arrives_whole() -> None:

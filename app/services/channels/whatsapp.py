@@ -11,7 +11,7 @@ import httpcore
 from app.services.channels.items import WireError
 from app.services.channels.store import ChannelRecord
 from app.services.channels.whatsapp_wire import build_text_message, parse_send_response
-from app.services.netstream import ShardedConnectionPool
+from app.services.netstream import KeepAlivePool
 from app.settings import ChannelSettings
 
 log = logging.getLogger(__name__)
@@ -36,10 +36,9 @@ class WhatsAppSender:
 
     def __init__(self, settings: ChannelSettings) -> None:
         self.settings = settings
-        # Many small pools (one big httpcore pool spends its CPU rescanning its connections
-        # under concurrency), spoken to without httpx's models: the Graph API needs no
-        # cookies, auth flows or redirects, and they cost CPU on every send.
-        self.pool = ShardedConnectionPool(max_connections=128)
+        # httpcore connections without httpx's models or httpcore's pool machinery: the Graph
+        # API needs no cookies, auth flows or redirects, and each layer costs CPU on every send.
+        self.pool = KeepAlivePool(max_connections=128)
         self._urls: dict[str, httpcore.URL] = {}
 
     async def aclose(self) -> None:
