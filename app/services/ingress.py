@@ -8,7 +8,6 @@ signalled twice.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import uuid
@@ -22,6 +21,7 @@ from app.services import buffer as buffer_mod
 from app.services import events
 from app.services.channels.items import AMENDMENT_TYPES, InboundItem, split_name
 from app.services.channels.store import ChannelRecord
+from app.services.coalesce import Coalescer
 
 log = logging.getLogger(__name__)
 
@@ -157,89 +157,41 @@ class IngressError(Exception):
 class _Request(msgspec.Struct):
     channel: ChannelRecord
     items: list[InboundItem]
-    done: asyncio.Future
 
 
 class IngressWriter:
     """Stores what concurrent webhook requests bring in shared transactions (group commit).
 
     Each request still gets its answer only after its rows are committed, so a 200 always
-    means "stored"; many requests share one commit instead of paying one each.
+    means "stored"; many requests share one commit instead of paying one each. A batch that
+    fails is written again request by request (app.services.coalesce), so one bad request
+    fails alone.
     """
 
     def __init__(self, buffer: buffer_mod.Buffer, *, writers: int = 4, max_batch: int = 256) -> None:
         self.buffer = buffer
-        self.writers = writers
-        self.max_batch = max_batch
-        self._queue: asyncio.Queue[_Request] = asyncio.Queue()
-        self._tasks: list[asyncio.Task] = []
+        self._batches: Coalescer[_Request, list[Accepted]] = Coalescer(
+            self._write_or_forget, name="ingress", lanes=writers, max_batch=max_batch)
 
     async def accept(self, channel: ChannelRecord, items: list[InboundItem]) -> list[Accepted]:
-        if not self._tasks:
-            self._tasks = [asyncio.create_task(self._write_loop(), name=f"sb-ingress-{i}") for i in range(self.writers)]
-        request = _Request(channel=channel, items=items, done=asyncio.get_running_loop().create_future())
-        self._queue.put_nowait(request)
-        return await request.done
+        try:
+            return await self._batches.submit(_Request(channel=channel, items=items))
+        except Exception as exc:  # the request answers 5xx, so the provider redelivers later
+            log.exception("storing inbound messages failed", extra={"count": len(items)})
+            raise IngressError("storing the message failed; the sender will redeliver") from exc
 
     async def aclose(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+        await self._batches.aclose()
 
-    async def _write_loop(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
-            size = len(batch[0].items)
-            while size < self.max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-                size += len(batch[-1].items)
-            try:
-                await self._store(batch)
-            except asyncio.CancelledError:
-                for request in batch:
-                    request.done.cancel()
-                raise
-
-    async def _store(self, batch: list[_Request]) -> None:
-        """Write a batch; when it fails, write its requests one by one so one bad request fails alone."""
+    async def _write_or_forget(self, batch: list[_Request]) -> list[list[Accepted]]:
         try:
-            results = await self._write(batch)
+            return await self._write(batch)
         except asyncpg.ForeignKeyViolationError:
             # A conversation in the cache was deleted (its channel went away): forget and retry.
             for request in batch:
                 for item in request.items:
                     _conversations.pop((request.channel.id, item.from_phone), None)
-            results = None
-        except Exception:
-            if len(batch) == 1:
-                log.exception("storing inbound messages failed", extra={"count": len(batch[0].items)})
-                self._fail(batch, "storing the message failed; the sender will redeliver")
-                return
-            results = None
-        if results is None:
-            if len(batch) == 1:
-                try:
-                    results = await self._write(batch)
-                except Exception:  # the request answers 5xx, so the provider redelivers later
-                    log.exception("storing inbound messages failed", extra={"count": len(batch[0].items)})
-                    self._fail(batch, "storing the message failed; the sender will redeliver")
-                    return
-            else:
-                for request in batch:
-                    await self._store([request])
-                return
-        for request, accepted in zip(batch, results):
-            if not request.done.done():
-                request.done.set_result(accepted)
-
-    @staticmethod
-    def _fail(batch: list[_Request], message: str) -> None:
-        for request in batch:
-            if not request.done.done():
-                request.done.set_exception(IngressError(message))
+            return await self._write(batch)
 
     async def _write(self, batch: list[_Request]) -> list[list[Accepted]]:
         rows: list[tuple[int, int, InboundItem, str, str, list[str]]] = []  # (request, index, item, conv, id, events)
