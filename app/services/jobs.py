@@ -26,7 +26,7 @@ FLUSH_JOB = "flush_conversation"
 FLUSH_BATCH_JOB = "flush_conversations"
 # Conversations per flush job: SAQ's own bookkeeping (enqueue, dequeue, status updates,
 # finish: about seven Redis round trips and three log lines) is paid once per job.
-FLUSH_BATCH_MAX = 32
+FLUSH_BATCH_MAX = 64
 
 
 def flush_job_key(conversation_id: str) -> str:
