@@ -13,6 +13,7 @@ import pytest
 from app.services.netguard import GuardedTransport, parse_networks
 from app.services.netstream import FLUSH_BYTES, AsyncioBackend, KeepAlivePool
 from tests.support.http_peer import HttpPeer, PeerRequest, PeerResponse
+from tests.support.stack import wait_until
 
 
 def client() -> httpx.AsyncClient:
@@ -124,7 +125,9 @@ async def test_a_connection_closed_by_the_server_is_replaced() -> None:
         for _ in range(3):
             response = await pool.request(b"GET", url, headers=[], content=b"", timeout_s=2.0)
             assert response.status == 200
-            await asyncio.sleep(0.05)  # the server's FIN arrives while the connection is idle
+            # The server's FIN reaches the idle connection before the next request.
+            await wait_until(lambda: all(c.has_expired() for c in pool._idle.get((url.scheme, url.host, url.port), [])),
+                             timeout_s=5, what="the idle connection to see the server's close")
         await pool.aclose()
     assert len(server.connections) == 3
 
@@ -176,8 +179,10 @@ async def test_a_connection_the_server_closed_is_not_reused() -> None:
     async with RawServer(close_after_response=True) as server, client() as http:
         for _ in range(3):
             response = await http.get(f"{server.url}/x")
-            await asyncio.sleep(0.05)  # let the server's FIN arrive while the connection is idle
             assert response.status_code == 200
+            # The server's FIN reaches the idle connection before the next request.
+            await wait_until(lambda: all(c.has_expired() for c in http._transport._pool.connections),
+                             timeout_s=5, what="the idle connection to see the server's close")
     assert len(server.connections) == 3
 
 
