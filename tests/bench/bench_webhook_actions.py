@@ -82,7 +82,7 @@ def prepare_environment() -> str:
 
 async def measure(args: argparse.Namespace, url: str) -> dict[str, object]:
     from app.db import engine
-    from app.services import auth, jobs, redis_conn
+    from app.services import auth, jobs, lifecycle, redis_conn
     from app.services.runtime import TurnScope
     from app.services.webhook_actions import WebhookActions
     from app.settings import get_settings
@@ -95,6 +95,7 @@ async def measure(args: argparse.Namespace, url: str) -> dict[str, object]:
     redis_conn.connect(settings.redis.url)
     queue = jobs.make_queue(settings.redis.url)
     actions = WebhookActions(settings, queue=queue, outbox=None)  # type: ignore[arg-type]  # unused on this path
+    lifecycle.freeze_startup_heap()  # as a worker's start-up does
     principal = await auth.create_admin(email=f"bench-{uuid.uuid4().hex[:8]}@example.com",
                                         password="bench password", workspace=f"bench-{uuid.uuid4().hex[:8]}")
     config = CallWebhookConfig(
