@@ -194,3 +194,71 @@ async def test_nothing_listening_is_a_connect_error() -> None:
     async with client() as http:
         with pytest.raises(httpx.ConnectError):
             await http.get(f"http://127.0.0.1:{port}/")
+
+
+def _self_signed(tmp_path) -> tuple[str, str]:
+    """A certificate for 127.0.0.1 and its key, as PEM files."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+async def test_https_through_the_pool_and_the_guarded_transport(tmp_path) -> None:
+    """The Graph API and most webhooks are HTTPS: the TLS handshake runs on these streams."""
+    import ssl
+
+    cert, key = _self_signed(tmp_path)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    client_tls = ssl.create_default_context(cafile=cert)
+    served: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, ssl.SSLError):
+            while head := await reader.readuntil(b"\r\n\r\n"):
+                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)
+                served.append(head.split(b"\r\n", 1)[0] + b" " + await reader.readexactly(length))
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecure")
+                await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=server_tls)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        pool = KeepAlivePool(max_connections=2, ssl_context=client_tls)
+        url = httpcore.URL(f"https://127.0.0.1:{port}/106540/messages")
+        answers = [await pool.request(b"POST", url, headers=[], content=b"{}", timeout_s=5.0) for _ in range(2)]
+        await pool.aclose()
+        transport = GuardedTransport(ssl_context=client_tls, allowed_networks=parse_networks(["127.0.0.1/32"]))
+        async with httpx.AsyncClient(transport=transport) as http:
+            guarded = await http.post(f"https://127.0.0.1:{port}/hook", content=b"{}")
+        # Nothing answers a client that does not trust the certificate.
+        untrusting = KeepAlivePool(max_connections=1)
+        with pytest.raises(httpcore.ConnectError):
+            await untrusting.request(b"GET", url, headers=[], content=b"", timeout_s=5.0)
+        await untrusting.aclose()
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert [a.content for a in answers] == [b"secure", b"secure"] and guarded.text == "secure"
+    assert served == [b"POST /106540/messages HTTP/1.1 {}"] * 2 + [b"POST /hook HTTP/1.1 {}"]
