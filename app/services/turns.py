@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import enum
 import hashlib
 import logging
@@ -226,6 +228,12 @@ async def process_conversation(deps: TurnDeps, conversation_id: str, *, job_id: 
     started = time.perf_counter()
     try:
         result = await _interpret(deps, conversation_id, workspace_id, context, claimed, run_id, live)
+    except asyncio.CancelledError:
+        # The worker is stopping: give the batch back now, not when recovery finds the lock expired.
+        log.warning("turn cancelled; its messages go back to the queue", extra=log_extra)
+        with contextlib.suppress(Exception):
+            await asyncio.shield(_give_back(run_id, conv_uuid, error="cancelled: the worker stopped"))
+        raise
     except TRANSIENT_ERRORS as exc:
         # Redis or PostgreSQL failed for a moment: the batch goes back, and the caller signals
         # the conversation again. Replies already sent are not sent twice (their dedupe keys

@@ -1,7 +1,9 @@
-"""Nothing lost, nothing twice: a worker killed mid-batch, Redis losing its data mid-buffer or failing mid-turn."""
+"""Nothing lost, nothing twice: a worker killed or stopped mid-batch, Redis losing its data mid-buffer or failing
+mid-turn."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import os
@@ -83,6 +85,21 @@ async def test_redis_flushed_mid_buffer_recovers_from_postgres(stack: Stack, ten
     assert len(sent_to(graph_api, pnid)) == 1
 
 
+async def _stored_unsignalled(db, tenant: Tenant, channel: dict, *, phone: str, text: str) -> tuple[uuid.UUID, uuid.UUID]:
+    """A message stored as ingress stores it, but not signalled: only the test's own turn knows about it yet."""
+    workspace = uuid.UUID(tenant.workspace_id)
+    contact = await db.fetchval("INSERT INTO contacts (id, workspace, phone) VALUES (gen_random_uuid(), $1, $2) "
+                                "RETURNING id", workspace, phone)
+    conversation = await db.fetchval(
+        "INSERT INTO conversations (id, workspace, channel, contact) VALUES (gen_random_uuid(), $1, $2, $3) "
+        "RETURNING id", workspace, uuid.UUID(channel["id"]), contact)
+    message = await db.fetchval(
+        "INSERT INTO messages (id, workspace, conversation, channel, direction, seq, provider_message_id, type, text) "
+        "VALUES (gen_random_uuid(), $1, $2, $3, 'in', 1, $4, 'text', $5) RETURNING id",
+        workspace, conversation, uuid.UUID(channel["id"]), f"wamid.{phone}", text)
+    return conversation, message
+
+
 class _RedisHiccup:
     """The worker's AI state store, failing its reads as a saturated or restarting Redis does."""
 
@@ -104,17 +121,7 @@ async def test_a_turn_interrupted_by_redis_gives_its_batch_back(stack: Stack, te
     channel = await whatsapp_channel(tenant, graph_api)
     pnid = channel["phone_number_id"]
     await tenant.create_flow(keyword_flow(keywords=["hiccup"], reply="Still here.", disable_ai=False))
-    workspace = uuid.UUID(tenant.workspace_id)
-    # Stored as ingress stores it, but not signalled: only this test's turn knows about it yet.
-    contact = await db.fetchval("INSERT INTO contacts (id, workspace, phone) VALUES (gen_random_uuid(), $1, "
-                                "'15550007777') RETURNING id", workspace)
-    conversation = await db.fetchval(
-        "INSERT INTO conversations (id, workspace, channel, contact) VALUES (gen_random_uuid(), $1, $2, $3) "
-        "RETURNING id", workspace, uuid.UUID(channel["id"]), contact)
-    message = await db.fetchval(
-        "INSERT INTO messages (id, workspace, conversation, channel, direction, seq, provider_message_id, type, text) "
-        "VALUES (gen_random_uuid(), $1, $2, $3, 'in', 1, 'wamid.hiccup', 'text', 'hiccup?') RETURNING id",
-        workspace, conversation, uuid.UUID(channel["id"]))
+    conversation, message = await _stored_unsignalled(db, tenant, channel, phone="15550007777", text="hiccup?")
 
     svc = await lifecycle.start()
     try:
@@ -136,4 +143,52 @@ async def test_a_turn_interrupted_by_redis_gives_its_batch_back(stack: Stack, te
     statuses = [r["status"] for r in await db.fetch(
         "SELECT status FROM runs WHERE conversation = $1 ORDER BY started_at", conversation)]
     assert statuses == ["abandoned", "completed"]
+    assert len(sent_to(graph_api, pnid)) == 1
+
+
+class _Stalled:
+    """An AI state store whose read never returns, holding the turn where the test wants it."""
+
+    def __init__(self, inner) -> None:
+        self._inner = inner
+        self.reached = asyncio.Event()
+
+    async def read_with(self, *_args, **_kwargs):
+        self.reached.set()
+        await asyncio.Event().wait()
+
+    def __getattr__(self, name: str):
+        return getattr(self._inner, name)
+
+
+async def test_a_turn_cancelled_by_shutdown_gives_its_batch_back_at_once(stack: Stack, tenant: Tenant,
+                                                                       graph_api: HttpPeer, db) -> None:
+    """A stopping worker cancels its turns: their batches go back now, not after the lock expires."""
+    from app.services import lifecycle, turns
+
+    channel = await whatsapp_channel(tenant, graph_api)
+    pnid = channel["phone_number_id"]
+    await tenant.create_flow(keyword_flow(keywords=["restart"], reply="Back again.", disable_ai=False))
+    conversation, message = await _stored_unsignalled(db, tenant, channel, phone="15550006666", text="restart?")
+
+    svc = await lifecycle.start()
+    try:
+        stalled = _Stalled(svc.ai_store)
+        turn = asyncio.create_task(turns.process_conversation(
+            dataclasses.replace(svc.deps, ai_store=stalled), str(conversation), job_id="test"))
+        await asyncio.wait_for(stalled.reached.wait(), timeout=10)
+        turn.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await turn
+    finally:
+        await lifecycle.stop()
+    [run] = await db.fetch("SELECT status, error FROM runs WHERE conversation = $1", conversation)
+    assert run["status"] == "abandoned" and "cancelled" in run["error"]
+    row = await db.fetchrow("SELECT run_id, processed_at FROM messages WHERE id = $1", message)
+    assert row["run_id"] is None and row["processed_at"] is None, "the batch was not given back"
+
+    [reply] = await wait_until(lambda: sent_to(graph_api, pnid), timeout_s=20, what="the reply after the restart")
+    assert reply.json()["text"]["body"] == "Back again."
+    await wait_until(lambda: db.fetchval("SELECT processed_at IS NOT NULL FROM messages WHERE id = $1", message),
+                     what="the message processed")
     assert len(sent_to(graph_api, pnid)) == 1
