@@ -100,17 +100,33 @@ async def _stored_unsignalled(db, tenant: Tenant, channel: dict, *, phone: str, 
     return conversation, message
 
 
-class _RedisHiccup:
-    """The worker's AI state store, failing its reads as a saturated or restarting Redis does."""
+class _AIStoreReading:
+    """The worker's AI state store with its read replaced, to fail or hold a turn where a test wants it."""
 
-    def __init__(self, inner) -> None:
+    def __init__(self, inner, read_with) -> None:
         self._inner = inner
-
-    async def read_with(self, *_args, **_kwargs):
-        raise RedisConnectionError("Too many connections")
+        self.read_with = read_with
 
     def __getattr__(self, name: str):
         return getattr(self._inner, name)
+
+
+async def _given_back_then_answered_once(db, graph_api: HttpPeer, pnid: str, conversation: uuid.UUID,
+                                         message: uuid.UUID, *, error: str, reply: str) -> None:
+    """The interrupted run is abandoned, its message released, and the live worker answers it exactly once."""
+    [run] = await db.fetch("SELECT status, error FROM runs WHERE conversation = $1", conversation)
+    assert run["status"] == "abandoned" and error in run["error"]
+    row = await db.fetchrow("SELECT run_id, processed_at FROM messages WHERE id = $1", message)
+    assert row["run_id"] is None and row["processed_at"] is None, "the batch was not given back"
+    # The worker's recovery finds the stored, unclaimed message and answers it.
+    [sent] = await wait_until(lambda: sent_to(graph_api, pnid), timeout_s=20, what="the reply after the interruption")
+    assert sent.json()["text"]["body"] == reply
+    await wait_until(lambda: db.fetchval("SELECT processed_at IS NOT NULL FROM messages WHERE id = $1", message),
+                     what="the message processed")
+    statuses = [r["status"] for r in await db.fetch(
+        "SELECT status FROM runs WHERE conversation = $1 ORDER BY started_at", conversation)]
+    assert statuses == ["abandoned", "completed"]
+    assert len(sent_to(graph_api, pnid)) == 1
 
 
 async def test_a_turn_interrupted_by_redis_gives_its_batch_back(stack: Stack, tenant: Tenant, graph_api: HttpPeer,
@@ -125,40 +141,16 @@ async def test_a_turn_interrupted_by_redis_gives_its_batch_back(stack: Stack, te
 
     svc = await lifecycle.start()
     try:
-        deps = dataclasses.replace(svc.deps, ai_store=_RedisHiccup(svc.ai_store))
+        async def hiccup(*_args, **_kwargs):
+            raise RedisConnectionError("Too many connections")  # a saturated or restarting Redis
+
+        deps = dataclasses.replace(svc.deps, ai_store=_AIStoreReading(svc.ai_store, hiccup))
         with pytest.raises(RedisConnectionError):
             await turns.process_conversation(deps, str(conversation), job_id="test")
     finally:
         await lifecycle.stop()
-    [run] = await db.fetch("SELECT status, error FROM runs WHERE conversation = $1", conversation)
-    assert run["status"] == "abandoned" and "Too many connections" in run["error"]
-    row = await db.fetchrow("SELECT run_id, processed_at FROM messages WHERE id = $1", message)
-    assert row["run_id"] is None and row["processed_at"] is None, "the batch was not given back"
-
-    # The worker's recovery finds the stored, unclaimed message and answers it.
-    [reply] = await wait_until(lambda: sent_to(graph_api, pnid), timeout_s=20, what="the reply after the hiccup")
-    assert reply.json()["text"]["body"] == "Still here."
-    await wait_until(lambda: db.fetchval("SELECT processed_at IS NOT NULL FROM messages WHERE id = $1", message),
-                     what="the message processed")
-    statuses = [r["status"] for r in await db.fetch(
-        "SELECT status FROM runs WHERE conversation = $1 ORDER BY started_at", conversation)]
-    assert statuses == ["abandoned", "completed"]
-    assert len(sent_to(graph_api, pnid)) == 1
-
-
-class _Stalled:
-    """An AI state store whose read never returns, holding the turn where the test wants it."""
-
-    def __init__(self, inner) -> None:
-        self._inner = inner
-        self.reached = asyncio.Event()
-
-    async def read_with(self, *_args, **_kwargs):
-        self.reached.set()
-        await asyncio.Event().wait()
-
-    def __getattr__(self, name: str):
-        return getattr(self._inner, name)
+    await _given_back_then_answered_once(db, graph_api, pnid, conversation, message,
+                                         error="Too many connections", reply="Still here.")
 
 
 async def test_a_turn_cancelled_by_shutdown_gives_its_batch_back_at_once(stack: Stack, tenant: Tenant,
@@ -173,22 +165,20 @@ async def test_a_turn_cancelled_by_shutdown_gives_its_batch_back_at_once(stack: 
 
     svc = await lifecycle.start()
     try:
-        stalled = _Stalled(svc.ai_store)
+        reached = asyncio.Event()
+
+        async def stall(*_args, **_kwargs):
+            reached.set()
+            await asyncio.Event().wait()
+
         turn = asyncio.create_task(turns.process_conversation(
-            dataclasses.replace(svc.deps, ai_store=stalled), str(conversation), job_id="test"))
-        await asyncio.wait_for(stalled.reached.wait(), timeout=10)
+            dataclasses.replace(svc.deps, ai_store=_AIStoreReading(svc.ai_store, stall)), str(conversation),
+            job_id="test"))
+        await asyncio.wait_for(reached.wait(), timeout=10)
         turn.cancel()
         with pytest.raises(asyncio.CancelledError):
             await turn
     finally:
         await lifecycle.stop()
-    [run] = await db.fetch("SELECT status, error FROM runs WHERE conversation = $1", conversation)
-    assert run["status"] == "abandoned" and "cancelled" in run["error"]
-    row = await db.fetchrow("SELECT run_id, processed_at FROM messages WHERE id = $1", message)
-    assert row["run_id"] is None and row["processed_at"] is None, "the batch was not given back"
-
-    [reply] = await wait_until(lambda: sent_to(graph_api, pnid), timeout_s=20, what="the reply after the restart")
-    assert reply.json()["text"]["body"] == "Back again."
-    await wait_until(lambda: db.fetchval("SELECT processed_at IS NOT NULL FROM messages WHERE id = $1", message),
-                     what="the message processed")
-    assert len(sent_to(graph_api, pnid)) == 1
+    await _given_back_then_answered_once(db, graph_api, pnid, conversation, message,
+                                         error="cancelled", reply="Back again.")
