@@ -9,8 +9,8 @@ from pathlib import Path
 
 from litestar import Litestar, Router
 from litestar.config.compression import CompressionConfig
-from litestar.datastructures import CacheControlHeader
 from litestar.contrib.jinja import JinjaTemplateEngine
+from litestar.datastructures import CacheControlHeader
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
@@ -62,17 +62,21 @@ def create_app(*, with_worker: bool = False, worker_concurrency: int = 20) -> Li
             api,
             *UI_ROUTERS,
             # Pages link assets as /static/...?v=<content hash>: a changed file is a new URL.
-            create_static_files_router(path="/static", directories=[ROOT / "static"], include_in_schema=False,
-                                       cache_control=CacheControlHeader(max_age=31_536_000, public=True,
-                                                                        immutable=True)),
+            create_static_files_router(
+                path="/static",
+                directories=[ROOT / "static"],
+                include_in_schema=False,
+                cache_control=CacheControlHeader(max_age=31_536_000, public=True, immutable=True),
+            ),
         ],
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],
         exception_handlers=HANDLERS,
         plugins=[HTMXPlugin()],
         template_config=TemplateConfig(directory=ROOT / "templates", engine=JinjaTemplateEngine),
-        openapi_config=OpenAPIConfig(title="Switchboard", version="0.1.0", path="/schema",
-                                     render_plugins=[SwaggerRenderPlugin()]),
+        openapi_config=OpenAPIConfig(
+            title="Switchboard", version="0.1.0", path="/schema", render_plugins=[SwaggerRenderPlugin()]
+        ),
         compression_config=CompressionConfig(backend="gzip", minimum_size=2048, exclude=["/webhooks"]),
         request_max_body_size=settings.max_body_bytes,
         debug=settings.debug,

@@ -24,16 +24,25 @@ def _bootstrap() -> None:
     settings = get_settings()
     lifecycle.configure_logging(settings.log_level)
     if settings.secret_key == DEV_SECRET_KEY:
-        log.warning("SWITCHBOARD_SECRET_KEY is the development default: set your own before real use "
-                    "(it encrypts channel secrets and signs sessions; keep it, or stored secrets become unreadable)")
-    services = embedded.resolve_services(data_dir=settings.data_dir, database_url=settings.database.url,
-                                         redis_url=settings.redis.url)
+        log.warning(
+            "SWITCHBOARD_SECRET_KEY is the development default: set your own before real use "
+            "(it encrypts channel secrets and signs sessions; keep it, or stored secrets become unreadable)"
+        )
+    services = embedded.resolve_services(
+        data_dir=settings.data_dir, database_url=settings.database.url, redis_url=settings.redis.url
+    )
     set_environ("DATABASE_URL", services.database_url)
     set_environ("REDIS_URL", services.redis_url)
     asyncio.run(embedded.ensure_database(services.database_url))
     asyncio.run(engine.migrate())
-    log.info("services ready", extra={"database": _redact(services.database_url), "redis": services.redis_url,
-                                      "embedded": services.started})
+    log.info(
+        "services ready",
+        extra={
+            "database": _redact(services.database_url),
+            "redis": services.redis_url,
+            "embedded": services.started,
+        },
+    )
 
 
 def _redact(url: str) -> str:
@@ -81,8 +90,14 @@ def _serve(args: argparse.Namespace, *, with_worker: bool) -> int:
 
     app = create_app(with_worker=with_worker, worker_concurrency=args.concurrency)
     sys.stderr.write(f"Switchboard on http://{args.host}:{args.port} (API docs at /schema)\n")
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False,
-                timeout_graceful_shutdown=10)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
     return 0
 
 
@@ -93,12 +108,20 @@ def cmd_worker(args: argparse.Namespace) -> int:
         from app.services import jobs, lifecycle
 
         svc = await lifecycle.start()
-        state = jobs.WorkerState(queue=svc.queue, buffer=svc.buffer, deps=svc.deps,
-                                 poll_s=svc.settings.buffer.poll_seconds,
-                                 recovery_interval_s=svc.settings.buffer.recovery_interval_seconds)
+        state = jobs.WorkerState(
+            queue=svc.queue,
+            buffer=svc.buffer,
+            deps=svc.deps,
+            poll_s=svc.settings.buffer.poll_seconds,
+            recovery_interval_s=svc.settings.buffer.recovery_interval_seconds,
+        )
         svc.worker_state = state
-        worker = jobs.build_worker(state, concurrency=args.concurrency, install_signals=True,
-                                   extra_functions=svc.webhooks.job_functions())
+        worker = jobs.build_worker(
+            state,
+            concurrency=args.concurrency,
+            install_signals=True,
+            extra_functions=svc.webhooks.job_functions(),
+        )
         try:
             await worker.start()
         finally:
@@ -218,8 +241,9 @@ def cmd_flows_import(args: argparse.Namespace) -> int:
             if sys.stdin.isatty():
                 secret_values[ref] = getpass.getpass(f"Value for {ref} (empty to skip): ")
         secret_values_clean = {k: v for k, v in secret_values.items() if v}
-        return await flows_store.import_flows(workspace_id, documents, author=author,
-                                              secret_values=secret_values_clean)
+        return await flows_store.import_flows(
+            workspace_id, documents, author=author, secret_values=secret_values_clean
+        )
 
     result = _with_db(main)()
     if result.errors:
@@ -252,7 +276,9 @@ def cmd_eval_intents(args: argparse.Namespace) -> int:
 
     ai = get_settings().ai
     if not ai.openai_api_key:
-        sys.stderr.write("error: --engine llm needs OPENAI_API_KEY (and OPENAI_BASE_URL for a non-OpenAI server)\n")
+        sys.stderr.write(
+            "error: --engine llm needs OPENAI_API_KEY (and OPENAI_BASE_URL for a non-OpenAI server)\n"
+        )
         return 2
     client = llm.LLMClient(timeout_s=ai.llm_timeout_seconds)
     config = llm.LLMConfig(api_key=ai.openai_api_key, base_url=ai.openai_base_url, model=ai.model)
@@ -263,15 +289,19 @@ def cmd_eval_intents(args: argparse.Namespace) -> int:
         return engines[-1]
 
     try:
-        report = evaluate.evaluate(train, test, shots=args.shots, seed=args.seed, engine=llm.ENGINE_LLM,
-                                   engine_factory=factory)
+        report = evaluate.evaluate(
+            train, test, shots=args.shots, seed=args.seed, engine=llm.ENGINE_LLM, engine_factory=factory
+        )
     finally:
         for engine in engines:
             engine.close()
     out = msgspec.to_builtins(report)
-    out["llm"] = {"model": ai.model, "failed_calls": sum(e.failures for e in engines),
-                  "prompt_tokens": sum(e.usage.prompt_tokens for e in engines),
-                  "completion_tokens": sum(e.usage.completion_tokens for e in engines)}
+    out["llm"] = {
+        "model": ai.model,
+        "failed_calls": sum(e.failures for e in engines),
+        "prompt_tokens": sum(e.usage.prompt_tokens for e in engines),
+        "completion_tokens": sum(e.usage.completion_tokens for e in engines),
+    }
     sys.stdout.write(msgspec.json.format(msgspec.json.encode(out), indent=2).decode() + "\n")
     return 0
 
@@ -285,7 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--port", type=int, default=int(os.environ.get("SWITCHBOARD_PORT", "8000")))
         p.add_argument("--concurrency", type=int, default=20, help="flush jobs run at once by the worker")
 
-    p = sub.add_parser("run", help="web + worker in one process (migrations applied, services found or started)")
+    p = sub.add_parser(
+        "run", help="web + worker in one process (migrations applied, services found or started)"
+    )
     serve_options(p)
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("web", help="the web process only")
@@ -310,7 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_token_create)
 
     flows = sub.add_parser("flows", help="export and import flow documents").add_subparsers(
-        dest="flows_command", required=True)
+        dest="flows_command", required=True
+    )
     p = flows.add_parser("export", help="write one <slug>.flow.json per flow")
     p.add_argument("dir")
     p.add_argument("--email", help="the user whose workspace to export (default: the only workspace)")
@@ -318,8 +351,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = flows.add_parser("import", help="create flows from .flow.json files (all or nothing)")
     p.add_argument("files", nargs="+")
     p.add_argument("--email", help="the user whose workspace to import into (default: the only workspace)")
-    p.add_argument("--secret", action="append", metavar="REF=VALUE",
-                   help="value for a secret reference of the export (asked for on a terminal otherwise)")
+    p.add_argument(
+        "--secret",
+        action="append",
+        metavar="REF=VALUE",
+        help="value for a secret reference of the export (asked for on a terminal otherwise)",
+    )
     p.set_defaults(func=cmd_flows_import)
 
     p = sub.add_parser("eval-intents", help="measure intent detection on a labelled data set (prints JSON)")

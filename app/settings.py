@@ -7,7 +7,6 @@ from functools import lru_cache
 
 import msgspec
 
-
 DEV_SECRET_KEY = "switchboard-dev-secret-change-me"
 """The development default of SWITCHBOARD_SECRET_KEY; the CLI warns when it is in use."""
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import operator
 import re
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import msgspec
 
@@ -72,7 +73,9 @@ class CompiledFlow(msgspec.Struct, frozen=True, kw_only=True):
         return len(self.template_sources)
 
 
-def _first_webhook(start: str, nodes: dict[str, Node], adjacency: dict[str, dict[str | None, list[str]]]) -> str | None:
+def _first_webhook(
+    start: str, nodes: dict[str, Node], adjacency: dict[str, dict[str | None, list[str]]]
+) -> str | None:
     seen = {start}
     queue = [start]
     while queue:
@@ -115,7 +118,9 @@ def compile_flow(doc: FlowDocument, *, flow_id: str, version: int) -> CompiledFl
             match = node.config.match
             if isinstance(match, MatchKeywords):
                 keyword_sets[node.id] = KeywordSet(match.keywords, mode=match.mode)
-                plan = TriggerPlan(node_id=node.id, type=node.type, kind="keywords", keywords=keyword_sets[node.id])
+                plan = TriggerPlan(
+                    node_id=node.id, type=node.type, kind="keywords", keywords=keyword_sets[node.id]
+                )
             elif isinstance(match, MatchRegex):
                 regexes[node.id] = re.compile(match.pattern)
                 plan = TriggerPlan(node_id=node.id, type=node.type, kind="regex", regex=regexes[node.id])
@@ -129,7 +134,9 @@ def compile_flow(doc: FlowDocument, *, flow_id: str, version: int) -> CompiledFl
                 message_triggers.append(plan)
         else:
             tag = getattr(node.config, "tag", None)
-            plan = TriggerPlan(node_id=node.id, type=node.type, kind="event", tag=tag.casefold() if tag else None)
+            plan = TriggerPlan(
+                node_id=node.id, type=node.type, kind="event", tag=tag.casefold() if tag else None
+            )
         triggers.setdefault(node.type, []).append(plan)
 
     trigger_words: set[str] = set()

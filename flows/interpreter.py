@@ -48,8 +48,9 @@ import logging
 import time
 import uuid
 from collections import deque
+from collections.abc import Awaitable, Sequence
 from enum import Enum
-from typing import Any, Awaitable, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -123,13 +124,41 @@ class _State:
     """Mutable bookkeeping of one turn (private to the interpreter)."""
 
     __slots__ = (
-        "turn", "runtime", "strict", "max_steps", "max_event_depth", "ai", "trace", "warnings",
-        "steps", "flows_run", "sent", "answered", "budget_tripped", "webhook", "detection",
-        "layer", "vars", "pending", "answer", "chains", "plans", "text", "base_names",
+        "ai",
+        "answer",
+        "answered",
+        "base_names",
+        "budget_tripped",
+        "chains",
+        "detection",
+        "flows_run",
+        "layer",
+        "max_event_depth",
+        "max_steps",
+        "pending",
+        "plans",
+        "runtime",
+        "sent",
+        "steps",
+        "strict",
+        "text",
+        "trace",
+        "turn",
+        "vars",
+        "warnings",
+        "webhook",
     )
 
-    def __init__(self, turn: Turn, runtime: Runtime, *, strict: bool, max_steps: int, max_event_depth: int,
-                 plans: list[CompiledFlow]) -> None:
+    def __init__(
+        self,
+        turn: Turn,
+        runtime: Runtime,
+        *,
+        strict: bool,
+        max_steps: int,
+        max_event_depth: int,
+        plans: list[CompiledFlow],
+    ) -> None:
         self.turn = turn
         self.runtime = runtime
         self.strict = strict
@@ -162,10 +191,31 @@ class _State:
         names["response"] = response
         return names
 
-    def note(self, kind: str, *, flow_id: str = "", version: int = 0, node_id: str = "", input: dict | None = None,
-             output: dict | None = None, error: str | None = None, duration_us: float = 0.0) -> None:
-        self.trace.append(NodeTrace(flow_id=flow_id, version=version, node_id=node_id, type=kind, input=input or {},
-                                    output=output, port=None, duration_us=duration_us, error=error))
+    def note(
+        self,
+        kind: str,
+        *,
+        flow_id: str = "",
+        version: int = 0,
+        node_id: str = "",
+        input: dict | None = None,
+        output: dict | None = None,
+        error: str | None = None,
+        duration_us: float = 0.0,
+    ) -> None:
+        self.trace.append(
+            NodeTrace(
+                flow_id=flow_id,
+                version=version,
+                node_id=node_id,
+                type=kind,
+                input=input or {},
+                output=output,
+                port=None,
+                duration_us=duration_us,
+                error=error,
+            )
+        )
 
     def guard(self, message: str, *, flow_id: str = "", version: int = 0, node_id: str = "") -> None:
         self.warnings.append(message)
@@ -173,9 +223,18 @@ class _State:
 
     def result(self) -> TurnResult:
         return TurnResult(
-            layer=self.layer, flows_run=self.flows_run, detection=self.detection, vars=self.vars,
-            trace=self.trace, warnings=self.warnings, ai=self.ai, answer=self.answer, webhook=self.webhook,
-            steps=self.steps, pending=self.pending, messages_sent=self.sent,
+            layer=self.layer,
+            flows_run=self.flows_run,
+            detection=self.detection,
+            vars=self.vars,
+            trace=self.trace,
+            warnings=self.warnings,
+            ai=self.ai,
+            answer=self.answer,
+            webhook=self.webhook,
+            steps=self.steps,
+            pending=self.pending,
+            messages_sent=self.sent,
         )
 
 
@@ -185,13 +244,22 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-async def _guarded(st: _State, kind: str, call: Awaitable[T], *, flow_id: str = "", node_id: str = "") -> tuple[T | None, bool]:
+async def _guarded(
+    st: _State, kind: str, call: Awaitable[T], *, flow_id: str = "", node_id: str = ""
+) -> tuple[T | None, bool]:
     """Await a runtime call outside a node; a failure is traced and logged, never raised."""
     try:
         return await call, True
     except Exception as exc:  # the turn must finish; the failure is recorded in the trace and logs
-        logger.exception("runtime call failed", extra={"step": kind, "flow_id": flow_id, "node_id": node_id,
-                                                        "conversation_id": st.turn.conversation.id})
+        logger.exception(
+            "runtime call failed",
+            extra={
+                "step": kind,
+                "flow_id": flow_id,
+                "node_id": node_id,
+                "conversation_id": st.turn.conversation.id,
+            },
+        )
         st.note(kind, flow_id=flow_id, node_id=node_id, error=_describe(exc))
         st.warnings.append(f"{kind} failed: {_describe(exc)}")
         return None, False
@@ -200,14 +268,36 @@ async def _guarded(st: _State, kind: str, call: Awaitable[T], *, flow_id: str = 
 # --- chains -----------------------------------------------------------------------
 
 
-async def _run_chain(st: _State, plan: CompiledFlow, start: str, *, include_start: bool, port: str | None,
-                     vars: dict[str, Any], response: Any, event: dict[str, Any], trigger: dict[str, Any],
-                     confidence: float | None, from_message: bool) -> list[TurnEvent]:
+async def _run_chain(
+    st: _State,
+    plan: CompiledFlow,
+    start: str,
+    *,
+    include_start: bool,
+    port: str | None,
+    vars: dict[str, Any],
+    response: Any,
+    event: dict[str, Any],
+    trigger: dict[str, Any],
+    confidence: float | None,
+    from_message: bool,
+) -> list[TurnEvent]:
     """Run the nodes from `start` depth-first; returns the events the chain raised."""
     names = st.names(vars, response, event)
-    ctx = NodeContext(turn=st.turn, runtime=st.runtime, names=names, vars=vars, strict=st.strict, ai=st.ai,
-                      flow_id=plan.flow_id, version=plan.version, confidence=confidence, trigger=trigger,
-                      warnings=st.warnings, templates=plan.templates)
+    ctx = NodeContext(
+        turn=st.turn,
+        runtime=st.runtime,
+        names=names,
+        vars=vars,
+        strict=st.strict,
+        ai=st.ai,
+        flow_id=plan.flow_id,
+        version=plan.version,
+        confidence=confidence,
+        trigger=trigger,
+        warnings=st.warnings,
+        templates=plan.templates,
+    )
     key = (plan.flow_id, plan.version)
     if key not in st.flows_run:
         st.flows_run.append(key)
@@ -220,8 +310,12 @@ async def _run_chain(st: _State, plan: CompiledFlow, start: str, *, include_star
         if st.steps >= st.max_steps:
             if not st.budget_tripped:
                 st.budget_tripped = True
-                st.guard(f"step budget of {st.max_steps} node runs used up; node {node_id!r} and the rest of the turn's chains were skipped",
-                         flow_id=plan.flow_id, version=plan.version, node_id=node_id)
+                st.guard(
+                    f"step budget of {st.max_steps} node runs used up; node {node_id!r} and the rest of the turn's chains were skipped",
+                    flow_id=plan.flow_id,
+                    version=plan.version,
+                    node_id=node_id,
+                )
             break
         st.steps += 1
         node = nodes[node_id]
@@ -234,13 +328,29 @@ async def _run_chain(st: _State, plan: CompiledFlow, start: str, *, include_star
         except Exception as exc:  # a failing node is recorded and follows its failure port; the turn goes on
             error = _describe(exc)
             if not isinstance(exc, (NodeError, TemplateError)):
-                logger.exception("node failed", extra={"flow_id": plan.flow_id, "node_id": node_id,
-                                                       "conversation_id": st.turn.conversation.id})
+                logger.exception(
+                    "node failed",
+                    extra={
+                        "flow_id": plan.flow_id,
+                        "node_id": node_id,
+                        "conversation_id": st.turn.conversation.id,
+                    },
+                )
             duration = (time.perf_counter_ns() - started) / 1000
             has_failure = "failure" in spec.out_ports
-            st.trace.append(NodeTrace(flow_id=plan.flow_id, version=plan.version, node_id=node_id, type=node.type,
-                                      input=plan.inputs[node_id], output=None, port="failure" if has_failure else None,
-                                      duration_us=duration, error=error))
+            st.trace.append(
+                NodeTrace(
+                    flow_id=plan.flow_id,
+                    version=plan.version,
+                    node_id=node_id,
+                    type=node.type,
+                    input=plan.inputs[node_id],
+                    output=None,
+                    port="failure" if has_failure else None,
+                    duration_us=duration,
+                    error=error,
+                )
+            )
             if has_failure:
                 stack.extend(reversed(adjacency[node_id].get("failure", ())))
             continue
@@ -255,9 +365,19 @@ async def _run_chain(st: _State, plan: CompiledFlow, start: str, *, include_star
             st.webhook = out.webhook
         if out.events:
             raised.extend(out.events)
-        st.trace.append(NodeTrace(flow_id=plan.flow_id, version=plan.version, node_id=node_id, type=node.type,
-                                  input=trigger if spec.group == "trigger" else plan.inputs[node_id],
-                                  output=out.output, port=out.port, duration_us=duration, error=out.error))
+        st.trace.append(
+            NodeTrace(
+                flow_id=plan.flow_id,
+                version=plan.version,
+                node_id=node_id,
+                type=node.type,
+                input=trigger if spec.group == "trigger" else plan.inputs[node_id],
+                output=out.output,
+                port=out.port,
+                duration_us=duration,
+                error=out.error,
+            )
+        )
         if not out.halt:
             targets = adjacency[node_id].get(out.port)
             if targets:
@@ -308,7 +428,9 @@ async def _run_events(st: _State, queue: deque[tuple[TurnEvent | None, int, str 
                         m = search(trig.regex, text)
                         if m is not None:
                             groups = {k: v for k, v in m.groupdict().items() if v is not None}
-                            starts.append((trig.node_id, {"text": text, "match": m.group(0), "groups": groups}, groups))
+                            starts.append(
+                                (trig.node_id, {"text": text, "match": m.group(0), "groups": groups}, groups)
+                            )
                 event_data = {"kind": "message_received", "text": text}
             else:
                 matched = _event_matches(plan, event)
@@ -320,13 +442,27 @@ async def _run_events(st: _State, queue: deque[tuple[TurnEvent | None, int, str 
             for node_id, trigger, vars in starts:
                 if event is None:
                     message_matched = True
-                raised = await _run_chain(st, plan, node_id, include_start=True, port=None, vars=vars, response=None,
-                                          event=event_data, trigger=trigger, confidence=None,
-                                          from_message=from_message or event is None)
+                raised = await _run_chain(
+                    st,
+                    plan,
+                    node_id,
+                    include_start=True,
+                    port=None,
+                    vars=vars,
+                    response=None,
+                    event=event_data,
+                    trigger=trigger,
+                    confidence=None,
+                    from_message=from_message or event is None,
+                )
                 for new in raised:
                     if depth + 1 > st.max_event_depth:
-                        st.guard(f"event {value_of(new.kind)} {new.data} not propagated: event depth limit {st.max_event_depth} reached (possible tag loop)",
-                                 flow_id=plan.flow_id, version=plan.version, node_id=node_id)
+                        st.guard(
+                            f"event {value_of(new.kind)} {new.data} not propagated: event depth limit {st.max_event_depth} reached (possible tag loop)",
+                            flow_id=plan.flow_id,
+                            version=plan.version,
+                            node_id=node_id,
+                        )
                     else:
                         queue.append((new, depth + 1, plan.flow_id, from_message or event is None))
     return message_matched
@@ -339,26 +475,42 @@ def _blank(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
-def _choose(detection: Detection, candidates: list[IntentCandidate], margin: float) -> tuple[IntentCandidate | None, float, str]:
+def _choose(
+    detection: Detection, candidates: list[IntentCandidate], margin: float
+) -> tuple[IntentCandidate | None, float, str]:
     by_key = {(c.flow_id, c.node_id): c for c in candidates}
     scores: dict[tuple[str, str], float] = {}
     for score in list(detection.top) + ([detection.match] if detection.match else []):
         key = (score.flow_id, score.node_id)
         scores[key] = max(scores.get(key, 0.0), score.confidence)
-    eligible = [(by_key[k], conf) for k, conf in scores.items() if k in by_key and conf >= by_key[k].confidence_threshold]
+    eligible = [
+        (by_key[k], conf)
+        for k, conf in scores.items()
+        if k in by_key and conf >= by_key[k].confidence_threshold
+    ]
     if not eligible:
         return None, 0.0, "no intent reached its confidence threshold"
     top = max(c.priority for c, _ in eligible)
     group = sorted((e for e in eligible if e[0].priority == top), key=lambda e: -e[1])
     best, conf = group[0]
     if len(group) > 1 and conf - group[1][1] < margin:
-        return None, conf, f"ambiguous: {best.display_name!r} and {group[1][0].display_name!r} are within {margin}"
-    if detection.ambiguous and detection.match and (detection.match.flow_id, detection.match.node_id) == (best.flow_id, best.node_id):
+        return (
+            None,
+            conf,
+            f"ambiguous: {best.display_name!r} and {group[1][0].display_name!r} are within {margin}",
+        )
+    if (
+        detection.ambiguous
+        and detection.match
+        and (detection.match.flow_id, detection.match.node_id) == (best.flow_id, best.node_id)
+    ):
         return None, conf, f"ambiguous: {detection.reason or 'the detector flagged it'}"
     return best, conf, ""
 
 
-def _find_candidate(plans: list[CompiledFlow], flow_id: str, node_id: str) -> tuple[CompiledFlow | None, IntentCandidate | None]:
+def _find_candidate(
+    plans: list[CompiledFlow], flow_id: str, node_id: str
+) -> tuple[CompiledFlow | None, IntentCandidate | None]:
     for plan in plans:
         if plan.flow_id == flow_id:
             for cand in plan.intents:
@@ -397,15 +549,31 @@ def _confirmation_prompt(st: _State, plan: CompiledFlow, cand: IntentCandidate, 
     return f"Do you want me to go ahead with {cand.display_name!r}? Please reply yes or no."
 
 
-async def _execute(st: _State, plan: CompiledFlow, cand: IntentCandidate, *, vars: dict[str, Any], confidence: float,
-                   pending: PendingAction | None) -> None:
+async def _execute(
+    st: _State,
+    plan: CompiledFlow,
+    cand: IntentCandidate,
+    *,
+    vars: dict[str, Any],
+    confidence: float,
+    pending: PendingAction | None,
+) -> None:
     """Run the chain after the intent trigger; settles a pending action's status afterwards."""
     st.layer = Layer.EXTERNAL_ACTION
     st.vars = vars
-    raised = await _run_chain(st, plan, cand.node_id, include_start=True, port=None, vars=vars, response=None,
-                              event={"kind": "intent", "intent": cand.display_name}, confidence=confidence,
-                              trigger={"intent": cand.display_name, "confidence": confidence, "vars": vars},
-                              from_message=True)
+    raised = await _run_chain(
+        st,
+        plan,
+        cand.node_id,
+        include_start=True,
+        port=None,
+        vars=vars,
+        response=None,
+        event={"kind": "intent", "intent": cand.display_name},
+        confidence=confidence,
+        trigger={"intent": cand.display_name, "confidence": confidence, "vars": vars},
+        from_message=True,
+    )
     if raised:
         await _run_events(st, deque((e, 1, plan.flow_id, True) for e in raised))
     if pending is not None:
@@ -413,34 +581,77 @@ async def _execute(st: _State, plan: CompiledFlow, cand: IntentCandidate, *, var
         if outcome is not None and outcome.status == WebhookStatus.SCHEDULED:
             return  # the background retry settles it
         status = "failed" if outcome is not None and outcome.status == WebhookStatus.FAILURE else "completed"
-        await _guarded(st, "pending.resolve", st.runtime.resolve_pending(pending, status), flow_id=plan.flow_id, node_id=cand.node_id)
+        await _guarded(
+            st,
+            "pending.resolve",
+            st.runtime.resolve_pending(pending, status),
+            flow_id=plan.flow_id,
+            node_id=cand.node_id,
+        )
 
 
 async def _ask(st: _State, pending: PendingAction, message: str) -> None:
-    ok = (await _guarded(st, "pending.save", st.runtime.save_pending(pending, message=message),
-                         flow_id=pending.flow_id, node_id=pending.node_id))[1]
+    ok = (
+        await _guarded(
+            st,
+            "pending.save",
+            st.runtime.save_pending(pending, message=message),
+            flow_id=pending.flow_id,
+            node_id=pending.node_id,
+        )
+    )[1]
     if ok:
         st.pending = pending
         st.sent += 1
-        st.note("pending.ask", flow_id=pending.flow_id, node_id=pending.node_id,
-                output={"kind": value_of(pending.kind), "message": message, "missing": list(pending.missing)})
+        st.note(
+            "pending.ask",
+            flow_id=pending.flow_id,
+            node_id=pending.node_id,
+            output={"kind": value_of(pending.kind), "message": message, "missing": list(pending.missing)},
+        )
 
 
-async def _decide(st: _State, plan: CompiledFlow, cand: IntentCandidate, *, vars: dict[str, Any], confidence: float,
-                  pending: PendingAction | None, auto_execute_threshold: float) -> None:
+async def _decide(
+    st: _State,
+    plan: CompiledFlow,
+    cand: IntentCandidate,
+    *,
+    vars: dict[str, Any],
+    confidence: float,
+    pending: PendingAction | None,
+    auto_execute_threshold: float,
+) -> None:
     """All variables known: confirm first or run (a pending action moves to "processing" first)."""
     st.layer = Layer.EXTERNAL_ACTION
     st.vars = vars
     if cand.requires_confirmation or confidence < auto_execute_threshold:
-        confirm = PendingAction(id=pending.id if pending else uuid.uuid4().hex, flow_id=cand.flow_id, node_id=cand.node_id,
-                                kind=PendingKind.CONFIRMATION, vars=vars, missing=[], asked_count=0, confidence=confidence)
+        confirm = PendingAction(
+            id=pending.id if pending else uuid.uuid4().hex,
+            flow_id=cand.flow_id,
+            node_id=cand.node_id,
+            kind=PendingKind.CONFIRMATION,
+            vars=vars,
+            missing=[],
+            asked_count=0,
+            confidence=confidence,
+        )
         await _ask(st, confirm, _confirmation_prompt(st, plan, cand, vars))
         return
     if pending is not None:
-        moved, ok = await _guarded(st, "pending.resolve", st.runtime.resolve_pending(pending, "processing"),
-                                   flow_id=pending.flow_id, node_id=pending.node_id)
+        moved, ok = await _guarded(
+            st,
+            "pending.resolve",
+            st.runtime.resolve_pending(pending, "processing"),
+            flow_id=pending.flow_id,
+            node_id=pending.node_id,
+        )
         if not (ok and moved):
-            st.note("pending.taken", flow_id=pending.flow_id, node_id=pending.node_id, output={"status": "processing"})
+            st.note(
+                "pending.taken",
+                flow_id=pending.flow_id,
+                node_id=pending.node_id,
+                output={"status": "processing"},
+            )
             return
     await _execute(st, plan, cand, vars=vars, confidence=confidence, pending=pending)
 
@@ -449,21 +660,42 @@ async def _handle_pending(st: _State, pending: PendingAction, auto_execute_thres
     """Step 0; True when the reply was consumed by the pending action."""
     plan, cand = _find_candidate(st.plans, pending.flow_id, pending.node_id)
     if plan is None or cand is None:
-        st.warnings.append(f"pending action {pending.id} refers to a flow or intent that is no longer active; expired")
+        st.warnings.append(
+            f"pending action {pending.id} refers to a flow or intent that is no longer active; expired"
+        )
         await _guarded(st, "pending.resolve", st.runtime.resolve_pending(pending, "expired"))
         return False
     text = st.text
     if pending.kind == PendingKind.CONFIRMATION:
-        reply, ok = await _guarded(st, "pending.classify", st.runtime.classify_reply(text), flow_id=pending.flow_id, node_id=pending.node_id)
+        reply, ok = await _guarded(
+            st,
+            "pending.classify",
+            st.runtime.classify_reply(text),
+            flow_id=pending.flow_id,
+            node_id=pending.node_id,
+        )
         if not ok:
             return True  # keep it pending; the customer can answer again
-        st.note("pending.reply", flow_id=pending.flow_id, node_id=pending.node_id, input={"text": text}, output={"reply": reply})
+        st.note(
+            "pending.reply",
+            flow_id=pending.flow_id,
+            node_id=pending.node_id,
+            input={"text": text},
+            output={"reply": reply},
+        )
         if reply == ReplyClass.APPROVE:
             st.layer = Layer.PENDING
-            moved, ok = await _guarded(st, "pending.resolve", st.runtime.resolve_pending(pending, "processing"),
-                                       flow_id=pending.flow_id, node_id=pending.node_id)
+            moved, ok = await _guarded(
+                st,
+                "pending.resolve",
+                st.runtime.resolve_pending(pending, "processing"),
+                flow_id=pending.flow_id,
+                node_id=pending.node_id,
+            )
             if ok and moved:
-                await _execute(st, plan, cand, vars=dict(pending.vars), confidence=pending.confidence, pending=pending)
+                await _execute(
+                    st, plan, cand, vars=dict(pending.vars), confidence=pending.confidence, pending=pending
+                )
             return True
         if reply == ReplyClass.REJECT:
             st.layer = Layer.PENDING
@@ -478,23 +710,46 @@ async def _handle_pending(st: _State, pending: PendingAction, auto_execute_thres
         return False
 
     specs = [v for v in cand.variables if v.name in pending.missing]
-    extraction, ok = await _guarded(st, "pending.extract", st.runtime.extract_variables(text, specs),
-                                    flow_id=pending.flow_id, node_id=pending.node_id)
-    got = {k: v for k, v in (extraction.values if ok and extraction else {}).items() if k in pending.missing and not _blank(v)}
+    extraction, ok = await _guarded(
+        st,
+        "pending.extract",
+        st.runtime.extract_variables(text, specs),
+        flow_id=pending.flow_id,
+        node_id=pending.node_id,
+    )
+    got = {
+        k: v
+        for k, v in (extraction.values if ok and extraction else {}).items()
+        if k in pending.missing and not _blank(v)
+    }
     vars = {**pending.vars, **got}
     missing = [name for name in pending.missing if _blank(vars.get(name))]
-    st.note("pending.reply", flow_id=pending.flow_id, node_id=pending.node_id, input={"text": text},
-            output={"extracted": got, "missing": missing})
+    st.note(
+        "pending.reply",
+        flow_id=pending.flow_id,
+        node_id=pending.node_id,
+        input={"text": text},
+        output={"extracted": got, "missing": missing},
+    )
     if missing:
         if not got and pending.asked_count >= 1:
             await _guarded(st, "pending.resolve", st.runtime.resolve_pending(pending, "expired"))
             return False
         st.layer = Layer.PENDING
-        again = msgspec.structs.replace(pending, vars=vars, missing=missing, asked_count=0 if got else pending.asked_count + 1)
+        again = msgspec.structs.replace(
+            pending, vars=vars, missing=missing, asked_count=0 if got else pending.asked_count + 1
+        )
         await _ask(st, again, _variable_prompt(st, cand, missing[0], vars))
         return True
-    await _decide(st, plan, cand, vars=vars, confidence=pending.confidence, pending=pending,
-                  auto_execute_threshold=auto_execute_threshold)
+    await _decide(
+        st,
+        plan,
+        cand,
+        vars=vars,
+        confidence=pending.confidence,
+        pending=pending,
+        auto_execute_threshold=auto_execute_threshold,
+    )
     return True
 
 
@@ -509,9 +764,16 @@ async def _external_actions(st: _State, *, auto_execute_threshold: float, ambigu
         return False
     st.detection = detection
     cand, confidence, reason = _choose(detection, candidates, ambiguity_margin)
-    st.note("intent.detect", input={"text": text, "candidates": len(candidates)},
-            output={"engine": detection.engine, "match": cand.display_name if cand else None, "confidence": confidence,
-                    "reason": reason or detection.reason})
+    st.note(
+        "intent.detect",
+        input={"text": text, "candidates": len(candidates)},
+        output={
+            "engine": detection.engine,
+            "match": cand.display_name if cand else None,
+            "confidence": confidence,
+            "reason": reason or detection.reason,
+        },
+    )
     if cand is None:
         if reason.startswith("ambiguous"):
             st.warnings.append(f"intent {reason}")
@@ -520,35 +782,73 @@ async def _external_actions(st: _State, *, auto_execute_threshold: float, ambigu
     assert plan is not None
     vars: dict[str, Any] = {v.name: v.default for v in cand.variables if v.default is not None}
     if cand.variables:
-        extraction, ok = await _guarded(st, "intent.extract", st.runtime.extract_variables(text, list(cand.variables)),
-                                        flow_id=cand.flow_id, node_id=cand.node_id)
+        extraction, ok = await _guarded(
+            st,
+            "intent.extract",
+            st.runtime.extract_variables(text, list(cand.variables)),
+            flow_id=cand.flow_id,
+            node_id=cand.node_id,
+        )
         if ok and extraction is not None:
             vars.update({k: v for k, v in extraction.values.items() if not _blank(v)})
     missing = [v.name for v in cand.variables if v.required and _blank(vars.get(v.name))]
     st.layer = Layer.EXTERNAL_ACTION
     st.vars = vars
     if missing:
-        ask = PendingAction(id=uuid.uuid4().hex, flow_id=cand.flow_id, node_id=cand.node_id,
-                            kind=PendingKind.MISSING_VARIABLES, vars=vars, missing=missing, asked_count=0, confidence=confidence)
+        ask = PendingAction(
+            id=uuid.uuid4().hex,
+            flow_id=cand.flow_id,
+            node_id=cand.node_id,
+            kind=PendingKind.MISSING_VARIABLES,
+            vars=vars,
+            missing=missing,
+            asked_count=0,
+            confidence=confidence,
+        )
         await _ask(st, ask, _variable_prompt(st, cand, missing[0], vars))
         return True
-    await _decide(st, plan, cand, vars=vars, confidence=confidence, pending=None, auto_execute_threshold=auto_execute_threshold)
+    await _decide(
+        st,
+        plan,
+        cand,
+        vars=vars,
+        confidence=confidence,
+        pending=None,
+        auto_execute_threshold=auto_execute_threshold,
+    )
     return True
 
 
 # --- entry points -----------------------------------------------------------------
 
 
-async def run_turn(plans: Sequence[CompiledFlow], turn: Turn, runtime: Runtime, *, strict: bool = False,
-                   auto_execute_threshold: float = 0.9, ambiguity_margin: float = 0.05, max_steps: int = 200,
-                   max_event_depth: int = 3) -> TurnResult:
+async def run_turn(
+    plans: Sequence[CompiledFlow],
+    turn: Turn,
+    runtime: Runtime,
+    *,
+    strict: bool = False,
+    auto_execute_threshold: float = 0.9,
+    ambiguity_margin: float = 0.05,
+    max_steps: int = 200,
+    max_event_depth: int = 3,
+) -> TurnResult:
     """Run one turn (see the module docstring for the order). Plans run whatever their doc status."""
-    st = _State(turn, runtime, strict=strict, max_steps=max_steps, max_event_depth=max_event_depth, plans=order_plans(plans))
+    st = _State(
+        turn,
+        runtime,
+        strict=strict,
+        max_steps=max_steps,
+        max_event_depth=max_event_depth,
+        plans=order_plans(plans),
+    )
     text = st.text
     message_free = True  # the message still needs handling by (a)-(c)
     if turn.pending is not None and text:
         message_free = not await _handle_pending(st, turn.pending, auto_execute_threshold)
-    queue: deque[tuple[TurnEvent | None, int, str | None, bool]] = deque((e, 0, None, False) for e in turn.events)
+    queue: deque[tuple[TurnEvent | None, int, str | None, bool]] = deque(
+        (e, 0, None, False) for e in turn.events
+    )
     if text and message_free:
         queue.append((None, 0, None, True))
     if queue:
@@ -557,14 +857,24 @@ async def run_turn(plans: Sequence[CompiledFlow], turn: Turn, runtime: Runtime, 
             st.layer = Layer.TRIGGER
     if not text or not message_free or st.answered:
         return st.result()
-    if await _external_actions(st, auto_execute_threshold=auto_execute_threshold, ambiguity_margin=ambiguity_margin):
+    if await _external_actions(
+        st, auto_execute_threshold=auto_execute_threshold, ambiguity_margin=ambiguity_margin
+    ):
         return st.result()
     if st.ai.ai_enabled:
         answer, ok = await _guarded(st, "ai.answer", runtime.answer_with_ai(turn, st.ai))
         if ok and answer is not None:
             st.answer = answer
-            st.note("ai.answer", input={"text": text}, output={"intent": answer.intent, "confidence": answer.confidence,
-                                                               "engine": answer.engine, "skipped_reason": answer.skipped_reason})
+            st.note(
+                "ai.answer",
+                input={"text": text},
+                output={
+                    "intent": answer.intent,
+                    "confidence": answer.confidence,
+                    "engine": answer.engine,
+                    "skipped_reason": answer.skipped_reason,
+                },
+            )
             if answer.text:
                 sent = await _guarded(st, "ai.send", runtime.send_message(answer.text, message_type="ai"))
                 if sent[1]:
@@ -573,44 +883,106 @@ async def run_turn(plans: Sequence[CompiledFlow], turn: Turn, runtime: Runtime, 
     return st.result()
 
 
-async def continue_from(plan: CompiledFlow, node_id: str, port: str | None, turn: Turn, runtime: Runtime, *,
-                        vars: dict[str, Any], response: Any = None, strict: bool = False,
-                        plans: Sequence[CompiledFlow] = (), max_steps: int = 200, max_event_depth: int = 3) -> TurnResult:
+async def continue_from(
+    plan: CompiledFlow,
+    node_id: str,
+    port: str | None,
+    turn: Turn,
+    runtime: Runtime,
+    *,
+    vars: dict[str, Any],
+    response: Any = None,
+    strict: bool = False,
+    plans: Sequence[CompiledFlow] = (),
+    max_steps: int = 200,
+    max_event_depth: int = 3,
+) -> TurnResult:
     """Run the nodes after `node_id`'s `port` (after a background webhook retry, or an approved confirmation).
 
     When `node_id` is a call_webhook node and `port` is "success"/"failure", that node's
     success/failure message is sent first (rendered with `response`), exactly as if the call had
     finished inline. Tag events raised here reach `plans` (other flows), if given.
     """
-    st = _State(turn, runtime, strict=strict, max_steps=max_steps, max_event_depth=max_event_depth,
-                plans=order_plans(plans) if plans else [plan])
+    st = _State(
+        turn,
+        runtime,
+        strict=strict,
+        max_steps=max_steps,
+        max_event_depth=max_event_depth,
+        plans=order_plans(plans) if plans else [plan],
+    )
     st.layer = Layer.EXTERNAL_ACTION
     st.vars = dict(vars)
     node = plan.nodes.get(node_id)
     if node is None:
-        st.guard(f"node {node_id!r} is not in flow {plan.flow_id} version {plan.version}; nothing to continue",
-                 flow_id=plan.flow_id, version=plan.version, node_id=node_id)
+        st.guard(
+            f"node {node_id!r} is not in flow {plan.flow_id} version {plan.version}; nothing to continue",
+            flow_id=plan.flow_id,
+            version=plan.version,
+            node_id=node_id,
+        )
         return st.result()
     raised: list[TurnEvent] = []
     if isinstance(node.config, CallWebhookConfig) and port in ("success", "failure"):
         names = template_names(turn, vars=vars, response=response, event=None)
-        ctx = NodeContext(turn=turn, runtime=runtime, names=names, vars=dict(vars), strict=strict, ai=st.ai,
-                          flow_id=plan.flow_id, version=plan.version, node_id=node_id, warnings=st.warnings,
-                          templates=plan.templates)
+        ctx = NodeContext(
+            turn=turn,
+            runtime=runtime,
+            names=names,
+            vars=dict(vars),
+            strict=strict,
+            ai=st.ai,
+            flow_id=plan.flow_id,
+            version=plan.version,
+            node_id=node_id,
+            warnings=st.warnings,
+            templates=plan.templates,
+        )
         outcome = WebhookOutcome(status=WebhookStatus(port), response=response)
         started = time.perf_counter_ns()
         try:
             out = await call_webhook_node.finish(ctx, node.config, outcome)
             st.sent += out.sent
-            st.trace.append(NodeTrace(flow_id=plan.flow_id, version=plan.version, node_id=node_id, type=node.type,
-                                      input=plan.inputs[node_id], output=out.output, port=port,
-                                      duration_us=(time.perf_counter_ns() - started) / 1000, error=out.error))
+            st.trace.append(
+                NodeTrace(
+                    flow_id=plan.flow_id,
+                    version=plan.version,
+                    node_id=node_id,
+                    type=node.type,
+                    input=plan.inputs[node_id],
+                    output=out.output,
+                    port=port,
+                    duration_us=(time.perf_counter_ns() - started) / 1000,
+                    error=out.error,
+                )
+            )
         except Exception as exc:  # recorded like any node failure; the continuation still runs
-            st.trace.append(NodeTrace(flow_id=plan.flow_id, version=plan.version, node_id=node_id, type=node.type,
-                                      input=plan.inputs[node_id], output=None, port=port,
-                                      duration_us=(time.perf_counter_ns() - started) / 1000, error=_describe(exc)))
-    raised += await _run_chain(st, plan, node_id, include_start=False, port=port, vars=dict(vars), response=response,
-                               event={"kind": "continuation"}, trigger={}, confidence=None, from_message=True)
+            st.trace.append(
+                NodeTrace(
+                    flow_id=plan.flow_id,
+                    version=plan.version,
+                    node_id=node_id,
+                    type=node.type,
+                    input=plan.inputs[node_id],
+                    output=None,
+                    port=port,
+                    duration_us=(time.perf_counter_ns() - started) / 1000,
+                    error=_describe(exc),
+                )
+            )
+    raised += await _run_chain(
+        st,
+        plan,
+        node_id,
+        include_start=False,
+        port=port,
+        vars=dict(vars),
+        response=response,
+        event={"kind": "continuation"},
+        trigger={},
+        confidence=None,
+        from_message=True,
+    )
     if raised and plans:
         await _run_events(st, deque((e, 1, plan.flow_id, True) for e in raised))
     return st.result()

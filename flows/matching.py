@@ -46,7 +46,7 @@ def words(text: str) -> list[str]:
 class KeywordSet:
     """Pre-normalised keywords: single words as a set, phrases as padded word sequences."""
 
-    __slots__ = ("single", "phrases", "mode", "count")
+    __slots__ = ("count", "mode", "phrases", "single")
 
     def __init__(self, keywords: list[str], *, mode: str) -> None:
         single: set[str] = set()
@@ -77,7 +77,7 @@ class KeywordSet:
 class TextView:
     """One message text, normalised once per turn for every keyword trigger."""
 
-    __slots__ = ("raw", "words", "padded")
+    __slots__ = ("padded", "raw", "words")
 
     def __init__(self, raw: str) -> None:
         seq = words(raw)
@@ -114,7 +114,10 @@ def _has_nested_quantifier(parsed: object, *, inside_repeat: bool) -> bool:
 def check_regex(pattern: str) -> tuple[str, str] | None:
     """(code, sentence) when the pattern may not be used, else None."""
     if len(pattern) > MAX_REGEX_CHARS:
-        return ("regex_too_long", f"The pattern has {len(pattern)} characters; keep it to {MAX_REGEX_CHARS} or fewer.")
+        return (
+            "regex_too_long",
+            f"The pattern has {len(pattern)} characters; keep it to {MAX_REGEX_CHARS} or fewer.",
+        )
     if not pattern:
         return ("regex_invalid", "The pattern is empty; write a regular expression.")
     try:

@@ -138,7 +138,7 @@ class Runtime(Protocol):
         """Typed values for the variables found in `text`, and the required ones still missing."""
 
     async def classify_reply(self, text: str) -> str:
-        """"approve", "reject" or "unclear"."""
+        """ "approve", "reject" or "unclear"."""
 
     async def save_pending(self, pending: PendingAction, *, message: str) -> None:
         """Persist (insert or update by id) the pending action and ask the customer `message`."""

@@ -8,7 +8,8 @@ from typing import Any
 
 import msgspec
 from jinja2 import ChainableUndefined, StrictUndefined, TemplateSyntaxError, Undefined, nodes
-from jinja2.exceptions import SecurityError, TemplateError as JinjaTemplateError, UndefinedError
+from jinja2.exceptions import SecurityError, UndefinedError
+from jinja2.exceptions import TemplateError as JinjaTemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from flows.turn import Turn
@@ -18,16 +19,54 @@ MAX_POWER_EXPONENT = 64
 
 ALLOWED_FILTERS = frozenset(
     {
-        "abs", "capitalize", "count", "d", "default", "first", "float", "int", "join", "last",
-        "length", "list", "lower", "max", "min", "replace", "round", "sort", "string", "sum",
-        "title", "tojson", "trim", "truncate", "unique", "upper", "urlencode", "wordcount",
+        "abs",
+        "capitalize",
+        "count",
+        "d",
+        "default",
+        "first",
+        "float",
+        "int",
+        "join",
+        "last",
+        "length",
+        "list",
+        "lower",
+        "max",
+        "min",
+        "replace",
+        "round",
+        "sort",
+        "string",
+        "sum",
+        "title",
+        "tojson",
+        "trim",
+        "truncate",
+        "unique",
+        "upper",
+        "urlencode",
+        "wordcount",
     }
 )
 
 # Methods a template may call; everything else that is callable is refused.
 SAFE_METHODS: dict[type, frozenset[str]] = {
-    str: frozenset({"upper", "lower", "title", "capitalize", "strip", "lstrip", "rstrip",
-                    "startswith", "endswith", "replace", "split"}),
+    str: frozenset(
+        {
+            "upper",
+            "lower",
+            "title",
+            "capitalize",
+            "strip",
+            "lstrip",
+            "rstrip",
+            "startswith",
+            "endswith",
+            "replace",
+            "split",
+        }
+    ),
     dict: frozenset({"get", "keys", "values", "items"}),
 }
 
@@ -65,7 +104,7 @@ class _Sandbox(ImmutableSandboxedEnvironment):
             return obj[attribute]
         return super().getattr(obj, attribute)
 
-    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         if isinstance(__obj, Undefined):
             __obj()  # raises UndefinedError naming the missing function
         owner = getattr(__obj, "__self__", None)
@@ -79,7 +118,9 @@ class _Sandbox(ImmutableSandboxedEnvironment):
             for seq, times in ((left, right), (right, left)):
                 if isinstance(seq, (str, list, tuple)) and isinstance(times, int):
                     if len(seq) * times > MAX_OUTPUT_CHARS:
-                        raise SecurityError(f"repeating a sequence past {MAX_OUTPUT_CHARS} items is not allowed")
+                        raise SecurityError(
+                            f"repeating a sequence past {MAX_OUTPUT_CHARS} items is not allowed"
+                        )
         if operator == "**" and isinstance(right, (int, float)) and abs(right) > MAX_POWER_EXPONENT:
             raise SecurityError(f"exponents above {MAX_POWER_EXPONENT} are not allowed")
         return super().call_binop(context, operator, left, right)
@@ -116,7 +157,7 @@ def _path_plan(text: str) -> tuple[bool, list[str | tuple[str, ...]]] | None:
     pos = 0
     for m in _PATH_EXPR.finditer(text):
         if m.start() > pos:
-            segments.append(text[pos:m.start()])
+            segments.append(text[pos : m.start()])
         segments.append(tuple(m.group(1).split(".")))
         pos = m.end()
     if pos < len(text):
@@ -221,8 +262,9 @@ def _run(compiled: Any, names: dict[str, Any]) -> Any:
     return obj.render(names)
 
 
-def render_str(text: str, names: dict[str, Any], *, strict: bool, warnings: list[str],
-               cache: TemplateCache | None = None) -> Any:
+def render_str(
+    text: str, names: dict[str, Any], *, strict: bool, warnings: list[str], cache: TemplateCache | None = None
+) -> Any:
     """Render one string leaf; appends warnings in place (the interpreter's hot path)."""
     if not is_templated(text):
         return text
@@ -266,12 +308,20 @@ def render_text(template: str, names: dict[str, Any], *, strict: bool) -> Render
     return RenderResult(value, warnings)
 
 
-def render_tree(value: Any, names: dict[str, Any], *, strict: bool, warnings: list[str],
-                cache: TemplateCache | None = None) -> Any:
+def render_tree(
+    value: Any,
+    names: dict[str, Any],
+    *,
+    strict: bool,
+    warnings: list[str],
+    cache: TemplateCache | None = None,
+) -> Any:
     if isinstance(value, str):
         return render_str(value, names, strict=strict, warnings=warnings, cache=cache)
     if isinstance(value, dict):
-        return {k: render_tree(v, names, strict=strict, warnings=warnings, cache=cache) for k, v in value.items()}
+        return {
+            k: render_tree(v, names, strict=strict, warnings=warnings, cache=cache) for k, v in value.items()
+        }
     if isinstance(value, list):
         return [render_tree(v, names, strict=strict, warnings=warnings, cache=cache) for v in value]
     return value
@@ -309,7 +359,9 @@ def template_strings(value: Any) -> list[str]:
     return []
 
 
-def template_names(turn: Turn, *, vars: dict[str, Any], response: Any, event: dict[str, Any] | None) -> dict[str, Any]:
+def template_names(
+    turn: Turn, *, vars: dict[str, Any], response: Any, event: dict[str, Any] | None
+) -> dict[str, Any]:
     """The names of DESIGN "Templates"; variables are also exposed at top level (fixed names win)."""
     contact = turn.contact
     last = turn.messages[-1] if turn.messages else None

@@ -78,10 +78,24 @@ def _parse(raw: bytes | str | dict, errors: list[FlowError]) -> Any:
         try:
             size = len(msgspec.json.encode(raw))
         except (TypeError, msgspec.EncodeError, OverflowError, RecursionError) as exc:
-            errors.append(_err(None, None, f"The document holds values JSON cannot represent ({exc}); send plain JSON.", ErrorCode.INVALID_JSON))
+            errors.append(
+                _err(
+                    None,
+                    None,
+                    f"The document holds values JSON cannot represent ({exc}); send plain JSON.",
+                    ErrorCode.INVALID_JSON,
+                )
+            )
             return None
         if size > MAX_DOCUMENT_BYTES:
-            errors.append(_err(None, None, f"The document is {size} bytes; keep it under {MAX_DOCUMENT_BYTES} bytes (1 MB).", ErrorCode.TOO_LARGE))
+            errors.append(
+                _err(
+                    None,
+                    None,
+                    f"The document is {size} bytes; keep it under {MAX_DOCUMENT_BYTES} bytes (1 MB).",
+                    ErrorCode.TOO_LARGE,
+                )
+            )
             return None
         return raw
     if isinstance(raw, str):
@@ -89,22 +103,49 @@ def _parse(raw: bytes | str | dict, errors: list[FlowError]) -> Any:
     elif isinstance(raw, (bytes, bytearray, memoryview)):
         size = len(raw)
     else:
-        errors.append(_err(None, None, f"Expected JSON text or an object, got {type(raw).__name__}.", ErrorCode.INVALID_JSON))
+        errors.append(
+            _err(
+                None,
+                None,
+                f"Expected JSON text or an object, got {type(raw).__name__}.",
+                ErrorCode.INVALID_JSON,
+            )
+        )
         return None
     if size > MAX_DOCUMENT_BYTES:
-        errors.append(_err(None, None, f"The document is {size} bytes; keep it under {MAX_DOCUMENT_BYTES} bytes (1 MB).", ErrorCode.TOO_LARGE))
+        errors.append(
+            _err(
+                None,
+                None,
+                f"The document is {size} bytes; keep it under {MAX_DOCUMENT_BYTES} bytes (1 MB).",
+                ErrorCode.TOO_LARGE,
+            )
+        )
         return None
     try:
         return msgspec.json.decode(raw)
     except (msgspec.DecodeError, UnicodeError, RecursionError) as exc:
-        errors.append(_err(None, None, f"The document is not valid JSON ({exc}); fix the syntax.", ErrorCode.INVALID_JSON))
+        errors.append(
+            _err(
+                None, None, f"The document is not valid JSON ({exc}); fix the syntax.", ErrorCode.INVALID_JSON
+            )
+        )
         return None
 
 
-def _unknown_keys(obj: dict, allowed: tuple[str, ...], node_id: str | None, prefix: str, errors: list[FlowError]) -> None:
+def _unknown_keys(
+    obj: dict, allowed: tuple[str, ...], node_id: str | None, prefix: str, errors: list[FlowError]
+) -> None:
     for key in obj:
         if key not in allowed:
-            errors.append(_err(node_id, f"{prefix}{key}", f"Unknown field {key!r}; remove it (allowed: {', '.join(allowed)}).", ErrorCode.UNKNOWN_FIELD))
+            errors.append(
+                _err(
+                    node_id,
+                    f"{prefix}{key}",
+                    f"Unknown field {key!r}; remove it (allowed: {', '.join(allowed)}).",
+                    ErrorCode.UNKNOWN_FIELD,
+                )
+            )
 
 
 def _convert_error(exc: msgspec.ValidationError, node_id: str, prefix: str) -> FlowError:
@@ -119,7 +160,9 @@ def _convert_error(exc: msgspec.ValidationError, node_id: str, prefix: str) -> F
         return _err(node_id, f"{field}.{name}", f"Add the required field {name!r}.", ErrorCode.MISSING_FIELD)
     if text.startswith("Object contains unknown field `"):
         name = text.split("`")[1]
-        return _err(node_id, f"{field}.{name}", f"Unknown field {name!r}; remove it.", ErrorCode.UNKNOWN_FIELD)
+        return _err(
+            node_id, f"{field}.{name}", f"Unknown field {name!r}; remove it.", ErrorCode.UNKNOWN_FIELD
+        )
     if field.endswith("match.kind"):
         return _err(node_id, field, "Set match kind to any, keywords, regex or intent.", ErrorCode.BAD_VALUE)
     return _err(node_id, field, f"{text.rstrip('.')}; fix {field}.", ErrorCode.BAD_VALUE)
@@ -128,34 +171,68 @@ def _convert_error(exc: msgspec.ValidationError, node_id: str, prefix: str) -> F
 def _check_top(doc: dict, errors: list[FlowError]) -> None:
     _unknown_keys(doc, _TOP_FIELDS, None, "", errors)
     if "schema" in doc and doc["schema"] != SCHEMA_V1:
-        errors.append(_err(None, "schema", f"Set schema to {SCHEMA_V1!r}; this version reads no other.", ErrorCode.BAD_SCHEMA))
+        errors.append(
+            _err(
+                None,
+                "schema",
+                f"Set schema to {SCHEMA_V1!r}; this version reads no other.",
+                ErrorCode.BAD_SCHEMA,
+            )
+        )
     name = doc.get("name")
     if name is None:
         errors.append(_err(None, "name", "Give the flow a name.", ErrorCode.MISSING_FIELD))
     elif not isinstance(name, str) or not name.strip() or len(name) > 200:
-        errors.append(_err(None, "name", "The name must be text of 1 to 200 characters.", ErrorCode.BAD_VALUE))
+        errors.append(
+            _err(None, "name", "The name must be text of 1 to 200 characters.", ErrorCode.BAD_VALUE)
+        )
     if not isinstance(doc.get("description", ""), str):
         errors.append(_err(None, "description", "The description must be text.", ErrorCode.BAD_VALUE))
     if doc.get("status", "draft") not in _STATUSES:
-        errors.append(_err(None, "status", f"Set status to one of: {', '.join(_STATUSES)}.", ErrorCode.BAD_VALUE))
+        errors.append(
+            _err(None, "status", f"Set status to one of: {', '.join(_STATUSES)}.", ErrorCode.BAD_VALUE)
+        )
     priority = doc.get("priority", 0)
     if not isinstance(priority, int) or isinstance(priority, bool):
-        errors.append(_err(None, "priority", "The priority must be a whole number (higher runs first).", ErrorCode.BAD_VALUE))
+        errors.append(
+            _err(
+                None,
+                "priority",
+                "The priority must be a whole number (higher runs first).",
+                ErrorCode.BAD_VALUE,
+            )
+        )
 
 
 def _check_node(i: int, raw: Any, seen: set[str], errors: list[FlowError]) -> Node | None:
     where = f"nodes[{i}]"
     if not isinstance(raw, dict):
-        errors.append(_err(None, where, "Each node must be an object with id, type and config.", ErrorCode.BAD_VALUE))
+        errors.append(
+            _err(None, where, "Each node must be an object with id, type and config.", ErrorCode.BAD_VALUE)
+        )
         return None
     node_id = raw.get("id")
     if not isinstance(node_id, str) or not node_id or len(node_id) > MAX_ID_CHARS:
-        errors.append(_err(None, f"{where}.id", f"Give the node an id: text of 1 to {MAX_ID_CHARS} characters.", ErrorCode.MISSING_FIELD if node_id is None else ErrorCode.BAD_VALUE))
+        errors.append(
+            _err(
+                None,
+                f"{where}.id",
+                f"Give the node an id: text of 1 to {MAX_ID_CHARS} characters.",
+                ErrorCode.MISSING_FIELD if node_id is None else ErrorCode.BAD_VALUE,
+            )
+        )
         node_id = None
     label = node_id
     ok = node_id is not None
     if node_id is not None and node_id in seen:
-        errors.append(_err(node_id, "id", f"Node id {node_id!r} is used twice; give each node its own id.", ErrorCode.DUPLICATE_NODE_ID))
+        errors.append(
+            _err(
+                node_id,
+                "id",
+                f"Node id {node_id!r} is used twice; give each node its own id.",
+                ErrorCode.DUPLICATE_NODE_ID,
+            )
+        )
         ok = False
     elif node_id is not None:
         seen.add(node_id)
@@ -165,7 +242,14 @@ def _check_node(i: int, raw: Any, seen: set[str], errors: list[FlowError]) -> No
     spec = NODE_TYPES.get(node_type) if isinstance(node_type, str) else None
     if spec is None:
         choices = ", ".join(NODE_TYPES)
-        errors.append(_err(label, "type", f"Unknown node type {node_type!r}; use one of: {choices}.", ErrorCode.UNKNOWN_TYPE if node_type is not None else ErrorCode.MISSING_FIELD))
+        errors.append(
+            _err(
+                label,
+                "type",
+                f"Unknown node type {node_type!r}; use one of: {choices}.",
+                ErrorCode.UNKNOWN_TYPE if node_type is not None else ErrorCode.MISSING_FIELD,
+            )
+        )
         ok = False
     position = raw.get("position")
     pos_struct = None
@@ -177,7 +261,14 @@ def _check_node(i: int, raw: Any, seen: set[str], errors: list[FlowError]) -> No
             ok = False
     config = raw.get("config")
     if "config" not in raw:
-        errors.append(_err(label, "config", "Add a config object (use {} when the node type has no settings).", ErrorCode.MISSING_FIELD))
+        errors.append(
+            _err(
+                label,
+                "config",
+                "Add a config object (use {} when the node type has no settings).",
+                ErrorCode.MISSING_FIELD,
+            )
+        )
         return None
     if not isinstance(config, dict):
         errors.append(_err(label, "config", "The config must be an object.", ErrorCode.BAD_VALUE))
@@ -193,7 +284,9 @@ def _check_node(i: int, raw: Any, seen: set[str], errors: list[FlowError]) -> No
         return None
     issues = spec.check(cfg)
     for issue in issues:
-        errors.append(FlowError(node_id=label, field=f"config.{issue.field}", message=issue.message, code=issue.code))
+        errors.append(
+            FlowError(node_id=label, field=f"config.{issue.field}", message=issue.message, code=issue.code)
+        )
     if not ok or issues or any(k not in allowed for k in config):
         return None
     return Node(id=node_id, type=node_type, config=cfg, position=pos_struct)
@@ -205,7 +298,9 @@ def _check_edges(raw_edges: list, types: dict[str, str], errors: list[FlowError]
     for j, raw in enumerate(raw_edges):
         where = f"edges[{j}]"
         if not isinstance(raw, dict):
-            errors.append(_err(None, where, "Each edge must be an object {from, to, port?}.", ErrorCode.BAD_VALUE))
+            errors.append(
+                _err(None, where, "Each edge must be an object {from, to, port?}.", ErrorCode.BAD_VALUE)
+            )
             continue
         src, dst, port = raw.get("from"), raw.get("to"), raw.get("port")
         owner = src if isinstance(src, str) else None
@@ -213,29 +308,67 @@ def _check_edges(raw_edges: list, types: dict[str, str], errors: list[FlowError]
         good = all(k in _EDGE_FIELDS for k in raw)
         for key, value in (("from", src), ("to", dst)):
             if not isinstance(value, str) or not value:
-                errors.append(_err(owner, f"{where}.{key}", f"Set {key!r} to a node id.", ErrorCode.MISSING_FIELD if value is None else ErrorCode.BAD_VALUE))
+                errors.append(
+                    _err(
+                        owner,
+                        f"{where}.{key}",
+                        f"Set {key!r} to a node id.",
+                        ErrorCode.MISSING_FIELD if value is None else ErrorCode.BAD_VALUE,
+                    )
+                )
                 good = False
             elif value not in types:
-                errors.append(_err(value if key == "from" else owner, f"{where}.{key}", f"The edge points to node {value!r}, which does not exist; connect it to an existing node or delete it.", ErrorCode.DANGLING_EDGE))
+                errors.append(
+                    _err(
+                        value if key == "from" else owner,
+                        f"{where}.{key}",
+                        f"The edge points to node {value!r}, which does not exist; connect it to an existing node or delete it.",
+                        ErrorCode.DANGLING_EDGE,
+                    )
+                )
                 good = False
         if port is not None and not isinstance(port, str):
-            errors.append(_err(owner, f"{where}.port", "The port must be text or left out.", ErrorCode.BAD_VALUE))
+            errors.append(
+                _err(owner, f"{where}.port", "The port must be text or left out.", ErrorCode.BAD_VALUE)
+            )
             good = False
         if not good:
             continue
         if types[dst] in TRIGGER_TYPES:
-            errors.append(_err(dst, f"{where}.to", f"Trigger {dst!r} cannot have an incoming edge; triggers start a flow, so connect it from nothing.", ErrorCode.TRIGGER_INCOMING_EDGE))
+            errors.append(
+                _err(
+                    dst,
+                    f"{where}.to",
+                    f"Trigger {dst!r} cannot have an incoming edge; triggers start a flow, so connect it from nothing.",
+                    ErrorCode.TRIGGER_INCOMING_EDGE,
+                )
+            )
             good = False
         spec = NODE_TYPES.get(types[src])
         if spec is not None and port not in spec.out_ports:
             named = [p for p in spec.out_ports if p is not None]
-            hint = f"set port to one of: {', '.join(named)}" if named else "leave port out (this node has one output)"
-            problem = f"Port {port!r} does not exist on {spec.type}" if port is not None else f"An edge from {spec.type} needs a port"
+            hint = (
+                f"set port to one of: {', '.join(named)}"
+                if named
+                else "leave port out (this node has one output)"
+            )
+            problem = (
+                f"Port {port!r} does not exist on {spec.type}"
+                if port is not None
+                else f"An edge from {spec.type} needs a port"
+            )
             errors.append(_err(src, f"{where}.port", f"{problem}; {hint}.", ErrorCode.WRONG_PORT))
             good = False
         key = (src, dst, port)
         if key in seen:
-            errors.append(_err(src, where, f"The edge {src} -> {dst} appears twice; delete one.", ErrorCode.DUPLICATE_EDGE))
+            errors.append(
+                _err(
+                    src,
+                    where,
+                    f"The edge {src} -> {dst} appears twice; delete one.",
+                    ErrorCode.DUPLICATE_EDGE,
+                )
+            )
             good = False
         seen.add(key)
         if good:
@@ -268,8 +401,15 @@ def _check_cycles(ids: list[str], pairs: list[tuple[str, str]], errors: list[Flo
             if mark == 1:
                 if nxt not in reported:
                     reported.add(nxt)
-                    loop = " -> ".join(path[path.index(nxt):] + [nxt])
-                    errors.append(_err(nxt, "edges", f"The edges form a cycle ({loop}); remove one edge so the flow always ends.", ErrorCode.CYCLE))
+                    loop = " -> ".join(path[path.index(nxt) :] + [nxt])
+                    errors.append(
+                        _err(
+                            nxt,
+                            "edges",
+                            f"The edges form a cycle ({loop}); remove one edge so the flow always ends.",
+                            ErrorCode.CYCLE,
+                        )
+                    )
             elif mark is None:
                 state[nxt] = 1
                 stack.append((nxt, iter(succ[nxt])))
@@ -281,7 +421,9 @@ def _check_confirmations(nodes: list[Node], edges: list[Edge], errors: list[Flow
     for e in edges:
         succ.setdefault(e.from_, []).append(e.to)
     reachable: set[str] = set()
-    todo = [n.id for n in nodes if n.type == "when.message_received" and isinstance(n.config.match, MatchIntent)]
+    todo = [
+        n.id for n in nodes if n.type == "when.message_received" and isinstance(n.config.match, MatchIntent)
+    ]
     while todo:
         for nxt in succ.get(todo.pop(), ()):
             if nxt not in reachable:
@@ -289,7 +431,14 @@ def _check_confirmations(nodes: list[Node], edges: list[Edge], errors: list[Flow
                 todo.append(nxt)
     for n in nodes:
         if n.type == "action.call_webhook" and n.config.requires_confirmation and n.id not in reachable:
-            errors.append(_err(n.id, "config.requires_confirmation", "Confirmation is asked only for webhooks after an intent trigger; connect it after one or turn requires_confirmation off.", ErrorCode.CONFIRMATION_WITHOUT_INTENT))
+            errors.append(
+                _err(
+                    n.id,
+                    "config.requires_confirmation",
+                    "Confirmation is asked only for webhooks after an intent trigger; connect it after one or turn requires_confirmation off.",
+                    ErrorCode.CONFIRMATION_WITHOUT_INTENT,
+                )
+            )
 
 
 def _validate(raw: bytes | str | dict) -> tuple[FlowDocument | None, list[FlowError]]:
@@ -298,18 +447,41 @@ def _validate(raw: bytes | str | dict) -> tuple[FlowDocument | None, list[FlowEr
     if errors:
         return None, errors
     if not isinstance(doc, dict):
-        return None, [_err(None, None, "The document must be a JSON object with name, nodes and edges.", ErrorCode.NOT_AN_OBJECT)]
+        return None, [
+            _err(
+                None,
+                None,
+                "The document must be a JSON object with name, nodes and edges.",
+                ErrorCode.NOT_AN_OBJECT,
+            )
+        ]
     _check_top(doc, errors)
     raw_nodes = doc.get("nodes")
     raw_edges = doc.get("edges", [])
     if not isinstance(raw_nodes, list):
-        errors.append(_err(None, "nodes", "Add a nodes list with at least one trigger.", ErrorCode.MISSING_FIELD if raw_nodes is None else ErrorCode.BAD_VALUE))
+        errors.append(
+            _err(
+                None,
+                "nodes",
+                "Add a nodes list with at least one trigger.",
+                ErrorCode.MISSING_FIELD if raw_nodes is None else ErrorCode.BAD_VALUE,
+            )
+        )
         raw_nodes = []
     if len(raw_nodes) > MAX_NODES:
-        errors.append(_err(None, "nodes", f"The flow has {len(raw_nodes)} nodes; keep it to {MAX_NODES} or split it into several flows.", ErrorCode.TOO_MANY_NODES))
+        errors.append(
+            _err(
+                None,
+                "nodes",
+                f"The flow has {len(raw_nodes)} nodes; keep it to {MAX_NODES} or split it into several flows.",
+                ErrorCode.TOO_MANY_NODES,
+            )
+        )
         return None, errors
     if not isinstance(raw_edges, list):
-        errors.append(_err(None, "edges", "The edges must be a list of {from, to, port?}.", ErrorCode.BAD_VALUE))
+        errors.append(
+            _err(None, "edges", "The edges must be a list of {from, to, port?}.", ErrorCode.BAD_VALUE)
+        )
         raw_edges = []
     seen: set[str] = set()
     nodes: list[Node | None] = [_check_node(i, n, seen, errors) for i, n in enumerate(raw_nodes)]
@@ -321,7 +493,14 @@ def _validate(raw: bytes | str | dict) -> tuple[FlowDocument | None, list[FlowEr
             types[raw_node["id"]] = raw_node.get("type") if isinstance(raw_node.get("type"), str) else ""
     edges = _check_edges(raw_edges, types, errors)
     if not any(t in TRIGGER_TYPES for t in types.values()):
-        errors.append(_err(None, "nodes", "Add a trigger (a when.* node) so the flow can start.", ErrorCode.MISSING_TRIGGER))
+        errors.append(
+            _err(
+                None,
+                "nodes",
+                "Add a trigger (a when.* node) so the flow can start.",
+                ErrorCode.MISSING_TRIGGER,
+            )
+        )
     _check_cycles(list(types), [(e.from_, e.to) for e in edges], errors)
     good_nodes = [n for n in nodes if n is not None]
     _check_confirmations(good_nodes, edges, errors)
@@ -344,10 +523,19 @@ def validate_document(raw: bytes | str | dict) -> tuple[FlowDocument | None, lis
     try:
         return _validate(raw)
     except RecursionError:
-        return None, [_err(None, None, "The document is nested too deeply; flatten it.", ErrorCode.INVALID_JSON)]
+        return None, [
+            _err(None, None, "The document is nested too deeply; flatten it.", ErrorCode.INVALID_JSON)
+        ]
     except Exception as exc:  # The API and importer must get an answer, not a 500; log it loudly.
         logger.exception("flow validation crashed", extra={"error": repr(exc)})
-        return None, [_err(None, None, f"The document could not be checked ({type(exc).__name__}); please report this.", ErrorCode.INTERNAL)]
+        return None, [
+            _err(
+                None,
+                None,
+                f"The document could not be checked ({type(exc).__name__}); please report this.",
+                ErrorCode.INTERNAL,
+            )
+        ]
 
 
 def decode_document(raw: bytes | str | dict) -> FlowDocument:

@@ -58,9 +58,15 @@ async def stack(service_urls: tuple[str, str], graph_api) -> AsyncIterator[stack
     await redis.flushdb()
     await redis.set(stack_mod.OWNER_KEY, os.getpid(), ex=6 * 3600)  # keep our claim on this database
     await redis.aclose()
-    running = stack_mod.Stack(database_url=database_url, redis_url=redis_url,
-                              env={**_TEST_ENV, "WHATSAPP_GRAPH_URL": graph_api.base_url,
-                                   "SWITCHBOARD_SEND_RETRY_BASE_SECONDS": "0.05"})
+    running = stack_mod.Stack(
+        database_url=database_url,
+        redis_url=redis_url,
+        env={
+            **_TEST_ENV,
+            "WHATSAPP_GRAPH_URL": graph_api.base_url,
+            "SWITCHBOARD_SEND_RETRY_BASE_SECONDS": "0.05",
+        },
+    )
     await running.start()
     yield running
     running.stop()

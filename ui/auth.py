@@ -25,7 +25,7 @@ class AuthController(Controller):
         return Redirect(path="/flows")
 
     @get("/login", name="login")
-    async def login_page(self, request: Request, next: str | None = None) -> Template:  # noqa: A002 - query name
+    async def login_page(self, request: Request, next: str | None = None) -> Template:
         return page(request, "pages/login.html", next=_safe_next(next), error=None, email="")
 
     @post("/login", name="login_submit")
@@ -35,8 +35,14 @@ class AuthController(Controller):
         try:
             principal = await auth.login(email, form.get("password", ""))
         except auth.AuthError as exc:
-            return page(request, "pages/login.html", status_code=401, next=_safe_next(form.get("next")),
-                        error=f"{str(exc).capitalize()}.", email=email)
+            return page(
+                request,
+                "pages/login.html",
+                status_code=401,
+                next=_safe_next(form.get("next")),
+                error=f"{str(exc).capitalize()}.",
+                email=email,
+            )
         start_session(request, principal)
         return Redirect(path=_safe_next(form.get("next")))
 

@@ -24,7 +24,11 @@ _PARTS_BY_KIND = {
     "conversation": ("meta",),
     "run": ("messages", "ai", "meta"),
 }
-_TEMPLATES = {"messages": "partials/message_log.html", "ai": "partials/ai_state.html", "meta": "partials/conversation_meta.html"}
+_TEMPLATES = {
+    "messages": "partials/message_log.html",
+    "ai": "partials/ai_state.html",
+    "meta": "partials/conversation_meta.html",
+}
 
 
 def _one_line(html: str) -> str:
@@ -46,17 +50,34 @@ class ConversationsController(Controller):
     path = "/conversations"
 
     @get("/", name="conversations")
-    async def list_page(self, request: Request, principal: auth.Principal, status: str | None = None) -> Template:
-        items = await conversations.list_conversations(principal.workspace_id, status=status or None, limit=100)
-        return page(request, "pages/conversations.html", partial="partials/conversations_table.html",
-                    nav="conversations", conversations=items, status=status or "")
+    async def list_page(
+        self, request: Request, principal: auth.Principal, status: str | None = None
+    ) -> Template:
+        items = await conversations.list_conversations(
+            principal.workspace_id, status=status or None, limit=100
+        )
+        return page(
+            request,
+            "pages/conversations.html",
+            partial="partials/conversations_table.html",
+            nav="conversations",
+            conversations=items,
+            status=status or "",
+        )
 
     @get("/{conversation_id:str}", name="conversation")
     async def detail(self, request: Request, principal: auth.Principal, conversation_id: str) -> Template:
-        return page(request, "pages/conversation.html", nav="conversations", convo=await _load(principal, conversation_id))
+        return page(
+            request,
+            "pages/conversation.html",
+            nav="conversations",
+            convo=await _load(principal, conversation_id),
+        )
 
     @get("/{conversation_id:str}/events", name="conversation_events")
-    async def live(self, request: Request, principal: auth.Principal, conversation_id: str) -> ServerSentEvent:
+    async def live(
+        self, request: Request, principal: auth.Principal, conversation_id: str
+    ) -> ServerSentEvent:
         """Server-sent events: re-rendered partials of this conversation whenever the service publishes a change."""
         await _load(principal, conversation_id)
         engine = request.app.template_engine
@@ -66,8 +87,15 @@ class ConversationsController(Controller):
             convo = await conversations.get_conversation(principal.workspace_id, conversation_id)
             if convo is None:
                 return []
-            return [ServerSentEventMessage(data=_one_line(engine.get_template(_TEMPLATES[p]).render(
-                convo=convo, csrf=token, sse=True)), event=p) for p in parts]
+            return [
+                ServerSentEventMessage(
+                    data=_one_line(
+                        engine.get_template(_TEMPLATES[p]).render(convo=convo, csrf=token, sse=True)
+                    ),
+                    event=p,
+                )
+                for p in parts
+            ]
 
         async def stream() -> AsyncGenerator[ServerSentEventMessage, None]:
             yield ServerSentEventMessage(comment="live", retry=2000)
@@ -93,8 +121,14 @@ class ConversationsController(Controller):
         elif await conversations.send_agent_message(principal.workspace_id, conversation_id, text) is None:
             error = "The message could not be sent: check the conversation's channel in Settings."
         convo = await _load(principal, conversation_id)
-        return fragment(request, "partials/send_box.html", status_code=422 if error else 200, convo=convo,
-                        send_error=error, draft=text if error else "")
+        return fragment(
+            request,
+            "partials/send_box.html",
+            status_code=422 if error else 200,
+            convo=convo,
+            send_error=error,
+            draft=text if error else "",
+        )
 
     @post("/{conversation_id:str}/ai", name="conversation_ai")
     async def ai(self, request: Request, principal: auth.Principal, conversation_id: str) -> Template:
@@ -111,8 +145,13 @@ class ConversationsController(Controller):
         if not errors:
             await conversations.update_ai_state(principal.workspace_id, conversation_id, update)
         convo = await _load(principal, conversation_id)
-        return fragment(request, "partials/ai_state.html", convo=convo, saved=not errors,
-                        ai_errors=[e.message for e in errors])
+        return fragment(
+            request,
+            "partials/ai_state.html",
+            convo=convo,
+            saved=not errors,
+            ai_errors=[e.message for e in errors],
+        )
 
     @post("/{conversation_id:str}/meta", name="conversation_meta")
     async def meta(self, request: Request, principal: auth.Principal, conversation_id: str) -> Template:
@@ -123,4 +162,6 @@ class ConversationsController(Controller):
             remove_tags=[t for t in form.getall("remove_tag")] if "remove_tag" in form else [],
         )
         await conversations.update_conversation(principal.workspace_id, conversation_id, update)
-        return fragment(request, "partials/conversation_meta.html", convo=await _load(principal, conversation_id))
+        return fragment(
+            request, "partials/conversation_meta.html", convo=await _load(principal, conversation_id)
+        )

@@ -24,9 +24,18 @@ def _json_list(raw: str | None) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def _node_form(request: Request, *, node_id: str, type_: str, cfg: dict[str, Any], variables: list[str],
-               errors: list[FieldError], applied: bool, headers: dict[str, str] | None = None,
-               status_code: int = 200) -> Template:
+def _node_form(
+    request: Request,
+    *,
+    node_id: str,
+    type_: str,
+    cfg: dict[str, Any],
+    variables: list[str],
+    errors: list[FieldError],
+    applied: bool,
+    headers: dict[str, str] | None = None,
+    status_code: int = 200,
+) -> Template:
     node_type = NODE_TYPES.get(type_)
     if node_type is None:
         raise NotFoundException(f"Unknown node type {type_!r}.")
@@ -37,9 +46,20 @@ def _node_form(request: Request, *, node_id: str, type_: str, cfg: dict[str, Any
             by_field[e.field] = (by_field[e.field] + " " + e.message) if e.field in by_field else e.message
         else:
             general.append(e.message)
-    return fragment(request, "partials/node_form.html", headers=headers, status_code=status_code, node_id=node_id, node_type=node_type,
-                    cfg=cfg, errors=by_field, general_errors=general, names=template_names(variables),
-                    variables_json=json.dumps(variables), applied=applied)
+    return fragment(
+        request,
+        "partials/node_form.html",
+        headers=headers,
+        status_code=status_code,
+        node_id=node_id,
+        node_type=node_type,
+        cfg=cfg,
+        errors=by_field,
+        general_errors=general,
+        names=template_names(variables),
+        variables_json=json.dumps(variables),
+        applied=applied,
+    )
 
 
 class EditorController(Controller):
@@ -52,8 +72,14 @@ class EditorController(Controller):
         except flows_store.FlowNotFound as exc:
             raise NotFoundException("This flow does not exist (deleted?).") from exc
         document = flows_store.get_document_dict({"draft": flow.document, "status": flow.status.value})
-        return page(request, "pages/editor.html", nav="flows", flow=flow, node_types_json=node_types_json(),
-                    document_json=json.dumps(document).replace("</", "<\\/"))
+        return page(
+            request,
+            "pages/editor.html",
+            nav="flows",
+            flow=flow,
+            node_types_json=node_types_json(),
+            document_json=json.dumps(document).replace("</", "<\\/"),
+        )
 
     @post("/editor/node-form", name="node_form")
     async def node_form(self, request: Request, principal: auth.Principal) -> Template:
@@ -63,10 +89,20 @@ class EditorController(Controller):
             cfg = json.loads(form.get("config") or "{}")
         except ValueError:
             cfg = {}
-        errors = [FieldError(_strip(e.get("field")), e.get("message", "")) for e in _json_list(form.get("errors"))
-                  if isinstance(e, dict)]
-        return _node_form(request, node_id=form.get("node_id", ""), type_=form.get("type", ""), cfg=cfg if isinstance(cfg, dict) else {},
-                          variables=[str(v) for v in _json_list(form.get("variables"))], errors=errors, applied=False)
+        errors = [
+            FieldError(_strip(e.get("field")), e.get("message", ""))
+            for e in _json_list(form.get("errors"))
+            if isinstance(e, dict)
+        ]
+        return _node_form(
+            request,
+            node_id=form.get("node_id", ""),
+            type_=form.get("type", ""),
+            cfg=cfg if isinstance(cfg, dict) else {},
+            variables=[str(v) for v in _json_list(form.get("variables"))],
+            errors=errors,
+            applied=False,
+        )
 
     @post("/editor/node-form/save", name="node_form_save")
     async def node_form_save(self, request: Request, principal: auth.Principal) -> Template:
@@ -84,13 +120,29 @@ class EditorController(Controller):
         if not errors:
             normalised, errors = check_node_config(node_id, type_, cfg)
         if normalised is None:
-            return _node_form(request, node_id=node_id, type_=type_, cfg=cfg, variables=variables, errors=errors,
-                              applied=False, status_code=422)
+            return _node_form(
+                request,
+                node_id=node_id,
+                type_=type_,
+                cfg=cfg,
+                variables=variables,
+                errors=errors,
+                applied=False,
+                status_code=422,
+            )
         trigger = json.dumps({"sb:node-config": {"node_id": node_id, "config": normalised}})
-        return _node_form(request, node_id=node_id, type_=type_, cfg=normalised, variables=variables, errors=[],
-                          applied=True, headers={"HX-Trigger": trigger})
+        return _node_form(
+            request,
+            node_id=node_id,
+            type_=type_,
+            cfg=normalised,
+            variables=variables,
+            errors=[],
+            applied=True,
+            headers={"HX-Trigger": trigger},
+        )
 
 
 def _strip(field: Any) -> str:
     text = str(field or "")
-    return text[len("config."):] if text.startswith("config.") else text
+    return text[len("config.") :] if text.startswith("config.") else text

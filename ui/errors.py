@@ -16,5 +16,8 @@ def html_error(request: Request, exc: HTTPException) -> Response:
     if request.headers.get("hx-request") == "true":
         # htmx shows error bodies only where a page asks for it; a plain line is enough.
         return Response(content=str(exc.detail), status_code=exc.status_code, media_type="text/plain")
-    return Template(template_name="pages/error.html", status_code=exc.status_code,
-                    context=context(request, title=title, detail=exc.detail))
+    return Template(
+        template_name="pages/error.html",
+        status_code=exc.status_code,
+        context=context(request, title=title, detail=exc.detail),
+    )

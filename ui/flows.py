@@ -30,17 +30,36 @@ class FlowsController(Controller):
     @get("/", name="flows")
     async def list_page(self, request: Request, principal: auth.Principal) -> Template:
         flows = await flows_store.list_flows(principal.workspace_id)
-        return page(request, "pages/flows.html", partial="partials/flows_table.html", nav="flows", flows=flows,
-                    import_result=None)
+        return page(
+            request,
+            "pages/flows.html",
+            partial="partials/flows_table.html",
+            nav="flows",
+            flows=flows,
+            import_result=None,
+        )
 
     @post("/", name="flows_create")
     async def create(self, request: Request, principal: auth.Principal) -> Redirect | Template:
         form = await request.form()
         name = (form.get("name") or "").strip() or "Untitled flow"
         # A new flow starts with a trigger so it is valid from its first save.
-        doc = {"schema": "switchboard.flow/v1", "name": name[:200], "description": "", "status": "draft", "priority": 0,
-               "nodes": [{"id": "n1", "type": "when.message_received", "config": {"match": {"kind": "any"}},
-                          "position": {"x": 80, "y": 120}}], "edges": []}
+        doc = {
+            "schema": "switchboard.flow/v1",
+            "name": name[:200],
+            "description": "",
+            "status": "draft",
+            "priority": 0,
+            "nodes": [
+                {
+                    "id": "n1",
+                    "type": "when.message_received",
+                    "config": {"match": {"kind": "any"}},
+                    "position": {"x": 80, "y": 120},
+                }
+            ],
+            "edges": [],
+        }
         flow = await flows_store.create_flow(principal.workspace_id, doc, author=principal.email)
         return Redirect(path=f"/flows/{flow.id}/edit")
 
@@ -49,24 +68,43 @@ class FlowsController(Controller):
         flow = await _get(principal, flow_id)
         target = FlowStatus.PAUSED if flow.status is FlowStatus.ACTIVE else FlowStatus.ACTIVE
         try:
-            flow = await flows_store.set_status(principal.workspace_id, flow_id, target, author=principal.email)
+            flow = await flows_store.set_status(
+                principal.workspace_id, flow_id, target, author=principal.email
+            )
         except flows_store.FlowInvalid as exc:
-            message = "Cannot activate “" + flow.name + "”: " + " ".join(e.message for e in exc.errors[:3]) + " Open the editor and Validate."
-            return fragment(request, "partials/flow_row.html", flow=flow, headers={"HX-Trigger": json.dumps({"sb:flash": message})})
+            message = (
+                "Cannot activate “"
+                + flow.name
+                + "”: "
+                + " ".join(e.message for e in exc.errors[:3])
+                + " Open the editor and Validate."
+            )
+            return fragment(
+                request,
+                "partials/flow_row.html",
+                flow=flow,
+                headers={"HX-Trigger": json.dumps({"sb:flash": message})},
+            )
         if request.headers.get("hx-request") != "true":
             return Redirect(path="/flows")
         return fragment(request, "partials/flow_row.html", flow=flow)
 
     @post("/{flow_id:str}/duplicate", name="flows_duplicate")
-    async def duplicate(self, request: Request, principal: auth.Principal, flow_id: str) -> Template | Redirect:
+    async def duplicate(
+        self, request: Request, principal: auth.Principal, flow_id: str
+    ) -> Template | Redirect:
         await _get(principal, flow_id)
         await flows_store.duplicate_flow(principal.workspace_id, flow_id, author=principal.email)
         if request.headers.get("hx-request") != "true":
             return Redirect(path="/flows")
-        return fragment(request, "partials/flows_table.html", flows=await flows_store.list_flows(principal.workspace_id))
+        return fragment(
+            request, "partials/flows_table.html", flows=await flows_store.list_flows(principal.workspace_id)
+        )
 
     @post("/{flow_id:str}/delete", name="flows_delete")
-    async def delete(self, request: Request, principal: auth.Principal, flow_id: str) -> Response[str] | Redirect:
+    async def delete(
+        self, request: Request, principal: auth.Principal, flow_id: str
+    ) -> Response[str] | Redirect:
         await _get(principal, flow_id)
         await flows_store.delete_flow(principal.workspace_id, flow_id)
         if request.headers.get("hx-request") != "true":
@@ -78,12 +116,17 @@ class FlowsController(Controller):
         await _get(principal, flow_id)
         doc = await flows_store.export_flow(principal.workspace_id, flow_id)
         filename = flows_store.slugify(doc.name) + ".flow.json"
-        return Response(content=encode_document(doc), media_type="application/json",
-                        headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+        return Response(
+            content=encode_document(doc),
+            media_type="application/json",
+            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        )
 
     @post("/import", name="flows_import")
     async def import_files(
-        self, request: Request, principal: auth.Principal,
+        self,
+        request: Request,
+        principal: auth.Principal,
         data: Annotated[dict[str, Any], Body(media_type=RequestEncodingType.MULTI_PART)],
     ) -> Template:
         files = data.get("files") or []
@@ -100,18 +143,54 @@ class FlowsController(Controller):
                 documents.append(json.loads(raw))
                 names.append(upload.filename)
             except ValueError as exc:
-                unreadable.append({"file": upload.filename, "name": None,
-                                   "errors": [{"node_id": None, "field": None, "message": f"Not JSON: {exc}. Export the flow again."}]})
+                unreadable.append(
+                    {
+                        "file": upload.filename,
+                        "name": None,
+                        "errors": [
+                            {
+                                "node_id": None,
+                                "field": None,
+                                "message": f"Not JSON: {exc}. Export the flow again.",
+                            }
+                        ],
+                    }
+                )
         result: dict[str, Any]
         if unreadable or not documents:
             if not unreadable:
-                unreadable.append({"file": "(none)", "name": None, "errors": [{"node_id": None, "field": None, "message": "Choose at least one .flow.json file."}]})
+                unreadable.append(
+                    {
+                        "file": "(none)",
+                        "name": None,
+                        "errors": [
+                            {
+                                "node_id": None,
+                                "field": None,
+                                "message": "Choose at least one .flow.json file.",
+                            }
+                        ],
+                    }
+                )
             result = {"created": [], "errors": unreadable, "missing_secrets": []}
         else:
-            imported = await flows_store.import_flows(principal.workspace_id, documents, author=principal.email)
-            result = {"created": imported.created, "missing_secrets": imported.missing_secrets,
-                      "errors": [{**e, "file": names[e["index"]]} for e in imported.errors]}
+            imported = await flows_store.import_flows(
+                principal.workspace_id, documents, author=principal.email
+            )
+            result = {
+                "created": imported.created,
+                "missing_secrets": imported.missing_secrets,
+                "errors": [{**e, "file": names[e["index"]]} for e in imported.errors],
+            }
         status = 422 if result["errors"] else 200
         flows = await flows_store.list_flows(principal.workspace_id)
-        return page(request, "pages/flows.html", partial="partials/import_result_oob.html", status_code=status,
-                    nav="flows", flows=flows, import_result=result, oob=True)
+        return page(
+            request,
+            "pages/flows.html",
+            partial="partials/import_result_oob.html",
+            status_code=status,
+            nav="flows",
+            flows=flows,
+            import_result=result,
+            oob=True,
+        )

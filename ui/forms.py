@@ -14,8 +14,17 @@ from flows.schema import document_to_dict
 from flows.validate import validate_document
 
 # Graph-level findings that a single node cannot fix from its own form.
-_GRAPH_CODES = frozenset({"confirmation_without_intent", "missing_trigger", "dangling_edge", "cycle", "wrong_port",
-                          "trigger_incoming_edge", "duplicate_edge"})
+_GRAPH_CODES = frozenset(
+    {
+        "confirmation_without_intent",
+        "missing_trigger",
+        "dangling_edge",
+        "cycle",
+        "wrong_port",
+        "trigger_incoming_edge",
+        "duplicate_edge",
+    }
+)
 
 
 class FieldError(msgspec.Struct, frozen=True):
@@ -40,7 +49,9 @@ def _cast(value: str, kind: str, field: str, errors: list[FieldError]) -> tuple[
         if kind == "json":
             return True, json.loads(value)
     except ValueError as exc:
-        errors.append(FieldError(field, f"Not a valid {'number' if kind != 'json' else 'JSON value'}: {exc}."))
+        errors.append(
+            FieldError(field, f"Not a valid {'number' if kind != 'json' else 'JSON value'}: {exc}.")
+        )
         return False, None
     if kind == "auto":
         try:
@@ -132,7 +143,9 @@ def prune_match(config: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-def check_node_config(node_id: str, type_: str, config: dict[str, Any]) -> tuple[dict[str, Any] | None, list[FieldError]]:
+def check_node_config(
+    node_id: str, type_: str, config: dict[str, Any]
+) -> tuple[dict[str, Any] | None, list[FieldError]]:
     """Validate one node's config with the flow language; returns the normalised config or field errors."""
     node = {"id": node_id, "type": type_, "config": prune_match(dict(config))}
     nodes = [node]
@@ -141,7 +154,9 @@ def check_node_config(node_id: str, type_: str, config: dict[str, Any]) -> tuple
         # A synthetic trigger keeps graph rules quiet: only this node's own findings matter here.
         nodes = [{"id": "__trigger", "type": "when.conversation_created", "config": {}}, node]
         edges = [{"from": "__trigger", "to": node_id}]
-    doc, flow_errors = validate_document({"schema": "switchboard.flow/v1", "name": "node", "nodes": nodes, "edges": edges})
+    doc, flow_errors = validate_document(
+        {"schema": "switchboard.flow/v1", "name": "node", "nodes": nodes, "edges": edges}
+    )
     errors = [
         FieldError(_field(e.field), e.message)
         for e in flow_errors
@@ -156,4 +171,4 @@ def check_node_config(node_id: str, type_: str, config: dict[str, Any]) -> tuple
 def _field(field: str | None) -> str:
     if not field:
         return ""
-    return field[len("config."):] if field.startswith("config.") else ("" if field == "config" else field)
+    return field[len("config.") :] if field.startswith("config.") else ("" if field == "config" else field)

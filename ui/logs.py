@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from litestar import Controller, Request, get
 from litestar.exceptions import NotFoundException
@@ -21,26 +21,49 @@ class LogsController(Controller):
     path = "/logs"
 
     @get("/", name="logs")
-    async def list_page(self, request: Request, principal: auth.Principal, flow_id: str | None = None,
-                        node_id: str | None = None, status: str | None = None, hours: int = 24) -> Template:
+    async def list_page(
+        self,
+        request: Request,
+        principal: auth.Principal,
+        flow_id: str | None = None,
+        node_id: str | None = None,
+        status: str | None = None,
+        hours: int = 24,
+    ) -> Template:
         hours = hours if hours in WINDOWS_HOURS else 24
-        since = datetime.now(timezone.utc) - timedelta(hours=hours)
+        since = datetime.now(UTC) - timedelta(hours=hours)
         flows = await flows_store.list_flows(principal.workspace_id)
         actions = [a for f in flows for a in external_actions(f) if a["webhook"]]
         run_items, log_page = [], None
         if flow_id and node_id:
-            log_page = await runs.action_logs(principal.workspace_id, flow_id, node_id, status=status or None,
-                                              since=since, limit=200)
+            log_page = await runs.action_logs(
+                principal.workspace_id, flow_id, node_id, status=status or None, since=since, limit=200
+            )
             events = [(i.created_at, i.status in OK_STATUSES) for i in (log_page.items if log_page else [])]
         else:
-            run_items = await runs.list_runs(principal.workspace_id, flow_id=flow_id or None, status=status or None,
-                                             since=since, limit=200)
+            run_items = await runs.list_runs(
+                principal.workspace_id, flow_id=flow_id or None, status=status or None, since=since, limit=200
+            )
             events = [(r.started_at, r.error is None and r.status != "failed") for r in run_items]
         chart = executions_chart(events, hours=hours)
-        return page(request, "pages/logs.html", partial="partials/logs_results.html", nav="logs", flows=flows,
-                    actions=actions, runs=run_items, log_page=log_page, chart=chart,
-                    filters={"flow_id": flow_id or "", "node_id": node_id or "", "status": status or "", "hours": hours},
-                    windows=WINDOWS_HOURS)
+        return page(
+            request,
+            "pages/logs.html",
+            partial="partials/logs_results.html",
+            nav="logs",
+            flows=flows,
+            actions=actions,
+            runs=run_items,
+            log_page=log_page,
+            chart=chart,
+            filters={
+                "flow_id": flow_id or "",
+                "node_id": node_id or "",
+                "status": status or "",
+                "hours": hours,
+            },
+            windows=WINDOWS_HOURS,
+        )
 
     @get("/runs/{run_id:str}", name="run_detail")
     async def run_detail(self, request: Request, principal: auth.Principal, run_id: str) -> Template:

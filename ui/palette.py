@@ -23,14 +23,31 @@ _STARTING_CONFIG: dict[str, dict[str, Any]] = {
     "logic.condition": {"left": "", "op": "equals", "right": ""},
 }
 
-TEMPLATE_NAMES = ("contact.first_name", "contact.last_name", "contact.phone", "contact.tags", "conversation.id",
-                  "conversation.status", "message.text", "message_text", "phone_number", "timestamp", "event")
+TEMPLATE_NAMES = (
+    "contact.first_name",
+    "contact.last_name",
+    "contact.phone",
+    "contact.tags",
+    "conversation.id",
+    "conversation.status",
+    "message.text",
+    "message_text",
+    "phone_number",
+    "timestamp",
+    "event",
+)
 
 
 def node_types() -> list[dict[str, Any]]:
     return [
-        {"type": t.type, "group": t.group.value, "label": t.label, "description": t.description,
-         "out_ports": list(t.out_ports), "defaults": _STARTING_CONFIG.get(t.type, {})}
+        {
+            "type": t.type,
+            "group": t.group.value,
+            "label": t.label,
+            "description": t.description,
+            "out_ports": list(t.out_ports),
+            "defaults": _STARTING_CONFIG.get(t.type, {}),
+        }
         for t in NODE_TYPES.values()
     ]
 
@@ -43,4 +60,9 @@ def node_types_json() -> str:
 
 def template_names(variables: list[str]) -> list[str]:
     """Names a template field can use here: the fixed ones, the flow's variables, and the webhook response."""
-    return list(TEMPLATE_NAMES[:6]) + [f"vars.{v}" for v in variables] + ["vars.*", "response.*"] + list(TEMPLATE_NAMES[6:])
+    return (
+        list(TEMPLATE_NAMES[:6])
+        + [f"vars.{v}" for v in variables]
+        + ["vars.*", "response.*"]
+        + list(TEMPLATE_NAMES[6:])
+    )

@@ -45,13 +45,30 @@ def context(request: Request, **values: Any) -> dict[str, Any]:
     return base
 
 
-def page(request: Request, template: str, *, partial: str | None = None, status_code: int = 200,
-         headers: dict[str, str] | None = None, **values: Any) -> Template:
+def page(
+    request: Request,
+    template: str,
+    *,
+    partial: str | None = None,
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+    **values: Any,
+) -> Template:
     """Render `template`, or `partial` when the request comes from htmx."""
     name = partial if partial and is_htmx(request) else template
-    return Template(template_name=name, context=context(request, **values), status_code=status_code, headers=headers)
+    return Template(
+        template_name=name, context=context(request, **values), status_code=status_code, headers=headers
+    )
 
 
-def fragment(request: Request, template: str, *, status_code: int = 200, headers: dict[str, str] | None = None,
-             **values: Any) -> Template:
-    return Template(template_name=template, context=context(request, **values), status_code=status_code, headers=headers)
+def fragment(
+    request: Request,
+    template: str,
+    *,
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+    **values: Any,
+) -> Template:
+    return Template(
+        template_name=template, context=context(request, **values), status_code=status_code, headers=headers
+    )

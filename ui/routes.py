@@ -20,8 +20,16 @@ from ui.tester import TesterController
 ROUTERS: list[Router] = [
     Router(
         path="/",
-        route_handlers=[AuthController, FlowsController, EditorController, ConversationsController, ActionsController,
-                       LogsController, TesterController, SettingsController],
+        route_handlers=[
+            AuthController,
+            FlowsController,
+            EditorController,
+            ConversationsController,
+            ActionsController,
+            LogsController,
+            TesterController,
+            SettingsController,
+        ],
         middleware=[session_middleware],
         guards=[csrf_guard],
         dependencies={"principal": Provide(provide_principal)},

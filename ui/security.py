@@ -14,8 +14,8 @@ from litestar.exceptions import NotAuthorizedException, PermissionDeniedExceptio
 from litestar.handlers import BaseRouteHandler
 from litestar.middleware.session.base import SessionMiddleware
 from litestar.middleware.session.client_side import CookieBackendConfig
-from litestar.types import ASGIApp, Receive, Scope, Send
 from litestar.response import Redirect, Response
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 from app.services import auth
 from app.settings import get_settings
@@ -36,8 +36,9 @@ def _session_secret() -> bytes:
     return hashlib.sha256(("session:" + get_settings().secret_key).encode()).digest()
 
 
-SESSION_CONFIG = CookieBackendConfig(secret=_session_secret(), key=SESSION_COOKIE, httponly=True, samesite="lax",
-                                     max_age=14 * 24 * 3600)
+SESSION_CONFIG = CookieBackendConfig(
+    secret=_session_secret(), key=SESSION_COOKIE, httponly=True, samesite="lax", max_age=14 * 24 * 3600
+)
 _SESSION_BACKEND = SESSION_CONFIG._backend_class(config=SESSION_CONFIG)
 
 
@@ -76,14 +77,22 @@ async def csrf_guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:
     request: Request = connection  # type: ignore[assignment]
     if request.method in SAFE_METHODS:
         return
-    expected = (request.scope.get("session") or {}).get(CSRF_SESSION_KEY) if isinstance(request.scope.get("session"), dict) else None
+    expected = (
+        (request.scope.get("session") or {}).get(CSRF_SESSION_KEY)
+        if isinstance(request.scope.get("session"), dict)
+        else None
+    )
     sent = request.headers.get(CSRF_HEADER.lower())
-    if not sent and request.headers.get("content-type", "").startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+    if not sent and request.headers.get("content-type", "").startswith(
+        ("application/x-www-form-urlencoded", "multipart/form-data")
+    ):
         form = await request.form()
         sent = form.get(CSRF_FIELD)
     if not expected or not sent or not hmac.compare_digest(str(sent), str(expected)):
         log.info("csrf refused", extra={"path": request.url.path, "method": request.method})
-        raise PermissionDeniedException("The form expired or did not come from this site; reload the page and try again.")
+        raise PermissionDeniedException(
+            "The form expired or did not come from this site; reload the page and try again."
+        )
 
 
 async def provide_principal(request: Request) -> auth.Principal:

@@ -24,17 +24,21 @@ async def _channels_context(request: Request, principal: auth.Principal) -> dict
     return {"channels": [(c, _webhook_url(request, c)) for c in channels]}
 
 
-
-
 class SettingsController(Controller):
     path = "/settings"
 
     @get("/", name="settings")
     async def settings_page(self, request: Request, principal: auth.Principal) -> Template:
-        return page(request, "pages/settings.html", nav="settings", llm=await llm_settings.get(principal.workspace_id),
-                    channel_error=None, verify=None,
-                    personalities=await personalities.list_personalities(principal.workspace_id),
-                    **await _channels_context(request, principal))
+        return page(
+            request,
+            "pages/settings.html",
+            nav="settings",
+            llm=await llm_settings.get(principal.workspace_id),
+            channel_error=None,
+            verify=None,
+            personalities=await personalities.list_personalities(principal.workspace_id),
+            **await _channels_context(request, principal),
+        )
 
     @post("/channels", name="channel_create")
     async def create_channel(self, request: Request, principal: auth.Principal) -> Template:
@@ -42,21 +46,36 @@ class SettingsController(Controller):
         error = None
         try:
             data = channel_store.ChannelCreate(
-                kind=channel_store.ChannelKind(form.get("kind") or "whatsapp"), name=(form.get("name") or "").strip(),
-                phone_number_id=(form.get("phone_number_id") or "").strip(), access_token=form.get("access_token") or "",
-                app_secret=form.get("app_secret") or "", verify_token=form.get("verify_token") or "",
-                secret=form.get("secret") or "")
+                kind=channel_store.ChannelKind(form.get("kind") or "whatsapp"),
+                name=(form.get("name") or "").strip(),
+                phone_number_id=(form.get("phone_number_id") or "").strip(),
+                access_token=form.get("access_token") or "",
+                app_secret=form.get("app_secret") or "",
+                verify_token=form.get("verify_token") or "",
+                secret=form.get("secret") or "",
+            )
             await channel_store.create_channel(principal.workspace_id, data)
         except (channel_store.ChannelError, ValueError) as exc:
             error = str(exc)
-        return fragment(request, "partials/channels.html", status_code=422 if error else 200, channel_error=error,
-                        verify=None, **await _channels_context(request, principal))
+        return fragment(
+            request,
+            "partials/channels.html",
+            status_code=422 if error else 200,
+            channel_error=error,
+            verify=None,
+            **await _channels_context(request, principal),
+        )
 
     @post("/channels/{channel_id:str}/delete", name="channel_delete")
     async def delete_channel(self, request: Request, principal: auth.Principal, channel_id: str) -> Template:
         await channel_store.delete_channel(principal.workspace_id, channel_id)
-        return fragment(request, "partials/channels.html", channel_error=None, verify=None,
-                        **await _channels_context(request, principal))
+        return fragment(
+            request,
+            "partials/channels.html",
+            channel_error=None,
+            verify=None,
+            **await _channels_context(request, principal),
+        )
 
     @post("/channels/{channel_id:str}/verify", name="channel_verify")
     async def verify_channel(self, request: Request, principal: auth.Principal, channel_id: str) -> Template:
@@ -68,19 +87,36 @@ class SettingsController(Controller):
         url = _webhook_url(request, read)
         challenge = pysecrets.token_hex(8)
         if read.kind is channel_store.ChannelKind.WHATSAPP:
-            params = {"hub.mode": "subscribe", "hub.verify_token": record.verify_token, "hub.challenge": challenge}
+            params = {
+                "hub.mode": "subscribe",
+                "hub.verify_token": record.verify_token,
+                "hub.challenge": challenge,
+            }
             try:
                 async with httpx.AsyncClient(timeout=5.0) as client:
                     resp = await client.get(url, params=params)
                 ok = resp.status_code == 200 and resp.text.strip() == challenge
-                detail = "Meta's verification will succeed." if ok else f"The webhook answered {resp.status_code}: {resp.text[:200]}"
+                detail = (
+                    "Meta's verification will succeed."
+                    if ok
+                    else f"The webhook answered {resp.status_code}: {resp.text[:200]}"
+                )
             except httpx.HTTPError as exc:
                 ok, detail = False, f"Could not reach {url}: {exc}. Is the public URL right?"
         else:
             ok = bool(record.secret) or read.kind is channel_store.ChannelKind.CONSOLE
-            detail = "Signed requests will be accepted." if ok else "Set a secret: generic webhooks must be HMAC-signed."
-        return fragment(request, "partials/channels.html", channel_error=None,
-                        verify={"id": channel_id, "ok": ok, "detail": detail}, **await _channels_context(request, principal))
+            detail = (
+                "Signed requests will be accepted."
+                if ok
+                else "Set a secret: generic webhooks must be HMAC-signed."
+            )
+        return fragment(
+            request,
+            "partials/channels.html",
+            channel_error=None,
+            verify={"id": channel_id, "ok": ok, "detail": detail},
+            **await _channels_context(request, principal),
+        )
 
     @post("/llm", name="llm_update")
     async def update_llm(self, request: Request, principal: auth.Principal) -> Template:
@@ -90,13 +126,29 @@ class SettingsController(Controller):
         try:
             quota = int(form.get("monthly_token_quota") or 0)
             api_key = "" if form.get("remove_key") else ((form.get("api_key") or "").strip() or None)
-            await llm_settings.update(principal.workspace_id, llm_settings.LLMSettingsUpdate(
-                model=(form.get("model") or "").strip(), base_url=(form.get("base_url") or "").strip(),
-                api_key=api_key, monthly_token_quota=quota))
+            await llm_settings.update(
+                principal.workspace_id,
+                llm_settings.LLMSettingsUpdate(
+                    model=(form.get("model") or "").strip(),
+                    base_url=(form.get("base_url") or "").strip(),
+                    api_key=api_key,
+                    monthly_token_quota=quota,
+                ),
+            )
         except ValueError as exc:  # LLMSettingsError, or a quota that is not a number
-            error = str(exc) if isinstance(exc, llm_settings.LLMSettingsError) else "The quota must be a whole number."
-        return fragment(request, "partials/llm_settings.html", status_code=422 if error else 200,
-                        llm=await llm_settings.get(principal.workspace_id), llm_error=error, llm_saved=not error)
+            error = (
+                str(exc)
+                if isinstance(exc, llm_settings.LLMSettingsError)
+                else "The quota must be a whole number."
+            )
+        return fragment(
+            request,
+            "partials/llm_settings.html",
+            status_code=422 if error else 200,
+            llm=await llm_settings.get(principal.workspace_id),
+            llm_error=error,
+            llm_saved=not error,
+        )
 
     @post("/personalities/{intent:str}", name="personality_update")
     async def update_personality(self, request: Request, principal: auth.Principal, intent: str) -> Template:
@@ -105,6 +157,12 @@ class SettingsController(Controller):
             core = personalities.CoreIntent(intent)
         except ValueError as exc:
             raise NotFoundException(f"No core intent {intent!r}.") from exc
-        updated = await personalities.update_personality(principal.workspace_id, core, personalities.PersonalityUpdate(
-            system_prompt=(form.get("system_prompt") or "").strip(), fallback_text=(form.get("fallback_text") or "").strip()))
+        updated = await personalities.update_personality(
+            principal.workspace_id,
+            core,
+            personalities.PersonalityUpdate(
+                system_prompt=(form.get("system_prompt") or "").strip(),
+                fallback_text=(form.get("fallback_text") or "").strip(),
+            ),
+        )
         return fragment(request, "partials/personality.html", p=updated, saved=True)

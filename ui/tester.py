@@ -45,7 +45,13 @@ def parse_batch(filename: str, raw: bytes) -> list[tuple[str, str, str]]:
         message = str(row.get("message") or row.get("text") or "").strip()
         expected = row.get("expected", row.get("intent"))
         if message:
-            out.append((message, str(row.get("language") or ""), str(expected) if expected not in (None, "", "oos") else NO_MATCH))
+            out.append(
+                (
+                    message,
+                    str(row.get("language") or ""),
+                    str(expected) if expected not in (None, "", "oos") else NO_MATCH,
+                )
+            )
     return out
 
 
@@ -53,32 +59,68 @@ class TesterController(Controller):
     path = "/tester"
 
     @get("/", name="tester")
-    async def tester_page(self, request: Request, principal: auth.Principal, flow_id: str | None = None,
-                          node_id: str | None = None) -> Template:
+    async def tester_page(
+        self,
+        request: Request,
+        principal: auth.Principal,
+        flow_id: str | None = None,
+        node_id: str | None = None,
+    ) -> Template:
         flows = await flows_store.list_flows(principal.workspace_id)
-        return page(request, "pages/tester.html", nav="tester", flows=flows, flow_id=flow_id or "", result=None,
-                    batch=None, message="", language="", error=None)
+        return page(
+            request,
+            "pages/tester.html",
+            nav="tester",
+            flows=flows,
+            flow_id=flow_id or "",
+            result=None,
+            batch=None,
+            message="",
+            language="",
+            error=None,
+        )
 
     @post("/run", name="tester_run")
     async def run(self, request: Request, principal: auth.Principal) -> Template:
         form = await request.form()
         message = (form.get("message") or "").strip()
         execute = form.get("mode") == "execute"
-        req = tester.TesterRequest(message=message, language=form.get("language") or None, execute=execute,
-                                   flow_id=form.get("flow_id") or None)
+        req = tester.TesterRequest(
+            message=message,
+            language=form.get("language") or None,
+            execute=execute,
+            flow_id=form.get("flow_id") or None,
+        )
         result, error = None, None
         try:
             result = await tester.run_test(principal.workspace_id, req)
         except (ValueError, flows_store.FlowInvalid, flows_store.FlowNotFound) as exc:
-            error = "; ".join(e.message for e in exc.errors) if isinstance(exc, flows_store.FlowInvalid) else str(exc)
+            error = (
+                "; ".join(e.message for e in exc.errors)
+                if isinstance(exc, flows_store.FlowInvalid)
+                else str(exc)
+            )
         flows = await flows_store.list_flows(principal.workspace_id)
-        return page(request, "pages/tester.html", partial="partials/tester_result.html", status_code=422 if error else 200,
-                    nav="tester", flows=flows, flow_id=form.get("flow_id") or "", result=result, batch=None,
-                    message=message, language=form.get("language") or "", error=error)
+        return page(
+            request,
+            "pages/tester.html",
+            partial="partials/tester_result.html",
+            status_code=422 if error else 200,
+            nav="tester",
+            flows=flows,
+            flow_id=form.get("flow_id") or "",
+            result=result,
+            batch=None,
+            message=message,
+            language=form.get("language") or "",
+            error=error,
+        )
 
     @post("/batch", name="tester_batch")
     async def batch(
-        self, request: Request, principal: auth.Principal,
+        self,
+        request: Request,
+        principal: auth.Principal,
         data: Annotated[dict[str, Any], Body(media_type=RequestEncodingType.MULTI_PART)],
     ) -> Template:
         upload = data.get("file")
@@ -93,15 +135,44 @@ class TesterController(Controller):
         flow_id = data.get("flow_id") or None
         results = []
         for message, language, expected in rows:
-            res = await tester.run_test(principal.workspace_id, tester.TesterRequest(
-                message=message, language=language or None, flow_id=flow_id if isinstance(flow_id, str) else None))
-            results.append({"message": message, "expected": expected, "predicted": predicted_label(res),
-                            "confidence": (res.match or {}).get("confidence")})
+            res = await tester.run_test(
+                principal.workspace_id,
+                tester.TesterRequest(
+                    message=message,
+                    language=language or None,
+                    flow_id=flow_id if isinstance(flow_id, str) else None,
+                ),
+            )
+            results.append(
+                {
+                    "message": message,
+                    "expected": expected,
+                    "predicted": predicted_label(res),
+                    "confidence": (res.match or {}).get("confidence"),
+                }
+            )
         labels = sorted({r["expected"] for r in results} | {r["predicted"] for r in results})
         confusion = Counter((r["expected"], r["predicted"]) for r in results)
         correct = sum(1 for r in results if r["expected"] == r["predicted"])
-        batch = {"results": results, "labels": labels, "confusion": confusion, "total": len(results),
-                 "accuracy": correct / len(results) if results else None, "error": error}
-        return page(request, "pages/tester.html", partial="partials/batch_result.html", status_code=422 if error else 200,
-                    nav="tester", flows=await flows_store.list_flows(principal.workspace_id), flow_id=flow_id or "",
-                    result=None, batch=batch, message="", language="", error=None)
+        batch = {
+            "results": results,
+            "labels": labels,
+            "confusion": confusion,
+            "total": len(results),
+            "accuracy": correct / len(results) if results else None,
+            "error": error,
+        }
+        return page(
+            request,
+            "pages/tester.html",
+            partial="partials/batch_result.html",
+            status_code=422 if error else 200,
+            nav="tester",
+            flows=await flows_store.list_flows(principal.workspace_id),
+            flow_id=flow_id or "",
+            result=None,
+            batch=batch,
+            message="",
+            language="",
+            error=None,
+        )

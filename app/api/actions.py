@@ -26,21 +26,43 @@ class ActionController(Controller):
     tags = ["actions"]
 
     @get("/{flow_id:str}/{node_id:str}/logs")
-    async def logs(self, principal: Principal, flow_id: str, node_id: str, status: str | None = None,
-                   since: datetime | None = None, until: datetime | None = None, limit: int = 50,
-                   offset: int = 0) -> LogPage:
-        page = await runs.action_logs(principal.workspace_id, flow_id, node_id, status=status, since=since,
-                                      until=until, limit=limit, offset=offset)
+    async def logs(
+        self,
+        principal: Principal,
+        flow_id: str,
+        node_id: str,
+        status: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> LogPage:
+        page = await runs.action_logs(
+            principal.workspace_id,
+            flow_id,
+            node_id,
+            status=status,
+            since=since,
+            until=until,
+            limit=limit,
+            offset=offset,
+        )
         if page is None:
             raise NotFoundException(f"no action {flow_id}/{node_id} in this workspace")
         return page
 
-    @post("/executions/{execution_id:str}/replay", status_code=200, summary="Replay a dead-lettered execution")
+    @post(
+        "/executions/{execution_id:str}/replay", status_code=200, summary="Replay a dead-lettered execution"
+    )
     async def replay(self, principal: Principal, execution_id: str) -> ReplayResult:
         try:
             outcome = await lifecycle.services().webhooks.replay(principal.workspace_id, execution_id)
         except LookupError as exc:
             raise NotFoundException(str(exc)) from exc
-        return ReplayResult(execution_id=execution_id, status=outcome.status.value if outcome else "skipped",
-                            status_code=outcome.status_code if outcome else None,
-                            attempts=outcome.attempts if outcome else 0, error=outcome.error if outcome else None)
+        return ReplayResult(
+            execution_id=execution_id,
+            status=outcome.status.value if outcome else "skipped",
+            status_code=outcome.status_code if outcome else None,
+            attempts=outcome.attempts if outcome else 0,
+            error=outcome.error if outcome else None,
+        )

@@ -26,10 +26,12 @@ class ConversationController(Controller):
     tags = ["conversations"]
 
     @get("/")
-    async def list(self, principal: Principal, limit: int = 50, offset: int = 0,
-                   status: str | None = None) -> list[ConversationSummary]:
-        return await conversations.list_conversations(principal.workspace_id, limit=min(limit, 500), offset=offset,
-                                                      status=status)
+    async def list(
+        self, principal: Principal, limit: int = 50, offset: int = 0, status: str | None = None
+    ) -> list[ConversationSummary]:
+        return await conversations.list_conversations(
+            principal.workspace_id, limit=min(limit, 500), offset=offset, status=status
+        )
 
     @get("/{conversation_id:str}")
     async def read(self, principal: Principal, conversation_id: str) -> ConversationRead:
@@ -53,7 +55,9 @@ class ConversationController(Controller):
         return state
 
     @patch("/{conversation_id:str}")
-    async def update(self, principal: Principal, conversation_id: str, data: ConversationUpdate) -> ConversationRead:
+    async def update(
+        self, principal: Principal, conversation_id: str, data: ConversationUpdate
+    ) -> ConversationRead:
         if not await conversations.update_conversation(principal.workspace_id, conversation_id, data):
             raise NotFoundException(f"no conversation {conversation_id} in this workspace")
         return await self.read(principal, conversation_id)
@@ -73,11 +77,27 @@ class RunController(Controller):
     tags = ["runs"]
 
     @get("/")
-    async def list(self, principal: Principal, conversation_id: str | None = None, flow_id: str | None = None,
-                   status: str | None = None, since: datetime | None = None, until: datetime | None = None,
-                   limit: int = 50, offset: int = 0) -> list[RunSummary]:
-        return await runs.list_runs(principal.workspace_id, conversation_id=conversation_id, flow_id=flow_id,
-                                    status=status, since=since, until=until, limit=limit, offset=offset)
+    async def list(
+        self,
+        principal: Principal,
+        conversation_id: str | None = None,
+        flow_id: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[RunSummary]:
+        return await runs.list_runs(
+            principal.workspace_id,
+            conversation_id=conversation_id,
+            flow_id=flow_id,
+            status=status,
+            since=since,
+            until=until,
+            limit=limit,
+            offset=offset,
+        )
 
     @get("/{run_id:str}")
     async def read(self, principal: Principal, run_id: str) -> RunRead:

@@ -28,7 +28,9 @@ async def current_principal(request: Request) -> Principal:
     if header[:7].lower() == "bearer ":
         principal = await auth.authenticate_token(header[7:].strip())
         if principal is None:
-            raise NotAuthorizedException("invalid API token: create one with `switchboard token create --email E`")
+            raise NotAuthorizedException(
+                "invalid API token: create one with `switchboard token create --email E`"
+            )
         return principal
     user_id = request.session.get(USER_SESSION_KEY) if "session" in request.scope else None
     if user_id:

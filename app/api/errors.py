@@ -21,8 +21,13 @@ def _json(status: int, body: dict) -> Response:
 
 
 def flow_invalid(_: Request, exc: FlowInvalid) -> Response:
-    return _json(422, {"error": f"the flow document has {len(exc.errors)} error(s); fix them and save again",
-                       "errors": msgspec.to_builtins(exc.errors)})
+    return _json(
+        422,
+        {
+            "error": f"the flow document has {len(exc.errors)} error(s); fix them and save again",
+            "errors": msgspec.to_builtins(exc.errors),
+        },
+    )
 
 
 def not_found(_: Request, exc: Exception) -> Response:
@@ -44,13 +49,19 @@ def http_error(request: Request, exc: HTTPException) -> Response:
     body = {"error": exc.detail}
     if exc.extra:
         body["details"] = exc.extra
-    return Response(content=body, status_code=exc.status_code, media_type="application/json", headers=exc.headers)
+    return Response(
+        content=body, status_code=exc.status_code, media_type="application/json", headers=exc.headers
+    )
 
 
 def unavailable(request: Request, exc: Exception) -> Response:
     log.warning("request not stored", extra={"path": request.url.path, "error": str(exc)})
-    return Response(content={"error": str(exc)}, status_code=503, media_type="application/json",
-                    headers={"Retry-After": "5"})
+    return Response(
+        content={"error": str(exc)},
+        status_code=503,
+        media_type="application/json",
+        headers={"Retry-After": "5"},
+    )
 
 
 def server_error(request: Request, exc: Exception) -> Response:

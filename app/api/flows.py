@@ -42,7 +42,9 @@ class FlowController(Controller):
 
     @post("/", summary="Create a flow from a DESIGN flow document (published at once when status is active)")
     async def create(self, principal: Principal, request: Request) -> FlowRead:
-        return await flows_store.create_flow(principal.workspace_id, await _json_body(request), author=principal.email)
+        return await flows_store.create_flow(
+            principal.workspace_id, await _json_body(request), author=principal.email
+        )
 
     @get("/")
     async def list(self, principal: Principal) -> list[FlowRead]:
@@ -53,7 +55,11 @@ class FlowController(Controller):
         _, errors = validate_document(await request.body())
         return ValidationReport(valid=not errors, errors=msgspec.to_builtins(errors))
 
-    @post("/import", status_code=200, summary="Create one document or a list; nothing is created if one is invalid")
+    @post(
+        "/import",
+        status_code=200,
+        summary="Create one document or a list; nothing is created if one is invalid",
+    )
     async def import_(self, principal: Principal, request: Request) -> Response:
         body = await _json_body(request)
         secret_values: dict[str, str] = {}
@@ -62,18 +68,26 @@ class FlowController(Controller):
             body = body["flows"]
         documents = body if isinstance(body, list) else [body]
         result: ImportResult = await flows_store.import_flows(
-            principal.workspace_id, documents, author=principal.email, secret_values=secret_values)
+            principal.workspace_id, documents, author=principal.email, secret_values=secret_values
+        )
         return Response(content=result, status_code=422 if result.errors else 201)
 
     @get("/{flow_id:str}")
     async def read(self, principal: Principal, flow_id: str) -> FlowRead:
         return await flows_store.get_flow(principal.workspace_id, flow_id)
 
-    @put("/{flow_id:str}", summary="Save the draft (If-Match: draft revision, to refuse overwriting a newer save)")
+    @put(
+        "/{flow_id:str}",
+        summary="Save the draft (If-Match: draft revision, to refuse overwriting a newer save)",
+    )
     async def update(self, principal: Principal, flow_id: str, request: Request) -> FlowRead:
         revision = request.headers.get("if-match")
-        return await flows_store.update_flow(principal.workspace_id, flow_id, await _json_body(request),
-                                             expected_revision=int(revision) if revision and revision.isdigit() else None)
+        return await flows_store.update_flow(
+            principal.workspace_id,
+            flow_id,
+            await _json_body(request),
+            expected_revision=int(revision) if revision and revision.isdigit() else None,
+        )
 
     @delete("/{flow_id:str}")
     async def remove(self, principal: Principal, flow_id: str) -> None:
@@ -91,7 +105,9 @@ class FlowController(Controller):
 
     @post("/{flow_id:str}/status", status_code=200, summary="Activate or pause")
     async def set_status(self, principal: Principal, flow_id: str, data: StatusRequest) -> FlowRead:
-        return await flows_store.set_status(principal.workspace_id, flow_id, data.status, author=principal.email)
+        return await flows_store.set_status(
+            principal.workspace_id, flow_id, data.status, author=principal.email
+        )
 
     @post("/{flow_id:str}/duplicate", status_code=201)
     async def duplicate(self, principal: Principal, flow_id: str) -> FlowRead:
@@ -109,5 +125,8 @@ class FlowController(Controller):
     async def export(self, principal: Principal, flow_id: str) -> Response:
         doc = await flows_store.export_flow(principal.workspace_id, flow_id)
         filename = f"{flows_store.slugify(doc.name)}.flow.json"
-        return Response(content=encode_document(doc), media_type="application/json",
-                        headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+        return Response(
+            content=encode_document(doc),
+            media_type="application/json",
+            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        )

@@ -26,7 +26,9 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 async def _channel(channel_id: str, *kinds: ChannelKind) -> ChannelRecord:
     channel = await channel_store.lookup(channel_id)
     if channel is None or channel.kind not in kinds:
-        raise NotFoundException(f"no {' or '.join(k.value for k in kinds)} channel {channel_id}; check the webhook URL")
+        raise NotFoundException(
+            f"no {' or '.join(k.value for k in kinds)} channel {channel_id}; check the webhook URL"
+        )
     return channel
 
 
@@ -48,17 +50,30 @@ async def whatsapp_receive(request: Request, channel_id: str) -> Response:
     body = await request.body()  # first, so an oversized body is refused (413) whatever the URL
     channel = await _channel(channel_id, ChannelKind.WHATSAPP)
     if not verify_sha256(channel.app_secret, body, request.headers.get("x-hub-signature-256")):
-        raise NotAuthorizedException("X-Hub-Signature-256 is missing or does not match the body and the app secret")
+        raise NotAuthorizedException(
+            "X-Hub-Signature-256 is missing or does not match the body and the app secret"
+        )
     parsed = parse_webhook(body)
     svc = lifecycle.services()
     accepted = await svc.ingress.accept(channel, parsed.messages) if parsed.messages else []
     for status in parsed.statuses:
-        await ingress.apply_status(channel, provider_message_id=status.provider_message_id, status=status.status,
-                                   timestamp=status.timestamp,
-                                   errors=[{"code": e.code, "title": e.title, "message": e.message,
-                                            "details": e.details} for e in status.errors])
-    return Response(content={"received": len(accepted), "duplicates": sum(a.duplicate for a in accepted),
-                             "statuses": len(parsed.statuses)})
+        await ingress.apply_status(
+            channel,
+            provider_message_id=status.provider_message_id,
+            status=status.status,
+            timestamp=status.timestamp,
+            errors=[
+                {"code": e.code, "title": e.title, "message": e.message, "details": e.details}
+                for e in status.errors
+            ],
+        )
+    return Response(
+        content={
+            "received": len(accepted),
+            "duplicates": sum(a.duplicate for a in accepted),
+            "statuses": len(parsed.statuses),
+        }
+    )
 
 
 @post("/webhooks/generic/{channel_id:str}", tags=["webhooks"], status_code=200, request_class=Request)
@@ -67,12 +82,26 @@ async def generic_receive(request: Request, channel_id: str) -> Response:
     body = await request.body()
     channel = await _channel(channel_id, ChannelKind.GENERIC, ChannelKind.CONSOLE)
     # A console channel without a secret is for trying flows on this machine: loopback only.
-    local_console = (channel.kind is ChannelKind.CONSOLE and not channel.secret
-                     and request.client is not None and request.client.host in LOOPBACK_HOSTS)
-    if not local_console and not verify_sha256(channel.secret, body, request.headers.get("x-switchboard-signature")):
-        raise NotAuthorizedException("X-Switchboard-Signature is missing or does not match the body and the secret")
+    local_console = (
+        channel.kind is ChannelKind.CONSOLE
+        and not channel.secret
+        and request.client is not None
+        and request.client.host in LOOPBACK_HOSTS
+    )
+    if not local_console and not verify_sha256(
+        channel.secret, body, request.headers.get("x-switchboard-signature")
+    ):
+        raise NotAuthorizedException(
+            "X-Switchboard-Signature is missing or does not match the body and the secret"
+        )
     item = parse_generic(body, channel_ref=channel.id)
     accepted = await lifecycle.services().ingress.accept(channel, [item])
     first = accepted[0]
-    return Response(content={"received": 0 if first.duplicate else 1, "duplicate": first.duplicate,
-                             "message_id": first.message_id or None, "conversation_id": first.conversation_id})
+    return Response(
+        content={
+            "received": 0 if first.duplicate else 1,
+            "duplicate": first.duplicate,
+            "message_id": first.message_id or None,
+            "conversation_id": first.conversation_id,
+        }
+    )

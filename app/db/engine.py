@@ -12,7 +12,6 @@ import asyncpg
 log = logging.getLogger(__name__)
 
 
-
 def engine():
     """Piccolo's engine (created on first use from DATABASE_URL)."""
     from app.db.piccolo_conf import DB

@@ -61,10 +61,13 @@ class AIStateStore:
         control, context, _ = await self.read_with(conversation_id, [])
         return control, context
 
-    async def read_with(self, conversation_id: str, keys: list[str]) -> tuple[AIControl, dict[str, Any], list[Any]]:
+    async def read_with(
+        self, conversation_id: str, keys: list[str]
+    ) -> tuple[AIControl, dict[str, Any], list[Any]]:
         """`read`, plus the raw values of other keys in the same round trip."""
         [(control_raw, context_raw, *others)] = await self.pipeliner.execute(
-            ("MGET", control_key(conversation_id), context_key(conversation_id), *keys))
+            ("MGET", control_key(conversation_id), context_key(conversation_id), *keys)
+        )
         control = AIControl()
         if control_raw:
             try:
@@ -93,8 +96,13 @@ class AIStateStore:
     async def append_history(self, conversation_id: str, *, role: str, text: str, keep: int) -> None:
         key = history_key(conversation_id)
         entry = _encode({"role": role, "text": text})
-        await self.redis.pipeline(transaction=True).rpush(key, entry).ltrim(key, -keep, -1).expire(
-            key, self.ttl_s).execute()
+        await (
+            self.redis.pipeline(transaction=True)
+            .rpush(key, entry)
+            .ltrim(key, -keep, -1)
+            .expire(key, self.ttl_s)
+            .execute()
+        )
 
     async def history(self, conversation_id: str) -> list[dict[str, str]]:
         return [msgspec.json.decode(e) for e in await self.redis.lrange(history_key(conversation_id), 0, -1)]

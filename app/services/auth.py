@@ -8,7 +8,7 @@ import re
 import secrets
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import msgspec
 
@@ -16,7 +16,7 @@ from app.db.tables import ApiToken, User, Workspace
 
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
 _TOKEN_CACHE_TTL_S = 30.0
-_token_cache: dict[str, tuple[float, "Principal"]] = {}
+_token_cache: dict[str, tuple[float, Principal]] = {}
 
 
 class Principal(msgspec.Struct, frozen=True):
@@ -64,7 +64,9 @@ async def create_admin(*, email: str, password: str, workspace: str) -> Principa
     if len(password) < 8:
         raise AuthError("the password must have at least 8 characters")
     if await User.exists().where(User.email == email):
-        raise AuthError(f"a user with email {email} already exists; use `switchboard token create --email {email}`")
+        raise AuthError(
+            f"a user with email {email} already exists; use `switchboard token create --email {email}`"
+        )
     slug = slugify(workspace)
     row = await Workspace.select(Workspace.id, Workspace.name).where(Workspace.slug == slug).first()
     if row is None:
@@ -115,7 +117,9 @@ async def create_token(*, email: str, name: str = "cli") -> str:
     if row is None:
         raise AuthError(f"no user with email {email}; create one with `switchboard admin create`")
     token = "sb_" + secrets.token_urlsafe(32)
-    await ApiToken(workspace=row["workspace"], user=row["id"], name=name, token_hash=_token_hash(token)).save()
+    await ApiToken(
+        workspace=row["workspace"], user=row["id"], name=name, token_hash=_token_hash(token)
+    ).save()
     return token
 
 
@@ -124,12 +128,16 @@ async def authenticate_token(token: str) -> Principal | None:
     cached = _token_cache.get(token)
     if cached and cached[0] > now:
         return cached[1]
-    row = await ApiToken.select(ApiToken.id, ApiToken.user).where(ApiToken.token_hash == _token_hash(token)).first()
+    row = (
+        await ApiToken.select(ApiToken.id, ApiToken.user)
+        .where(ApiToken.token_hash == _token_hash(token))
+        .first()
+    )
     if row is None:
         return None
     principal = await _principal_for_user(row["user"])
     if principal is None:
         return None
-    await ApiToken.update({ApiToken.last_used_at: datetime.now(timezone.utc)}).where(ApiToken.id == row["id"])
+    await ApiToken.update({ApiToken.last_used_at: datetime.now(UTC)}).where(ApiToken.id == row["id"])
     _token_cache[token] = (now + _TOKEN_CACHE_TTL_S, principal)
     return principal

@@ -148,8 +148,11 @@ class Buffer:
         keys: list[str] = [DUE_KEY]
         args: list = [time.time(), self.quiet_s, self.max_s, SEEN_TTL_S]
         for push in pushes:
-            keys += (buffer_key(push.conversation_id), first_key(push.conversation_id),
-                     seen_key(push.channel_id, push.provider_message_id))
+            keys += (
+                buffer_key(push.conversation_id),
+                first_key(push.conversation_id),
+                seen_key(push.channel_id, push.provider_message_id),
+            )
             args += (push.message_id, push.conversation_id, 1 if push.signal else 0, *push.live)
         # Called on the client, not a pipeline: EVALSHA, and SCRIPT LOAD only on NoScriptError,
         # with no SCRIPT EXISTS round trip first.
@@ -172,13 +175,15 @@ class Buffer:
         ids = await self._pop_due(keys=keys, args=[time.time(), limit])
         return [i.decode() if isinstance(i, bytes) else i for i in ids]
 
-    async def mark_due(self, conversation_id: str, *, delay_s: float = 0.0, only_if_absent: bool = False) -> None:
+    async def mark_due(
+        self, conversation_id: str, *, delay_s: float = 0.0, only_if_absent: bool = False
+    ) -> None:
         await self.redis.zadd(DUE_KEY, {conversation_id: time.time() + delay_s}, nx=only_if_absent)
 
     async def mark_due_many(self, conversation_ids: list[str], *, delay_s: float = 0.0) -> None:
         if conversation_ids:
             due_at = time.time() + delay_s
-            await self.redis.zadd(DUE_KEY, {c: due_at for c in conversation_ids})
+            await self.redis.zadd(DUE_KEY, dict.fromkeys(conversation_ids, due_at))
 
     async def acquire(self, conversation_id: str) -> str | None:
         """Take the conversation's lock and close its window (later messages start a new batch).
@@ -203,16 +208,22 @@ class Buffer:
         """Extend several locks (conversation id -> token) in one round trip; whether each is still held."""
         if not tokens:
             return []
-        held = await self._extend(keys=[lock_key(c) for c in tokens], args=[int(self.lock_s * 1000), *tokens.values()])
+        held = await self._extend(
+            keys=[lock_key(c) for c in tokens], args=[int(self.lock_s * 1000), *tokens.values()]
+        )
         return [bool(h) for h in held]
 
     async def release(self, conversation_id: str, token: str) -> None:
         await self._release(keys=[lock_key(conversation_id)], args=[token])
 
-    async def release_with(self, pipeliner: Pipeliner, conversation_id: str, token: str, commands: list[tuple]) -> None:
+    async def release_with(
+        self, pipeliner: Pipeliner, conversation_id: str, token: str, commands: list[tuple]
+    ) -> None:
         """Release the lock, sending `commands` (a turn's live events) in the same round trip."""
         try:
             # EVALSHA itself: a registered script would first ask SCRIPT EXISTS.
-            await pipeliner.execute(*commands, ("EVALSHA", self._release.sha, 1, lock_key(conversation_id), token))
+            await pipeliner.execute(
+                *commands, ("EVALSHA", self._release.sha, 1, lock_key(conversation_id), token)
+            )
         except NoScriptError:  # Redis restarted since the script was loaded; the commands went out
             await self.release(conversation_id, token)

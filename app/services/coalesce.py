@@ -30,8 +30,14 @@ log = logging.getLogger(__name__)
 class Coalescer(Generic[T, R]):
     """Batches concurrent `submit` calls into calls of `run(items) -> results`."""
 
-    def __init__(self, run: Callable[[list[T]], Awaitable[Sequence[R]]], *, name: str, lanes: int = 2,
-                 max_batch: int = 128) -> None:
+    def __init__(
+        self,
+        run: Callable[[list[T]], Awaitable[Sequence[R]]],
+        *,
+        name: str,
+        lanes: int = 2,
+        max_batch: int = 128,
+    ) -> None:
         self._run = run
         self.name = name
         self.lanes = lanes  # batches in flight at once
@@ -41,7 +47,9 @@ class Coalescer(Generic[T, R]):
 
     async def submit(self, item: T) -> R:
         if not self._tasks:
-            self._tasks = [asyncio.create_task(self._lane(), name=f"sb-{self.name}-{i}") for i in range(self.lanes)]
+            self._tasks = [
+                asyncio.create_task(self._lane(), name=f"sb-{self.name}-{i}") for i in range(self.lanes)
+            ]
         done: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((item, done))
         return await done
@@ -81,8 +89,10 @@ class Coalescer(Generic[T, R]):
                 if not batch[0][1].done():
                     batch[0][1].set_exception(exc)
                 return
-            log.warning("batch failed; its items run one by one",
-                        extra={"coalescer": self.name, "count": len(batch), "error": repr(exc)})
+            log.warning(
+                "batch failed; its items run one by one",
+                extra={"coalescer": self.name, "count": len(batch), "error": repr(exc)},
+            )
             for single in batch:
                 await self._settle([single])
             return

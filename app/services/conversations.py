@@ -97,56 +97,92 @@ SELECT c.id, c.channel, c.contact, c.status, c.tags, c.created_at, c.last_messag
 
 def _summary(row: Any) -> dict[str, Any]:
     return dict(
-        id=str(row["id"]), channel_id=str(row["channel"]), contact_id=str(row["contact"]), contact_phone=row["phone"],
-        contact_name=" ".join(x for x in (row["first_name"], row["last_name"]) if x), status=row["status"],
-        tags=list(_decode(row["tags"]) or []), created_at=_iso(row["created_at"]),
-        last_message_at=_iso(row["last_message_at"]), last_message=row["last_message"],
+        id=str(row["id"]),
+        channel_id=str(row["channel"]),
+        contact_id=str(row["contact"]),
+        contact_phone=row["phone"],
+        contact_name=" ".join(x for x in (row["first_name"], row["last_name"]) if x),
+        status=row["status"],
+        tags=list(_decode(row["tags"]) or []),
+        created_at=_iso(row["created_at"]),
+        last_message_at=_iso(row["last_message_at"]),
+        last_message=row["last_message"],
     )
 
 
-async def list_conversations(workspace_id: str, *, limit: int = 50, offset: int = 0,
-                             status: str | None = None) -> list[ConversationSummary]:
+async def list_conversations(
+    workspace_id: str, *, limit: int = 50, offset: int = 0, status: str | None = None
+) -> list[ConversationSummary]:
     args: list[Any] = [uuid.UUID(workspace_id), limit, offset]
     where = "c.workspace = $1"
     if status:
         args.append(status)
         where += " AND c.status = $4"
     rows = await engine.pool().fetch(
-        f"{_SUMMARY} WHERE {where} ORDER BY c.last_message_at DESC LIMIT $2 OFFSET $3", *args)
+        f"{_SUMMARY} WHERE {where} ORDER BY c.last_message_at DESC LIMIT $2 OFFSET $3", *args
+    )
     return [ConversationSummary(**_summary(r)) for r in rows]
 
 
-async def get_conversation(workspace_id: str, conversation_id: str, *, message_limit: int = 200) -> ConversationRead | None:
+async def get_conversation(
+    workspace_id: str, conversation_id: str, *, message_limit: int = 200
+) -> ConversationRead | None:
     cid = _uuid(conversation_id)
     if cid is None:
         return None
     pool = engine.pool()
-    row = await pool.fetchrow(f"{_SUMMARY} WHERE c.id = $1 AND c.workspace = $2", cid, uuid.UUID(workspace_id))
+    row = await pool.fetchrow(
+        f"{_SUMMARY} WHERE c.id = $1 AND c.workspace = $2", cid, uuid.UUID(workspace_id)
+    )
     if row is None:
         return None
     messages = await pool.fetch(
         "SELECT * FROM (SELECT id, direction, type, text, status, message_type, provider_message_id, media_id, "
         "error, created_at, processed_at, run_id FROM messages WHERE conversation = $1 AND workspace = $2 "
-        "ORDER BY created_at DESC LIMIT $3) t ORDER BY created_at", cid, uuid.UUID(workspace_id), message_limit)
+        "ORDER BY created_at DESC LIMIT $3) t ORDER BY created_at",
+        cid,
+        uuid.UUID(workspace_id),
+        message_limit,
+    )
     control, context = await lifecycle.services().ai_store.read(conversation_id)
     return ConversationRead(
         **_summary(row),
-        messages=[MessageRead(
-            id=str(m["id"]), direction=m["direction"], type=m["type"], text=m["text"], status=m["status"],
-            message_type=m["message_type"], provider_message_id=m["provider_message_id"], media_id=m["media_id"],
-            error=_decode(m["error"]) or {}, created_at=_iso(m["created_at"]), processed_at=_iso(m["processed_at"]),
-            run_id=str(m["run_id"]) if m["run_id"] else None) for m in messages],
+        messages=[
+            MessageRead(
+                id=str(m["id"]),
+                direction=m["direction"],
+                type=m["type"],
+                text=m["text"],
+                status=m["status"],
+                message_type=m["message_type"],
+                provider_message_id=m["provider_message_id"],
+                media_id=m["media_id"],
+                error=_decode(m["error"]) or {},
+                created_at=_iso(m["created_at"]),
+                processed_at=_iso(m["processed_at"]),
+                run_id=str(m["run_id"]) if m["run_id"] else None,
+            )
+            for m in messages
+        ],
         ai=AIStateRead(ai_enabled=control.ai_enabled, custom_prompt=control.custom_prompt, context=context),
-        contact={"id": str(row["contact"]), "phone": row["phone"], "first_name": row["first_name"],
-                 "last_name": row["last_name"], "tags": list(_decode(row["contact_tags"]) or []),
-                 "attributes": _decode(row["attributes"]) or {}},
+        contact={
+            "id": str(row["contact"]),
+            "phone": row["phone"],
+            "first_name": row["first_name"],
+            "last_name": row["last_name"],
+            "tags": list(_decode(row["contact_tags"]) or []),
+            "attributes": _decode(row["attributes"]) or {},
+        },
     )
 
 
 async def _exists(workspace_id: str, conversation_id: str) -> bool:
     cid = _uuid(conversation_id)
-    return cid is not None and bool(await engine.pool().fetchval(
-        "SELECT 1 FROM conversations WHERE id = $1 AND workspace = $2", cid, uuid.UUID(workspace_id)))
+    return cid is not None and bool(
+        await engine.pool().fetchval(
+            "SELECT 1 FROM conversations WHERE id = $1 AND workspace = $2", cid, uuid.UUID(workspace_id)
+        )
+    )
 
 
 async def update_ai_state(workspace_id: str, conversation_id: str, data: AIStateUpdate) -> AIStateRead | None:
@@ -156,10 +192,15 @@ async def update_ai_state(workspace_id: str, conversation_id: str, data: AIState
     store = lifecycle.services().ai_store
     control, _ = await store.read(conversation_id)
     if data.ai_enabled is not None or data.custom_prompt is not None or data.clear_custom_prompt:
-        prompt = None if data.clear_custom_prompt else (
-            data.custom_prompt if data.custom_prompt is not None else control.custom_prompt)
+        prompt = (
+            None
+            if data.clear_custom_prompt
+            else (data.custom_prompt if data.custom_prompt is not None else control.custom_prompt)
+        )
         enabled = control.ai_enabled if data.ai_enabled is None else data.ai_enabled
-        await store.write_control(conversation_id, AIControl(ai_enabled=enabled, custom_prompt=prompt or None))
+        await store.write_control(
+            conversation_id, AIControl(ai_enabled=enabled, custom_prompt=prompt or None)
+        )
     if data.reset_context:
         await store.reset_context(conversation_id)
     if data.context:
@@ -176,13 +217,21 @@ async def update_conversation(workspace_id: str, conversation_id: str, data: Con
     ws = uuid.UUID(workspace_id)
     pool = engine.pool()
     if data.status:
-        await pool.execute("UPDATE conversations SET status = $3 WHERE id = $1 AND workspace = $2", cid, ws,
-                           data.status)
+        await pool.execute(
+            "UPDATE conversations SET status = $3 WHERE id = $1 AND workspace = $2", cid, ws, data.status
+        )
     for tag in data.add_tags:
-        await pool.execute("UPDATE conversations SET tags = tags || to_jsonb($3::text) "
-                           "WHERE id = $1 AND workspace = $2 AND NOT tags ? $3", cid, ws, tag)
+        await pool.execute(
+            "UPDATE conversations SET tags = tags || to_jsonb($3::text) "
+            "WHERE id = $1 AND workspace = $2 AND NOT tags ? $3",
+            cid,
+            ws,
+            tag,
+        )
     for tag in data.remove_tags:
-        await pool.execute("UPDATE conversations SET tags = tags - $3 WHERE id = $1 AND workspace = $2", cid, ws, tag)
+        await pool.execute(
+            "UPDATE conversations SET tags = tags - $3 WHERE id = $1 AND workspace = $2", cid, ws, tag
+        )
     await events.publish(workspace_id, events.LiveEvent(kind="conversation", conversation_id=conversation_id))
     return True
 
@@ -193,13 +242,24 @@ async def send_agent_message(workspace_id: str, conversation_id: str, text: str)
         return None
     row = await engine.pool().fetchrow(
         "SELECT c.channel, p.phone FROM conversations c JOIN contacts p ON p.id = c.contact "
-        "WHERE c.id = $1 AND c.workspace = $2", cid, uuid.UUID(workspace_id))
+        "WHERE c.id = $1 AND c.workspace = $2",
+        cid,
+        uuid.UUID(workspace_id),
+    )
     if row is None:
         return None
     channel = await channel_store.lookup_scoped(workspace_id, str(row["channel"]))
     if channel is None:
         return None
-    result = await lifecycle.services().outbox.send(channel, conversation_id=conversation_id, to=row["phone"],
-                                                    text=text.strip(), message_type="agent", dedupe_key=None)
+    result = await lifecycle.services().outbox.send(
+        channel,
+        conversation_id=conversation_id,
+        to=row["phone"],
+        text=text.strip(),
+        message_type="agent",
+        dedupe_key=None,
+    )
     conversation = await get_conversation(workspace_id, conversation_id, message_limit=20)
-    return next((m for m in conversation.messages if m.id == result.message_id), None) if conversation else None
+    return (
+        next((m for m in conversation.messages if m.id == result.message_id), None) if conversation else None
+    )

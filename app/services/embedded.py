@@ -99,14 +99,25 @@ def _start_postgres(data_dir: Path) -> tuple[str, callable]:
         _run(cmd, as_nobody=run_as_root)
     socket_dir = pg_dir  # keeps the socket out of /var/run, which may not exist or be writable
     cmd = [
-        str(bin_dir / "pg_ctl"), "-D", str(pg_dir), "-l", str(pg_dir / "server.log"), "-w",
-        "-o", f"-p {port} -k {socket_dir} -c listen_addresses=127.0.0.1", "start",
+        str(bin_dir / "pg_ctl"),
+        "-D",
+        str(pg_dir),
+        "-l",
+        str(pg_dir / "server.log"),
+        "-w",
+        "-o",
+        f"-p {port} -k {socket_dir} -c listen_addresses=127.0.0.1",
+        "start",
     ]
     _run(cmd, as_nobody=run_as_root, env=env)
     _wait_for_port("127.0.0.1", port, what="PostgreSQL")
 
     def stop() -> None:
-        _run([str(bin_dir / "pg_ctl"), "-D", str(pg_dir), "-m", "fast", "stop"], as_nobody=run_as_root, check=False)
+        _run(
+            [str(bin_dir / "pg_ctl"), "-D", str(pg_dir), "-m", "fast", "stop"],
+            as_nobody=run_as_root,
+            check=False,
+        )
 
     return f"postgresql://postgres@127.0.0.1:{port}/postgres", stop
 
@@ -141,9 +152,24 @@ def _start_redis(data_dir: Path) -> tuple[str, callable]:
     redis_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(redis_dir),
-         "--save", "60 1", "--appendonly", "yes", "--daemonize", "no"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(redis_dir),
+            "--save",
+            "60 1",
+            "--appendonly",
+            "yes",
+            "--daemonize",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     _wait_for_port("127.0.0.1", port, what="Redis")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -121,12 +121,18 @@ async def _store_secrets(workspace_id: str, doc_dict: dict[str, Any]) -> dict[st
 
 
 async def missing_secret_refs(workspace_id: str, doc_dict: dict[str, Any]) -> list[str]:
-    refs = {a["secret"] for a in _webhook_auths(doc_dict) if str(a.get("secret", "")).startswith(SECRET_REF_PREFIX)}
+    refs = {
+        a["secret"]
+        for a in _webhook_auths(doc_dict)
+        if str(a.get("secret", "")).startswith(SECRET_REF_PREFIX)
+    }
     missing = []
     for ref in sorted(refs):
-        sid = ref[len(SECRET_REF_PREFIX):]
+        sid = ref[len(SECRET_REF_PREFIX) :]
         try:
-            exists = await Secret.exists().where((Secret.id == uuid.UUID(sid)) & (Secret.workspace == workspace_id))
+            exists = await Secret.exists().where(
+                (Secret.id == uuid.UUID(sid)) & (Secret.workspace == workspace_id)
+            )
         except ValueError:
             exists = False
         if not exists:
@@ -139,10 +145,14 @@ async def resolve_secret(workspace_id: str, ref: str) -> str:
     if not ref.startswith(SECRET_REF_PREFIX):
         return ref
     try:
-        sid = uuid.UUID(ref[len(SECRET_REF_PREFIX):])
+        sid = uuid.UUID(ref[len(SECRET_REF_PREFIX) :])
     except ValueError:
         return ""
-    row = await Secret.select(Secret.value_enc).where((Secret.id == sid) & (Secret.workspace == workspace_id)).first()
+    row = (
+        await Secret.select(Secret.value_enc)
+        .where((Secret.id == sid) & (Secret.workspace == workspace_id))
+        .first()
+    )
     return secrets.decrypt(row["value_enc"]) if row else ""
 
 
@@ -183,8 +193,12 @@ def _read(row: dict[str, Any]) -> FlowRead:
 
 
 async def _row(workspace_id: str, flow_id: str) -> dict[str, Any]:
-    row = await Flow.select().where(
-        (Flow.id == _to_uuid(flow_id)) & (Flow.workspace == workspace_id)).output(load_json=True).first()
+    row = (
+        await Flow.select()
+        .where((Flow.id == _to_uuid(flow_id)) & (Flow.workspace == workspace_id))
+        .output(load_json=True)
+        .first()
+    )
     if row is None:
         raise FlowNotFound(flow_id)
     return row
@@ -195,8 +209,13 @@ async def get_flow(workspace_id: str, flow_id: str) -> FlowRead:
 
 
 async def list_flows(workspace_id: str) -> list[FlowRead]:
-    rows = await Flow.select().where(Flow.workspace == workspace_id).order_by(
-        Flow.priority, ascending=False).order_by(Flow.name).output(load_json=True)
+    rows = (
+        await Flow.select()
+        .where(Flow.workspace == workspace_id)
+        .order_by(Flow.priority, ascending=False)
+        .order_by(Flow.name)
+        .output(load_json=True)
+    )
     return [_read(r) for r in rows]
 
 
@@ -220,8 +239,13 @@ async def create_flow(workspace_id: str, raw: bytes | str | dict, *, author: str
     wants_active = doc.status is FlowStatus.ACTIVE
     doc_dict["status"] = FlowStatus.DRAFT.value
     flow = Flow(
-        workspace=workspace_id, name=doc.name, slug=slugify(doc.name), description=doc.description,
-        status=FlowStatus.DRAFT.value, priority=doc.priority, draft=doc_dict,
+        workspace=workspace_id,
+        name=doc.name,
+        slug=slugify(doc.name),
+        description=doc.description,
+        status=FlowStatus.DRAFT.value,
+        priority=doc.priority,
+        draft=doc_dict,
     )
     await flow.save()
     if wants_active:
@@ -229,8 +253,9 @@ async def create_flow(workspace_id: str, raw: bytes | str | dict, *, author: str
     return await get_flow(workspace_id, str(flow.id))
 
 
-async def update_flow(workspace_id: str, flow_id: str, raw: bytes | str | dict, *,
-                      expected_revision: int | None = None) -> FlowRead:
+async def update_flow(
+    workspace_id: str, flow_id: str, raw: bytes | str | dict, *, expected_revision: int | None = None
+) -> FlowRead:
     """Save the draft. The status in the document can pause or resume a published flow."""
     row = await _row(workspace_id, flow_id)
     doc = parse_document(raw)
@@ -244,14 +269,33 @@ async def update_flow(workspace_id: str, flow_id: str, raw: bytes | str | dict, 
     where = (Flow.id == row["id"]) & (Flow.workspace == workspace_id)
     if expected_revision is not None:
         where = where & (Flow.draft_revision == expected_revision)
-    updated = await Flow.update({
-        Flow.draft: doc_dict, Flow.name: doc.name, Flow.slug: slugify(doc.name),
-        Flow.description: doc.description, Flow.priority: doc.priority, Flow.status: status,
-        Flow.draft_revision: Flow.draft_revision + 1, Flow.updated_at: datetime.now(timezone.utc),
-    }).where(where).returning(Flow.id)
+    updated = (
+        await Flow.update(
+            {
+                Flow.draft: doc_dict,
+                Flow.name: doc.name,
+                Flow.slug: slugify(doc.name),
+                Flow.description: doc.description,
+                Flow.priority: doc.priority,
+                Flow.status: status,
+                Flow.draft_revision: Flow.draft_revision + 1,
+                Flow.updated_at: datetime.now(UTC),
+            }
+        )
+        .where(where)
+        .returning(Flow.id)
+    )
     if not updated:
-        raise FlowInvalid([FlowError(node_id=None, field="draft_revision", code="conflict",
-                                     message="someone saved this flow after you opened it; reload and apply your change again")])
+        raise FlowInvalid(
+            [
+                FlowError(
+                    node_id=None,
+                    field="draft_revision",
+                    code="conflict",
+                    message="someone saved this flow after you opened it; reload and apply your change again",
+                )
+            ]
+        )
     if status != row["status"]:
         await _bump_revision(workspace_id)
     return await get_flow(workspace_id, flow_id)
@@ -263,10 +307,19 @@ async def set_status(workspace_id: str, flow_id: str, status: FlowStatus, *, aut
     if status is FlowStatus.ACTIVE and row["active_version"] is None:
         return await publish(workspace_id, flow_id, author=author)
     if status is FlowStatus.DRAFT:
-        raise FlowInvalid([FlowError(node_id=None, field="status", code="bad_status",
-                                     message="a flow goes back to draft only by deleting it; pause it instead")])
-    await Flow.update({Flow.status: status.value, Flow.updated_at: datetime.now(timezone.utc)}).where(
-        (Flow.id == row["id"]) & (Flow.workspace == workspace_id))
+        raise FlowInvalid(
+            [
+                FlowError(
+                    node_id=None,
+                    field="status",
+                    code="bad_status",
+                    message="a flow goes back to draft only by deleting it; pause it instead",
+                )
+            ]
+        )
+    await Flow.update({Flow.status: status.value, Flow.updated_at: datetime.now(UTC)}).where(
+        (Flow.id == row["id"]) & (Flow.workspace == workspace_id)
+    )
     await _bump_revision(workspace_id)
     return await get_flow(workspace_id, flow_id)
 
@@ -279,12 +332,18 @@ async def publish(workspace_id: str, flow_id: str, *, author: str) -> FlowRead:
     async with Flow._meta.db.transaction():
         locked = await Flow.raw("SELECT latest_version FROM flows WHERE id = {} FOR UPDATE", row["id"])
         version = locked[0]["latest_version"] + 1
-        await FlowVersion(workspace=workspace_id, flow=row["id"], version=version, document=document,
-                          created_by=author).save()
-        await Flow.update({
-            Flow.latest_version: version, Flow.active_version: version, Flow.status: FlowStatus.ACTIVE.value,
-            Flow.draft: document, Flow.updated_at: datetime.now(timezone.utc),
-        }).where(Flow.id == row["id"])
+        await FlowVersion(
+            workspace=workspace_id, flow=row["id"], version=version, document=document, created_by=author
+        ).save()
+        await Flow.update(
+            {
+                Flow.latest_version: version,
+                Flow.active_version: version,
+                Flow.status: FlowStatus.ACTIVE.value,
+                Flow.draft: document,
+                Flow.updated_at: datetime.now(UTC),
+            }
+        ).where(Flow.id == row["id"])
     await _bump_revision(workspace_id)
     log.info("flow published", extra={"flow_id": flow_id, "version": version, "author": author})
     return await get_flow(workspace_id, flow_id)
@@ -292,18 +351,34 @@ async def publish(workspace_id: str, flow_id: str, *, author: str) -> FlowRead:
 
 async def list_versions(workspace_id: str, flow_id: str) -> list[FlowVersionRead]:
     row = await _row(workspace_id, flow_id)
-    versions = await FlowVersion.select(FlowVersion.version, FlowVersion.created_by, FlowVersion.created_at).where(
-        (FlowVersion.flow == row["id"]) & (FlowVersion.workspace == workspace_id)
-    ).order_by(FlowVersion.version, ascending=False)
-    return [FlowVersionRead(version=v["version"], created_by=v["created_by"], created_at=_iso(v["created_at"]),
-                            active=v["version"] == row["active_version"]) for v in versions]
+    versions = (
+        await FlowVersion.select(FlowVersion.version, FlowVersion.created_by, FlowVersion.created_at)
+        .where((FlowVersion.flow == row["id"]) & (FlowVersion.workspace == workspace_id))
+        .order_by(FlowVersion.version, ascending=False)
+    )
+    return [
+        FlowVersionRead(
+            version=v["version"],
+            created_by=v["created_by"],
+            created_at=_iso(v["created_at"]),
+            active=v["version"] == row["active_version"],
+        )
+        for v in versions
+    ]
 
 
 async def get_version_document(workspace_id: str, flow_id: str, version: int) -> dict[str, Any]:
     row = await _row(workspace_id, flow_id)
-    found = await FlowVersion.select(FlowVersion.document).where(
-        (FlowVersion.flow == row["id"]) & (FlowVersion.version == version) & (FlowVersion.workspace == workspace_id)
-    ).output(load_json=True).first()
+    found = (
+        await FlowVersion.select(FlowVersion.document)
+        .where(
+            (FlowVersion.flow == row["id"])
+            & (FlowVersion.version == version)
+            & (FlowVersion.workspace == workspace_id)
+        )
+        .output(load_json=True)
+        .first()
+    )
     if found is None:
         raise FlowNotFound(f"{flow_id} version {version}")
     return found["document"]
@@ -312,10 +387,15 @@ async def get_version_document(workspace_id: str, flow_id: str, version: int) ->
 async def rollback(workspace_id: str, flow_id: str, version: int) -> FlowRead:
     """Make an older version the one that runs again; the draft becomes that version."""
     document = await get_version_document(workspace_id, flow_id, version)
-    await Flow.update({
-        Flow.active_version: version, Flow.status: FlowStatus.ACTIVE.value, Flow.draft: document,
-        Flow.draft_revision: Flow.draft_revision + 1, Flow.updated_at: datetime.now(timezone.utc),
-    }).where((Flow.id == _to_uuid(flow_id)) & (Flow.workspace == workspace_id))
+    await Flow.update(
+        {
+            Flow.active_version: version,
+            Flow.status: FlowStatus.ACTIVE.value,
+            Flow.draft: document,
+            Flow.draft_revision: Flow.draft_revision + 1,
+            Flow.updated_at: datetime.now(UTC),
+        }
+    ).where((Flow.id == _to_uuid(flow_id)) & (Flow.workspace == workspace_id))
     await _bump_revision(workspace_id)
     return await get_flow(workspace_id, flow_id)
 
@@ -333,8 +413,9 @@ async def duplicate_flow(workspace_id: str, flow_id: str, *, author: str) -> Flo
     return await create_flow(workspace_id, document, author=author)
 
 
-async def import_flows(workspace_id: str, documents: list[Any], *, author: str,
-                       secret_values: dict[str, str] | None = None) -> ImportResult:
+async def import_flows(
+    workspace_id: str, documents: list[Any], *, author: str, secret_values: dict[str, str] | None = None
+) -> ImportResult:
     """Create every document, or none when one is invalid (errors per document and node)."""
     parsed: list[FlowDocument] = []
     errors: list[dict[str, Any]] = []
@@ -342,7 +423,9 @@ async def import_flows(workspace_id: str, documents: list[Any], *, author: str,
         doc, doc_errors = validate_document(raw)
         if doc_errors or doc is None:
             name = raw.get("name") if isinstance(raw, dict) else None
-            errors.append({"index": index, "name": name, "errors": [msgspec.to_builtins(e) for e in doc_errors]})
+            errors.append(
+                {"index": index, "name": name, "errors": [msgspec.to_builtins(e) for e in doc_errors]}
+            )
         else:
             parsed.append(doc)
     if errors:
@@ -363,8 +446,9 @@ async def import_flows(workspace_id: str, documents: list[Any], *, author: str,
 
 async def mark_run(workspace_id: str, flow_ids: list[str]) -> None:
     if flow_ids:
-        await Flow.update({Flow.last_run_at: datetime.now(timezone.utc)}).where(
-            (Flow.id.is_in([uuid.UUID(f) for f in flow_ids])) & (Flow.workspace == workspace_id))
+        await Flow.update({Flow.last_run_at: datetime.now(UTC)}).where(
+            (Flow.id.is_in([uuid.UUID(f) for f in flow_ids])) & (Flow.workspace == workspace_id)
+        )
 
 
 # --- compiled plans for the worker ---------------------------------------------------
@@ -400,8 +484,10 @@ class PlanCache:
                     document = msgspec.json.decode(document)
                 doc, errs = validate_document(document)
                 if doc is None:
-                    log.error("active flow version is invalid; skipped", extra={"flow_id": key[0], "version": key[1],
-                                                                               "errors": [e.message for e in errs]})
+                    log.error(
+                        "active flow version is invalid; skipped",
+                        extra={"flow_id": key[0], "version": key[1], "errors": [e.message for e in errs]},
+                    )
                     continue
                 plan = compile_flow(doc, flow_id=key[0], version=key[1])
                 self._compiled[key] = plan

@@ -82,8 +82,9 @@ class _Resolved(msgspec.Struct):
     raised: list[str]  # events of the first contact, for the first message of this sender
 
 
-async def _resolve_new_senders(conn, senders: dict[tuple[str, str], tuple[ChannelRecord, InboundItem]]
-                               ) -> dict[tuple[str, str], _Resolved]:
+async def _resolve_new_senders(
+    conn, senders: dict[tuple[str, str], tuple[ChannelRecord, InboundItem]]
+) -> dict[tuple[str, str], _Resolved]:
     """Contacts and conversations for senders the cache does not know, created where missing.
 
     `senders` maps (channel id, phone) to the channel and the sender's first item in the batch.
@@ -91,8 +92,13 @@ async def _resolve_new_senders(conn, senders: dict[tuple[str, str], tuple[Channe
     contacts: dict[tuple[str, str], tuple[str, list[str]]] = {}  # (workspace, phone) -> (id, raised)
     wanted = {(channel.workspace_id, item.from_phone): item for channel, item in senders.values()}
     names = [_names(item) for item in wanted.values()]
-    created = await conn.fetch(_INSERT_CONTACTS, [w for w, _ in wanted], [p for _, p in wanted],
-                               [n[0] for n in names], [n[1] for n in names])
+    created = await conn.fetch(
+        _INSERT_CONTACTS,
+        [w for w, _ in wanted],
+        [p for _, p in wanted],
+        [n[0] for n in names],
+        [n[1] for n in names],
+    )
     for row in created:
         contacts[(str(row["workspace"]), row["phone"])] = (str(row["id"]), ["contact_created"])
     missing = [key for key in wanted if key not in contacts]
@@ -100,10 +106,17 @@ async def _resolve_new_senders(conn, senders: dict[tuple[str, str], tuple[Channe
         for row in await conn.fetch(_SELECT_CONTACTS, [w for w, _ in missing], [p for _, p in missing]):
             contacts[(str(row["workspace"]), row["phone"])] = (str(row["id"]), [])
 
-    pairs = {key: (channel, contacts[(channel.workspace_id, item.from_phone)]) for key, (channel, item) in senders.items()}
+    pairs = {
+        key: (channel, contacts[(channel.workspace_id, item.from_phone)])
+        for key, (channel, item) in senders.items()
+    }
     conversations: dict[tuple[str, str], tuple[str, bool]] = {}  # (channel, contact) -> (id, created)
-    created = await conn.fetch(_INSERT_CONVERSATIONS, [c.workspace_id for c, _ in pairs.values()],
-                               [c.id for c, _ in pairs.values()], [contact[0] for _, contact in pairs.values()])
+    created = await conn.fetch(
+        _INSERT_CONVERSATIONS,
+        [c.workspace_id for c, _ in pairs.values()],
+        [c.id for c, _ in pairs.values()],
+        [contact[0] for _, contact in pairs.values()],
+    )
     for row in created:
         conversations[(str(row["channel"]), str(row["contact"]))] = (str(row["id"]), True)
     missing = [(c.id, contact[0]) for c, contact in pairs.values() if (c.id, contact[0]) not in conversations]
@@ -171,7 +184,8 @@ class IngressWriter:
     def __init__(self, buffer: buffer_mod.Buffer, *, writers: int = 4, max_batch: int = 256) -> None:
         self.buffer = buffer
         self._batches: Coalescer[_Request, list[Accepted]] = Coalescer(
-            self._write_or_forget, name="ingress", lanes=writers, max_batch=max_batch)
+            self._write_or_forget, name="ingress", lanes=writers, max_batch=max_batch
+        )
 
     async def accept(self, channel: ChannelRecord, items: list[InboundItem]) -> list[Accepted]:
         try:
@@ -194,14 +208,19 @@ class IngressWriter:
             return await self._write(batch)
 
     async def _write(self, batch: list[_Request]) -> list[list[Accepted]]:
-        rows: list[tuple[int, int, InboundItem, str, str, list[str]]] = []  # (request, index, item, conv, id, events)
+        rows: list[
+            tuple[int, int, InboundItem, str, str, list[str]]
+        ] = []  # (request, index, item, conv, id, events)
         new_mappings: list[tuple[tuple[str, str], tuple[str, str]]] = []
         async with engine.pool().acquire() as conn:
             # When every sender's conversation is cached, the batch is a single INSERT, atomic and
             # committed on its own: BEGIN and COMMIT would only add two round trips. (Checked after
             # the acquire: nothing awaits between here and that INSERT, so the cache cannot change.)
-            known = all((request.channel.id, item.from_phone) in _conversations
-                        for request in batch for item in request.items)
+            known = all(
+                (request.channel.id, item.from_phone) in _conversations
+                for request in batch
+                for item in request.items
+            )
             async with contextlib.nullcontext() if known else conn.transaction():
                 senders: dict[tuple[str, str], tuple[ChannelRecord, InboundItem]] = {}
                 cached: dict[tuple[str, str], str] = {}  # read now: the cache may evict while we wait below
@@ -230,12 +249,24 @@ class IngressWriter:
                 columns: list[list] = [[] for _ in range(11)]
                 for r, _, item, conversation_id, message_id, raised in rows:
                     channel = batch[r].channel
-                    values = (message_id, channel.workspace_id, conversation_id, channel.id, int(item.timestamp * 1000),
-                              item.provider_message_id, item.type, _no_nul(item.text), item.media_id,
-                              _json.encode(item.raw).decode().replace("\\u0000", ""), _json.encode(raised).decode())
+                    values = (
+                        message_id,
+                        channel.workspace_id,
+                        conversation_id,
+                        channel.id,
+                        int(item.timestamp * 1000),
+                        item.provider_message_id,
+                        item.type,
+                        _no_nul(item.text),
+                        item.media_id,
+                        _json.encode(item.raw).decode().replace("\\u0000", ""),
+                        _json.encode(raised).decode(),
+                    )
                     for column, value in zip(columns, values):
                         column.append(value)
-                inserted = {str(r[0]) for r in await conn.fetch(_INSERT_MESSAGES, *columns)} if rows else set()
+                inserted = (
+                    {str(r[0]) for r in await conn.fetch(_INSERT_MESSAGES, *columns)} if rows else set()
+                )
         # Cache new conversations only once their rows are committed.
         for key, value in new_mappings:
             _remember(key, value)
@@ -245,20 +276,47 @@ class IngressWriter:
         for r, _, item, conversation_id, message_id, _raised in rows:
             channel = batch[r].channel
             stored = message_id in inserted
-            results[r].append(Accepted(message_id=message_id if stored else "", conversation_id=conversation_id,
-                                       duplicate=not stored))
+            results[r].append(
+                Accepted(
+                    message_id=message_id if stored else "",
+                    conversation_id=conversation_id,
+                    duplicate=not stored,
+                )
+            )
             if not stored:
-                log.info("duplicate delivery dropped", extra={
-                    "conversation_id": conversation_id, "provider_message_id": item.provider_message_id})
+                log.info(
+                    "duplicate delivery dropped",
+                    extra={
+                        "conversation_id": conversation_id,
+                        "provider_message_id": item.provider_message_id,
+                    },
+                )
                 continue
-            accepted_log.append({"conversation_id": conversation_id, "message_id": message_id,
-                                 "provider_message_id": item.provider_message_id, "type": item.type})
-            live = events.wire(channel.workspace_id, events.LiveEvent(
-                kind="message", conversation_id=conversation_id, data={"message_id": message_id}))
+            accepted_log.append(
+                {
+                    "conversation_id": conversation_id,
+                    "message_id": message_id,
+                    "provider_message_id": item.provider_message_id,
+                    "type": item.type,
+                }
+            )
+            live = events.wire(
+                channel.workspace_id,
+                events.LiveEvent(
+                    kind="message", conversation_id=conversation_id, data={"message_id": message_id}
+                ),
+            )
             # An edit or a deletion is kept for the record; it does not start a turn.
-            pushes.append(buffer_mod.Push(conversation_id=conversation_id, channel_id=channel.id,
-                                          provider_message_id=item.provider_message_id, message_id=message_id,
-                                          live=live, signal=item.type not in AMENDMENT_TYPES))
+            pushes.append(
+                buffer_mod.Push(
+                    conversation_id=conversation_id,
+                    channel_id=channel.id,
+                    provider_message_id=item.provider_message_id,
+                    message_id=message_id,
+                    live=live,
+                    signal=item.type not in AMENDMENT_TYPES,
+                )
+            )
         await self.buffer.push_many(pushes)
         if accepted_log:
             # One line per committed batch (with every id): a line per message costs more than the insert.
@@ -266,8 +324,9 @@ class IngressWriter:
         return results
 
 
-async def apply_status(channel: ChannelRecord, *, provider_message_id: str, status: str, timestamp: float,
-                       errors: list[dict]) -> bool:
+async def apply_status(
+    channel: ChannelRecord, *, provider_message_id: str, status: str, timestamp: float, errors: list[dict]
+) -> bool:
     """Move an outbound message forward (never back: callbacks arrive out of order).
 
     A callback that arrives before the send recorded its wamid is parked in Redis and
@@ -278,20 +337,31 @@ async def apply_status(channel: ChannelRecord, *, provider_message_id: str, stat
         return False
     error = {"errors": errors} if errors else {}
     row = await engine.pool().fetchrow(
-        _UPDATE_STATUS, uuid.UUID(channel.id), provider_message_id, status, timestamp,
-        _json.encode(error).decode(), _STATUS_ORDER,
+        _UPDATE_STATUS,
+        uuid.UUID(channel.id),
+        provider_message_id,
+        status,
+        timestamp,
+        _json.encode(error).decode(),
+        _STATUS_ORDER,
     )
     if row is None:
         exists = await engine.pool().fetchval(
             "SELECT 1 FROM messages WHERE channel = $1 AND direction = 'out' AND provider_message_id = $2",
-            uuid.UUID(channel.id), provider_message_id,
+            uuid.UUID(channel.id),
+            provider_message_id,
         )
         if not exists:
             await _park_status(channel.id, provider_message_id, status, timestamp, errors)
         return False
-    await events.publish(channel.workspace_id, events.LiveEvent(
-        kind="status", conversation_id=str(row["conversation"]),
-        data={"message_id": str(row["id"]), "status": status}))
+    await events.publish(
+        channel.workspace_id,
+        events.LiveEvent(
+            kind="status",
+            conversation_id=str(row["conversation"]),
+            data={"message_id": str(row["id"]), "status": status},
+        ),
+    )
     return True
 
 
@@ -299,8 +369,9 @@ def _parked_key(channel_id: str, provider_message_id: str) -> str:
     return f"sb:status:{channel_id}:{provider_message_id}"
 
 
-async def _park_status(channel_id: str, provider_message_id: str, status: str, timestamp: float,
-                       errors: list[dict]) -> None:
+async def _park_status(
+    channel_id: str, provider_message_id: str, status: str, timestamp: float, errors: list[dict]
+) -> None:
     from app.services import redis_conn
 
     key = _parked_key(channel_id, provider_message_id)
@@ -319,5 +390,10 @@ async def replay_parked_statuses(channel: ChannelRecord, provider_message_id: st
     await redis_conn.client().delete(key)
     for raw in parked:
         item = msgspec.json.decode(raw)
-        await apply_status(channel, provider_message_id=provider_message_id, status=item["status"],
-                           timestamp=item["timestamp"], errors=item["errors"])
+        await apply_status(
+            channel,
+            provider_message_id=provider_message_id,
+            status=item["status"],
+            timestamp=item["timestamp"],
+            errors=item["errors"],
+        )

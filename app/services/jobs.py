@@ -62,7 +62,9 @@ async def _flush(state: WorkerState, conversation_ids: list[str], *, job_id: str
     await buffer.mark_due_many([c for c, t in zip(conversation_ids, tokens) if t is None], delay_s=0.2)
     beat = asyncio.create_task(_keep_alive(state, held))
     try:
-        outcomes = await asyncio.gather(*(_flush_one(state, c, t, held, job_id=job_id) for c, t in list(held.items())))
+        outcomes = await asyncio.gather(
+            *(_flush_one(state, c, t, held, job_id=job_id) for c, t in list(held.items()))
+        )
     finally:
         beat.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -71,15 +73,18 @@ async def _flush(state: WorkerState, conversation_ids: list[str], *, job_id: str
     return [next(results) if t is not None else {"status": "locked"} for t in tokens]
 
 
-async def _flush_one(state: WorkerState, conversation_id: str, token: str, held: dict[str, str], *,
-                     job_id: str) -> dict[str, Any]:
+async def _flush_one(
+    state: WorkerState, conversation_id: str, token: str, held: dict[str, str], *, job_id: str
+) -> dict[str, Any]:
     state.active_turns += 1
     live = events.LiveBatch()
     try:
         return await turns.process_conversation(state.deps, conversation_id, job_id=job_id, live=live)
     except Exception as exc:  # one conversation's failure must not fail the others of the job
-        log.exception("flush failed; conversation signalled again",
-                      extra={"conversation_id": conversation_id, "job_id": job_id})
+        log.exception(
+            "flush failed; conversation signalled again",
+            extra={"conversation_id": conversation_id, "job_id": job_id},
+        )
         await state.buffer.mark_due(conversation_id, delay_s=1.0)
         return {"status": "error", "error": repr(exc)}
     finally:
@@ -107,8 +112,16 @@ async def _keep_alive(state: WorkerState, held: dict[str, str]) -> None:
 class WorkerState:
     """Per-process worker state: dependencies plus the scheduler and recovery loops."""
 
-    def __init__(self, *, queue: Queue, buffer: buffer_mod.Buffer, deps: turns.TurnDeps,
-                 poll_s: float, recovery_interval_s: float, max_active_turns: int = 128) -> None:
+    def __init__(
+        self,
+        *,
+        queue: Queue,
+        buffer: buffer_mod.Buffer,
+        deps: turns.TurnDeps,
+        poll_s: float,
+        recovery_interval_s: float,
+        max_active_turns: int = 128,
+    ) -> None:
         self.queue = queue
         self.buffer = buffer
         self.deps = deps
@@ -132,8 +145,12 @@ class WorkerState:
 
     async def enqueue_flush(self, conversation_ids: list[str]) -> bool:
         job = await self.queue.enqueue(
-            FLUSH_BATCH_JOB, conversation_ids=conversation_ids, key=flush_job_key(conversation_ids[0]),
-            timeout=int(max(self.buffer.lock_s * 2, 30)), retries=3, ttl=60,
+            FLUSH_BATCH_JOB,
+            conversation_ids=conversation_ids,
+            key=flush_job_key(conversation_ids[0]),
+            timeout=int(max(self.buffer.lock_s * 2, 30)),
+            retries=3,
+            ttl=60,
         )
         return job is not None
 
@@ -180,7 +197,9 @@ class WorkerState:
         settings = self.deps.settings.buffer
         await turns.release_abandoned_runs(stale_after_s=settings.lock_seconds)
         candidates = await turns.unprocessed_conversations(older_than_s=settings.seconds + 1.0)
-        forgotten = [c for c, in_flight in zip(candidates, await self.buffer.in_flight(candidates)) if not in_flight]
+        forgotten = [
+            c for c, in_flight in zip(candidates, await self.buffer.in_flight(candidates)) if not in_flight
+        ]
         for conversation_id in forgotten:
             await self.buffer.mark_due(conversation_id, only_if_absent=True)
         if forgotten:
@@ -194,11 +213,12 @@ def _chunks(items: list[str], size: int) -> list[list[str]]:
         return []
     count = -(-len(items) // size)
     step = -(-len(items) // count)
-    return [items[i:i + step] for i in range(0, len(items), step)]
+    return [items[i : i + step] for i in range(0, len(items), step)]
 
 
-def build_worker(state: WorkerState, *, concurrency: int, install_signals: bool,
-                 extra_functions: list | None = None) -> Worker:
+def build_worker(
+    state: WorkerState, *, concurrency: int, install_signals: bool, extra_functions: list | None = None
+) -> Worker:
     async def startup(ctx: dict[str, Any]) -> None:
         ctx["state"] = state
         await state.recover_once()

@@ -14,8 +14,8 @@ from saq import Queue
 
 from app.db import engine
 from app.services import buffer as buffer_mod
-from app.services import ingress as ingress_mod
 from app.services import flows_store, jobs, redis_conn, turns
+from app.services import ingress as ingress_mod
 from app.services.ai.understanding import Understanding
 from app.services.ai_state import AIStateStore
 from app.services.channels.whatsapp import WhatsAppSender
@@ -45,8 +45,15 @@ class Services:
 
     @property
     def deps(self) -> turns.TurnDeps:
-        return turns.TurnDeps(settings=self.settings, ledger=self.ledger, outbox=self.outbox, ai_store=self.ai_store, plans=self.plans,
-                              understanding=self.understanding, webhooks=self.webhooks)
+        return turns.TurnDeps(
+            settings=self.settings,
+            ledger=self.ledger,
+            outbox=self.outbox,
+            ai_store=self.ai_store,
+            plans=self.plans,
+            understanding=self.understanding,
+            webhooks=self.webhooks,
+        )
 
 
 _services: Services | None = None
@@ -70,8 +77,12 @@ async def start(*, run_worker: bool = False, worker_concurrency: int = 20) -> Se
     outbox = Outbox(WhatsAppSender(settings.channels))
     ai_store = AIStateStore(redis, ttl_s=settings.ai.state_ttl_seconds, pipeliner=redis_conn.pipeliner())
     plans = flows_store.PlanCache()
-    buffer = buffer_mod.Buffer(redis, quiet_s=settings.buffer.seconds, max_s=settings.buffer.max_seconds,
-                               lock_s=settings.buffer.lock_seconds)
+    buffer = buffer_mod.Buffer(
+        redis,
+        quiet_s=settings.buffer.seconds,
+        max_s=settings.buffer.max_seconds,
+        lock_s=settings.buffer.lock_seconds,
+    )
     svc = Services(
         settings=settings,
         buffer=buffer,
@@ -91,12 +102,20 @@ async def start(*, run_worker: bool = False, worker_concurrency: int = 20) -> Se
 
     svc.webhooks.resume = resume
     if run_worker:
-        state = jobs.WorkerState(queue=queue, buffer=svc.buffer, deps=svc.deps,
-                                 poll_s=settings.buffer.poll_seconds,
-                                 recovery_interval_s=settings.buffer.recovery_interval_seconds)
+        state = jobs.WorkerState(
+            queue=queue,
+            buffer=svc.buffer,
+            deps=svc.deps,
+            poll_s=settings.buffer.poll_seconds,
+            recovery_interval_s=settings.buffer.recovery_interval_seconds,
+        )
         svc.worker_state = state
-        worker = jobs.build_worker(state, concurrency=worker_concurrency, install_signals=False,
-                                   extra_functions=svc.webhooks.job_functions())
+        worker = jobs.build_worker(
+            state,
+            concurrency=worker_concurrency,
+            install_signals=False,
+            extra_functions=svc.webhooks.job_functions(),
+        )
         svc.worker_tasks.append(asyncio.create_task(worker.start(), name="sb-worker"))
         svc.worker_tasks.append(asyncio.create_task(_hold(worker), name="sb-worker-holder"))
     freeze_startup_heap()
@@ -155,8 +174,12 @@ class JsonLogFormatter(logging.Formatter):
     _skip = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
     def format(self, record: logging.LogRecord) -> str:
-        entry = {"ts": round(record.created, 3), "level": record.levelname.lower(), "logger": record.name,
-                 "msg": record.getMessage()}
+        entry = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
         for key, value in record.__dict__.items():
             if key not in self._skip:
                 entry[key] = value

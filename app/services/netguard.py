@@ -26,7 +26,9 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 CGNAT_NETWORK = ipaddress.ip_network("100.64.0.0/10")
 # NAT64 gateways forward 64:ff9b::a.b.c.d to the embedded IPv4 address, private or not.
 NAT64_NETWORK = ipaddress.ip_network("64:ff9b::/96")
-METADATA_ADDRESSES = frozenset({ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")})
+METADATA_ADDRESSES = frozenset(
+    {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
+)
 
 ALLOW_PRIVATE_HINT = "set SWITCHBOARD_WEBHOOK_ALLOW_PRIVATE=1 only if the service must call internal hosts"
 
@@ -95,7 +97,9 @@ def check_address(
     reason = address_block_reason(ip)
     if reason is not None:
         shown = address if _is_literal(host) else f"{host} resolves to {address}, which"
-        raise BlockedURLError(f"{shown} is {reason}; webhooks may only call public addresses ({ALLOW_PRIVATE_HINT})")
+        raise BlockedURLError(
+            f"{shown} is {reason}; webhooks may only call public addresses ({ALLOW_PRIVATE_HINT})"
+        )
 
 
 def _is_literal(host: str) -> bool:
@@ -255,5 +259,7 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
             ssl_context = httpx.create_ssl_context(trust_env=False)
         super().__init__(limits=limits, trust_env=False, verify=ssl_context)
         self._pool = connection_pool(
-            limits=limits, ssl_context=ssl_context,
-            network_backend=GuardedNetworkBackend(allowed_networks=allowed_networks, resolver=resolver))
+            limits=limits,
+            ssl_context=ssl_context,
+            network_backend=GuardedNetworkBackend(allowed_networks=allowed_networks, resolver=resolver),
+        )

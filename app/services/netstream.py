@@ -67,8 +67,9 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         self._pending.clear()
         self._writer.close()
 
-    async def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
-                        timeout: float | None = None) -> httpcore.AsyncNetworkStream:
+    async def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.AsyncNetworkStream:
         try:
             self._flush()
             async with asyncio.timeout(timeout):
@@ -95,13 +96,19 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
 
 
 class AsyncioBackend(httpcore.AsyncNetworkBackend):
-    async def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
-                          socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None
-                          ) -> httpcore.AsyncNetworkStream:
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
         try:
             async with asyncio.timeout(timeout):
                 reader, writer = await asyncio.open_connection(
-                    host, port, local_addr=(local_address, 0) if local_address else None)
+                    host, port, local_addr=(local_address, 0) if local_address else None
+                )
         except TimeoutError as exc:
             raise httpcore.ConnectTimeout(f"timed out connecting to {host}:{port}") from exc
         except OSError as exc:
@@ -113,9 +120,12 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
                 sock.setsockopt(*option)
         return AsyncioStream(reader, writer)
 
-    async def connect_unix_socket(self, path: str, timeout: float | None = None,
-                                  socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None
-                                  ) -> httpcore.AsyncNetworkStream:
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
         try:
             async with asyncio.timeout(timeout):
                 reader, writer = await asyncio.open_unix_connection(path)
@@ -129,8 +139,12 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         await asyncio.sleep(seconds)
 
 
-def connection_pool(*, limits: httpx.Limits, ssl_context: ssl.SSLContext,
-                    network_backend: httpcore.AsyncNetworkBackend | None = None) -> httpcore.AsyncConnectionPool:
+def connection_pool(
+    *,
+    limits: httpx.Limits,
+    ssl_context: ssl.SSLContext,
+    network_backend: httpcore.AsyncNetworkBackend | None = None,
+) -> httpcore.AsyncConnectionPool:
     """httpcore's HTTP/1.1 pool with httpx's limits, connecting through `network_backend`."""
     return httpcore.AsyncConnectionPool(
         ssl_context=ssl_context,
@@ -153,9 +167,14 @@ class KeepAlivePool:
     fewer than `max_connections` are busy, and puts it back when the exchange ended cleanly.
     """
 
-    def __init__(self, *, max_connections: int, keepalive_expiry_s: float = 30.0,
-                 network_backend: httpcore.AsyncNetworkBackend | None = None,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        max_connections: int,
+        keepalive_expiry_s: float = 30.0,
+        network_backend: httpcore.AsyncNetworkBackend | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self._slots = asyncio.Semaphore(max_connections)
         self._keepalive_expiry_s = keepalive_expiry_s
         self._backend = network_backend or AsyncioBackend()
@@ -165,8 +184,15 @@ class KeepAlivePool:
         self._ssl_context = ssl_context
         self._idle: dict[tuple[bytes, bytes, int | None], list[httpcore.AsyncHTTP11Connection]] = {}
 
-    async def request(self, method: bytes, url: httpcore.URL, *, headers: list[tuple[bytes, bytes]],
-                      content: bytes, timeout_s: float) -> httpcore.Response:
+    async def request(
+        self,
+        method: bytes,
+        url: httpcore.URL,
+        *,
+        headers: list[tuple[bytes, bytes]],
+        content: bytes,
+        timeout_s: float,
+    ) -> httpcore.Response:
         """Send and read the whole answer; httpcore's exceptions (ConnectError, ReadTimeout, ...) pass through."""
         timeouts = {"connect": timeout_s, "read": timeout_s, "write": timeout_s, "pool": timeout_s}
         try:
@@ -176,8 +202,13 @@ class KeepAlivePool:
             raise httpcore.PoolTimeout(f"no free connection within {timeout_s} s") from exc
         try:
             connection = await self._connection(url, timeout_s)
-            request = httpcore.Request(method, url, headers=[*_request_headers(url, content), *headers],
-                                       content=content, extensions={"timeout": timeouts})
+            request = httpcore.Request(
+                method,
+                url,
+                headers=[*_request_headers(url, content), *headers],
+                content=content,
+                extensions={"timeout": timeouts},
+            )
             try:
                 response = await connection.handle_async_request(request)
                 try:
@@ -211,8 +242,11 @@ class KeepAlivePool:
             except BaseException:
                 await stream.aclose()
                 raise
-        return httpcore.AsyncHTTP11Connection(origin=httpcore.Origin(url.scheme, url.host, port), stream=stream,
-                                              keepalive_expiry=self._keepalive_expiry_s)
+        return httpcore.AsyncHTTP11Connection(
+            origin=httpcore.Origin(url.scheme, url.host, port),
+            stream=stream,
+            keepalive_expiry=self._keepalive_expiry_s,
+        )
 
     async def aclose(self) -> None:
         idle, self._idle = self._idle, {}

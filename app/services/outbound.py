@@ -14,9 +14,9 @@ import msgspec
 
 from app.db import engine
 from app.services import events, ingress
-from app.services.coalesce import Coalescer
 from app.services.channels.store import ChannelKind, ChannelRecord
 from app.services.channels.whatsapp import SendError, WhatsAppSender
+from app.services.coalesce import Coalescer
 
 log = logging.getLogger(__name__)
 _json = msgspec.json.Encoder()
@@ -49,7 +49,9 @@ UPDATE messages m SET status = CASE WHEN m.status = 'queued' THEN u.status ELSE 
   FROM unnest($1::uuid[], $2::text[], $3::text[]) AS u(id, status, provider_message_id)
  WHERE m.id = u.id
 """
-_MARK_FAILED = "UPDATE messages SET status = 'failed', error = $2::jsonb, status_at = clock_timestamp() WHERE id = $1"
+_MARK_FAILED = (
+    "UPDATE messages SET status = 'failed', error = $2::jsonb, status_at = clock_timestamp() WHERE id = $1"
+)
 
 
 class Outbox:
@@ -65,26 +67,46 @@ class Outbox:
         await self._marks.aclose()
         await self.whatsapp.aclose()
 
-    async def send(self, channel: ChannelRecord, *, conversation_id: str, to: str, text: str,
-                   message_type: str, dedupe_key: str | None,
-                   live: events.LiveBatch | None = None) -> OutboundResult:
+    async def send(
+        self,
+        channel: ChannelRecord,
+        *,
+        conversation_id: str,
+        to: str,
+        text: str,
+        message_type: str,
+        dedupe_key: str | None,
+        live: events.LiveBatch | None = None,
+    ) -> OutboundResult:
         """Record, send and mark one reply; its live event is held in `live` when given."""
         message_id = uuid.uuid4()
-        inserted = await self._records.submit((message_id, channel.workspace_id, conversation_id, channel.id,
-                                               text, message_type, dedupe_key))
+        inserted = await self._records.submit(
+            (message_id, channel.workspace_id, conversation_id, channel.id, text, message_type, dedupe_key)
+        )
         if not inserted:
             row = await engine.pool().fetchrow(_EXISTING, dedupe_key)
             if row["status"] != "queued":
-                return OutboundResult(message_id=str(row["id"]), status="skipped",
-                                      provider_message_id=row["provider_message_id"])
+                return OutboundResult(
+                    message_id=str(row["id"]),
+                    status="skipped",
+                    provider_message_id=row["provider_message_id"],
+                )
             message_id = row["id"]  # a crash came between recording and sending: send now
         result = await self._dispatch(channel, message_id=message_id, to=to, text=text)
-        await events.publish_or_hold(channel.workspace_id, events.LiveEvent(
-            kind="message", conversation_id=conversation_id,
-            data={"message_id": str(message_id), "direction": "out", "status": result.status}), live)
+        await events.publish_or_hold(
+            channel.workspace_id,
+            events.LiveEvent(
+                kind="message",
+                conversation_id=conversation_id,
+                data={"message_id": str(message_id), "direction": "out", "status": result.status},
+            ),
+            live,
+        )
         return result
 
-    async def _dispatch(self, channel: ChannelRecord, *, message_id: uuid.UUID, to: str, text: str) -> OutboundResult:
+    async def _dispatch(
+        self, channel: ChannelRecord, *, message_id: uuid.UUID, to: str, text: str
+    ) -> OutboundResult:
         pool = engine.pool()
         if channel.kind is ChannelKind.WHATSAPP:
             try:

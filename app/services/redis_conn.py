@@ -41,7 +41,7 @@ class Pipeliner:
         replies = await pipe.execute(raise_on_error=False)
         results, start = [], 0
         for commands in items:
-            results.append(replies[start:start + len(commands)])
+            results.append(replies[start : start + len(commands)])
             start += len(commands)
         return results
 
@@ -56,8 +56,9 @@ def connect(url: str, *, max_connections: int = 200, wait_s: float = 30.0) -> ai
     failed turns that only needed to wait a moment.
     """
     global _client, _pipeliner
-    pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=wait_s,
-                                                    health_check_interval=30)
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=wait_s, health_check_interval=30
+    )
     _client = aioredis.Redis.from_pool(pool)
     _pipeliner = Pipeliner(_client)
     return _client

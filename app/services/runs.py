@@ -86,14 +86,30 @@ def _uuid(value: str | None) -> uuid.UUID | None:
 
 
 def _summary(row: Any) -> dict[str, Any]:
-    return dict(id=str(row["id"]), conversation_id=str(row["conversation"]) if row["conversation"] else None,
-                kind=row["kind"], status=row["status"], layer=row["layer"], flows=_decode(row["flows"]) or [],
-                started_at=_iso(row["started_at"]), finished_at=_iso(row["finished_at"]), error=row["error"])
+    return dict(
+        id=str(row["id"]),
+        conversation_id=str(row["conversation"]) if row["conversation"] else None,
+        kind=row["kind"],
+        status=row["status"],
+        layer=row["layer"],
+        flows=_decode(row["flows"]) or [],
+        started_at=_iso(row["started_at"]),
+        finished_at=_iso(row["finished_at"]),
+        error=row["error"],
+    )
 
 
-async def list_runs(workspace_id: str, *, conversation_id: str | None = None, flow_id: str | None = None,
-                    status: str | None = None, since: datetime | None = None, until: datetime | None = None,
-                    limit: int = 50, offset: int = 0) -> list[RunSummary]:
+async def list_runs(
+    workspace_id: str,
+    *,
+    conversation_id: str | None = None,
+    flow_id: str | None = None,
+    status: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> list[RunSummary]:
     clauses, args = ["workspace = $1"], [uuid.UUID(workspace_id)]
 
     def add(sql: str, value: Any) -> None:
@@ -113,7 +129,9 @@ async def list_runs(workspace_id: str, *, conversation_id: str | None = None, fl
     args.extend([min(limit, 500), offset])
     rows = await engine.pool().fetch(
         "SELECT id, conversation, kind, status, layer, flows, started_at, finished_at, error FROM runs "
-        f"WHERE {' AND '.join(clauses)} ORDER BY started_at DESC LIMIT ${len(args) - 1} OFFSET ${len(args)}", *args)
+        f"WHERE {' AND '.join(clauses)} ORDER BY started_at DESC LIMIT ${len(args) - 1} OFFSET ${len(args)}",
+        *args,
+    )
     return [RunSummary(**_summary(r)) for r in rows]
 
 
@@ -121,40 +139,76 @@ async def get_run(workspace_id: str, run_id: str) -> RunRead | None:
     rid = _uuid(run_id)
     if rid is None:
         return None
-    row = await engine.pool().fetchrow("SELECT * FROM runs WHERE id = $1 AND workspace = $2", rid,
-                                       uuid.UUID(workspace_id))
+    row = await engine.pool().fetchrow(
+        "SELECT * FROM runs WHERE id = $1 AND workspace = $2", rid, uuid.UUID(workspace_id)
+    )
     if row is None:
         return None
-    return RunRead(**_summary(row), message_ids=_decode(row["message_ids"]) or [], trace=_decode(row["trace"]) or [],
-                   warnings=_decode(row["warnings"]) or [], result=_decode(row["result"]) or {})
+    return RunRead(
+        **_summary(row),
+        message_ids=_decode(row["message_ids"]) or [],
+        trace=_decode(row["trace"]) or [],
+        warnings=_decode(row["warnings"]) or [],
+        result=_decode(row["result"]) or {},
+    )
 
 
 async def action_stats(workspace_id: str, flow_id: str, node_id: str) -> ActionStatsRead:
     row = await engine.pool().fetchrow(
         "SELECT executions, successes, failures, total_duration_ms, last_executed_at FROM action_stats "
-        "WHERE workspace = $1 AND flow_id = $2 AND node_id = $3", uuid.UUID(workspace_id), _uuid(flow_id), node_id)
+        "WHERE workspace = $1 AND flow_id = $2 AND node_id = $3",
+        uuid.UUID(workspace_id),
+        _uuid(flow_id),
+        node_id,
+    )
     if row is None:
-        return ActionStatsRead(flow_id=flow_id, node_id=node_id, executions=0, successes=0, failures=0,
-                               success_rate=None, mean_duration_ms=None, last_executed_at=None)
+        return ActionStatsRead(
+            flow_id=flow_id,
+            node_id=node_id,
+            executions=0,
+            successes=0,
+            failures=0,
+            success_rate=None,
+            mean_duration_ms=None,
+            last_executed_at=None,
+        )
     n = row["executions"]
-    return ActionStatsRead(flow_id=flow_id, node_id=node_id, executions=n, successes=row["successes"],
-                           failures=row["failures"], success_rate=round(row["successes"] / n, 4) if n else None,
-                           mean_duration_ms=round(row["total_duration_ms"] / n, 2) if n else None,
-                           last_executed_at=_iso(row["last_executed_at"]))
+    return ActionStatsRead(
+        flow_id=flow_id,
+        node_id=node_id,
+        executions=n,
+        successes=row["successes"],
+        failures=row["failures"],
+        success_rate=round(row["successes"] / n, 4) if n else None,
+        mean_duration_ms=round(row["total_duration_ms"] / n, 2) if n else None,
+        last_executed_at=_iso(row["last_executed_at"]),
+    )
 
 
-async def action_logs(workspace_id: str, flow_id: str, node_id: str, *, status: str | None = None,
-                      since: datetime | None = None, until: datetime | None = None, limit: int = 50,
-                      offset: int = 0) -> LogPage | None:
+async def action_logs(
+    workspace_id: str,
+    flow_id: str,
+    node_id: str,
+    *,
+    status: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> LogPage | None:
     fid = _uuid(flow_id)
     if fid is None:
         return None
     pool = engine.pool()
     # Another workspace's action is "not found", not an empty page.
-    if not await pool.fetchval("SELECT EXISTS (SELECT 1 FROM flows WHERE id = $1 AND workspace = $2)",
-                               fid, uuid.UUID(workspace_id)):
+    if not await pool.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM flows WHERE id = $1 AND workspace = $2)", fid, uuid.UUID(workspace_id)
+    ):
         return None
-    clauses, args = ["workspace = $1", "flow_id = $2", "node_id = $3"], [uuid.UUID(workspace_id), fid, node_id]
+    clauses, args = (
+        ["workspace = $1", "flow_id = $2", "node_id = $3"],
+        [uuid.UUID(workspace_id), fid, node_id],
+    )
     for sql, value in (("status = {}", status), ("created_at >= {}", since), ("created_at < {}", until)):
         if value is not None:
             args.append(value)
@@ -164,13 +218,36 @@ async def action_logs(workspace_id: str, flow_id: str, node_id: str, *, status: 
     limit = min(max(limit, 1), 500)
     rows = await pool.fetch(
         f"SELECT * FROM external_action_logs WHERE {where} ORDER BY created_at DESC "
-        f"LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}", *args, limit, offset)
-    items = [ActionLogRead(
-        id=str(r["id"]), execution_id=str(r["execution"]) if r["execution"] else None, flow_id=str(r["flow_id"]),
-        node_id=r["node_id"], conversation_id=str(r["conversation_id"]) if r["conversation_id"] else None,
-        phone=r["phone"], original_message=r["original_message"], confidence=r["confidence"],
-        request=_decode(r["request"]) or {}, status_code=r["status_code"], response_body=r["response_body"],
-        status=r["status"], error=r["error"], duration_ms=r["duration_ms"], retry_count=r["retry_count"],
-        created_at=_iso(r["created_at"])) for r in rows]
-    return LogPage(items=items, total=total, limit=limit, offset=offset,
-                   stats=await action_stats(workspace_id, flow_id, node_id))
+        f"LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}",
+        *args,
+        limit,
+        offset,
+    )
+    items = [
+        ActionLogRead(
+            id=str(r["id"]),
+            execution_id=str(r["execution"]) if r["execution"] else None,
+            flow_id=str(r["flow_id"]),
+            node_id=r["node_id"],
+            conversation_id=str(r["conversation_id"]) if r["conversation_id"] else None,
+            phone=r["phone"],
+            original_message=r["original_message"],
+            confidence=r["confidence"],
+            request=_decode(r["request"]) or {},
+            status_code=r["status_code"],
+            response_body=r["response_body"],
+            status=r["status"],
+            error=r["error"],
+            duration_ms=r["duration_ms"],
+            retry_count=r["retry_count"],
+            created_at=_iso(r["created_at"]),
+        )
+        for r in rows
+    ]
+    return LogPage(
+        items=items,
+        total=total,
+        limit=limit,
+        offset=offset,
+        stats=await action_stats(workspace_id, flow_id, node_id),
+    )

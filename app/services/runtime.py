@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -55,9 +55,19 @@ class TurnScope(msgspec.Struct, frozen=True):
 class ServiceRuntime:
     """Effects go to Redis, PostgreSQL and the channel; understanding and webhooks to their services."""
 
-    def __init__(self, scope: TurnScope, *, channel: ChannelRecord, outbox: Outbox, ai_store: AIStateStore,
-                 understanding: Any, webhooks: Any, history_turns: int, confirmation_ttl_s: int,
-                 live: events.LiveBatch | None = None) -> None:
+    def __init__(
+        self,
+        scope: TurnScope,
+        *,
+        channel: ChannelRecord,
+        outbox: Outbox,
+        ai_store: AIStateStore,
+        understanding: Any,
+        webhooks: Any,
+        history_turns: int,
+        confirmation_ttl_s: int,
+        live: events.LiveBatch | None = None,
+    ) -> None:
         self.scope = scope
         self.channel = channel
         self.outbox = outbox
@@ -76,19 +86,33 @@ class ServiceRuntime:
     async def send_message(self, text: str, *, message_type: str) -> None:
         self._send_seq += 1
         result = await self.outbox.send(
-            self.channel, conversation_id=self.scope.conversation_id, to=self.scope.contact_phone, text=text,
-            message_type=message_type, dedupe_key=f"{self.scope.batch_key}:{self._send_seq}", live=self.live,
+            self.channel,
+            conversation_id=self.scope.conversation_id,
+            to=self.scope.contact_phone,
+            text=text,
+            message_type=message_type,
+            dedupe_key=f"{self.scope.batch_key}:{self._send_seq}",
+            live=self.live,
         )
-        self.sent.append({"text": text, "message_type": message_type, "status": result.status,
-                          "message_id": result.message_id, "error": result.error})
+        self.sent.append(
+            {
+                "text": text,
+                "message_type": message_type,
+                "status": result.status,
+                "message_id": result.message_id,
+                "error": result.error,
+            }
+        )
         if message_type == "ai":
-            await self.ai_store.append_history(self.scope.conversation_id, role="assistant", text=text,
-                                               keep=self.history_turns)
+            await self.ai_store.append_history(
+                self.scope.conversation_id, role="assistant", text=text, keep=self.history_turns
+            )
 
     # --- AI state -----------------------------------------------------------------
     async def write_ai_control(self, *, ai_enabled: bool, custom_prompt: str | None) -> None:
-        await self.ai_store.write_control(self.scope.conversation_id,
-                                          AIControl(ai_enabled=ai_enabled, custom_prompt=custom_prompt))
+        await self.ai_store.write_control(
+            self.scope.conversation_id, AIControl(ai_enabled=ai_enabled, custom_prompt=custom_prompt)
+        )
         await self._live("ai_state")
 
     async def merge_ai_context(self, data: dict) -> dict:
@@ -104,14 +128,20 @@ class ServiceRuntime:
     async def set_conversation_status(self, status: str) -> None:
         await engine.pool().execute(
             "UPDATE conversations SET status = $3 WHERE id = $1 AND workspace = $2",
-            uuid.UUID(self.scope.conversation_id), uuid.UUID(self.scope.workspace_id), status)
+            uuid.UUID(self.scope.conversation_id),
+            uuid.UUID(self.scope.workspace_id),
+            status,
+        )
         await self._live("conversation")
 
     async def add_tag(self, tag: str) -> bool:
         added = await engine.pool().fetchval(
             "UPDATE conversations SET tags = tags || to_jsonb($3::text) "
             "WHERE id = $1 AND workspace = $2 AND NOT tags ? $3 RETURNING id",
-            uuid.UUID(self.scope.conversation_id), uuid.UUID(self.scope.workspace_id), tag)
+            uuid.UUID(self.scope.conversation_id),
+            uuid.UUID(self.scope.workspace_id),
+            tag,
+        )
         if added:
             await self._live("conversation")
         return added is not None
@@ -119,7 +149,10 @@ class ServiceRuntime:
     async def remove_tag(self, tag: str) -> bool:
         removed = await engine.pool().fetchval(
             "UPDATE conversations SET tags = tags - $3 WHERE id = $1 AND workspace = $2 AND tags ? $3 RETURNING id",
-            uuid.UUID(self.scope.conversation_id), uuid.UUID(self.scope.workspace_id), tag)
+            uuid.UUID(self.scope.conversation_id),
+            uuid.UUID(self.scope.workspace_id),
+            tag,
+        )
         if removed:
             await self._live("conversation")
         return removed is not None
@@ -143,9 +176,12 @@ class ServiceRuntime:
 
     async def save_pending(self, pending: PendingAction, *, message: str) -> None:
         """Insert or update the pending action by id, then ask the customer."""
-        status = (ActionRunStatus.AWAITING_CONFIRMATION if pending.kind.value == "confirmation"
-                  else ActionRunStatus.PENDING)
-        expires_at = datetime.now(timezone.utc) + timedelta(seconds=self.confirmation_ttl_s)
+        status = (
+            ActionRunStatus.AWAITING_CONFIRMATION
+            if pending.kind.value == "confirmation"
+            else ActionRunStatus.PENDING
+        )
+        expires_at = datetime.now(UTC) + timedelta(seconds=self.confirmation_ttl_s)
         await engine.pool().execute(
             """
             INSERT INTO action_executions (id, workspace, flow_id, flow_version, node_id, webhook_node_id,
@@ -157,11 +193,23 @@ class ServiceRuntime:
                 missing = EXCLUDED.missing, asked_count = EXCLUDED.asked_count, updated_at = now(),
                 expires_at = EXCLUDED.expires_at
             """,
-            uuid.UUID(pending.id), uuid.UUID(self.scope.workspace_id), uuid.UUID(pending.flow_id),
-            self._flow_version(pending.flow_id), pending.node_id, uuid.UUID(self.scope.conversation_id),
-            uuid.UUID(self.scope.run_id), status.value, pending.kind.value, _json.encode(pending.vars).decode(),
-            _json.encode(pending.missing).decode(), pending.asked_count, pending.confidence,
-            self.scope.original_message, self.scope.contact_phone, uuid.uuid4().hex, expires_at,
+            uuid.UUID(pending.id),
+            uuid.UUID(self.scope.workspace_id),
+            uuid.UUID(pending.flow_id),
+            self._flow_version(pending.flow_id),
+            pending.node_id,
+            uuid.UUID(self.scope.conversation_id),
+            uuid.UUID(self.scope.run_id),
+            status.value,
+            pending.kind.value,
+            _json.encode(pending.vars).decode(),
+            _json.encode(pending.missing).decode(),
+            pending.asked_count,
+            pending.confidence,
+            self.scope.original_message,
+            self.scope.contact_phone,
+            uuid.uuid4().hex,
+            expires_at,
         )
         if message:
             await self.send_message(message, message_type="support")
@@ -174,12 +222,17 @@ class ServiceRuntime:
         moved = await engine.pool().fetchval(
             "UPDATE action_executions SET status = $3, updated_at = now() "
             "WHERE id = $1 AND workspace = $2 AND status = ANY($4::text[]) RETURNING id",
-            uuid.UUID(pending.id), uuid.UUID(self.scope.workspace_id), status, allowed_from)
+            uuid.UUID(pending.id),
+            uuid.UUID(self.scope.workspace_id),
+            status,
+            allowed_from,
+        )
         return moved is not None
 
     async def answer_with_ai(self, turn: Turn, ai: AIState) -> AIAnswer:
-        await self.ai_store.append_history(self.scope.conversation_id, role="user", text=turn.text,
-                                           keep=self.history_turns)
+        await self.ai_store.append_history(
+            self.scope.conversation_id, role="user", text=turn.text, keep=self.history_turns
+        )
         history = await self.ai_store.history(self.scope.conversation_id)
         await self._flush_live()
         return await self.understanding.answer(self.scope.workspace_id, turn, ai, history=history)
@@ -189,8 +242,11 @@ class ServiceRuntime:
         return self.scope.flow_versions.get(flow_id, 0)
 
     async def _live(self, kind: str) -> None:
-        await events.publish_or_hold(self.scope.workspace_id,
-                                     events.LiveEvent(kind=kind, conversation_id=self.scope.conversation_id), self.live)
+        await events.publish_or_hold(
+            self.scope.workspace_id,
+            events.LiveEvent(kind=kind, conversation_id=self.scope.conversation_id),
+            self.live,
+        )
 
     async def _flush_live(self) -> None:
         if self.live is not None:

@@ -16,7 +16,15 @@ from app.services import flows_store, lifecycle
 from app.services.webhooks import URLTemplateError, mask_secrets, prepare_request
 from flows.graph import compile_flow
 from flows.interpreter import run_turn
-from flows.ports import AIAnswer, Detection, Extraction, IntentCandidate, WebhookCall, WebhookOutcome, WebhookStatus
+from flows.ports import (
+    AIAnswer,
+    Detection,
+    Extraction,
+    IntentCandidate,
+    WebhookCall,
+    WebhookOutcome,
+    WebhookStatus,
+)
 from flows.schema import VariableSpec
 from flows.templates import TemplateError
 from flows.turn import AIState, ContactInfo, ConversationInfo, PendingAction, Turn, TurnMessage
@@ -109,30 +117,55 @@ class DryRunRuntime:
         secret = await flows_store.resolve_secret(self.workspace_id, config.auth.secret)
         try:
             prepared = prepare_request(
-                url_template=config.url, names=call.names, idempotency_key="tester-" + uuid.uuid4().hex,
-                method=config.method, headers_template=config.headers, payload_template=config.payload_template,
-                auth_type=config.auth.type, secret=secret or ("(not set)" if config.auth.type != "none" else ""),
-                header_name=config.auth.header_name, timeout_seconds=config.timeout_seconds, strict=True)
+                url_template=config.url,
+                names=call.names,
+                idempotency_key="tester-" + uuid.uuid4().hex,
+                method=config.method,
+                headers_template=config.headers,
+                payload_template=config.payload_template,
+                auth_type=config.auth.type,
+                secret=secret or ("(not set)" if config.auth.type != "none" else ""),
+                header_name=config.auth.header_name,
+                timeout_seconds=config.timeout_seconds,
+                strict=True,
+            )
         except (URLTemplateError, TemplateError, ValueError) as exc:
             self.webhook = {"flow_id": call.flow_id, "node_id": call.node_id, "error": str(exc)}
             return WebhookOutcome(status=WebhookStatus.FAILURE, error=str(exc))
         request = prepared.request
         self.webhook = {
-            "flow_id": call.flow_id, "node_id": call.node_id, "method": request.method.value,
-            "url": request.url, "headers": mask_secrets(request.headers, request.secret_values),
-            "payload": mask_secrets(request.json_body, request.secret_values), "warnings": prepared.warnings,
+            "flow_id": call.flow_id,
+            "node_id": call.node_id,
+            "method": request.method.value,
+            "url": request.url,
+            "headers": mask_secrets(request.headers, request.secret_values),
+            "payload": mask_secrets(request.json_body, request.secret_values),
+            "warnings": prepared.warnings,
             "executed": False,
         }
         if not self.execute:
             return WebhookOutcome(status=WebhookStatus.SUCCESS, response={}, attempts=0)
         result = await self.svc.webhooks.client.attempt(
-            request, allow_private=self.svc.settings.webhooks.allow_private,
-            max_response_bytes=self.svc.settings.webhooks.max_response_bytes)
-        self.webhook.update(executed=True, status=result.status.value, status_code=result.status_code,
-                            response=result.response, duration_ms=round(result.duration_ms, 2), error=result.error)
-        return WebhookOutcome(status=WebhookStatus.SUCCESS if result.succeeded else WebhookStatus.FAILURE,
-                              status_code=result.status_code, response=result.response, error=result.error,
-                              duration_ms=result.duration_ms, attempts=1)
+            request,
+            allow_private=self.svc.settings.webhooks.allow_private,
+            max_response_bytes=self.svc.settings.webhooks.max_response_bytes,
+        )
+        self.webhook.update(
+            executed=True,
+            status=result.status.value,
+            status_code=result.status_code,
+            response=result.response,
+            duration_ms=round(result.duration_ms, 2),
+            error=result.error,
+        )
+        return WebhookOutcome(
+            status=WebhookStatus.SUCCESS if result.succeeded else WebhookStatus.FAILURE,
+            status_code=result.status_code,
+            response=result.response,
+            error=result.error,
+            duration_ms=result.duration_ms,
+            attempts=1,
+        )
 
     async def detect_intent(self, text: str, candidates: list[IntentCandidate]) -> Detection:
         return await self.svc.understanding.detect_intent(self.workspace_id, text, candidates)
@@ -152,7 +185,9 @@ class DryRunRuntime:
         return True
 
     async def answer_with_ai(self, turn: Turn, ai: AIState) -> AIAnswer:
-        return await self.svc.understanding.answer(self.workspace_id, turn, ai, history=[], offline=not self.execute)
+        return await self.svc.understanding.answer(
+            self.workspace_id, turn, ai, history=[], offline=not self.execute
+        )
 
 
 async def run_test(workspace_id: str, request: TesterRequest) -> TesterResponse:
@@ -166,36 +201,69 @@ async def run_test(workspace_id: str, request: TesterRequest) -> TesterResponse:
         plans = [p for p in plans if p.flow_id != request.flow_id]
         plans.append(compile_flow(doc, flow_id=request.flow_id, version=flow.latest_version + 1))
     contact = request.contact or TesterContact()
-    ai = AIState(ai_enabled=request.ai_enabled, custom_prompt=request.custom_prompt, context=dict(request.context))
+    ai = AIState(
+        ai_enabled=request.ai_enabled, custom_prompt=request.custom_prompt, context=dict(request.context)
+    )
     turn = Turn(
         workspace_id=workspace_id,
         conversation=ConversationInfo(id=request.conversation_id or "tester"),
-        contact=ContactInfo(id="tester", first_name=contact.first_name, last_name=contact.last_name,
-                            phone=contact.phone, tags=list(contact.tags), attributes=dict(contact.attributes)),
+        contact=ContactInfo(
+            id="tester",
+            first_name=contact.first_name,
+            last_name=contact.last_name,
+            phone=contact.phone,
+            tags=list(contact.tags),
+            attributes=dict(contact.attributes),
+        ),
         messages=[TurnMessage(id="tester", text=request.message, timestamp=time.time())],
-        ai=ai, timestamp=time.time(), phone_number=contact.phone,
+        ai=ai,
+        timestamp=time.time(),
+        phone_number=contact.phone,
     )
     runtime = DryRunRuntime(workspace_id, execute=request.execute, ai=ai, tags=[])
     started = time.perf_counter()
-    result = await run_turn(plans, turn, runtime, strict=True,
-                            auto_execute_threshold=svc.settings.ai.auto_execute_threshold,
-                            ambiguity_margin=svc.settings.ai.ambiguity_margin)
+    result = await run_turn(
+        plans,
+        turn,
+        runtime,
+        strict=True,
+        auto_execute_threshold=svc.settings.ai.auto_execute_threshold,
+        ambiguity_margin=svc.settings.ai.ambiguity_margin,
+    )
     duration_ms = (time.perf_counter() - started) * 1000
     names = {(c.flow_id, c.node_id): c.display_name for p in plans for c in p.intents}
     detection = result.detection
     match = None
     if detection and detection.match:
         m = detection.match
-        match = {"flow_id": m.flow_id, "node_id": m.node_id, "confidence": m.confidence,
-                 "display_name": names.get((m.flow_id, m.node_id), m.node_id)}
-    top = [{"flow_id": s.flow_id, "node_id": s.node_id, "confidence": s.confidence,
-            "display_name": names.get((s.flow_id, s.node_id), s.node_id)} for s in (detection.top if detection else [])]
+        match = {
+            "flow_id": m.flow_id,
+            "node_id": m.node_id,
+            "confidence": m.confidence,
+            "display_name": names.get((m.flow_id, m.node_id), m.node_id),
+        }
+    top = [
+        {
+            "flow_id": s.flow_id,
+            "node_id": s.node_id,
+            "confidence": s.confidence,
+            "display_name": names.get((s.flow_id, s.node_id), s.node_id),
+        }
+        for s in (detection.top if detection else [])
+    ]
     return TesterResponse(
         layer=result.layer.value if result.layer else None,
         engine=(detection.engine if detection else None) or (result.answer.engine if result.answer else None),
-        match=match, top=top, vars=msgspec.to_builtins(result.vars), webhook=runtime.webhook,
-        messages=runtime.messages, ai=msgspec.to_builtins(runtime.ai), pending=runtime.pending,
+        match=match,
+        top=top,
+        vars=msgspec.to_builtins(result.vars),
+        webhook=runtime.webhook,
+        messages=runtime.messages,
+        ai=msgspec.to_builtins(runtime.ai),
+        pending=runtime.pending,
         answer=msgspec.to_builtins(result.answer) if result.answer else None,
-        trace=msgspec.to_builtins(result.trace), warnings=list(result.warnings), executed=request.execute,
+        trace=msgspec.to_builtins(result.trace),
+        warnings=list(result.warnings),
+        executed=request.execute,
         duration_ms=round(duration_ms, 2),
     )

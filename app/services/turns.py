@@ -44,8 +44,13 @@ _json = msgspec.json.Encoder()
 
 # Failures of the connections to Redis or PostgreSQL, not of the turn: worth another try.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    redis_exceptions.ConnectionError, redis_exceptions.TimeoutError, asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError, asyncpg.TooManyConnectionsError, asyncpg.TransactionRollbackError, ConnectionError,
+    redis_exceptions.ConnectionError,
+    redis_exceptions.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.TransactionRollbackError,
+    ConnectionError,
 )
 
 
@@ -63,7 +68,9 @@ class RunLedger:
     """Starts and ends turns in PostgreSQL; the turns running at the same moment share statements."""
 
     def __init__(self) -> None:
-        self._starts: Coalescer[tuple[uuid.UUID, uuid.UUID, str], Any] = Coalescer(_start_many, name="turn-start")
+        self._starts: Coalescer[tuple[uuid.UUID, uuid.UUID, str], Any] = Coalescer(
+            _start_many, name="turn-start"
+        )
         self._finishes: Coalescer[tuple, bool] = Coalescer(_finish_many, name="turn-finish")
 
     async def start(self, conversation: uuid.UUID, run_id: uuid.UUID, job_id: str) -> Any:
@@ -81,17 +88,27 @@ class RunLedger:
 
 async def _start_many(items: list[tuple[uuid.UUID, uuid.UUID, str]]) -> list[Any]:
     conversations, run_ids, job_ids = map(list, zip(*items))
-    rows = {r["conversation"]: r for r in await engine.pool().fetch(_START_MANY, conversations, run_ids, job_ids)}
+    rows = {
+        r["conversation"]: r for r in await engine.pool().fetch(_START_MANY, conversations, run_ids, job_ids)
+    }
     return [rows.get(conversation) for conversation in conversations]
 
 
 async def _finish_many(items: list[tuple[uuid.UUID, dict[str, Any], list[str]]]) -> list[bool]:
     columns: list[list[Any]] = [[] for _ in range(10)]
     for run_id, result, message_ids in items:
-        for column, value in zip(columns, (
-                run_id, result["layer"], _json.encode(result["flows"]).decode(),
-                _json.encode(result["trace"]).decode(), _json.encode(result["warnings"]).decode(),
-                _json.encode(result["summary"]).decode(), _json.encode(message_ids).decode())):
+        for column, value in zip(
+            columns,
+            (
+                run_id,
+                result["layer"],
+                _json.encode(result["flows"]).decode(),
+                _json.encode(result["trace"]).decode(),
+                _json.encode(result["warnings"]).decode(),
+                _json.encode(result["summary"]).decode(),
+                _json.encode(message_ids).decode(),
+            ),
+        ):
             column.append(value)
         columns[7].extend(message_ids)
         columns[8].extend([run_id] * len(result["flows"]))
@@ -207,8 +224,9 @@ def _json_value(value: Any) -> Any:
     return msgspec.json.decode(value) if isinstance(value, (str, bytes)) else value
 
 
-async def process_conversation(deps: TurnDeps, conversation_id: str, *, job_id: str = "",
-                               live: events.LiveBatch | None = None) -> dict[str, Any]:
+async def process_conversation(
+    deps: TurnDeps, conversation_id: str, *, job_id: str = "", live: events.LiveBatch | None = None
+) -> dict[str, Any]:
     """Run one turn for everything unprocessed in the conversation; returns a short summary.
 
     With `live`, the turn's live events are left there for the caller to publish.
@@ -223,8 +241,12 @@ async def process_conversation(deps: TurnDeps, conversation_id: str, *, job_id: 
         return {"status": RunStatus.SKIPPED, "reason": "nothing to process"}
     workspace_id = str(context["workspace"])
     message_ids = [r["id"] for r in claimed]
-    log_extra = {"conversation_id": conversation_id, "run_id": str(run_id), "job_id": job_id,
-                 "message_ids": message_ids}
+    log_extra = {
+        "conversation_id": conversation_id,
+        "run_id": str(run_id),
+        "job_id": job_id,
+        "message_ids": message_ids,
+    }
     started = time.perf_counter()
     try:
         result = await _interpret(deps, conversation_id, workspace_id, context, claimed, run_id, live)
@@ -238,8 +260,10 @@ async def process_conversation(deps: TurnDeps, conversation_id: str, *, job_id: 
         # Redis or PostgreSQL failed for a moment: the batch goes back, and the caller signals
         # the conversation again. Replies already sent are not sent twice (their dedupe keys
         # come from the batch), and webhook executions, keyed by the batch too, are reused.
-        log.warning("turn interrupted; its messages go back to the queue",
-                    extra={**log_extra, "error": f"{type(exc).__name__}: {exc}"})
+        log.warning(
+            "turn interrupted; its messages go back to the queue",
+            extra={**log_extra, "error": f"{type(exc).__name__}: {exc}"},
+        )
         await _give_back(run_id, conv_uuid, error=f"interrupted: {type(exc).__name__}: {exc}")
         raise
     except Exception as exc:  # a bug must not lose the batch: record it, keep the worker alive
@@ -247,9 +271,16 @@ async def process_conversation(deps: TurnDeps, conversation_id: str, *, job_id: 
         pool = engine.pool()
         await pool.execute(
             "UPDATE runs SET status = 'failed', error = $2, finished_at = now(), message_ids = $3::jsonb "
-            "WHERE id = $1", run_id, repr(exc), _json.encode(message_ids).decode())
-        await pool.execute("UPDATE messages SET processed_at = now() WHERE id = ANY($2::uuid[]) AND run_id = $1",
-                           run_id, message_ids)
+            "WHERE id = $1",
+            run_id,
+            repr(exc),
+            _json.encode(message_ids).decode(),
+        )
+        await pool.execute(
+            "UPDATE messages SET processed_at = now() WHERE id = ANY($2::uuid[]) AND run_id = $1",
+            run_id,
+            message_ids,
+        )
         return {"status": RunStatus.FAILED, "run_id": str(run_id), "error": repr(exc)}
     duration_ms = (time.perf_counter() - started) * 1000
     if not await deps.ledger.finish(run_id, result, message_ids):
@@ -257,27 +288,56 @@ async def process_conversation(deps: TurnDeps, conversation_id: str, *, job_id: 
         # someone else's now, so leave them alone.
         log.warning("run finished after it was abandoned", extra=log_extra)
         return {"status": RunStatus.ABANDONED, "run_id": str(run_id)}
-    await events.publish_or_hold(workspace_id, events.LiveEvent(
-        kind="run", conversation_id=conversation_id, data={"run_id": str(run_id), "layer": result["layer"]}), live)
-    log.info("turn completed", extra={**log_extra, "layer": result["layer"], "duration_ms": round(duration_ms, 2)})
-    return {"status": RunStatus.COMPLETED, "run_id": str(run_id), "messages": len(message_ids),
-            "layer": result["layer"]}
+    await events.publish_or_hold(
+        workspace_id,
+        events.LiveEvent(
+            kind="run",
+            conversation_id=conversation_id,
+            data={"run_id": str(run_id), "layer": result["layer"]},
+        ),
+        live,
+    )
+    log.info(
+        "turn completed", extra={**log_extra, "layer": result["layer"], "duration_ms": round(duration_ms, 2)}
+    )
+    return {
+        "status": RunStatus.COMPLETED,
+        "run_id": str(run_id),
+        "messages": len(message_ids),
+        "layer": result["layer"],
+    }
 
 
 def _contact_and_conversation(conversation_id: str, context: Any) -> tuple[ContactInfo, ConversationInfo]:
     return (
-        ContactInfo(id=str(context["contact_id"]), first_name=context["first_name"], last_name=context["last_name"],
-                    phone=context["phone"], tags=list(_json_value(context["contact_tags"]) or []),
-                    attributes=_json_value(context["attributes"]) or {}),
-        ConversationInfo(id=conversation_id, status=context["status"], tags=list(_json_value(context["tags"]) or [])),
+        ContactInfo(
+            id=str(context["contact_id"]),
+            first_name=context["first_name"],
+            last_name=context["last_name"],
+            phone=context["phone"],
+            tags=list(_json_value(context["contact_tags"]) or []),
+            attributes=_json_value(context["attributes"]) or {},
+        ),
+        ConversationInfo(
+            id=conversation_id, status=context["status"], tags=list(_json_value(context["tags"]) or [])
+        ),
     )
 
 
-def _runtime(deps: TurnDeps, scope: TurnScope, channel: Any, live: events.LiveBatch | None = None) -> ServiceRuntime:
-    return ServiceRuntime(scope, channel=channel, outbox=deps.outbox, ai_store=deps.ai_store,
-                          understanding=deps.understanding, webhooks=deps.webhooks,
-                          history_turns=deps.settings.ai.history_turns,
-                          confirmation_ttl_s=deps.settings.ai.confirmation_ttl_seconds, live=live)
+def _runtime(
+    deps: TurnDeps, scope: TurnScope, channel: Any, live: events.LiveBatch | None = None
+) -> ServiceRuntime:
+    return ServiceRuntime(
+        scope,
+        channel=channel,
+        outbox=deps.outbox,
+        ai_store=deps.ai_store,
+        understanding=deps.understanding,
+        webhooks=deps.webhooks,
+        history_turns=deps.settings.ai.history_turns,
+        confirmation_ttl_s=deps.settings.ai.confirmation_ttl_seconds,
+        live=live,
+    )
 
 
 async def _channel_of(context: Any, conversation_id: str) -> Any:
@@ -287,12 +347,20 @@ async def _channel_of(context: Any, conversation_id: str) -> Any:
     return channel
 
 
-async def _interpret(deps: TurnDeps, conversation_id: str, workspace_id: str, context: Any, claimed: list[Any],
-                     run_id: uuid.UUID, live: events.LiveBatch | None) -> dict[str, Any]:
+async def _interpret(
+    deps: TurnDeps,
+    conversation_id: str,
+    workspace_id: str,
+    context: Any,
+    claimed: list[Any],
+    run_id: uuid.UUID,
+    live: events.LiveBatch | None,
+) -> dict[str, Any]:
     channel = await _channel_of(context, conversation_id)
     # The plans' revision comes with the AI state: one round trip.
     control, ai_context, (revision,) = await deps.ai_store.read_with(
-        conversation_id, [flows_store.revision_key(workspace_id)])
+        conversation_id, [flows_store.revision_key(workspace_id)]
+    )
     raised: list[TurnEvent] = []
     for row in claimed:
         for kind in row["events"] or []:
@@ -300,27 +368,51 @@ async def _interpret(deps: TurnDeps, conversation_id: str, workspace_id: str, co
     pending = None
     if context["pending"]:
         row = msgspec.json.decode(context["pending"])
-        pending = PendingAction(id=row["id"], flow_id=row["flow_id"], node_id=row["node_id"],
-                                kind=PendingKind(row["kind"]), vars=row["vars"] or {}, missing=row["missing"] or [],
-                                asked_count=row["asked_count"], confidence=row["confidence"] or 0.0)
+        pending = PendingAction(
+            id=row["id"],
+            flow_id=row["flow_id"],
+            node_id=row["node_id"],
+            kind=PendingKind(row["kind"]),
+            vars=row["vars"] or {},
+            missing=row["missing"] or [],
+            asked_count=row["asked_count"],
+            confidence=row["confidence"] or 0.0,
+        )
     contact, conversation = _contact_and_conversation(conversation_id, context)
     turn = Turn(
-        workspace_id=workspace_id, conversation=conversation, contact=contact,
-        messages=[TurnMessage(id=r["id"], text=r["text"], type=r["type"], timestamp=r["seq"] / 1000)
-                  for r in claimed],
+        workspace_id=workspace_id,
+        conversation=conversation,
+        contact=contact,
+        messages=[
+            TurnMessage(id=r["id"], text=r["text"], type=r["type"], timestamp=r["seq"] / 1000)
+            for r in claimed
+        ],
         events=raised,
         ai=AIState(ai_enabled=control.ai_enabled, custom_prompt=control.custom_prompt, context=ai_context),
-        pending=pending, timestamp=time.time(), phone_number=context["phone"],
+        pending=pending,
+        timestamp=time.time(),
+        phone_number=context["phone"],
     )
     batch_key = hashlib.sha256(",".join(sorted(r["id"] for r in claimed)).encode()).hexdigest()[:32]
     plans = await deps.plans.active_plans(workspace_id, revision=int(revision or 0))
-    scope = TurnScope(workspace_id=workspace_id, conversation_id=conversation_id, contact_phone=context["phone"],
-                      run_id=str(run_id), batch_key=batch_key, original_message=turn.text,
-                      flow_versions={p.flow_id: p.version for p in plans})
+    scope = TurnScope(
+        workspace_id=workspace_id,
+        conversation_id=conversation_id,
+        contact_phone=context["phone"],
+        run_id=str(run_id),
+        batch_key=batch_key,
+        original_message=turn.text,
+        flow_versions={p.flow_id: p.version for p in plans},
+    )
     runtime = _runtime(deps, scope, channel, live)
-    result = await run_turn(plans, turn, runtime, strict=False,
-                            auto_execute_threshold=deps.settings.ai.auto_execute_threshold,
-                            ambiguity_margin=deps.settings.ai.ambiguity_margin)
+    result = await run_turn(
+        plans,
+        turn,
+        runtime,
+        strict=False,
+        auto_execute_threshold=deps.settings.ai.auto_execute_threshold,
+        ambiguity_margin=deps.settings.ai.ambiguity_margin,
+    )
     return _summary(result, runtime)
 
 
@@ -350,42 +442,71 @@ async def resume_after_webhook(deps: TurnDeps, execution_id: str, outcome: Webho
     row = await pool.fetchrow(
         "SELECT workspace, flow_id, flow_version, webhook_node_id, conversation, vars, original_message, status, "
         "(SELECT count(*) FROM external_action_logs l WHERE l.execution = e.id) AS attempts_logged "
-        "FROM action_executions e WHERE id = $1", uuid.UUID(execution_id))
+        "FROM action_executions e WHERE id = $1",
+        uuid.UUID(execution_id),
+    )
     if row is None or row["conversation"] is None:
         return
     workspace_id, conversation_id = str(row["workspace"]), str(row["conversation"])
     plan = await deps.plans.plan_for(workspace_id, str(row["flow_id"]), row["flow_version"])
     context = await pool.fetchrow(_CONTEXT, row["conversation"])
     if plan is None or context is None:
-        log.warning("webhook continuation skipped: flow version or conversation is gone",
-                    extra={"execution_id": execution_id, "conversation_id": conversation_id})
+        log.warning(
+            "webhook continuation skipped: flow version or conversation is gone",
+            extra={"execution_id": execution_id, "conversation_id": conversation_id},
+        )
         return
     channel = await _channel_of(context, conversation_id)
     control, ai_context = await deps.ai_store.read(conversation_id)
     contact, conversation = _contact_and_conversation(conversation_id, context)
-    turn = Turn(workspace_id=workspace_id, conversation=conversation, contact=contact,
-                messages=[TurnMessage(id=execution_id, text=row["original_message"], timestamp=time.time())],
-                ai=AIState(ai_enabled=control.ai_enabled, custom_prompt=control.custom_prompt, context=ai_context),
-                timestamp=time.time(), phone_number=context["phone"])
+    turn = Turn(
+        workspace_id=workspace_id,
+        conversation=conversation,
+        contact=contact,
+        messages=[TurnMessage(id=execution_id, text=row["original_message"], timestamp=time.time())],
+        ai=AIState(ai_enabled=control.ai_enabled, custom_prompt=control.custom_prompt, context=ai_context),
+        timestamp=time.time(),
+        phone_number=context["phone"],
+    )
     run_id = uuid.uuid4()
     # Keyed by the attempts so far: a replayed execution that ends again sends its message again.
     batch_key = f"webhook:{execution_id}:{row['attempts_logged']}"
-    scope = TurnScope(workspace_id=workspace_id, conversation_id=conversation_id, contact_phone=context["phone"],
-                      run_id=str(run_id), batch_key=batch_key, original_message=turn.text,
-                      flow_versions={plan.flow_id: plan.version})
+    scope = TurnScope(
+        workspace_id=workspace_id,
+        conversation_id=conversation_id,
+        contact_phone=context["phone"],
+        run_id=str(run_id),
+        batch_key=batch_key,
+        original_message=turn.text,
+        flow_versions={plan.flow_id: plan.version},
+    )
     runtime = _runtime(deps, scope, channel)
     port = "success" if outcome.status is WebhookStatus.SUCCESS else "failure"
-    result = await continue_from(plan, row["webhook_node_id"], port, turn, runtime,
-                                 vars=_json_value(row["vars"]) or {}, response=outcome.response,
-                                 plans=await deps.plans.active_plans(workspace_id))
+    result = await continue_from(
+        plan,
+        row["webhook_node_id"],
+        port,
+        turn,
+        runtime,
+        vars=_json_value(row["vars"]) or {},
+        response=outcome.response,
+        plans=await deps.plans.active_plans(workspace_id),
+    )
     summary = _summary(result, runtime)
     await pool.execute(
         "INSERT INTO runs (id, workspace, conversation, kind, status, layer, flows, trace, warnings, result, "
         "message_ids, job_id, started_at, heartbeat_at, finished_at) VALUES ($1, $2, $3, 'webhook_retry', "
         "'completed', $4, $5::jsonb, $6::jsonb, $7::jsonb, $8::jsonb, '[]'::jsonb, $9, now(), now(), now())",
-        run_id, row["workspace"], row["conversation"], summary["layer"], _json.encode(summary["flows"]).decode(),
-        _json.encode(summary["trace"]).decode(), _json.encode(summary["warnings"]).decode(),
-        _json.encode(summary["summary"]).decode(), f"webhook:{execution_id}")
+        run_id,
+        row["workspace"],
+        row["conversation"],
+        summary["layer"],
+        _json.encode(summary["flows"]).decode(),
+        _json.encode(summary["trace"]).decode(),
+        _json.encode(summary["warnings"]).decode(),
+        _json.encode(summary["summary"]).decode(),
+        f"webhook:{execution_id}",
+    )
 
 
 async def release_abandoned_runs(*, stale_after_s: float) -> int:
@@ -393,11 +514,15 @@ async def release_abandoned_runs(*, stale_after_s: float) -> int:
     pool = engine.pool()
     rows = await pool.fetch(
         "SELECT id, conversation FROM runs WHERE status = 'running' AND kind = 'turn' "
-        "AND heartbeat_at < now() - make_interval(secs => $1)", stale_after_s)
+        "AND heartbeat_at < now() - make_interval(secs => $1)",
+        stale_after_s,
+    )
     for row in rows:
         await _give_back(row["id"], row["conversation"], error="worker stopped during the run")
-        log.warning("abandoned run released", extra={"run_id": str(row["id"]),
-                                                     "conversation_id": str(row["conversation"])})
+        log.warning(
+            "abandoned run released",
+            extra={"run_id": str(row["id"]), "conversation_id": str(row["conversation"])},
+        )
     return len(rows)
 
 
@@ -410,7 +535,8 @@ async def heartbeat(conversation_ids: list[str]) -> None:
     """Tell recovery that the conversations' running turns are alive."""
     await engine.pool().execute(
         "UPDATE runs SET heartbeat_at = now() WHERE conversation = ANY($1::uuid[]) AND status = 'running'",
-        [uuid.UUID(c) for c in conversation_ids])
+        [uuid.UUID(c) for c in conversation_ids],
+    )
 
 
 async def unprocessed_conversations(*, older_than_s: float, limit: int = 1000) -> list[str]:

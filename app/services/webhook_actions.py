@@ -202,39 +202,78 @@ class WebhookActions:
         config = call.config
         if not await self.rate_limiter.allow(scope.workspace_id):
             limit = self.settings.webhooks.rate_limit_per_minute
-            return WebhookOutcome(status=WebhookStatus.FAILURE, error=(
-                f"webhook rate limit reached ({limit} per minute for this workspace); raise "
-                "SWITCHBOARD_WEBHOOK_RATE_LIMIT_PER_MINUTE or slow the traffic down"))
+            return WebhookOutcome(
+                status=WebhookStatus.FAILURE,
+                error=(
+                    f"webhook rate limit reached ({limit} per minute for this workspace); raise "
+                    "SWITCHBOARD_WEBHOOK_RATE_LIMIT_PER_MINUTE or slow the traffic down"
+                ),
+            )
         secret = await flows_store.resolve_secret(scope.workspace_id, config.auth.secret)
         if config.auth.type != "none" and not secret:
-            return WebhookOutcome(status=WebhookStatus.FAILURE, error=(
-                f"the {config.auth.type} secret of node {call.node_id} is not set in this workspace; "
-                "enter it again in the action's auth settings"))
+            return WebhookOutcome(
+                status=WebhookStatus.FAILURE,
+                error=(
+                    f"the {config.auth.type} secret of node {call.node_id} is not set in this workspace; "
+                    "enter it again in the action's auth settings"
+                ),
+            )
         execution = Execution(
-            id=uuid.uuid5(_EXECUTION_NAMESPACE, f"{scope.batch_key}/{call.flow_id}/{call.node_id}"), workspace=uuid.UUID(scope.workspace_id), flow_id=uuid.UUID(call.flow_id),
-            node_id=call.node_id, conversation=uuid.UUID(scope.conversation_id) if scope.conversation_id else None,
-            phone=scope.contact_phone, original_message=scope.original_message, confidence=call.confidence)
+            id=uuid.uuid5(_EXECUTION_NAMESPACE, f"{scope.batch_key}/{call.flow_id}/{call.node_id}"),
+            workspace=uuid.UUID(scope.workspace_id),
+            flow_id=uuid.UUID(call.flow_id),
+            node_id=call.node_id,
+            conversation=uuid.UUID(scope.conversation_id) if scope.conversation_id else None,
+            phone=scope.contact_phone,
+            original_message=scope.original_message,
+            confidence=call.confidence,
+        )
         try:
             prepared = prepare_request(
-                url_template=config.url, names=call.names, idempotency_key=execution.id.hex, method=config.method,
-                headers_template=config.headers, payload_template=config.payload_template,
-                auth_type=config.auth.type, secret=secret, header_name=config.auth.header_name,
-                timeout_seconds=config.timeout_seconds, strict=call.strict)
+                url_template=config.url,
+                names=call.names,
+                idempotency_key=execution.id.hex,
+                method=config.method,
+                headers_template=config.headers,
+                payload_template=config.payload_template,
+                auth_type=config.auth.type,
+                secret=secret,
+                header_name=config.auth.header_name,
+                timeout_seconds=config.timeout_seconds,
+                strict=call.strict,
+            )
         except (URLTemplateError, TemplateError, ValueError) as exc:
-            return WebhookOutcome(status=WebhookStatus.FAILURE, error=f"the request could not be built: {exc}")
+            return WebhookOutcome(
+                status=WebhookStatus.FAILURE, error=f"the request could not be built: {exc}"
+            )
         request = prepared.request
         stored = StoredRequest(
-            url=request.url, method=request.method.value, json_body=request.json_body,
+            url=request.url,
+            method=request.method.value,
+            json_body=request.json_body,
             # The auth header is added again from the reference at each retry; never stored in clear.
             headers={k: v for k, v in request.headers.items() if not secret or secret not in v},
-            timeout_seconds=request.timeout_seconds, auth_type=config.auth.type,
-            auth_secret_ref=config.auth.secret, auth_header_name=config.auth.header_name,
-            max_retries=config.max_retries, retry_delay_seconds=config.retry_delay_seconds)
+            timeout_seconds=request.timeout_seconds,
+            auth_type=config.auth.type,
+            auth_secret_ref=config.auth.secret,
+            auth_header_name=config.auth.header_name,
+            max_retries=config.max_retries,
+            retry_delay_seconds=config.retry_delay_seconds,
+        )
         inserted = await engine.pool().fetchval(
-            _INSERT_EXECUTION, execution.id, execution.workspace, execution.flow_id,
-            scope.flow_versions.get(call.flow_id, 0), call.node_id, execution.conversation,
-            uuid.UUID(scope.run_id) if scope.run_id else None, _json.encode(call.vars).decode(), call.confidence,
-            execution.original_message, execution.phone, execution.id.hex,
+            _INSERT_EXECUTION,
+            execution.id,
+            execution.workspace,
+            execution.flow_id,
+            scope.flow_versions.get(call.flow_id, 0),
+            call.node_id,
+            execution.conversation,
+            uuid.UUID(scope.run_id) if scope.run_id else None,
+            _json.encode(call.vars).decode(),
+            call.confidence,
+            execution.original_message,
+            execution.phone,
+            execution.id.hex,
             _json.encode({"request": stored, "vars": call.vars}).decode(),
         )
         if inserted is None:
@@ -255,43 +294,86 @@ class WebhookActions:
             response = msgspec.json.decode(row["response_body"] or "null")
         except msgspec.DecodeError:
             response = row["response_body"]
-        return WebhookOutcome(status=WebhookStatus.SUCCESS if ok else WebhookStatus.FAILURE,
-                              status_code=row["status_code"], response=response, error=row["error"],
-                              duration_ms=row["duration_ms"] or 0.0, attempts=row["attempts"])
+        return WebhookOutcome(
+            status=WebhookStatus.SUCCESS if ok else WebhookStatus.FAILURE,
+            status_code=row["status_code"],
+            response=response,
+            error=row["error"],
+            duration_ms=row["duration_ms"] or 0.0,
+            attempts=row["attempts"],
+        )
 
     # --- attempts ------------------------------------------------------------------------
-    async def _attempt(self, execution: Execution, request: WebhookRequest, stored: StoredRequest, *,
-                       attempt: int) -> WebhookOutcome:
-        result = await self.client.attempt(request, allow_private=self.settings.webhooks.allow_private,
-                                           max_response_bytes=self.settings.webhooks.max_response_bytes)
+    async def _attempt(
+        self, execution: Execution, request: WebhookRequest, stored: StoredRequest, *, attempt: int
+    ) -> WebhookOutcome:
+        result = await self.client.attempt(
+            request,
+            allow_private=self.settings.webhooks.allow_private,
+            max_response_bytes=self.settings.webhooks.max_response_bytes,
+        )
         duration_ms = round(result.duration_ms, 2)
         log_args = _log_args(execution, result, retry_count=attempt - 1)
         if not result.succeeded and result.retryable and attempt <= stored.max_retries:
-            delay_s = backoff_seconds(attempt, base_s=stored.retry_delay_seconds,
-                                      retry_after_s=result.retry_after_seconds,
-                                      cap_s=self.settings.webhooks.retry_after_cap_seconds, rng=self.rng)
+            delay_s = backoff_seconds(
+                attempt,
+                base_s=stored.retry_delay_seconds,
+                retry_after_s=result.retry_after_seconds,
+                cap_s=self.settings.webhooks.retry_after_cap_seconds,
+                rng=self.rng,
+            )
             # Recorded before the job exists: a job that runs at once must find this attempt counted.
             await engine.pool().execute(_LOG_AND_RETRY, *log_args, attempt)
             execution_id = str(execution.id)
             # SAQ schedules in whole seconds; rounding up keeps a Retry-After from being undercut.
             await self.queue.enqueue(
-                RETRY_JOB, execution_id=execution_id, attempt=attempt + 1, key=f"webhook:{execution_id}:{attempt + 1}",
-                scheduled=math.ceil(time.time() + delay_s), timeout=int(stored.timeout_seconds * 2 + 30), retries=2,
+                RETRY_JOB,
+                execution_id=execution_id,
+                attempt=attempt + 1,
+                key=f"webhook:{execution_id}:{attempt + 1}",
+                scheduled=math.ceil(time.time() + delay_s),
+                timeout=int(stored.timeout_seconds * 2 + 30),
+                retries=2,
             )
-            log.info("webhook retry scheduled", extra={"execution_id": execution_id, "attempt": attempt,
-                                                       "delay_s": round(delay_s, 3), "error": result.error})
-            return WebhookOutcome(status=WebhookStatus.SCHEDULED, status_code=result.status_code,
-                                  error=result.error, duration_ms=duration_ms, attempts=attempt)
+            log.info(
+                "webhook retry scheduled",
+                extra={
+                    "execution_id": execution_id,
+                    "attempt": attempt,
+                    "delay_s": round(delay_s, 3),
+                    "error": result.error,
+                },
+            )
+            return WebhookOutcome(
+                status=WebhookStatus.SCHEDULED,
+                status_code=result.status_code,
+                error=result.error,
+                duration_ms=duration_ms,
+                attempts=attempt,
+            )
         ok = result.succeeded
         final = ActionRunStatus.COMPLETED if ok else ActionRunStatus.FAILED
-        await engine.pool().execute(_LOG_AND_FINISH, *log_args, final.value, attempt, not ok, uuid.uuid4(),
-                                    int(ok), int(not ok))
+        await engine.pool().execute(
+            _LOG_AND_FINISH, *log_args, final.value, attempt, not ok, uuid.uuid4(), int(ok), int(not ok)
+        )
         if not ok:
-            log.warning("webhook failed", extra={"execution_id": str(execution.id), "attempts": attempt,
-                                                 "error": result.error, "status_code": result.status_code})
-        return WebhookOutcome(status=WebhookStatus.SUCCESS if ok else WebhookStatus.FAILURE,
-                              status_code=result.status_code, response=result.response, error=result.error,
-                              duration_ms=duration_ms, attempts=attempt)
+            log.warning(
+                "webhook failed",
+                extra={
+                    "execution_id": str(execution.id),
+                    "attempts": attempt,
+                    "error": result.error,
+                    "status_code": result.status_code,
+                },
+            )
+        return WebhookOutcome(
+            status=WebhookStatus.SUCCESS if ok else WebhookStatus.FAILURE,
+            status_code=result.status_code,
+            response=result.response,
+            error=result.error,
+            duration_ms=duration_ms,
+            attempts=attempt,
+        )
 
     async def retry(self, execution_id: str, attempt: int) -> WebhookOutcome | None:
         """The scheduled retry: attempt again unless the execution already ended."""
@@ -300,22 +382,50 @@ class WebhookActions:
             return None  # ended, replayed or a duplicate job: nothing to do
         state = msgspec.json.decode(row["state"]) if isinstance(row["state"], (str, bytes)) else row["state"]
         stored = msgspec.convert(state["request"], StoredRequest)
-        execution = Execution(id=row["id"], workspace=row["workspace"], flow_id=row["flow_id"],
-                              node_id=row["node_id"], conversation=row["conversation"], phone=row["phone"],
-                              original_message=row["original_message"], confidence=row["confidence"])
+        execution = Execution(
+            id=row["id"],
+            workspace=row["workspace"],
+            flow_id=row["flow_id"],
+            node_id=row["node_id"],
+            conversation=row["conversation"],
+            phone=row["phone"],
+            original_message=row["original_message"],
+            confidence=row["confidence"],
+        )
         secret = await flows_store.resolve_secret(str(row["workspace"]), stored.auth_secret_ref)
         if stored.auth_type != "none" and not secret:
             result = _unsendable(stored, "the auth secret is no longer set in this workspace; enter it again")
-            await engine.pool().execute(_LOG_AND_FINISH, *_log_args(execution, result, retry_count=attempt - 1),
-                                        ActionRunStatus.FAILED.value, attempt, True, uuid.uuid4(), 0, 1)
+            await engine.pool().execute(
+                _LOG_AND_FINISH,
+                *_log_args(execution, result, retry_count=attempt - 1),
+                ActionRunStatus.FAILED.value,
+                attempt,
+                True,
+                uuid.uuid4(),
+                0,
+                1,
+            )
             outcome = WebhookOutcome(status=WebhookStatus.FAILURE, error=result.error, attempts=attempt)
         else:
-            headers = (apply_auth(stored.headers, auth_type=stored.auth_type, secret=secret,
-                                  header_name=stored.auth_header_name)
-                       if stored.auth_type != "none" else stored.headers)
-            request = WebhookRequest(url=stored.url, method=stored.method, headers=headers,
-                                     json_body=stored.json_body, timeout_seconds=stored.timeout_seconds,
-                                     idempotency_key=row["idempotency_key"], secret_values=[secret] if secret else [])
+            headers = (
+                apply_auth(
+                    stored.headers,
+                    auth_type=stored.auth_type,
+                    secret=secret,
+                    header_name=stored.auth_header_name,
+                )
+                if stored.auth_type != "none"
+                else stored.headers
+            )
+            request = WebhookRequest(
+                url=stored.url,
+                method=stored.method,
+                headers=headers,
+                json_body=stored.json_body,
+                timeout_seconds=stored.timeout_seconds,
+                idempotency_key=row["idempotency_key"],
+                secret_values=[secret] if secret else [],
+            )
             outcome = await self._attempt(execution, request, stored, attempt=attempt)
         if outcome.status is not WebhookStatus.SCHEDULED and self.resume is not None:
             await self.resume(execution_id, outcome)
@@ -333,7 +443,9 @@ class WebhookActions:
             "UPDATE action_executions SET status = 'processing', dead_letter = false, attempts = 0, "
             "updated_at = now() WHERE id = $1 AND workspace = $2 AND status = 'failed' AND kind = 'webhook' "
             "RETURNING id",
-            execution_uuid, uuid.UUID(workspace_id))
+            execution_uuid,
+            uuid.UUID(workspace_id),
+        )
         if row is None:
             raise LookupError(f"no failed webhook execution {execution_id} in this workspace")
         return await self.retry(execution_id, 1)
@@ -341,19 +453,45 @@ class WebhookActions:
 
 def _log_args(execution: Execution, result: AttemptResult, *, retry_count: int) -> tuple[Any, ...]:
     """Parameters $1..$16 of _LOG."""
-    return (uuid.uuid4(), execution.workspace, execution.id, execution.flow_id, execution.node_id,
-            execution.conversation, execution.phone, execution.original_message, execution.confidence,
-            _json.encode(result.payload_masked).decode(), result.status_code,
-            result.response_text[:MAX_LOG_BODY_CHARS], result.status.value, result.error, result.duration_ms,
-            retry_count)
+    return (
+        uuid.uuid4(),
+        execution.workspace,
+        execution.id,
+        execution.flow_id,
+        execution.node_id,
+        execution.conversation,
+        execution.phone,
+        execution.original_message,
+        execution.confidence,
+        _json.encode(result.payload_masked).decode(),
+        result.status_code,
+        result.response_text[:MAX_LOG_BODY_CHARS],
+        result.status.value,
+        result.error,
+        result.duration_ms,
+        retry_count,
+    )
 
 
 def _unsendable(stored: StoredRequest, error: str) -> AttemptResult:
-    return AttemptResult(status=AttemptStatus.FAILED, status_code=None, response=None, response_text="",
-                         truncated=False, error=error, duration_ms=0.0, retryable=False, retry_after_seconds=None,
-                         payload_masked={"method": stored.method, "url": stored.url, "headers": stored.headers,
-                                         "body": stored.json_body},
-                         final_url=stored.url)
+    return AttemptResult(
+        status=AttemptStatus.FAILED,
+        status_code=None,
+        response=None,
+        response_text="",
+        truncated=False,
+        error=error,
+        duration_ms=0.0,
+        retryable=False,
+        retry_after_seconds=None,
+        payload_masked={
+            "method": stored.method,
+            "url": stored.url,
+            "headers": stored.headers,
+            "body": stored.json_body,
+        },
+        final_url=stored.url,
+    )
 
 
 async def retry_webhook(ctx: dict[str, Any], *, execution_id: str, attempt: int) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import re
 import ssl
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from datetime import timezone
+from datetime import UTC
 from enum import Enum
 from importlib import metadata
 from types import ModuleType
@@ -203,7 +203,9 @@ def build_url(template_url: str, names: Mapping[str, Any], *, strict: bool = Fal
         result = templates.render_text(expression, dict(names), strict=strict)
         warnings.extend(result.warnings)
         rendered.append(quote(str(result.value), safe=""))
-    url = skeleton[:authority_end] + _PLACEHOLDER.sub(lambda m: rendered[int(m.group(1))], skeleton[authority_end:])
+    url = skeleton[:authority_end] + _PLACEHOLDER.sub(
+        lambda m: rendered[int(m.group(1))], skeleton[authority_end:]
+    )
     return RenderedURL(url=url, warnings=warnings)
 
 
@@ -346,7 +348,7 @@ def parse_retry_after(value: str | None, *, now_s: float | None = None) -> float
     except (TypeError, ValueError, IndexError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     return max(0.0, when.timestamp() - (time.time() if now_s is None else now_s))
 
 
@@ -498,8 +500,12 @@ class WebhookClient:
                     timeout_s=request.timeout_seconds,
                 )
         except BlockedURLError as exc:
-            logger.warning("webhook refused by the address guard: %s", mask_secrets(exc.reason, request.secret_values))
-            return self._failure(request, sent, started, AttemptStatus.FAILED, f"blocked: {exc.reason}", False)
+            logger.warning(
+                "webhook refused by the address guard: %s", mask_secrets(exc.reason, request.secret_values)
+            )
+            return self._failure(
+                request, sent, started, AttemptStatus.FAILED, f"blocked: {exc.reason}", False
+            )
         except _TooManyRedirects as exc:
             return self._failure(request, sent, started, AttemptStatus.FAILED, str(exc), False)
         except (TimeoutError, httpx.TimeoutException):
@@ -585,20 +591,31 @@ class WebhookClient:
         redirects = 0
         while True:
             await check_url(
-                current, allow_private=allow_private, allowed_networks=self._allowed_networks, resolver=self._resolver
+                current,
+                allow_private=allow_private,
+                allowed_networks=self._allowed_networks,
+                resolver=self._resolver,
             )
-            outgoing = httpx.Request(method.value, current, headers=headers, content=body, extensions=extensions)
+            outgoing = httpx.Request(
+                method.value, current, headers=headers, content=body, extensions=extensions
+            )
             response = await pool.handle_async_request(outgoing)
             response.request = outgoing
             try:
                 location = response.headers.get("location")
                 if response.status_code in REDIRECT_STATUS_CODES and location:
                     if redirects >= self.max_redirects:
-                        raise _TooManyRedirects(f"more than {self.max_redirects} redirects; call the final URL directly")
+                        raise _TooManyRedirects(
+                            f"more than {self.max_redirects} redirects; call the final URL directly"
+                        )
                     next_url = response.url.join(location)
                     if response.status_code in REDIRECTS_TO_GET:
                         method, body = HttpMethod.GET, None
-                        headers = {k: v for k, v in headers.items() if k.lower() not in {"content-type", "content-length"}}
+                        headers = {
+                            k: v
+                            for k, v in headers.items()
+                            if k.lower() not in {"content-type", "content-length"}
+                        }
                     if _origin(next_url) != _origin(response.url):
                         # Credentials were meant for the first host, not for wherever it points us.
                         headers = _without_credentials(headers, secrets)

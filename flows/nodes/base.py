@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import msgspec
 
 from flows.ports import Runtime, WebhookOutcome
 from flows.schema import NodeConfig, NodeGroup
-from flows.templates import SHARED_CACHE, TemplateCache, render_str, render_tree, template_strings, check_template
+from flows.templates import (
+    SHARED_CACHE,
+    TemplateCache,
+    check_template,
+    render_str,
+    render_tree,
+    template_strings,
+)
 from flows.turn import AIState, Turn, TurnEvent
 
 
@@ -35,7 +43,9 @@ class NodeContext(msgspec.Struct, kw_only=True):
 
     def render(self, value: Any) -> Any:
         """Render every templated leaf of a JSON value (typed single-expression leaves)."""
-        return render_tree(value, self.names, strict=self.strict, warnings=self.warnings, cache=self.templates)
+        return render_tree(
+            value, self.names, strict=self.strict, warnings=self.warnings, cache=self.templates
+        )
 
     def render_text(self, text: str) -> str:
         value = render_str(text, self.names, strict=self.strict, warnings=self.warnings, cache=self.templates)

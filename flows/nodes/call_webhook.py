@@ -62,9 +62,21 @@ def check(config: CallWebhookConfig) -> list[ConfigIssue]:
     if not is_templated(config.url) and not config.url.startswith(("http://", "https://")):
         issues.append(ConfigIssue("url", "The URL must start with http:// or https://.", "bad_value"))
     if config.auth.type != "none" and not config.auth.secret:
-        issues.append(ConfigIssue("auth.secret", f"Auth type {config.auth.type!r} needs a secret; add it or set auth type to none.", "missing_value"))
+        issues.append(
+            ConfigIssue(
+                "auth.secret",
+                f"Auth type {config.auth.type!r} needs a secret; add it or set auth type to none.",
+                "missing_value",
+            )
+        )
     if config.auth.type == "api_key" and not config.auth.header_name.strip():
-        issues.append(ConfigIssue("auth.header_name", "Name the header that carries the API key (for example X-API-Key).", "missing_value"))
+        issues.append(
+            ConfigIssue(
+                "auth.header_name",
+                "Name the header that carries the API key (for example X-API-Key).",
+                "missing_value",
+            )
+        )
     for field in ("url", "success_message", "failure_message", "confirmation_message"):
         issues += template_issues(field, getattr(config, field))
     issues += template_issues("headers", config.headers)

@@ -31,7 +31,12 @@ def _number(value: Any) -> float:
 
 
 def _equals(left: Any, right: Any) -> bool:
-    if isinstance(left, (int, float)) and not isinstance(left, bool) or isinstance(right, (int, float)) and not isinstance(right, bool):
+    if (
+        (isinstance(left, (int, float))
+        and not isinstance(left, bool))
+        or (isinstance(right, (int, float))
+        and not isinstance(right, bool))
+    ):
         try:
             return _number(left) == _number(right)
         except NodeError:
@@ -95,13 +100,18 @@ async def run(ctx: NodeContext, config: ConditionConfig) -> NodeOutcome:
         left = ctx.render(config.left)
         right = ctx.render(config.right)
     result = evaluate(left, config.op, right)
-    return NodeOutcome(port="true" if result else "false", output={"left": left, "op": config.op, "right": right, "result": result})
+    return NodeOutcome(
+        port="true" if result else "false",
+        output={"left": left, "op": config.op, "right": right, "result": result},
+    )
 
 
 def check(config: ConditionConfig) -> list[ConfigIssue]:
     issues = template_issues("left", config.left) + template_issues("right", config.right)
     if config.op not in UNARY_OPS and config.right is None:
-        issues.append(ConfigIssue("right", f"Operator {config.op!r} needs a right-hand value.", "missing_value"))
+        issues.append(
+            ConfigIssue("right", f"Operator {config.op!r} needs a right-hand value.", "missing_value")
+        )
     if config.op == "matches" and isinstance(config.right, str) and not is_templated(config.right):
         problem = check_regex(config.right)
         if problem is not None:

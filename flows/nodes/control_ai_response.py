@@ -15,9 +15,13 @@ async def run(ctx: NodeContext, config: ControlAIResponseConfig) -> NodeOutcome:
         ai = ai.__class__(ai_enabled=ai.ai_enabled, custom_prompt=ai.custom_prompt, context={})
         return NodeOutcome(output={"action": config.action, "context": {}}, ai=ai)
     if config.action == "custom_prompt":
-        ai = ai.__class__(ai_enabled=ai.ai_enabled, custom_prompt=ctx.render_text(config.custom_prompt), context=ai.context)
+        ai = ai.__class__(
+            ai_enabled=ai.ai_enabled, custom_prompt=ctx.render_text(config.custom_prompt), context=ai.context
+        )
     else:
-        ai = ai.__class__(ai_enabled=config.action == "enable", custom_prompt=ai.custom_prompt, context=ai.context)
+        ai = ai.__class__(
+            ai_enabled=config.action == "enable", custom_prompt=ai.custom_prompt, context=ai.context
+        )
     await ctx.runtime.write_ai_control(ai_enabled=ai.ai_enabled, custom_prompt=ai.custom_prompt)
     output = {"action": config.action, "ai_enabled": ai.ai_enabled, "custom_prompt": ai.custom_prompt}
     return NodeOutcome(output=output, ai=ai)
@@ -25,5 +29,11 @@ async def run(ctx: NodeContext, config: ControlAIResponseConfig) -> NodeOutcome:
 
 def check(config: ControlAIResponseConfig) -> list[ConfigIssue]:
     if config.action == "custom_prompt" and not config.custom_prompt.strip():
-        return [ConfigIssue("custom_prompt", "Write the prompt the AI should use, or pick another action.", "missing_value")]
+        return [
+            ConfigIssue(
+                "custom_prompt",
+                "Write the prompt the AI should use, or pick another action.",
+                "missing_value",
+            )
+        ]
     return template_issues("custom_prompt", config.custom_prompt)

@@ -21,7 +21,12 @@ def check(config: MessageReceivedConfig) -> list[ConfigIssue]:
             issues.append(ConfigIssue("match.keywords", "Add at least one keyword.", "missing_value"))
         for i, keyword in enumerate(match.keywords):
             if not words(keyword):
-                issues.append(ConfigIssue(f"match.keywords[{i}]", "This keyword has no letters or digits; remove it or write a word."))
+                issues.append(
+                    ConfigIssue(
+                        f"match.keywords[{i}]",
+                        "This keyword has no letters or digits; remove it or write a word.",
+                    )
+                )
     elif isinstance(match, MatchRegex):
         problem = check_regex(match.pattern)
         if problem is not None:
@@ -29,11 +34,23 @@ def check(config: MessageReceivedConfig) -> list[ConfigIssue]:
             issues.append(ConfigIssue("match.pattern", message, code))
     elif isinstance(match, MatchIntent):
         if not match.training_examples:
-            issues.append(ConfigIssue("match.training_examples", "Add at least one training example so the intent can be recognised.", "missing_value"))
+            issues.append(
+                ConfigIssue(
+                    "match.training_examples",
+                    "Add at least one training example so the intent can be recognised.",
+                    "missing_value",
+                )
+            )
         seen: set[str] = set()
         for i, var in enumerate(match.variables):
             if var.name in seen:
-                issues.append(ConfigIssue(f"match.variables[{i}].name", f"Variable {var.name!r} is defined twice; rename one.", "duplicate_variable"))
+                issues.append(
+                    ConfigIssue(
+                        f"match.variables[{i}].name",
+                        f"Variable {var.name!r} is defined twice; rename one.",
+                        "duplicate_variable",
+                    )
+                )
             seen.add(var.name)
             issues += template_issues(f"match.variables[{i}].prompt", var.prompt)
     return issues

@@ -18,5 +18,7 @@ async def run(ctx: NodeContext, config: UpdateAIContextConfig) -> NodeOutcome:
 
 def check(config: UpdateAIContextConfig) -> list[ConfigIssue]:
     if not config.context_data:
-        return [ConfigIssue("context_data", "Add at least one key to merge into the AI context.", "missing_value")]
+        return [
+            ConfigIssue("context_data", "Add at least one key to merge into the AI context.", "missing_value")
+        ]
     return template_issues("context_data", config.context_data)

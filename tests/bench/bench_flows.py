@@ -16,33 +16,58 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "unit")]
 
+from memory_runtime import MemoryRuntime, make_turn  # noqa: E402
+
 from flows.graph import compile_flow  # noqa: E402
 from flows.interpreter import run_turn  # noqa: E402
 from flows.validate import MAX_DOCUMENT_BYTES, decode_document, validate_document  # noqa: E402
-from memory_runtime import MemoryRuntime, make_turn  # noqa: E402
 
 TURNS = 3000
 
 
 def keyword_flow(i: int, keyword: str) -> dict:
     actions = [
-        {"type": "action.control_ai_response", "config": {"action": "custom_prompt", "custom_prompt": "Assist {{ contact.first_name }} (flow %d)" % i}},
+        {
+            "type": "action.control_ai_response",
+            "config": {
+                "action": "custom_prompt",
+                "custom_prompt": "Assist {{ contact.first_name }} (flow %d)" % i,
+            },
+        },
         {"type": "action.update_ai_context", "config": {"context_data": {"tier": "gold", "flow": i}}},
         {"type": "action.add_tag", "config": {"tag": f"seen-{i}"}},
         {"type": "action.set_conversation_status", "config": {"status": "open"}},
-        {"type": "action.send_message", "config": {"text": "Hello {{ contact.first_name }}, how can we help?"}},
+        {
+            "type": "action.send_message",
+            "config": {"text": "Hello {{ contact.first_name }}, how can we help?"},
+        },
     ]
-    nodes = [{"id": "t", "type": "when.message_received",
-              "config": {"match": {"kind": "keywords", "keywords": [keyword, f"{keyword} now", f"k{i}x"]}}}]
+    nodes = [
+        {
+            "id": "t",
+            "type": "when.message_received",
+            "config": {"match": {"kind": "keywords", "keywords": [keyword, f"{keyword} now", f"k{i}x"]}},
+        }
+    ]
     nodes += [{"id": f"a{j}", **a} for j, a in enumerate(actions)]
     ids = [n["id"] for n in nodes]
-    return {"name": f"flow-{i:03d}", "status": "active", "nodes": nodes,
-            "edges": [{"from": a, "to": b} for a, b in zip(ids, ids[1:])]}
+    return {
+        "name": f"flow-{i:03d}",
+        "status": "active",
+        "nodes": nodes,
+        "edges": [{"from": a, "to": b} for a, b in zip(ids, ids[1:])],
+    }
 
 
 def plans_for(count: int, *, all_match: bool) -> list:
-    return [compile_flow(decode_document(keyword_flow(i, "help" if all_match or i == count - 1 else f"topic{i}")),
-                         flow_id=f"f{i}", version=1) for i in range(count)]
+    return [
+        compile_flow(
+            decode_document(keyword_flow(i, "help" if all_match or i == count - 1 else f"topic{i}")),
+            flow_id=f"f{i}",
+            version=1,
+        )
+        for i in range(count)
+    ]
 
 
 def us_per_turn(plans: list, text: str) -> float:
@@ -66,13 +91,30 @@ def us_per_turn(plans: list, text: str) -> float:
 
 def big_flow(nodes: int) -> dict:
     kinds = [
-        lambda j: {"type": "action.send_message", "config": {"text": "Step %d for {{ contact.first_name }}" % j}},
-        lambda j: {"type": "action.update_ai_context", "config": {"context_data": {"step": j, "who": "{{ contact.id }}"}}},
+        lambda j: {
+            "type": "action.send_message",
+            "config": {"text": "Step %d for {{ contact.first_name }}" % j},
+        },
+        lambda j: {
+            "type": "action.update_ai_context",
+            "config": {"context_data": {"step": j, "who": "{{ contact.id }}"}},
+        },
         lambda j: {"type": "action.add_tag", "config": {"tag": f"t{j}"}},
-        lambda j: {"type": "action.call_webhook", "config": {"url": "https://hooks.example.com/x",
-                                                             "payload_template": {"step": j, "q": "{{ vars.q }}"}}},
+        lambda j: {
+            "type": "action.call_webhook",
+            "config": {
+                "url": "https://hooks.example.com/x",
+                "payload_template": {"step": j, "q": "{{ vars.q }}"},
+            },
+        },
     ]
-    nodes_ = [{"id": "t", "type": "when.message_received", "config": {"match": {"kind": "keywords", "keywords": ["go", "start now"]}}}]
+    nodes_ = [
+        {
+            "id": "t",
+            "type": "when.message_received",
+            "config": {"match": {"kind": "keywords", "keywords": ["go", "start now"]}},
+        }
+    ]
     nodes_ += [{"id": f"n{j}", **kinds[j % len(kinds)](j)} for j in range(nodes - 1)]
     edges, prev = [], "t"
     for n in nodes_[1:]:
@@ -97,7 +139,16 @@ def compile_ms(nodes: int) -> float:
 def invalid_megabyte() -> bytes:
     """~1 MB, 480 nodes, every fifth broken (template syntax, unknown field, bad regex, dangling edge...)."""
     filler = "lorem ipsum dolor sit amet " * 70
-    nodes, edges = [{"id": "t", "type": "when.message_received", "config": {"match": {"kind": "regex", "pattern": "(a+)+$"}}}], []
+    nodes, edges = (
+        [
+            {
+                "id": "t",
+                "type": "when.message_received",
+                "config": {"match": {"kind": "regex", "pattern": "(a+)+$"}},
+            }
+        ],
+        [],
+    )
     for j in range(480):
         text = filler + ("{{ broken" if j % 5 == 0 else "{{ contact.first_name }}")
         node = {"id": f"n{j}", "type": "action.send_message", "config": {"text": text[:4000]}}
@@ -132,9 +183,15 @@ def main() -> None:
     result = {
         "bench": "flows",
         "python": platform.python_version(),
-        "turn_us_one_flow_matches": {str(n): us_per_turn(plans_for(n, all_match=False), "I need help now please") for n in (1, 10, 100)},
-        "turn_us_all_flows_match": {str(n): us_per_turn(plans_for(n, all_match=True), "I need help now please") for n in (1, 10)},
-        "turn_us_no_flow_matches_ai_fallback_100": us_per_turn(plans_for(100, all_match=False), "nothing relevant here"),
+        "turn_us_one_flow_matches": {
+            str(n): us_per_turn(plans_for(n, all_match=False), "I need help now please") for n in (1, 10, 100)
+        },
+        "turn_us_all_flows_match": {
+            str(n): us_per_turn(plans_for(n, all_match=True), "I need help now please") for n in (1, 10)
+        },
+        "turn_us_no_flow_matches_ai_fallback_100": us_per_turn(
+            plans_for(100, all_match=False), "nothing relevant here"
+        ),
         "chain": "keyword trigger + 5 actions (custom prompt, context merge, add tag, status, templated message)",
         "compile_ms_200_nodes": compile_ms(200),
         "validate_ms_1mb_invalid": validation,

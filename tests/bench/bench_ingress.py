@@ -81,28 +81,59 @@ class RawClient:
             self.writer.close()
 
 
-def build_requests(channel_id: str, phone_number_id: str, *, messages: int, conversations: int,
-                   port: int) -> list[tuple[str, bytes]]:
+def build_requests(
+    channel_id: str, phone_number_id: str, *, messages: int, conversations: int, port: int
+) -> list[tuple[str, bytes]]:
     requests = []
     for i in range(messages):
         sender = f"1999{i % conversations:07d}"
         token = f"m{i}-{uuid.uuid4().hex[:8]}"
-        body = json.dumps({"object": "whatsapp_business_account", "entry": [{"id": "WABA", "changes": [{
-            "field": "messages", "value": {
-                "messaging_product": "whatsapp",
-                "metadata": {"display_phone_number": "15550000000", "phone_number_id": phone_number_id},
-                "contacts": [{"profile": {"name": f"Bench {i % conversations}"}, "wa_id": sender}],
-                "messages": [{"from": sender, "id": f"wamid.bench.{token}", "timestamp": str(int(time.time())),
-                              "type": "text", "text": {"body": f"order {token}"}}]}}]}]}).encode()
-        head = (f"POST /webhooks/whatsapp/{channel_id} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-                f"Content-Type: application/json\r\nX-Hub-Signature-256: {sign_sha256(APP_SECRET, body)}\r\n"
-                f"Content-Length: {len(body)}\r\n\r\n").encode()
+        body = json.dumps(
+            {
+                "object": "whatsapp_business_account",
+                "entry": [
+                    {
+                        "id": "WABA",
+                        "changes": [
+                            {
+                                "field": "messages",
+                                "value": {
+                                    "messaging_product": "whatsapp",
+                                    "metadata": {
+                                        "display_phone_number": "15550000000",
+                                        "phone_number_id": phone_number_id,
+                                    },
+                                    "contacts": [
+                                        {"profile": {"name": f"Bench {i % conversations}"}, "wa_id": sender}
+                                    ],
+                                    "messages": [
+                                        {
+                                            "from": sender,
+                                            "id": f"wamid.bench.{token}",
+                                            "timestamp": str(int(time.time())),
+                                            "type": "text",
+                                            "text": {"body": f"order {token}"},
+                                        }
+                                    ],
+                                },
+                            }
+                        ],
+                    }
+                ],
+            }
+        ).encode()
+        head = (
+            f"POST /webhooks/whatsapp/{channel_id} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Content-Type: application/json\r\nX-Hub-Signature-256: {sign_sha256(APP_SECRET, body)}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
         requests.append((token, head + body))
     return requests
 
 
-async def drive(port: int, requests: list[tuple[str, bytes]], *, senders: int,
-                sent_at: dict[str, float]) -> tuple[float, dict[str, float], int]:
+async def drive(
+    port: int, requests: list[tuple[str, bytes]], *, senders: int, sent_at: dict[str, float]
+) -> tuple[float, dict[str, float], int]:
     queue: asyncio.Queue = asyncio.Queue()
     for item in requests:
         queue.put_nowait(item)
@@ -131,17 +162,35 @@ async def drive(port: int, requests: list[tuple[str, bytes]], *, senders: int,
 async def setup(stack: stack_mod.Stack) -> tuple[stack_mod.Tenant, dict, str]:
     tenant = await stack_mod.create_tenant(stack, name=f"bench-{uuid.uuid4().hex[:6]}")
     phone_number_id = "1234567890"
-    channel = await tenant.create_channel(kind="whatsapp", name="Bench", phone_number_id=phone_number_id,
-                                          access_token="bench-token", app_secret=APP_SECRET, verify_token="v")
-    await tenant.create_flow({
-        "schema": "switchboard.flow/v1", "name": "Bench", "status": "active",
-        "nodes": [
-            {"id": "t", "type": "when.message_received", "config": {"match": {"kind": "keywords", "keywords": ["order"]}}},
-            {"id": "c", "type": "logic.condition", "config": {"left": "{{ message_text }}", "op": "contains", "right": "order"}},
-            {"id": "s", "type": "action.send_message", "config": {"text": "{{ message_text }}"}},
-        ],
-        "edges": [{"from": "t", "to": "c"}, {"from": "c", "to": "s", "port": "true"}],
-    })
+    channel = await tenant.create_channel(
+        kind="whatsapp",
+        name="Bench",
+        phone_number_id=phone_number_id,
+        access_token="bench-token",
+        app_secret=APP_SECRET,
+        verify_token="v",
+    )
+    await tenant.create_flow(
+        {
+            "schema": "switchboard.flow/v1",
+            "name": "Bench",
+            "status": "active",
+            "nodes": [
+                {
+                    "id": "t",
+                    "type": "when.message_received",
+                    "config": {"match": {"kind": "keywords", "keywords": ["order"]}},
+                },
+                {
+                    "id": "c",
+                    "type": "logic.condition",
+                    "config": {"left": "{{ message_text }}", "op": "contains", "right": "order"},
+                },
+                {"id": "s", "type": "action.send_message", "config": {"text": "{{ message_text }}"}},
+            ],
+            "edges": [{"from": "t", "to": "c"}, {"from": "c", "to": "s", "port": "true"}],
+        }
+    )
     return tenant, channel, phone_number_id
 
 
@@ -163,39 +212,58 @@ async def phase(*, name: str, buffer_s: str, with_worker: bool, args: argparse.N
     await _wait_port(graph_port)
     replies: dict[str, float] = {}
     try:
-        stack = stack_mod.Stack(database_url=database_url, redis_url=redis_url, env={
-            "SWITCHBOARD_BUFFER_SECONDS": buffer_s, "SWITCHBOARD_BUFFER_MAX_SECONDS": "30",
-            # Logging stays at the default level: its cost is part of what a user runs.
-            "SWITCHBOARD_SCHEDULER_POLL_SECONDS": "0.005", "SWITCHBOARD_LOG_LEVEL": "INFO",
-            "WHATSAPP_GRAPH_URL": peer_url, "SWITCHBOARD_SECRET_KEY": "bench",
-        })
+        stack = stack_mod.Stack(
+            database_url=database_url,
+            redis_url=redis_url,
+            env={
+                "SWITCHBOARD_BUFFER_SECONDS": buffer_s,
+                "SWITCHBOARD_BUFFER_MAX_SECONDS": "30",
+                # Logging stays at the default level: its cost is part of what a user runs.
+                "SWITCHBOARD_SCHEDULER_POLL_SECONDS": "0.005",
+                "SWITCHBOARD_LOG_LEVEL": "INFO",
+                "WHATSAPP_GRAPH_URL": peer_url,
+                "SWITCHBOARD_SECRET_KEY": "bench",
+            },
+        )
         stack.web.start()
         await stack.wait_healthy()
         try:
             tenant, channel, pnid = await setup(stack)
-            requests = build_requests(channel["id"], pnid, messages=args.messages, conversations=args.conversations,
-                                      port=stack.port)
+            requests = build_requests(
+                channel["id"], pnid, messages=args.messages, conversations=args.conversations, port=stack.port
+            )
             if with_worker:
                 stack.worker.args = ["worker", "--concurrency", str(args.concurrency)]
                 stack.worker.start()
                 # Worker start-up (imports, pool) is not part of the measurement.
-                await stack_mod.wait_until(lambda: "worker started" in stack.worker.log_path.read_text(errors="replace"),
-                                           timeout_s=60, what="the worker to start")
+                await stack_mod.wait_until(
+                    lambda: "worker started" in stack.worker.log_path.read_text(errors="replace"),
+                    timeout_s=60,
+                    what="the worker to start",
+                )
             sent_at: dict[str, float] = {}
             web_cpu_before = cpu_s(stack.web.proc.pid)
             worker_cpu_before = cpu_s(stack.worker.proc.pid) if with_worker else 0.0
-            elapsed_s, latencies, errors = await drive(stack.port, requests, senders=args.senders, sent_at=sent_at)
+            elapsed_s, latencies, errors = await drive(
+                stack.port, requests, senders=args.senders, sent_at=sent_at
+            )
             result = {
-                "messages": len(requests), "conversations": args.conversations, "senders": args.senders,
-                "http_errors": errors, "accepted_per_s": round(len(requests) / elapsed_s, 1),
+                "messages": len(requests),
+                "conversations": args.conversations,
+                "senders": args.senders,
+                "http_errors": errors,
+                "accepted_per_s": round(len(requests) / elapsed_s, 1),
                 "ingress_p50_ms": percentile(list(latencies.values()), 0.50),
                 "ingress_p99_ms": percentile(list(latencies.values()), 0.99),
                 # Without each sender's first message (which creates its contact and conversation).
                 "ingress_p99_ms_known_senders": percentile(
-                    [latencies[t] for t, _ in requests[args.conversations:] if t in latencies], 0.99),
+                    [latencies[t] for t, _ in requests[args.conversations :] if t in latencies], 0.99
+                ),
                 "web_during": rss_mb(stack.web.proc.pid),
                 # CPU per unit of work varies less than throughput on a shared machine.
-                "web_cpu_us_per_message": round((cpu_s(stack.web.proc.pid) - web_cpu_before) / len(requests) * 1e6),
+                "web_cpu_us_per_message": round(
+                    (cpu_s(stack.web.proc.pid) - web_cpu_before) / len(requests) * 1e6
+                ),
             }
             conn = await asyncpg.connect(dsn=database_url)
             try:
@@ -208,17 +276,24 @@ async def phase(*, name: str, buffer_s: str, with_worker: bool, args: argparse.N
                     first_sent = min(sent_at.values())
                     runs = await conn.fetchval("SELECT count(*) FROM runs WHERE status = 'completed'")
                     e2e = [(replies[t] - sent_at[t]) * 1000 for t in sent_at if t in replies]
-                    result.update({
-                        "replied_messages": len(replies), "turns": runs,
-                        "turns_per_s": round(runs / (done_at - first_sent), 1),
-                        "messages_replied_per_s": round(len(replies) / (done_at - first_sent), 1),
-                        "e2e_p50_ms": percentile(e2e, 0.50), "e2e_p99_ms": percentile(e2e, 0.99),
-                        "worker_during": rss_mb(stack.worker.proc.pid),
-                        "worker_cpu_us_per_turn": round((cpu_s(stack.worker.proc.pid) - worker_cpu_before) / runs * 1e6),
-                    })
+                    result.update(
+                        {
+                            "replied_messages": len(replies),
+                            "turns": runs,
+                            "turns_per_s": round(runs / (done_at - first_sent), 1),
+                            "messages_replied_per_s": round(len(replies) / (done_at - first_sent), 1),
+                            "e2e_p50_ms": percentile(e2e, 0.50),
+                            "e2e_p99_ms": percentile(e2e, 0.99),
+                            "worker_during": rss_mb(stack.worker.proc.pid),
+                            "worker_cpu_us_per_turn": round(
+                                (cpu_s(stack.worker.proc.pid) - worker_cpu_before) / runs * 1e6
+                            ),
+                        }
+                    )
                 stored = await conn.fetchval("SELECT count(*) FROM messages WHERE direction = 'in'")
-                distinct = await conn.fetchval("SELECT count(DISTINCT provider_message_id) FROM messages "
-                                               "WHERE direction = 'in'")
+                distinct = await conn.fetchval(
+                    "SELECT count(DISTINCT provider_message_id) FROM messages WHERE direction = 'in'"
+                )
                 result["stored_once"] = stored == distinct == len(requests)
                 result["stored"] = stored
             finally:
@@ -262,8 +337,11 @@ async def graph_sink(port: int) -> None:
         for token in request.json()["text"]["body"].split():
             if token != "order":
                 replies.setdefault(token, received)
-        return PeerResponse(status=200, headers={"Content-Type": "application/json"},
-                            body=b'{"messaging_product":"whatsapp","messages":[{"id":"wamid.r%d"}]}' % next(counter))
+        return PeerResponse(
+            status=200,
+            headers={"Content-Type": "application/json"},
+            body=b'{"messaging_product":"whatsapp","messages":[{"id":"wamid.r%d"}]}' % next(counter),
+        )
 
     async def dump(_request: PeerRequest) -> PeerResponse:
         return PeerResponse.json(replies)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from app.services.ai.classifier import IntentExample, IntentSpec, LocalClassifier, core_intent_specs  # noqa: E402
-from app.services.ai.evaluate import EvalReport, evaluate, load_labeled, split_shots  # noqa: E402
+from app.services.ai.classifier import IntentExample, IntentSpec, LocalClassifier, core_intent_specs
+from app.services.ai.evaluate import EvalReport, evaluate, load_labeled, split_shots
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "intents"
 SEEDS = (1, 2, 3)
@@ -25,8 +25,15 @@ def _summary(reports: list[EvalReport]) -> dict:
         "mean_accuracy": round(statistics.mean(r.accuracy for r in reports), 4),
         "mean_macro_f1": round(statistics.mean(r.macro_f1 for r in reports), 4),
         "per_seed": [
-            {"seed": r.seed, "accuracy": r.accuracy, "macro_f1": r.macro_f1, "train_ms": r.train_ms,
-             "latency_p50_us": r.latency_p50_us, "latency_p99_us": r.latency_p99_us, "test_count": r.test_count}
+            {
+                "seed": r.seed,
+                "accuracy": r.accuracy,
+                "macro_f1": r.macro_f1,
+                "train_ms": r.train_ms,
+                "latency_p50_us": r.latency_p50_us,
+                "latency_p99_us": r.latency_p99_us,
+                "test_count": r.test_count,
+            }
             for r in reports
         ],
     }
@@ -60,12 +67,16 @@ def latency_100_actions() -> dict:
     """
     rng = random.Random(7)
     groups: dict[str, list[str]] = {}
-    for row in load_labeled(DATA / "banking77" / "train.csv") + load_labeled(DATA / "snips_es" / "snips_es_test_typos0.1.tsv"):
+    for row in load_labeled(DATA / "banking77" / "train.csv") + load_labeled(
+        DATA / "snips_es" / "snips_es_test_typos0.1.tsv"
+    ):
         groups.setdefault(row.intent or "oos", []).append(row.text)
     for spec in core_intent_specs():
         for lang in ("en", "es", "ar"):
             groups[f"{spec.key}_{lang}"] = [e.text for e in spec.examples if e.language == lang]
-    background = json.loads(resources.files("app.services.ai").joinpath("data", "background.json").read_text("utf-8"))
+    background = json.loads(
+        resources.files("app.services.ai").joinpath("data", "background.json").read_text("utf-8")
+    )
     groups["chit_chat"] = background["sentences"]
     keys = sorted(groups)[:100]
     specs = []
@@ -98,7 +109,17 @@ def latency_100_actions() -> dict:
 
 
 def main() -> None:
-    print(json.dumps({"engine": "local", "banking77": banking77(), "snips_es": snips_es(), "latency": latency_100_actions()}, indent=1))
+    print(
+        json.dumps(
+            {
+                "engine": "local",
+                "banking77": banking77(),
+                "snips_es": snips_es(),
+                "latency": latency_100_actions(),
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

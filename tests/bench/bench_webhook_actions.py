@@ -46,8 +46,13 @@ async def run_sink() -> None:
 
 
 def start_sink() -> tuple[subprocess.Popen[str], int]:
-    process = subprocess.Popen([sys.executable, __file__, "--sink"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                               text=True, cwd=str(ROOT))
+    process = subprocess.Popen(
+        [sys.executable, __file__, "--sink"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=str(ROOT),
+    )
     assert process.stdout is not None
     return process, int(process.stdout.readline())
 
@@ -72,11 +77,15 @@ def prepare_environment() -> str:
 
     database_url, redis_url = stack.resolve_test_services()
     database_url = database_url.rsplit("/", 1)[0] + f"/switchboard_bench_{os.getpid()}"
-    os.environ.update({
-        "DATABASE_URL": database_url, "REDIS_URL": redis_url, "SWITCHBOARD_WEBHOOK_ALLOW_PRIVATE": "true",
-        # The per-workspace limit is a safety valve for production; the bench measures the executor.
-        "SWITCHBOARD_WEBHOOK_RATE_LIMIT_PER_MINUTE": str(10**9),
-    })
+    os.environ.update(
+        {
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "SWITCHBOARD_WEBHOOK_ALLOW_PRIVATE": "true",
+            # The per-workspace limit is a safety valve for production; the bench measures the executor.
+            "SWITCHBOARD_WEBHOOK_RATE_LIMIT_PER_MINUTE": str(10**9),
+        }
+    )
     return database_url
 
 
@@ -96,20 +105,38 @@ async def measure(args: argparse.Namespace, url: str) -> dict[str, object]:
     queue = jobs.make_queue(settings.redis.url)
     actions = WebhookActions(settings, queue=queue, outbox=None)  # type: ignore[arg-type]  # unused on this path
     lifecycle.freeze_startup_heap()  # as a worker's start-up does
-    principal = await auth.create_admin(email=f"bench-{uuid.uuid4().hex[:8]}@example.com",
-                                        password="bench password", workspace=f"bench-{uuid.uuid4().hex[:8]}")
+    principal = await auth.create_admin(
+        email=f"bench-{uuid.uuid4().hex[:8]}@example.com",
+        password="bench password",
+        workspace=f"bench-{uuid.uuid4().hex[:8]}",
+    )
     config = CallWebhookConfig(
-        url=url, method="POST", headers={"X-Source": "switchboard-bench"},
-        payload_template={"phone": "{{ phone_number }}", "product": "{{ vars.product }}",
-                          "quantity": "{{ vars.quantity }}", "text": "{{ message_text }}"},
-        timeout_seconds=5.0, max_retries=3, success_message="Order {{ response.order_id }} created!")
+        url=url,
+        method="POST",
+        headers={"X-Source": "switchboard-bench"},
+        payload_template={
+            "phone": "{{ phone_number }}",
+            "product": "{{ vars.product }}",
+            "quantity": "{{ vars.quantity }}",
+            "text": "{{ message_text }}",
+        },
+        timeout_seconds=5.0,
+        max_retries=3,
+        success_message="Order {{ response.order_id }} created!",
+    )
     flow_id = str(uuid.uuid4())
 
     def turn_scope() -> TurnScope:
         # Each execution belongs to its own turn, as in production: the execution id (and so the
         # Idempotency-Key) is derived from the batch, and one batch never calls an action twice.
-        return TurnScope(workspace_id=principal.workspace_id, conversation_id="", contact_phone="+34600000000",
-                         run_id=str(uuid.uuid4()), batch_key=uuid.uuid4().hex, original_message="I want to buy 3 iPhones")
+        return TurnScope(
+            workspace_id=principal.workspace_id,
+            conversation_id="",
+            contact_phone="+34600000000",
+            run_id=str(uuid.uuid4()),
+            batch_key=uuid.uuid4().hex,
+            original_message="I want to buy 3 iPhones",
+        )
 
     latencies_ms: list[float] = []
     failures = 0
@@ -118,9 +145,19 @@ async def measure(args: argparse.Namespace, url: str) -> dict[str, object]:
         nonlocal failures
         for _ in range(count):
             variables = {"product": "iPhone", "quantity": 3}
-            call = WebhookCall(flow_id=flow_id, node_id="create", config=config, vars=variables, confidence=0.97,
-                               names={"phone_number": "+34600000000", "message_text": "I want to buy 3 iPhones",
-                                      "vars": variables, **variables})
+            call = WebhookCall(
+                flow_id=flow_id,
+                node_id="create",
+                config=config,
+                vars=variables,
+                confidence=0.97,
+                names={
+                    "phone_number": "+34600000000",
+                    "message_text": "I want to buy 3 iPhones",
+                    "vars": variables,
+                    **variables,
+                },
+            )
             started = time.perf_counter()
             outcome = await actions.execute(call, scope=turn_scope())
             if record:
@@ -128,7 +165,9 @@ async def measure(args: argparse.Namespace, url: str) -> dict[str, object]:
                 failures += outcome.status is not WebhookStatus.SUCCESS
 
     try:
-        await asyncio.gather(*(worker(max(1, args.warmup // args.concurrency), False) for _ in range(args.concurrency)))
+        await asyncio.gather(
+            *(worker(max(1, args.warmup // args.concurrency), False) for _ in range(args.concurrency))
+        )
         per_worker = -(-args.executions // args.concurrency)
         cpu_before = resource.getrusage(resource.RUSAGE_SELF)
         started = time.perf_counter()
@@ -137,9 +176,11 @@ async def measure(args: argparse.Namespace, url: str) -> dict[str, object]:
         cpu_after = resource.getrusage(resource.RUSAGE_SELF)
         stats = await engine.pool().fetchrow(
             "SELECT executions, successes FROM action_stats WHERE flow_id = $1 AND node_id = 'create'",
-            uuid.UUID(flow_id))
-        logs = await engine.pool().fetchval("SELECT count(*) FROM external_action_logs WHERE flow_id = $1",
-                                            uuid.UUID(flow_id))
+            uuid.UUID(flow_id),
+        )
+        logs = await engine.pool().fetchval(
+            "SELECT count(*) FROM external_action_logs WHERE flow_id = $1", uuid.UUID(flow_id)
+        )
         memory = rss_kib()
     finally:
         await actions.aclose()
@@ -156,7 +197,11 @@ async def measure(args: argparse.Namespace, url: str) -> dict[str, object]:
         "p99_ms": round(percentile(latencies_ms, 0.99), 2),
         "mean_ms": round(statistics.fmean(latencies_ms), 2),
         "cpu_us_per_execution": round(cpu_s / len(latencies_ms) * 1e6, 1),
-        "counters_after": {"executions": stats["executions"], "successes": stats["successes"], "log_rows": logs},
+        "counters_after": {
+            "executions": stats["executions"],
+            "successes": stats["successes"],
+            "log_rows": logs,
+        },
         "db_pool_max_size": settings.database.pool_max_size,
         "process_memory": memory,
     }

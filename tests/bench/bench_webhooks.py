@@ -45,7 +45,11 @@ async def run_sink() -> None:
 
 def start_sink() -> tuple[subprocess.Popen[str], int]:
     process = subprocess.Popen(
-        [sys.executable, __file__, "--sink"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=str(ROOT)
+        [sys.executable, __file__, "--sink"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=str(ROOT),
     )
     assert process.stdout is not None
     return process, int(process.stdout.readline())
@@ -66,7 +70,9 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
     return sorted_values[index]
 
 
-async def measure(url: str, *, allow_private: bool, total: int, concurrency: int, warmup: int) -> dict[str, object]:
+async def measure(
+    url: str, *, allow_private: bool, total: int, concurrency: int, warmup: int
+) -> dict[str, object]:
     allowed = () if allow_private else (ipaddress.ip_network("127.0.0.1/32"),)
     async with WebhookClient(allowed_networks=allowed) as client:
         latencies_ms: list[float] = []
@@ -100,7 +106,9 @@ async def measure(url: str, *, allow_private: bool, total: int, concurrency: int
     cpu_s = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     latencies_ms.sort()
     return {
-        "guard": "connect-time guard (allow_private off, 127.0.0.1/32 allow-listed)" if not allow_private else "allow_private",
+        "guard": "connect-time guard (allow_private off, 127.0.0.1/32 allow-listed)"
+        if not allow_private
+        else "allow_private",
         "requests": len(latencies_ms),
         "failures": failures,
         "executions_per_s": round(len(latencies_ms) / wall_s, 1),

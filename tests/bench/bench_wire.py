@@ -9,9 +9,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from app.services.channels.generic_wire import parse_generic  # noqa: E402
-from app.services.channels.signatures import sign_sha256, verify_sha256  # noqa: E402
-from app.services.channels.whatsapp_wire import build_text_message, parse_webhook  # noqa: E402
+from app.services.channels.generic_wire import parse_generic
+from app.services.channels.signatures import sign_sha256, verify_sha256
+from app.services.channels.whatsapp_wire import build_text_message, parse_webhook
 
 SECRET = "bench-app-secret"
 
@@ -28,7 +28,10 @@ def _text_envelope(messages: int) -> bytes:
                             "field": "messages",
                             "value": {
                                 "messaging_product": "whatsapp",
-                                "metadata": {"display_phone_number": "15550000001", "phone_number_id": "106540352242922"},
+                                "metadata": {
+                                    "display_phone_number": "15550000001",
+                                    "phone_number_id": "106540352242922",
+                                },
                                 "contacts": [{"profile": {"name": "Bench Sender"}, "wa_id": "15551230000"}],
                                 "messages": [
                                     {
@@ -58,14 +61,18 @@ def main() -> None:
     text = _text_envelope(1)
     batch = _text_envelope(100)
     header = sign_sha256(SECRET, text)
-    generic = json.dumps({"message_id": "g1", "from": "+15551230000", "text": "Hello", "timestamp": 1750000000}).encode()
+    generic = json.dumps(
+        {"message_id": "g1", "from": "+15551230000", "text": "Hello", "timestamp": 1750000000}
+    ).encode()
     result = {
         "text_payload_bytes": len(text),
         "parse_webhook_text_us": _per_call_us(lambda: parse_webhook(text), number=20_000),
         "parse_webhook_100_messages_us": _per_call_us(lambda: parse_webhook(batch), number=500),
         "verify_sha256_text_us": _per_call_us(lambda: verify_sha256(SECRET, text, header), number=50_000),
         "parse_generic_us": _per_call_us(lambda: parse_generic(generic, channel_ref="c1"), number=20_000),
-        "build_text_message_us": _per_call_us(lambda: build_text_message("15551230000", "Thanks!"), number=50_000),
+        "build_text_message_us": _per_call_us(
+            lambda: build_text_message("15551230000", "Thanks!"), number=50_000
+        ),
         "python": sys.version.split()[0],
     }
     print(json.dumps(result))

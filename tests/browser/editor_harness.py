@@ -12,26 +12,97 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # What the server's palette JSON looks like (ui builds it from flows.nodes.registry.NODE_TYPES).
 NODE_TYPES: list[dict] = [
-    {"type": "when.message_received", "group": "trigger", "label": "Message received", "out_ports": [None],
-     "defaults": {"match": {"kind": "any"}}},
-    {"type": "when.conversation_created", "group": "trigger", "label": "Conversation created", "out_ports": [None], "defaults": {}},
-    {"type": "when.contact_created", "group": "trigger", "label": "Contact created", "out_ports": [None], "defaults": {}},
-    {"type": "when.tag_added", "group": "trigger", "label": "Tag added", "out_ports": [None], "defaults": {"tag": ""}},
-    {"type": "when.tag_removed", "group": "trigger", "label": "Tag removed", "out_ports": [None], "defaults": {"tag": ""}},
-    {"type": "logic.condition", "group": "logic", "label": "Condition", "out_ports": ["true", "false"],
-     "defaults": {"left": "", "op": "eq", "right": ""}},
-    {"type": "action.send_message", "group": "action", "label": "Send message", "out_ports": [None],
-     "defaults": {"text": "", "message_type": "support"}},
-    {"type": "action.control_ai_response", "group": "action", "label": "Control AI", "out_ports": [None],
-     "defaults": {"action": "enable", "custom_prompt": None}},
-    {"type": "action.update_ai_context", "group": "action", "label": "Update AI context", "out_ports": [None],
-     "defaults": {"context_data": {}}},
-    {"type": "action.call_webhook", "group": "action", "label": "Call webhook", "out_ports": ["success", "failure"],
-     "defaults": {"url": "", "method": "POST"}},
-    {"type": "action.set_conversation_status", "group": "action", "label": "Set status", "out_ports": [None],
-     "defaults": {"status": "open"}},
-    {"type": "action.add_tag", "group": "action", "label": "Add tag", "out_ports": [None], "defaults": {"tag": ""}},
-    {"type": "action.remove_tag", "group": "action", "label": "Remove tag", "out_ports": [None], "defaults": {"tag": ""}},
+    {
+        "type": "when.message_received",
+        "group": "trigger",
+        "label": "Message received",
+        "out_ports": [None],
+        "defaults": {"match": {"kind": "any"}},
+    },
+    {
+        "type": "when.conversation_created",
+        "group": "trigger",
+        "label": "Conversation created",
+        "out_ports": [None],
+        "defaults": {},
+    },
+    {
+        "type": "when.contact_created",
+        "group": "trigger",
+        "label": "Contact created",
+        "out_ports": [None],
+        "defaults": {},
+    },
+    {
+        "type": "when.tag_added",
+        "group": "trigger",
+        "label": "Tag added",
+        "out_ports": [None],
+        "defaults": {"tag": ""},
+    },
+    {
+        "type": "when.tag_removed",
+        "group": "trigger",
+        "label": "Tag removed",
+        "out_ports": [None],
+        "defaults": {"tag": ""},
+    },
+    {
+        "type": "logic.condition",
+        "group": "logic",
+        "label": "Condition",
+        "out_ports": ["true", "false"],
+        "defaults": {"left": "", "op": "eq", "right": ""},
+    },
+    {
+        "type": "action.send_message",
+        "group": "action",
+        "label": "Send message",
+        "out_ports": [None],
+        "defaults": {"text": "", "message_type": "support"},
+    },
+    {
+        "type": "action.control_ai_response",
+        "group": "action",
+        "label": "Control AI",
+        "out_ports": [None],
+        "defaults": {"action": "enable", "custom_prompt": None},
+    },
+    {
+        "type": "action.update_ai_context",
+        "group": "action",
+        "label": "Update AI context",
+        "out_ports": [None],
+        "defaults": {"context_data": {}},
+    },
+    {
+        "type": "action.call_webhook",
+        "group": "action",
+        "label": "Call webhook",
+        "out_ports": ["success", "failure"],
+        "defaults": {"url": "", "method": "POST"},
+    },
+    {
+        "type": "action.set_conversation_status",
+        "group": "action",
+        "label": "Set status",
+        "out_ports": [None],
+        "defaults": {"status": "open"},
+    },
+    {
+        "type": "action.add_tag",
+        "group": "action",
+        "label": "Add tag",
+        "out_ports": [None],
+        "defaults": {"tag": ""},
+    },
+    {
+        "type": "action.remove_tag",
+        "group": "action",
+        "label": "Remove tag",
+        "out_ports": [None],
+        "defaults": {"tag": ""},
+    },
 ]
 
 PAGE = """<!doctype html>
@@ -65,7 +136,7 @@ def harness_page(document: dict) -> str:
 class _Handler(SimpleHTTPRequestHandler):
     pages: dict[str, str] = {}
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server naming
+    def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
         if path in self.pages:
             body = self.pages[path].encode()
@@ -80,7 +151,7 @@ class _Handler(SimpleHTTPRequestHandler):
             return
         super().do_GET()
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - keep test output quiet
+    def log_message(self, format: str, *args: object) -> None:
         return
 
 

@@ -16,8 +16,14 @@ from tests.support.stack import wait_until
 pytestmark = pytest.mark.browser
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 PASSWORD = "correct horse battery"
 SHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 
@@ -36,7 +42,9 @@ async def chromium() -> AsyncIterator[object]:
 @pytest_asyncio.fixture
 async def page(chromium, tenant) -> AsyncIterator[object]:
     """A logged-in page for a fresh workspace."""
-    context = await chromium.new_context(viewport={"width": 1366, "height": 768}, base_url=tenant.stack.base_url)
+    context = await chromium.new_context(
+        viewport={"width": 1366, "height": 768}, base_url=tenant.stack.base_url
+    )
     pg = await context.new_page()
     pg.js_errors = []
     pg.on("pageerror", lambda exc: pg.js_errors.append(str(exc)))
@@ -68,8 +76,12 @@ async def test_build_save_reload_publish_and_watch_the_reply_live(page, tenant):
     assert re.search(r"/flows/.+/edit$", page.url)
     canvas = page.locator("#canvas")
     # The new flow starts with a trigger (n1); drag two actions in and connect the chain.
-    await page.locator('[data-node-type="action.add_tag"]').drag_to(canvas, target_position={"x": 320, "y": 60})
-    await page.locator('[data-node-type="action.send_message"]').drag_to(canvas, target_position={"x": 320, "y": 300})
+    await page.locator('[data-node-type="action.add_tag"]').drag_to(
+        canvas, target_position={"x": 320, "y": 60}
+    )
+    await page.locator('[data-node-type="action.send_message"]').drag_to(
+        canvas, target_position={"x": 320, "y": 300}
+    )
     nodes = page.locator(".drawflow-node")
     assert await nodes.count() == 3
     await nodes.nth(0).locator(".output").first.drag_to(nodes.nth(1).locator(".input"))
@@ -127,7 +139,12 @@ async def _first_conversation(tenant) -> str | None:
 async def test_builder_creates_an_action_the_tester_matches(page, tenant):
     await page.goto("/actions/new")
     await page.fill("#f-trigger\\.match\\.display_name", "Order pizza")
-    for text in ["I want to order a pizza", "can I get two pizzas", "order pizza please", "pizza delivery order"]:
+    for text in [
+        "I want to order a pizza",
+        "can I get two pizzas",
+        "order pizza please",
+        "pizza delivery order",
+    ]:
         await page.click("#add-example")
         await page.locator("#list-examples .list-row").last.locator("input").first.fill(text)
     await page.fill("#f-webhook\\.url", "http://127.0.0.1:9/orders")
@@ -144,10 +161,17 @@ async def test_builder_creates_an_action_the_tester_matches(page, tenant):
 
 
 async def test_invalid_flow_shows_errors_on_its_nodes(page, tenant):
-    flow = await tenant.create_flow({"schema": "switchboard.flow/v1", "name": "Broken", "nodes": [
-        {"id": "n1", "type": "when.message_received", "config": {"match": {"kind": "any"}}},
-        {"id": "n2", "type": "action.call_webhook", "config": {"url": "https://example.com/hook"}}],
-        "edges": [{"from": "n1", "to": "n2"}]})
+    flow = await tenant.create_flow(
+        {
+            "schema": "switchboard.flow/v1",
+            "name": "Broken",
+            "nodes": [
+                {"id": "n1", "type": "when.message_received", "config": {"match": {"kind": "any"}}},
+                {"id": "n2", "type": "action.call_webhook", "config": {"url": "https://example.com/hook"}},
+            ],
+            "edges": [{"from": "n1", "to": "n2"}],
+        }
+    )
     await page.goto(f"/flows/{flow['id']}/edit")
     await page.wait_for_function("window.sbEditor !== undefined")
     await page.evaluate("window.sbEditor.configs['n2'].url = 'not a url'")
@@ -162,12 +186,32 @@ async def test_invalid_flow_shows_errors_on_its_nodes(page, tenant):
 
 async def test_import_of_a_broken_file_shows_its_errors(page, tmp_path):
     good = tmp_path / "good.flow.json"
-    good.write_text(json.dumps({"schema": "switchboard.flow/v1", "name": "Fine", "nodes": [
-        {"id": "n1", "type": "when.message_received", "config": {"match": {"kind": "any"}}}], "edges": []}))
+    good.write_text(
+        json.dumps(
+            {
+                "schema": "switchboard.flow/v1",
+                "name": "Fine",
+                "nodes": [
+                    {"id": "n1", "type": "when.message_received", "config": {"match": {"kind": "any"}}}
+                ],
+                "edges": [],
+            }
+        )
+    )
     broken = tmp_path / "broken.flow.json"
-    broken.write_text(json.dumps({"schema": "switchboard.flow/v1", "name": "Broken", "nodes": [
-        {"id": "n1", "type": "when.message_received", "config": {"match": {"kind": "any"}}},
-        {"id": "n2", "type": "action.send_mesage", "config": {}}], "edges": [{"from": "n1", "to": "n9"}]}))
+    broken.write_text(
+        json.dumps(
+            {
+                "schema": "switchboard.flow/v1",
+                "name": "Broken",
+                "nodes": [
+                    {"id": "n1", "type": "when.message_received", "config": {"match": {"kind": "any"}}},
+                    {"id": "n2", "type": "action.send_mesage", "config": {}},
+                ],
+                "edges": [{"from": "n1", "to": "n9"}],
+            }
+        )
+    )
     await page.goto("/flows")
     await page.set_input_files("#import-form input[type=file]", [str(good), str(broken)])
     await page.click("#import-form button[type=submit]")

@@ -17,21 +17,45 @@ PREMIUM = {
     "status": "active",
     "priority": 0,
     "nodes": [
-        {"id": "n1", "type": "when.message_received",
-         "config": {"match": {"kind": "keywords", "keywords": ["help", "support"]}}, "position": {"x": 80, "y": 120}},
-        {"id": "n2", "type": "action.control_ai_response",
-         "config": {"action": "custom_prompt", "custom_prompt": "You are a premium assistant for {{ contact.first_name }}."},
-         "position": {"x": 380, "y": 120}},
-        {"id": "n3", "type": "action.call_webhook", "config": {"url": "https://shop.example/orders", "method": "POST"},
-         "position": {"x": 680, "y": 120}},
-        {"id": "n4", "type": "action.send_message", "config": {"text": "Done <b>{{ vars.order_id }}</b>", "message_type": "support"},
-         "position": {"x": 980, "y": 60}},
-        {"id": "n5", "type": "action.send_message", "config": {"text": "Sorry", "message_type": "support"},
-         "position": {"x": 980, "y": 260}},
+        {
+            "id": "n1",
+            "type": "when.message_received",
+            "config": {"match": {"kind": "keywords", "keywords": ["help", "support"]}},
+            "position": {"x": 80, "y": 120},
+        },
+        {
+            "id": "n2",
+            "type": "action.control_ai_response",
+            "config": {
+                "action": "custom_prompt",
+                "custom_prompt": "You are a premium assistant for {{ contact.first_name }}.",
+            },
+            "position": {"x": 380, "y": 120},
+        },
+        {
+            "id": "n3",
+            "type": "action.call_webhook",
+            "config": {"url": "https://shop.example/orders", "method": "POST"},
+            "position": {"x": 680, "y": 120},
+        },
+        {
+            "id": "n4",
+            "type": "action.send_message",
+            "config": {"text": "Done <b>{{ vars.order_id }}</b>", "message_type": "support"},
+            "position": {"x": 980, "y": 60},
+        },
+        {
+            "id": "n5",
+            "type": "action.send_message",
+            "config": {"text": "Sorry", "message_type": "support"},
+            "position": {"x": 980, "y": 260},
+        },
     ],
     "edges": [
-        {"from": "n1", "to": "n2"}, {"from": "n2", "to": "n3"},
-        {"from": "n3", "to": "n4", "port": "success"}, {"from": "n3", "to": "n5", "port": "failure"},
+        {"from": "n1", "to": "n2"},
+        {"from": "n2", "to": "n3"},
+        {"from": "n3", "to": "n4", "port": "success"},
+        {"from": "n3", "to": "n5", "port": "failure"},
     ],
 }
 
@@ -56,7 +80,10 @@ def test_loaded_document_exports_unchanged(page, harness):
 def test_ports_are_named_and_triggers_have_no_input(page, harness):
     open_editor(page, harness, PREMIUM)
     webhook = page.locator(".drawflow-node", has_text="Call webhook")
-    assert webhook.locator(".output").evaluate_all("els => els.map(e => e.dataset.port)") == ["success", "failure"]
+    assert webhook.locator(".output").evaluate_all("els => els.map(e => e.dataset.port)") == [
+        "success",
+        "failure",
+    ]
     assert page.locator(".drawflow-node.group-trigger .input").count() == 0
     # Template text is shown as text, never as markup.
     assert page.locator(".drawflow-node b").count() == 0
@@ -75,13 +102,24 @@ def test_missing_positions_get_a_layout_and_are_exported(page, harness):
 
 
 def test_drag_from_palette_connect_and_export(page, harness):
-    doc = {"schema": "switchboard.flow/v1", "name": "Built", "description": "", "status": "draft", "priority": 0,
-           "nodes": [], "edges": []}
+    doc = {
+        "schema": "switchboard.flow/v1",
+        "name": "Built",
+        "description": "",
+        "status": "draft",
+        "priority": 0,
+        "nodes": [],
+        "edges": [],
+    }
     open_editor(page, harness, doc, path="/harness/empty")
     canvas = page.locator("#canvas")
-    page.locator('[data-node-type="when.message_received"]').drag_to(canvas, target_position={"x": 60, "y": 80})
+    page.locator('[data-node-type="when.message_received"]').drag_to(
+        canvas, target_position={"x": 60, "y": 80}
+    )
     page.locator('[data-node-type="logic.condition"]').drag_to(canvas, target_position={"x": 340, "y": 80})
-    page.locator('[data-node-type="action.send_message"]').drag_to(canvas, target_position={"x": 640, "y": 20})
+    page.locator('[data-node-type="action.send_message"]').drag_to(
+        canvas, target_position={"x": 640, "y": 20}
+    )
     page.locator('[data-node-type="action.add_tag"]').drag_to(canvas, target_position={"x": 640, "y": 260})
     nodes = page.locator(".drawflow-node")
     assert nodes.count() == 4
@@ -95,10 +133,17 @@ def test_drag_from_palette_connect_and_export(page, harness):
     page.fill("#flow-name", "Built by dragging")
     out = export(page)
     assert [n["type"] for n in out["nodes"]] == [
-        "when.message_received", "logic.condition", "action.send_message", "action.add_tag"]
+        "when.message_received",
+        "logic.condition",
+        "action.send_message",
+        "action.add_tag",
+    ]
     assert [n["id"] for n in out["nodes"]] == ["n1", "n2", "n3", "n4"]
-    assert out["edges"] == [{"from": "n1", "to": "n2"}, {"from": "n2", "to": "n3", "port": "true"},
-                            {"from": "n2", "to": "n4", "port": "false"}]
+    assert out["edges"] == [
+        {"from": "n1", "to": "n2"},
+        {"from": "n2", "to": "n3", "port": "true"},
+        {"from": "n2", "to": "n4", "port": "false"},
+    ]
     assert out["name"] == "Built by dragging"
     assert out["nodes"][0]["config"] == {"match": {"kind": "any"}}
     assert out["nodes"][0]["position"]["x"] == pytest.approx(60, abs=2)

@@ -15,25 +15,45 @@ from ui.palette import node_types, template_names
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 
 CONFIGS = {
-    "when.message_received": {"match": {"kind": "intent", "display_name": "Create <order>", "description": "",
-                                        "training_examples": [{"text": "I want 2 pizzas", "language": "en"},
-                                                              {"text": "quiero 2 pizzas", "language": "es"}],
-                                        "confidence_threshold": 0.75,
-                                        "variables": [{"name": "qty", "prompt": "How many?", "required": True,
-                                                       "default": 1, "type": None}]}},
+    "when.message_received": {
+        "match": {
+            "kind": "intent",
+            "display_name": "Create <order>",
+            "description": "",
+            "training_examples": [
+                {"text": "I want 2 pizzas", "language": "en"},
+                {"text": "quiero 2 pizzas", "language": "es"},
+            ],
+            "confidence_threshold": 0.75,
+            "variables": [
+                {"name": "qty", "prompt": "How many?", "required": True, "default": 1, "type": None}
+            ],
+        }
+    },
     "when.conversation_created": {},
     "when.contact_created": {},
     "when.tag_added": {"tag": "vip"},
     "when.tag_removed": {"tag": "vip"},
-    "action.send_message": {"text": "Hi {{ contact.first_name }} <script>alert(1)</script>", "message_type": "support"},
+    "action.send_message": {
+        "text": "Hi {{ contact.first_name }} <script>alert(1)</script>",
+        "message_type": "support",
+    },
     "action.control_ai_response": {"action": "custom_prompt", "custom_prompt": "You are premium."},
     "action.update_ai_context": {"context_data": {"support_tier": "premium"}},
-    "action.call_webhook": {"url": "https://shop.example/orders", "method": "POST", "headers": {"X-Shop": "1"},
-                            "auth": {"type": "none", "secret": "", "header_name": "X-API-Key"},
-                            "payload_template": {"qty": "{{ vars.qty }}", "phone": "{{ phone_number }}"},
-                            "timeout_seconds": 5, "max_retries": 2, "retry_delay_seconds": 1,
-                            "success_message": "Order {{ response.id }} created", "failure_message": "Sorry",
-                            "requires_confirmation": False, "confirmation_message": ""},
+    "action.call_webhook": {
+        "url": "https://shop.example/orders",
+        "method": "POST",
+        "headers": {"X-Shop": "1"},
+        "auth": {"type": "none", "secret": "", "header_name": "X-API-Key"},
+        "payload_template": {"qty": "{{ vars.qty }}", "phone": "{{ phone_number }}"},
+        "timeout_seconds": 5,
+        "max_retries": 2,
+        "retry_delay_seconds": 1,
+        "success_message": "Order {{ response.id }} created",
+        "failure_message": "Sorry",
+        "requires_confirmation": False,
+        "confirmation_message": "",
+    },
     "action.set_conversation_status": {"status": "resolved"},
     "action.add_tag": {"tag": "vip"},
     "action.remove_tag": {"tag": "vip"},
@@ -89,8 +109,16 @@ class _Inputs(HTMLParser):
 def render(type_: str, cfg: dict) -> str:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
     return env.get_template("partials/node_form.html").render(
-        csrf="tok", node_id="n7", node_type=NODE_TYPES[type_], cfg=cfg, errors={}, general_errors=[],
-        names=template_names(["qty"]), variables_json="[]", applied=False)
+        csrf="tok",
+        node_id="n7",
+        node_type=NODE_TYPES[type_],
+        cfg=cfg,
+        errors={},
+        general_errors=[],
+        names=template_names(["qty"]),
+        variables_json="[]",
+        applied=False,
+    )
 
 
 def test_every_registry_type_has_a_form_and_a_palette_entry():
@@ -121,7 +149,9 @@ def test_form_escapes_user_content():
 
 
 def test_field_errors_come_back_per_field():
-    cfg, errors = form_to_config([("url", "ftp://nowhere"), ("max_retries:int", "many"), ("auth.type", "bearer")])
+    cfg, errors = form_to_config(
+        [("url", "ftp://nowhere"), ("max_retries:int", "many"), ("auth.type", "bearer")]
+    )
     assert [e.field for e in errors] == ["max_retries"]
     normalised, errors = check_node_config("n2", "action.call_webhook", cfg)
     assert normalised is None

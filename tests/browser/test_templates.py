@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -25,8 +26,14 @@ def test_template_parses(env, name):
 
 
 def test_login_page_has_csrf_and_versioned_assets(env):
-    html = env.get_template("pages/login.html").render(static=static, csrf="tok123", csrf_header="X-CSRF-Token",
-                                                       principal=None, error="Wrong <b>password</b>", next="/flows")
+    html = env.get_template("pages/login.html").render(
+        static=static,
+        csrf="tok123",
+        csrf_header="X-CSRF-Token",
+        principal=None,
+        error="Wrong <b>password</b>",
+        next="/flows",
+    )
     assert '<meta name="csrf-token" content="tok123">' in html
     assert 'name="_csrf" value="tok123"' in html
     assert "/static/css/app.css?v=" in html and "/static/vendor/htmx-2.0.11.min.js?v=" in html
@@ -39,11 +46,15 @@ def test_static_url_changes_with_content():
 
 
 def test_logs_chart_counts_and_rates(env):
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
-    now = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
-    events = [((now - timedelta(minutes=30)).isoformat(), True), ((now - timedelta(minutes=20)).isoformat(), False),
-              ((now - timedelta(hours=5)).isoformat(), True), ((now - timedelta(hours=30)).isoformat(), True)]
+    now = datetime(2026, 1, 1, 12, tzinfo=UTC)
+    events = [
+        ((now - timedelta(minutes=30)).isoformat(), True),
+        ((now - timedelta(minutes=20)).isoformat(), False),
+        ((now - timedelta(hours=5)).isoformat(), True),
+        ((now - timedelta(hours=30)).isoformat(), True),
+    ]
     chart = executions_chart(events, hours=24, now=now)
     assert sum(b.count for b in chart.bars) == 3
     assert chart.bars[-1].count == 2 and chart.bars[-1].rate == 0.5

@@ -55,9 +55,9 @@ def _expect_content(message: dict, item) -> None:
         assert item.text == message["text"]["body"]
     elif kind == "interactive":
         assert item.type == MessageType.INTERACTIVE
-        reply = (message.get("interactive") or {}).get("button_reply") or (message.get("interactive") or {}).get(
-            "list_reply"
-        )
+        reply = (message.get("interactive") or {}).get("button_reply") or (
+            message.get("interactive") or {}
+        ).get("list_reply")
         if reply:
             assert item.text == reply["title"]
             assert item.reply_id == reply["id"]
@@ -147,7 +147,9 @@ def test_every_status_is_parsed(body: bytes) -> None:
         assert item.recipient_id == status["recipient_id"]
         assert item.phone_number_id == value["metadata"]["phone_number_id"]
         assert [e.code for e in item.errors] == [e["code"] for e in status.get("errors", [])]
-        assert [e.details for e in item.errors] == [e["error_data"]["details"] for e in status.get("errors", [])]
+        assert [e.details for e in item.errors] == [
+            e["error_data"]["details"] for e in status.get("errors", [])
+        ]
         assert (item.conversation is None) == ("conversation" not in status)
         if item.conversation is not None:
             assert item.conversation.id == status["conversation"]["id"]

@@ -15,14 +15,22 @@ QUIET_S = 3600.0
 MAX_S = 4000.0
 
 
-def _push(workspace_id: str, channel_id: str, conversation_id: str, provider_message_id: str, *,
-          signal: bool = True) -> buffer_mod.Push:
+def _push(
+    workspace_id: str, channel_id: str, conversation_id: str, provider_message_id: str, *, signal: bool = True
+) -> buffer_mod.Push:
     message_id = str(uuid.uuid4())
-    live = events.wire(workspace_id, events.LiveEvent(kind="message", conversation_id=conversation_id,
-                                                      data={"message_id": message_id}))
-    return buffer_mod.Push(conversation_id=conversation_id, channel_id=channel_id,
-                           provider_message_id=provider_message_id, message_id=message_id, live=live,
-                           signal=signal)
+    live = events.wire(
+        workspace_id,
+        events.LiveEvent(kind="message", conversation_id=conversation_id, data={"message_id": message_id}),
+    )
+    return buffer_mod.Push(
+        conversation_id=conversation_id,
+        channel_id=channel_id,
+        provider_message_id=provider_message_id,
+        message_id=message_id,
+        live=live,
+        signal=signal,
+    )
 
 
 async def _received(pubsub, count: int, *, timeout_s: float = 5.0) -> list[events.LiveEvent]:
@@ -58,7 +66,10 @@ async def test_push_many_signals_once_skips_amendments_and_announces_every_messa
         assert await buffer.push_many(batch) == [True, True, True, False, False]
         after = time.time()
 
-        assert await redis.lrange(buffer_mod.buffer_key(a), 0, -1) == [batch[0].message_id, batch[1].message_id]
+        assert await redis.lrange(buffer_mod.buffer_key(a), 0, -1) == [
+            batch[0].message_id,
+            batch[1].message_id,
+        ]
         assert await redis.lrange(buffer_mod.buffer_key(b), 0, -1) == [batch[2].message_id]
         assert before + QUIET_S <= await redis.zscore(buffer_mod.DUE_KEY, a) <= after + QUIET_S
         assert abs(await redis.zscore(buffer_mod.DUE_KEY, b) - (b_first + MAX_S)) < 0.01
@@ -67,7 +78,8 @@ async def test_push_many_signals_once_skips_amendments_and_announces_every_messa
 
         live = await _received(pubsub, len(batch))
         assert [(e.conversation_id, e.data["message_id"]) for e in live] == [
-            (p.conversation_id, p.message_id) for p in batch]
+            (p.conversation_id, p.message_id) for p in batch
+        ]
         assert {e.kind for e in live} == {"message"}
 
         # A later redelivery is not signalled again, and an empty batch sends nothing.
@@ -80,5 +92,7 @@ async def test_push_many_signals_once_skips_amendments_and_announces_every_messa
         await pubsub.unsubscribe()
         await pubsub.aclose()
         await redis.zrem(buffer_mod.DUE_KEY, a, b)
-        await redis.delete(*(k for c in (a, b) for k in (buffer_mod.buffer_key(c), buffer_mod.first_key(c))),
-                           *(buffer_mod.seen_key(channel_id, f"wamid.{n}") for n in (1, 2, 3, 4)))
+        await redis.delete(
+            *(k for c in (a, b) for k in (buffer_mod.buffer_key(c), buffer_mod.first_key(c))),
+            *(buffer_mod.seen_key(channel_id, f"wamid.{n}") for n in (1, 2, 3, 4)),
+        )

@@ -35,19 +35,34 @@ async def _backlog(db, tenant: Tenant) -> uuid.UUID:
     workspace = uuid.UUID(tenant.workspace_id)
     channel = await db.fetchval(
         "INSERT INTO channels (id, workspace, kind, name) VALUES (gen_random_uuid(), $1, 'generic', 'backlog') "
-        "RETURNING id", workspace)
+        "RETURNING id",
+        workspace,
+    )
     await db.execute(
         "INSERT INTO contacts (id, workspace, phone) SELECT md5($2 || i)::uuid, $1, $2 || i "
-        "FROM generate_series(1, $3) i", workspace, str(channel), BACKLOG_CONVERSATIONS)
+        "FROM generate_series(1, $3) i",
+        workspace,
+        str(channel),
+        BACKLOG_CONVERSATIONS,
+    )
     await db.execute(
         "INSERT INTO conversations (id, workspace, channel, contact) "
         "SELECT md5('c' || $3 || i)::uuid, $1, $2, md5($3 || i)::uuid FROM generate_series(1, $4) i",
-        workspace, channel, str(channel), BACKLOG_CONVERSATIONS)
+        workspace,
+        channel,
+        str(channel),
+        BACKLOG_CONVERSATIONS,
+    )
     await db.execute(
         "INSERT INTO messages (id, workspace, conversation, channel, direction, seq, provider_message_id, type, text) "
         "SELECT gen_random_uuid(), $1, md5('c' || $3 || (i % $4 + 1))::uuid, $2, 'in', i, 'backlog.' || i, 'text', "
         "'hello' FROM generate_series(1, $5) i",
-        workspace, channel, str(channel), BACKLOG_CONVERSATIONS, BACKLOG_MESSAGES)
+        workspace,
+        channel,
+        str(channel),
+        BACKLOG_CONVERSATIONS,
+        BACKLOG_MESSAGES,
+    )
     return await db.fetchval("SELECT md5('c' || $1 || '1')::uuid", str(channel))
 
 
@@ -72,8 +87,9 @@ async def _generic_plan(db, statement: str, *args: object) -> list[dict]:
     return _nodes(json.loads(raw)[0]["Plan"])
 
 
-async def test_turn_claim_reads_its_conversations_through_the_partial_index(stack: Stack, tenant: Tenant,
-                                                                           db) -> None:
+async def test_turn_claim_reads_its_conversations_through_the_partial_index(
+    stack: Stack, tenant: Tenant, db
+) -> None:
     transaction = db.transaction()
     await transaction.start()
     try:
@@ -81,12 +97,18 @@ async def test_turn_claim_reads_its_conversations_through_the_partial_index(stac
         nodes = await _generic_plan(db, turns._START_MANY, [conversation], [uuid.uuid4()], ["job"])
     finally:
         await transaction.rollback()
-    message_scans = [n for n in nodes if n.get("Relation Name") == "messages" and n["Node Type"] != "ModifyTable"]
+    message_scans = [
+        n for n in nodes if n.get("Relation Name") == "messages" and n["Node Type"] != "ModifyTable"
+    ]
     assert message_scans, "the claim no longer reads the messages table?"
-    assert all(n["Node Type"] == "Index Scan" and n["Index Name"] == "messages_unprocessed" for n in message_scans), \
-        [(n["Node Type"], n.get("Index Name")) for n in message_scans]
-    assert not [n for n in nodes if n["Node Type"] in ("BitmapAnd", "Seq Scan") and
-                n.get("Relation Name", "messages") == "messages"]
+    assert all(
+        n["Node Type"] == "Index Scan" and n["Index Name"] == "messages_unprocessed" for n in message_scans
+    ), [(n["Node Type"], n.get("Index Name")) for n in message_scans]
+    assert not [
+        n
+        for n in nodes
+        if n["Node Type"] in ("BitmapAnd", "Seq Scan") and n.get("Relation Name", "messages") == "messages"
+    ]
 
 
 async def test_recovery_scan_reads_only_unprocessed_messages(stack: Stack, tenant: Tenant, db) -> None:
@@ -94,14 +116,17 @@ async def test_recovery_scan_reads_only_unprocessed_messages(stack: Stack, tenan
     await transaction.start()
     try:
         await _backlog(db, tenant)
-        await db.execute("UPDATE messages SET processed_at = now() WHERE workspace = $1 AND seq % 2 = 0",
-                         uuid.UUID(tenant.workspace_id))
+        await db.execute(
+            "UPDATE messages SET processed_at = now() WHERE workspace = $1 AND seq % 2 = 0",
+            uuid.UUID(tenant.workspace_id),
+        )
         nodes = await _generic_plan(db, turns._UNPROCESSED, 9.0, 1000)
     finally:
         await transaction.rollback()
     scans = [n for n in nodes if n.get("Relation Name") == "messages" and n["Node Type"] != "ModifyTable"]
-    assert scans and all(n.get("Index Name") == "messages_unprocessed" for n in scans), \
-        [(n["Node Type"], n.get("Index Name")) for n in scans]
+    assert scans and all(n.get("Index Name") == "messages_unprocessed" for n in scans), [
+        (n["Node Type"], n.get("Index Name")) for n in scans
+    ]
 
 
 async def test_turn_end_marks_messages_by_primary_key(stack: Stack, tenant: Tenant, db) -> None:
@@ -109,8 +134,20 @@ async def test_turn_end_marks_messages_by_primary_key(stack: Stack, tenant: Tena
     await transaction.start()
     try:
         await _backlog(db, tenant)
-        nodes = await _generic_plan(db, turns._FINISH_MANY, [uuid.uuid4()], ["trigger"], ["[]"], ["[]"], ["[]"],
-                                    ["{}"], ["[]"], [uuid.uuid4()], [uuid.uuid4()], [uuid.uuid4()])
+        nodes = await _generic_plan(
+            db,
+            turns._FINISH_MANY,
+            [uuid.uuid4()],
+            ["trigger"],
+            ["[]"],
+            ["[]"],
+            ["[]"],
+            ["{}"],
+            ["[]"],
+            [uuid.uuid4()],
+            [uuid.uuid4()],
+            [uuid.uuid4()],
+        )
     finally:
         await transaction.rollback()
     message_indexes = {n["Index Name"] for n in nodes if n.get("Index Name", "").startswith("messages")}

@@ -34,7 +34,11 @@ async def test_embedded_postgres_and_redis_start_answer_and_stop(tmp_path) -> No
 
 
 def test_configured_urls_win_and_nothing_is_started(tmp_path) -> None:
-    services = embedded.resolve_services(data_dir=str(tmp_path), database_url="postgresql://db.example/x",
-                                         redis_url="redis://cache.example/0")
-    assert services.database_url == "postgresql://db.example/x" and services.redis_url == "redis://cache.example/0"
+    services = embedded.resolve_services(
+        data_dir=str(tmp_path), database_url="postgresql://db.example/x", redis_url="redis://cache.example/0"
+    )
+    assert (
+        services.database_url == "postgresql://db.example/x"
+        and services.redis_url == "redis://cache.example/0"
+    )
     assert services.started == []

@@ -23,9 +23,16 @@ def example(name: str) -> dict:
 
 
 async def conversation_of(tenant: Tenant, db, phone: str) -> str:
-    return str(await wait_until(lambda: db.fetchval(
-        "SELECT c.id FROM conversations c JOIN contacts p ON p.id = c.contact WHERE c.workspace = $1 AND p.phone = $2",
-        uuid.UUID(tenant.workspace_id), phone), what=f"the conversation of {phone}"))
+    return str(
+        await wait_until(
+            lambda: db.fetchval(
+                "SELECT c.id FROM conversations c JOIN contacts p ON p.id = c.contact WHERE c.workspace = $1 AND p.phone = $2",
+                uuid.UUID(tenant.workspace_id),
+                phone,
+            ),
+            what=f"the conversation of {phone}",
+        )
+    )
 
 
 async def replies(tenant: Tenant, conversation_id: str, count: int) -> list[dict]:
@@ -45,12 +52,16 @@ async def test_seed_scenarios_end_to_end(tenant: Tenant, db, redis) -> None:
     channel = await tenant.generic_channel()
 
     # Premium support: custom prompt + context + message.
-    assert (await tenant.send_generic(channel, text="I need help with my order", sender="+1555100")).status_code == 200
+    assert (
+        await tenant.send_generic(channel, text="I need help with my order", sender="+1555100")
+    ).status_code == 200
     premium = await conversation_of(tenant, db, "+1555100")
     [reply] = await replies(tenant, premium, 1)
     assert reply["text"] == "I've escalated your request."
     assert json.loads(await redis.get(f"ai_control_{premium}")) == {
-        "ai_enabled": True, "custom_prompt": "You are a premium assistant for Ada."}
+        "ai_enabled": True,
+        "custom_prompt": "You are a premium assistant for Ada.",
+    }
     assert json.loads(await redis.get(f"ai_context_{premium}")) == {"support_tier": "premium"}
     assert 0 < await redis.ttl(f"ai_context_{premium}") <= 86400
 
@@ -60,7 +71,11 @@ async def test_seed_scenarios_end_to_end(tenant: Tenant, db, redis) -> None:
     [answer] = await replies(tenant, spanish, 1)
     assert answer["message_type"] == "ai"
     control = json.loads(await redis.get(f"ai_control_{spanish}"))
-    assert control["ai_enabled"] is True and "Lucía" in control["custom_prompt"] and "español" in control["custom_prompt"]
+    assert (
+        control["ai_enabled"] is True
+        and "Lucía" in control["custom_prompt"]
+        and "español" in control["custom_prompt"]
+    )
     assert json.loads(await redis.get(f"ai_context_{spanish}")) == {"language": "es"}
 
     # Human hand-off: AI off, status set, tagged, told.
@@ -68,16 +83,32 @@ async def test_seed_scenarios_end_to_end(tenant: Tenant, db, redis) -> None:
     handoff = await conversation_of(tenant, db, "+1555300")
     [told] = await replies(tenant, handoff, 1)
     assert told["text"] == "A member of our team will take over shortly, Ada."
-    assert json.loads(await redis.get(f"ai_control_{handoff}")) == {"ai_enabled": False, "custom_prompt": None}
+    assert json.loads(await redis.get(f"ai_control_{handoff}")) == {
+        "ai_enabled": False,
+        "custom_prompt": None,
+    }
     detail = (await tenant.http.get(f"/api/conversations/{handoff}")).json()
     assert detail["status"] == "pending" and detail["tags"] == ["handoff"]
 
     # With the AI off, a later message gets no AI answer.
     await tenant.send_generic(channel, text="hello? anyone?", sender="+1555300")
-    await wait_until(lambda: db.fetchval("SELECT count(*) = 2 FROM runs WHERE conversation = $1 AND "
-                                         "status = 'completed'", uuid.UUID(handoff)), what="the second turn")
-    assert len([m for m in (await tenant.http.get(f"/api/conversations/{handoff}")).json()["messages"]
-                if m["direction"] == "out"]) == 1
+    await wait_until(
+        lambda: db.fetchval(
+            "SELECT count(*) = 2 FROM runs WHERE conversation = $1 AND status = 'completed'",
+            uuid.UUID(handoff),
+        ),
+        what="the second turn",
+    )
+    assert (
+        len(
+            [
+                m
+                for m in (await tenant.http.get(f"/api/conversations/{handoff}")).json()["messages"]
+                if m["direction"] == "out"
+            ]
+        )
+        == 1
+    )
 
 
 async def test_publish_and_rollback_change_which_version_runs(tenant: Tenant, db) -> None:
@@ -91,14 +122,20 @@ async def test_publish_and_rollback_change_which_version_runs(tenant: Tenant, db
     assert published.json()["version"] == 2
     versions = (await tenant.http.get(f"/api/flows/{flow['id']}/versions")).json()
     assert [(v["version"], v["active"], v["created_by"]) for v in versions] == [
-        (2, True, tenant.email), (1, False, tenant.email)]
+        (2, True, tenant.email),
+        (1, False, tenant.email),
+    ]
 
     channel = await tenant.generic_channel()
     await tenant.send_generic(channel, text="which version?", sender="+1555400")
     conversation = await conversation_of(tenant, db, "+1555400")
     assert [m["text"] for m in await replies(tenant, conversation, 1)] == ["two"]
-    run = await wait_until(lambda: db.fetchrow("SELECT flows FROM runs WHERE conversation = $1 AND "
-                                               "status = 'completed'", uuid.UUID(conversation)), what="the run")
+    run = await wait_until(
+        lambda: db.fetchrow(
+            "SELECT flows FROM runs WHERE conversation = $1 AND status = 'completed'", uuid.UUID(conversation)
+        ),
+        what="the run",
+    )
     assert json.loads(run["flows"]) == [{"flow_id": flow["id"], "version": 2}]
 
     rolled = await tenant.http.post(f"/api/flows/{flow['id']}/rollback", json={"version": 1})
@@ -108,7 +145,9 @@ async def test_publish_and_rollback_change_which_version_runs(tenant: Tenant, db
 
 
 async def test_paused_flow_does_not_run(tenant: Tenant, db) -> None:
-    flow = await tenant.create_flow(keyword_flow(keywords=["paused"], reply="should not be sent", disable_ai=False))
+    flow = await tenant.create_flow(
+        keyword_flow(keywords=["paused"], reply="should not be sent", disable_ai=False)
+    )
     paused = await tenant.http.post(f"/api/flows/{flow['id']}/status", json={"status": "paused"})
     assert paused.json()["status"] == "paused"
     channel = await tenant.generic_channel()
@@ -129,7 +168,9 @@ async def test_invalid_documents_are_refused_with_node_and_field(tenant: Tenant)
     assert any("ghost" in e["message"] for e in errors)
     assert (await tenant.http.get("/api/flows")).json() == []
 
-    broken = await tenant.http.post("/api/flows", content=b"{nope", headers={"Content-Type": "application/json"})
+    broken = await tenant.http.post(
+        "/api/flows", content=b"{nope", headers={"Content-Type": "application/json"}
+    )
     assert broken.status_code == 400 and "JSON" in broken.json()["error"]
 
 
@@ -150,8 +191,11 @@ async def test_import_is_all_or_nothing_and_export_round_trips(stack: Stack, ten
 
     other = await create_tenant(stack)
     try:
-        again = (await other.http.post("/api/flows/import", content=exported.content,
-                                       headers={"Content-Type": "application/json"})).json()["created"]
+        again = (
+            await other.http.post(
+                "/api/flows/import", content=exported.content, headers={"Content-Type": "application/json"}
+            )
+        ).json()["created"]
         assert (await other.http.get(f"/api/flows/{again[0]}/export")).content == exported.content
     finally:
         await other.aclose()
@@ -165,16 +209,25 @@ async def test_webhook_secrets_are_references_in_storage_and_exports(tenant: Ten
     assert stored_auth["secret"].startswith("secret://")
     exported = (await tenant.http.get(f"/api/flows/{flow['id']}/export")).text
     assert "shop-token-123" not in exported and stored_auth["secret"] in exported
-    rows = await db.fetch("SELECT draft::text AS d FROM flows WHERE id = $1 UNION ALL "
-                          "SELECT document::text FROM flow_versions WHERE flow = $1 UNION ALL "
-                          "SELECT value_enc FROM secrets WHERE workspace = $2",
-                          uuid.UUID(flow["id"]), uuid.UUID(tenant.workspace_id))
+    rows = await db.fetch(
+        "SELECT draft::text AS d FROM flows WHERE id = $1 UNION ALL "
+        "SELECT document::text FROM flow_versions WHERE flow = $1 UNION ALL "
+        "SELECT value_enc FROM secrets WHERE workspace = $2",
+        uuid.UUID(flow["id"]),
+        uuid.UUID(tenant.workspace_id),
+    )
     assert rows and all("shop-token-123" not in r["d"] for r in rows)
 
 
 def _cli(stack: Stack, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "app.cli", *args], env=stack.env, cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        env=stack.env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 async def test_cli_export_then_import(stack: Stack, tenant: Tenant, tmp_path: Path) -> None:
@@ -184,11 +237,15 @@ async def test_cli_export_then_import(stack: Stack, tenant: Tenant, tmp_path: Pa
     assert out.returncode == 0, out.stderr
     files = sorted(p.name for p in tmp_path.iterdir())
     assert files == ["human-hand-off.flow.json", "premium-support.flow.json"]
-    assert (tmp_path / "premium-support.flow.json").read_bytes() == (EXAMPLES / "premium-support.flow.json").read_bytes()
+    assert (tmp_path / "premium-support.flow.json").read_bytes() == (
+        EXAMPLES / "premium-support.flow.json"
+    ).read_bytes()
 
     other = await create_tenant(stack)
     try:
-        result = _cli(stack, "flows", "import", *(str(p) for p in sorted(tmp_path.iterdir())), "--email", other.email)
+        result = _cli(
+            stack, "flows", "import", *(str(p) for p in sorted(tmp_path.iterdir())), "--email", other.email
+        )
         assert result.returncode == 0, result.stderr
         names = sorted(f["name"] for f in (await other.http.get("/api/flows")).json())
         assert names == ["Human hand-off", "Premium support"]

@@ -31,10 +31,14 @@ async def test_concurrent_commands_share_round_trips_and_keep_their_own_replies(
     try:
         await client.delete("sb:test:list")
         await client.set("sb:test:text", "not a list", ex=60)
-        results = await asyncio.gather(*(pipeliner.execute(("SET", f"sb:test:k{i}", i, "EX", 60),
-                                                           ("GET", f"sb:test:k{i}")) for i in range(30)),
-                                       pipeliner.execute(("LPUSH", "sb:test:text", "x")),  # wrong type
-                                       return_exceptions=True)
+        results = await asyncio.gather(
+            *(
+                pipeliner.execute(("SET", f"sb:test:k{i}", i, "EX", 60), ("GET", f"sb:test:k{i}"))
+                for i in range(30)
+            ),
+            pipeliner.execute(("LPUSH", "sb:test:text", "x")),  # wrong type
+            return_exceptions=True,
+        )
     finally:
         await redis_conn.close()
     assert [r[1] for r in results[:30]] == [str(i).encode() for i in range(30)]

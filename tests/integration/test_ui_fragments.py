@@ -28,25 +28,39 @@ async def test_llm_settings_are_saved_and_the_key_is_write_only(tenant: Tenant, 
         page = await client.get("/settings")
         assert page.status_code == 200 and 'id="llm-settings"' in page.text and "not set" in page.text
         key = "sk-test-" + uuid.uuid4().hex
-        saved = await client.post("/settings/llm", headers={"HX-Request": "true", "X-CSRF-Token": csrf}, data={
-            "model": "my-model", "base_url": "http://127.0.0.1:9/v1", "api_key": key, "monthly_token_quota": "5000"})
+        saved = await client.post(
+            "/settings/llm",
+            headers={"HX-Request": "true", "X-CSRF-Token": csrf},
+            data={
+                "model": "my-model",
+                "base_url": "http://127.0.0.1:9/v1",
+                "api_key": key,
+                "monthly_token_quota": "5000",
+            },
+        )
         assert saved.status_code == 200
         assert saved.text.lstrip().startswith('<section class="card" id="llm-settings">')
         assert key not in saved.text and "Saved" in saved.text and 'value="my-model"' in saved.text
-        stored = await db.fetchrow("SELECT llm_api_key_enc, llm_model, monthly_token_quota FROM workspaces "
-                                   "WHERE id = $1", uuid.UUID(tenant.workspace_id))
+        stored = await db.fetchrow(
+            "SELECT llm_api_key_enc, llm_model, monthly_token_quota FROM workspaces WHERE id = $1",
+            uuid.UUID(tenant.workspace_id),
+        )
         assert stored["llm_model"] == "my-model" and stored["monthly_token_quota"] == 5000
         assert stored["llm_api_key_enc"] and key not in stored["llm_api_key_enc"]
 
         # An empty key field keeps the stored key; "remove" clears it.
         kept = await client.post("/settings/llm", headers={"X-CSRF-Token": csrf}, data={"model": "my-model"})
         assert kept.status_code == 200 and "leave empty to keep" in kept.text
-        removed = await client.post("/settings/llm", headers={"X-CSRF-Token": csrf},
-                                    data={"model": "my-model", "remove_key": "1"})
+        removed = await client.post(
+            "/settings/llm", headers={"X-CSRF-Token": csrf}, data={"model": "my-model", "remove_key": "1"}
+        )
         assert "not set" in removed.text
 
-        bad = await client.post("/settings/llm", headers={"X-CSRF-Token": csrf},
-                                data={"model": "m", "monthly_token_quota": "lots"})
+        bad = await client.post(
+            "/settings/llm",
+            headers={"X-CSRF-Token": csrf},
+            data={"model": "m", "monthly_token_quota": "lots"},
+        )
         assert bad.status_code == 422 and "whole number" in bad.text
         refused = await client.post("/settings/llm", data={"model": "x"})
         assert refused.status_code == 403

@@ -25,8 +25,13 @@ from tests.support.stack import ROOT, Tenant, wait_until
 pytestmark = pytest.mark.slow
 
 MODEL = "fake-model-1"
-ORDER_EXAMPLES = ["I want to buy 3 iPhones", "I'd like to order two phone cases", "Can I purchase a laptop?",
-                  "أريد شراء آيفون", "Quiero comprar 2 iPhones"]
+ORDER_EXAMPLES = [
+    "I want to buy 3 iPhones",
+    "I'd like to order two phone cases",
+    "Can I purchase a laptop?",
+    "أريد شراء آيفون",
+    "Quiero comprar 2 iPhones",
+]
 
 
 @pytest_asyncio.fixture
@@ -37,27 +42,55 @@ async def fake() -> AsyncIterator[FakeOpenAI]:
 
 async def use_llm(tenant: Tenant, fake: FakeOpenAI, **extra: Any) -> llm_settings.LLMSettingsRead:
     """What a user does on the settings page: point the workspace at the (fake) LLM."""
-    return await llm_settings.update(tenant.workspace_id, llm_settings.LLMSettingsUpdate(
-        model=MODEL, base_url=fake.base_url, api_key=API_KEY, **extra))
+    return await llm_settings.update(
+        tenant.workspace_id,
+        llm_settings.LLMSettingsUpdate(model=MODEL, base_url=fake.base_url, api_key=API_KEY, **extra),
+    )
 
 
 def order_flow(url: str, *, requires_confirmation: bool = False, variables: list[dict] | None = None) -> dict:
     return {
-        "schema": "switchboard.flow/v1", "name": "Orders", "status": "active",
+        "schema": "switchboard.flow/v1",
+        "name": "Orders",
+        "status": "active",
         "nodes": [
-            {"id": "intent", "type": "when.message_received", "config": {"match": {
-                "kind": "intent", "display_name": "Create order",
-                "description": "The customer wants to buy or order a product.",
-                "training_examples": [{"text": t} for t in ORDER_EXAMPLES],
-                "variables": variables if variables is not None else [
-                    {"name": "quantity", "prompt": "How many would you like?", "required": False, "default": 1,
-                     "type": "integer"}],
-            }}},
-            {"id": "hook", "type": "action.call_webhook", "config": {
-                "url": url, "method": "POST", "payload_template": {"quantity": "{{ quantity }}"},
-                "timeout_seconds": 5.0, "max_retries": 0, "success_message": "Order placed.",
-                "requires_confirmation": requires_confirmation,
-                "confirmation_message": "Order {{ quantity }} item(s)? Reply yes or no."}},
+            {
+                "id": "intent",
+                "type": "when.message_received",
+                "config": {
+                    "match": {
+                        "kind": "intent",
+                        "display_name": "Create order",
+                        "description": "The customer wants to buy or order a product.",
+                        "training_examples": [{"text": t} for t in ORDER_EXAMPLES],
+                        "variables": variables
+                        if variables is not None
+                        else [
+                            {
+                                "name": "quantity",
+                                "prompt": "How many would you like?",
+                                "required": False,
+                                "default": 1,
+                                "type": "integer",
+                            }
+                        ],
+                    }
+                },
+            },
+            {
+                "id": "hook",
+                "type": "action.call_webhook",
+                "config": {
+                    "url": url,
+                    "method": "POST",
+                    "payload_template": {"quantity": "{{ quantity }}"},
+                    "timeout_seconds": 5.0,
+                    "max_retries": 0,
+                    "success_message": "Order placed.",
+                    "requires_confirmation": requires_confirmation,
+                    "confirmation_message": "Order {{ quantity }} item(s)? Reply yes or no.",
+                },
+            },
         ],
         "edges": [{"from": "intent", "to": "hook"}],
     }
@@ -65,22 +98,42 @@ def order_flow(url: str, *, requires_confirmation: bool = False, variables: list
 
 def ai_flow(keyword: str, *, action: str, custom_prompt: str = "", context: dict | None = None) -> dict:
     """keyword -> control_ai_response (-> update_ai_context); the message then reaches the AI layer."""
-    nodes = [{"id": "t", "type": "when.message_received",
-              "config": {"match": {"kind": "keywords", "keywords": [keyword]}}},
-             {"id": "ai", "type": "action.control_ai_response",
-              "config": {"action": action, **({"custom_prompt": custom_prompt} if custom_prompt else {})}}]
+    nodes = [
+        {
+            "id": "t",
+            "type": "when.message_received",
+            "config": {"match": {"kind": "keywords", "keywords": [keyword]}},
+        },
+        {
+            "id": "ai",
+            "type": "action.control_ai_response",
+            "config": {"action": action, **({"custom_prompt": custom_prompt} if custom_prompt else {})},
+        },
+    ]
     edges = [{"from": "t", "to": "ai"}]
     if context:
         nodes.append({"id": "ctx", "type": "action.update_ai_context", "config": {"context_data": context}})
         edges.append({"from": "ai", "to": "ctx"})
-    return {"schema": "switchboard.flow/v1", "name": f"AI {keyword}", "status": "active", "nodes": nodes,
-            "edges": edges}
+    return {
+        "schema": "switchboard.flow/v1",
+        "name": f"AI {keyword}",
+        "status": "active",
+        "nodes": nodes,
+        "edges": edges,
+    }
 
 
 async def conversation_of(tenant: Tenant, db, sender: str) -> str:
-    return str(await wait_until(lambda: db.fetchval(
-        "SELECT c.id FROM conversations c JOIN contacts p ON p.id = c.contact WHERE c.workspace = $1 AND p.phone = $2",
-        uuid.UUID(tenant.workspace_id), sender), what=f"the conversation of {sender}"))
+    return str(
+        await wait_until(
+            lambda: db.fetchval(
+                "SELECT c.id FROM conversations c JOIN contacts p ON p.id = c.contact WHERE c.workspace = $1 AND p.phone = $2",
+                uuid.UUID(tenant.workspace_id),
+                sender,
+            ),
+            what=f"the conversation of {sender}",
+        )
+    )
 
 
 async def outbound(tenant: Tenant, conversation_id: str, count: int) -> list[dict]:
@@ -94,15 +147,19 @@ async def outbound(tenant: Tenant, conversation_id: str, count: int) -> list[dic
 
 async def runs_done(db, conversation_id: str, count: int) -> list[Any]:
     async def done() -> list[Any] | None:
-        rows = await db.fetch("SELECT trace::text AS trace, result::text AS result, layer FROM runs "
-                              "WHERE conversation = $1 AND status = 'completed' ORDER BY started_at",
-                              uuid.UUID(conversation_id))
+        rows = await db.fetch(
+            "SELECT trace::text AS trace, result::text AS result, layer FROM runs "
+            "WHERE conversation = $1 AND status = 'completed' ORDER BY started_at",
+            uuid.UUID(conversation_id),
+        )
         return rows if len(rows) >= count else None
 
     return await wait_until(done, what=f"{count} completed runs")
 
 
-async def say(tenant: Tenant, channel: dict, db, sender: str, text: str, *, replies: int) -> tuple[str, list[dict]]:
+async def say(
+    tenant: Tenant, channel: dict, db, sender: str, text: str, *, replies: int
+) -> tuple[str, list[dict]]:
     """Send one message and wait until the conversation has `replies` outbound messages in all."""
     assert (await tenant.send_generic(channel, text=text, sender=sender)).status_code == 200
     conversation = await conversation_of(tenant, db, sender)
@@ -114,9 +171,13 @@ def trace_step(run: Any, kind: str) -> dict:
 
 
 def candidate() -> IntentCandidate:
-    return IntentCandidate(flow_id="f1", node_id="intent", display_name="Create order",
-                           description="The customer wants to buy something.",
-                           training_examples=[TrainingExample(text=t) for t in ORDER_EXAMPLES])
+    return IntentCandidate(
+        flow_id="f1",
+        node_id="intent",
+        display_name="Create order",
+        description="The customer wants to buy something.",
+        training_examples=[TrainingExample(text=t) for t in ORDER_EXAMPLES],
+    )
 
 
 # --- the LLM engine over real HTTP ---------------------------------------------------------------------
@@ -130,7 +191,11 @@ async def test_llm_detection_structured_answer(fake: FakeOpenAI, json_mode: bool
     config = LLMConfig(api_key=API_KEY, base_url=fake.base_url, model=MODEL)
     detection, used = await client.detect(config, "quiero tres iPhones", [candidate()])
     assert detection.engine == "llm" and detection.reason == "wants to buy phones"
-    assert (detection.match.flow_id, detection.match.node_id, detection.match.confidence) == ("f1", "intent", 0.93)
+    assert (detection.match.flow_id, detection.match.node_id, detection.match.confidence) == (
+        "f1",
+        "intent",
+        0.93,
+    )
     assert (used.prompt_tokens, used.completion_tokens) == fake.usage
     [call] = fake.calls
     assert call.body["model"] == MODEL and call.authorization == f"Bearer {API_KEY}"
@@ -149,24 +214,31 @@ async def test_llm_retries_429_and_5xx_then_answers(fake: FakeOpenAI) -> None:
     fake.errors = [429, 503]
     fake.detect = {"action": "Create order", "confidence": 0.97}
     client = LLMClient(timeout_s=5, max_retries=2)
-    detection, _ = await client.detect(LLMConfig(api_key=API_KEY, base_url=fake.base_url, model=MODEL),
-                                       "buy 3 iPhones", [candidate()])
+    detection, _ = await client.detect(
+        LLMConfig(api_key=API_KEY, base_url=fake.base_url, model=MODEL), "buy 3 iPhones", [candidate()]
+    )
     assert detection.match is not None and detection.match.confidence == 0.97
     assert [c.status for c in fake.calls] == [429, 503, 200]
     await client.aclose()
 
 
-@pytest.mark.parametrize(("setup", "reason"), [
-    ({"errors": [500] * 10}, "HTTP 500 after retries"),
-    ({"malformed": True}, "bad answer: not JSON"),
-    ({"delay_s": 3.0}, "timeout after 0.5 s"),
-], ids=["server_error", "bad_json", "slow"])
+@pytest.mark.parametrize(
+    ("setup", "reason"),
+    [
+        ({"errors": [500] * 10}, "HTTP 500 after retries"),
+        ({"malformed": True}, "bad answer: not JSON"),
+        ({"delay_s": 3.0}, "timeout after 0.5 s"),
+    ],
+    ids=["server_error", "bad_json", "slow"],
+)
 async def test_llm_failures_have_short_reasons(fake: FakeOpenAI, setup: dict, reason: str) -> None:
     for name, value in setup.items():
         setattr(fake, name, value)
     client = LLMClient(timeout_s=0.5, max_retries=2)
     with pytest.raises(LLMFailure) as failure:
-        await client.detect(LLMConfig(api_key=API_KEY, base_url=fake.base_url, model=MODEL), "buy", [candidate()])
+        await client.detect(
+            LLMConfig(api_key=API_KEY, base_url=fake.base_url, model=MODEL), "buy", [candidate()]
+        )
     assert failure.value.reason.startswith(reason)
     if "errors" in setup:
         assert len(fake.calls) == 3  # the first try and max_retries=2
@@ -174,24 +246,38 @@ async def test_llm_failures_have_short_reasons(fake: FakeOpenAI, setup: dict, re
 
 
 async def test_llm_extraction_returns_typed_values(fake: FakeOpenAI) -> None:
-    fake.extract = {"quantity": "3", "budget": {"amount": "20.5", "currency": "usd"}, "email": None,
-                    "product": "iPhone 15"}
+    fake.extract = {
+        "quantity": "3",
+        "budget": {"amount": "20.5", "currency": "usd"},
+        "email": None,
+        "product": "iPhone 15",
+    }
     client = LLMClient(timeout_s=5)
     values, _ = await client.extract(
-        LLMConfig(api_key=API_KEY, base_url=fake.base_url, model=MODEL), "three iPhone 15 for $20.5",
-        [VariableRequest(name="quantity", prompt="How many?", type="number"),
-         VariableRequest(name="budget", type="money"), VariableRequest(name="email", type="email"),
-         VariableRequest(name="product", prompt="Which product?", type="product")])
+        LLMConfig(api_key=API_KEY, base_url=fake.base_url, model=MODEL),
+        "three iPhone 15 for $20.5",
+        [
+            VariableRequest(name="quantity", prompt="How many?", type="number"),
+            VariableRequest(name="budget", type="money"),
+            VariableRequest(name="email", type="email"),
+            VariableRequest(name="product", prompt="Which product?", type="product"),
+        ],
+    )
     assert values == {"quantity": 3, "budget": {"amount": 20.5, "currency": "USD"}, "product": "iPhone 15"}
     properties = fake.calls[0].tool_parameters()["properties"]
-    assert properties["quantity"]["type"] == ["number", "null"] and "How many?" in properties["quantity"]["description"]
+    assert (
+        properties["quantity"]["type"] == ["number", "null"]
+        and "How many?" in properties["quantity"]["description"]
+    )
     await client.aclose()
 
 
 # --- the LLM in the service: tester, worker, fallbacks ------------------------------------------------
 
 
-async def test_settings_and_tester_detection_via_llm(tenant: Tenant, fake: FakeOpenAI, http_peer: HttpPeer) -> None:
+async def test_settings_and_tester_detection_via_llm(
+    tenant: Tenant, fake: FakeOpenAI, http_peer: HttpPeer
+) -> None:
     before = await llm_settings.get(tenant.workspace_id)
     assert before.key_set is False  # the suite runs with OPENAI_API_KEY empty
     read = await use_llm(tenant, fake)
@@ -224,8 +310,9 @@ async def tenant_key_column(tenant: Tenant) -> str:
     return row["llm_api_key_enc"]
 
 
-async def test_llm_down_local_engine_decides_and_the_trace_says_so(tenant: Tenant, fake: FakeOpenAI,
-                                                                    http_peer: HttpPeer, db) -> None:
+async def test_llm_down_local_engine_decides_and_the_trace_says_so(
+    tenant: Tenant, fake: FakeOpenAI, http_peer: HttpPeer, db
+) -> None:
     await use_llm(tenant, fake)
     fake.errors = [500] * 1000
     http_peer.reply("POST", "/orders", PeerResponse.json({"ok": True}))
@@ -237,7 +324,9 @@ async def test_llm_down_local_engine_decides_and_the_trace_says_so(tenant: Tenan
     assert [r.json() for r in http_peer.requests] == [{"quantity": 3}]
     [run] = await runs_done(db, conversation, 1)
     detect = trace_step(run, "intent.detect")["output"]
-    assert detect["engine"] == "local (llm failed: HTTP 500 after retries)" and detect["match"] == "Create order"
+    assert (
+        detect["engine"] == "local (llm failed: HTTP 500 after retries)" and detect["match"] == "Create order"
+    )
     assert json.loads(run["result"])["detection"]["engine"].startswith("local (llm failed")
 
     # No action matches: the personality's fallback text answers, and says why.
@@ -249,12 +338,19 @@ async def test_llm_down_local_engine_decides_and_the_trace_says_so(tenant: Tenan
     assert sent[-1]["text"] == DEFAULTS[CoreIntent(answer["intent"])].fallback_text
 
 
-async def test_ai_reply_honours_custom_prompt_context_and_disable(tenant: Tenant, fake: FakeOpenAI, db) -> None:
+async def test_ai_reply_honours_custom_prompt_context_and_disable(
+    tenant: Tenant, fake: FakeOpenAI, db
+) -> None:
     await use_llm(tenant, fake)
     fake.reply = lambda call: f"LLM reply #{len(fake.calls_of('reply'))}"
-    await tenant.create_flow(ai_flow("premium", action="custom_prompt",
-                                     custom_prompt="You are a premium assistant for {{ contact.first_name }}.",
-                                     context={"support_tier": "premium"}))
+    await tenant.create_flow(
+        ai_flow(
+            "premium",
+            action="custom_prompt",
+            custom_prompt="You are a premium assistant for {{ contact.first_name }}.",
+            context={"support_tier": "premium"},
+        )
+    )
     await tenant.create_flow(ai_flow("human", action="disable"))
     channel = await tenant.generic_channel()
 
@@ -309,12 +405,17 @@ async def test_quota_stops_the_llm_and_usage_is_counted(tenant: Tenant, fake: Fa
     assert json.loads(run["result"])["answer"]["engine"] == "fallback (llm quota reached)"
     assert len(fake.calls_of("reply")) == 1
 
-    counted = await wait_until(lambda: _usage_with(tenant, local_calls=1), what="the local call to be counted")
+    counted = await wait_until(
+        lambda: _usage_with(tenant, local_calls=1), what="the local call to be counted"
+    )
     assert (counted.llm_calls, counted.prompt_tokens, counted.completion_tokens) == (1, 20, 10)
     assert counted.month == usage.current_month() and counted.monthly_token_quota == 25
     log = ROOT / "artifacts" / "logs" / "worker.log"
-    lines = [line for line in log.read_text().splitlines()
-             if "LLM token quota reached" in line and tenant.workspace_id in line]
+    lines = [
+        line
+        for line in log.read_text().splitlines()
+        if "LLM token quota reached" in line and tenant.workspace_id in line
+    ]
     assert len(lines) == 1
 
 
@@ -337,8 +438,11 @@ async def test_local_engine_calls_are_counted_without_an_llm(tenant: Tenant, htt
 
 
 async def pending_status(db, conversation_id: str) -> list[str]:
-    rows = await db.fetch("SELECT status FROM action_executions WHERE conversation = $1 AND kind <> 'webhook' "
-                          "ORDER BY created_at", uuid.UUID(conversation_id))
+    rows = await db.fetch(
+        "SELECT status FROM action_executions WHERE conversation = $1 AND kind <> 'webhook' "
+        "ORDER BY created_at",
+        uuid.UUID(conversation_id),
+    )
     return [r["status"] for r in rows]
 
 
@@ -353,7 +457,9 @@ async def confirm_setup(tenant: Tenant, http_peer: HttpPeer, db, sender: str) ->
 
 
 @pytest.mark.parametrize("reply", ["yes", "sí, claro", "نعم"])
-async def test_confirmation_approved_runs_the_action_once(tenant: Tenant, http_peer: HttpPeer, db, reply: str) -> None:
+async def test_confirmation_approved_runs_the_action_once(
+    tenant: Tenant, http_peer: HttpPeer, db, reply: str
+) -> None:
     channel, conversation = await confirm_setup(tenant, http_peer, db, "+1555811")
     _, sent = await say(tenant, channel, db, "+1555811", reply, replies=2)
     assert sent[1]["text"] == "Order placed."
@@ -381,17 +487,26 @@ async def test_unclear_reply_asks_once_more_then_expires(tenant: Tenant, http_pe
     assert http_peer.requests_to("/orders") == []
 
 
-async def test_concurrent_and_duplicate_replies_run_the_action_once(tenant: Tenant, http_peer: HttpPeer, db) -> None:
+async def test_concurrent_and_duplicate_replies_run_the_action_once(
+    tenant: Tenant, http_peer: HttpPeer, db
+) -> None:
     channel, conversation = await confirm_setup(tenant, http_peer, db, "+1555814")
     message_id = uuid.uuid4().hex
-    sends = [tenant.send_generic(channel, text="yes", sender="+1555814", message_id=message_id),
-             tenant.send_generic(channel, text="yes", sender="+1555814", message_id=message_id),
-             tenant.send_generic(channel, text="yes please", sender="+1555814"),
-             tenant.send_generic(channel, text="ok go ahead", sender="+1555814")]
+    sends = [
+        tenant.send_generic(channel, text="yes", sender="+1555814", message_id=message_id),
+        tenant.send_generic(channel, text="yes", sender="+1555814", message_id=message_id),
+        tenant.send_generic(channel, text="yes please", sender="+1555814"),
+        tenant.send_generic(channel, text="ok go ahead", sender="+1555814"),
+    ]
     assert all(r.status_code == 200 for r in await asyncio.gather(*sends))
-    await wait_until(lambda: db.fetchval(
-        "SELECT count(*) = 0 FROM messages WHERE conversation = $1 AND direction = 'in' AND processed_at IS NULL",
-        uuid.UUID(conversation)), what="every reply to be processed")
+    await wait_until(
+        lambda: db.fetchval(
+            "SELECT count(*) = 0 FROM messages WHERE conversation = $1 AND direction = 'in' AND processed_at IS NULL",
+            uuid.UUID(conversation),
+        ),
+        what="every reply to be processed",
+    )
+
     async def completed() -> bool:
         return await pending_status(db, conversation) == ["completed"]
 
@@ -399,19 +514,40 @@ async def test_concurrent_and_duplicate_replies_run_the_action_once(tenant: Tena
     assert len(http_peer.requests_to("/orders")) == 1
     # A reply after completion is a new message: no second run.
     await tenant.send_generic(channel, text="yes", sender="+1555814")
-    await wait_until(lambda: db.fetchval(
-        "SELECT count(*) = 0 FROM messages WHERE conversation = $1 AND direction = 'in' AND processed_at IS NULL",
-        uuid.UUID(conversation)), what="the late reply to be processed")
+    await wait_until(
+        lambda: db.fetchval(
+            "SELECT count(*) = 0 FROM messages WHERE conversation = $1 AND direction = 'in' AND processed_at IS NULL",
+            uuid.UUID(conversation),
+        ),
+        what="the late reply to be processed",
+    )
     assert len(http_peer.requests_to("/orders")) == 1
-    assert await db.fetchval("SELECT count(*) FROM action_executions WHERE conversation = $1 AND kind = 'webhook'",
-                             uuid.UUID(conversation)) == 1
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM action_executions WHERE conversation = $1 AND kind = 'webhook'",
+            uuid.UUID(conversation),
+        )
+        == 1
+    )
 
 
-async def test_missing_required_variable_is_asked_then_filled(tenant: Tenant, http_peer: HttpPeer, db) -> None:
+async def test_missing_required_variable_is_asked_then_filled(
+    tenant: Tenant, http_peer: HttpPeer, db
+) -> None:
     http_peer.reply("POST", "/orders", PeerResponse.json({"ok": True}))
-    await tenant.create_flow(order_flow(http_peer.url("/orders"), variables=[
-        {"name": "quantity", "prompt": "How many would you like, {{ contact.first_name }}?", "required": True,
-         "type": "integer"}]))
+    await tenant.create_flow(
+        order_flow(
+            http_peer.url("/orders"),
+            variables=[
+                {
+                    "name": "quantity",
+                    "prompt": "How many would you like, {{ contact.first_name }}?",
+                    "required": True,
+                    "type": "integer",
+                }
+            ],
+        )
+    )
     channel = await tenant.generic_channel()
     conversation, sent = await say(tenant, channel, db, "+1555815", "I want to buy some iPhones", replies=1)
     assert sent[0]["text"] == "How many would you like, Ada?"
@@ -428,11 +564,19 @@ async def test_missing_required_variable_is_asked_then_filled(tenant: Tenant, ht
 
 
 async def test_eval_intents_with_the_llm_engine(fake: FakeOpenAI, tmp_path) -> None:
-    rows = {"train": [("I want to buy a phone", "buy"), ("order two cases", "buy"), ("refund my order", "refund"),
-                      ("I want my money back", "refund")],
-            "test": [("buy a laptop", "buy"), ("please refund me", "refund"), ("what's the weather", "oos")]}
+    rows = {
+        "train": [
+            ("I want to buy a phone", "buy"),
+            ("order two cases", "buy"),
+            ("refund my order", "refund"),
+            ("I want my money back", "refund"),
+        ],
+        "test": [("buy a laptop", "buy"), ("please refund me", "refund"), ("what's the weather", "oos")],
+    }
     for name, items in rows.items():
-        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps({"text": t, "intent": i}) + "\n" for t, i in items))
+        (tmp_path / f"{name}.jsonl").write_text(
+            "".join(json.dumps({"text": t, "intent": i}) + "\n" for t, i in items)
+        )
 
     def route(call) -> dict:
         message = call.detect_payload()["message"]
@@ -443,10 +587,28 @@ async def test_eval_intents_with_the_llm_engine(fake: FakeOpenAI, tmp_path) -> N
 
     fake.detect = route
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "app.cli", "eval-intents", "--train", str(tmp_path / "train.jsonl"),
-        "--test", str(tmp_path / "test.jsonl"), "--engine", "llm", "--shots", "2", cwd=ROOT,
-        env={**os.environ, "OPENAI_API_KEY": API_KEY, "OPENAI_BASE_URL": fake.base_url, "SWITCHBOARD_LLM_MODEL": MODEL},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "app.cli",
+        "eval-intents",
+        "--train",
+        str(tmp_path / "train.jsonl"),
+        "--test",
+        str(tmp_path / "test.jsonl"),
+        "--engine",
+        "llm",
+        "--shots",
+        "2",
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "OPENAI_API_KEY": API_KEY,
+            "OPENAI_BASE_URL": fake.base_url,
+            "SWITCHBOARD_LLM_MODEL": MODEL,
+        },
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(process.communicate(), timeout=60)
     assert process.returncode == 0, err.decode()
     report = json.loads(out)

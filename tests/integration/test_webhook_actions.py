@@ -24,42 +24,69 @@ ROOT = Path(__file__).resolve().parents[2]
 SECRET = "sk_live_Zq81-webhook-secret"
 
 
-def hook_flow(url: str, *, keywords: list[str] | None = None, name: str = "Order hook",
-              **config: Any) -> dict[str, Any]:
+def hook_flow(
+    url: str, *, keywords: list[str] | None = None, name: str = "Order hook", **config: Any
+) -> dict[str, Any]:
     """keywords -> call_webhook, with a message after each port so the followed port is visible."""
     hook = {
-        "url": url, "method": "POST",
+        "url": url,
+        "method": "POST",
         "payload_template": {"text": "{{ message_text }}", "phone": "{{ phone_number }}"},
-        "timeout_seconds": 2.0, "max_retries": 0, "retry_delay_seconds": 0.1,
-        "success_message": "Done: {{ response.ref }}", "failure_message": "Sorry, that failed.",
+        "timeout_seconds": 2.0,
+        "max_retries": 0,
+        "retry_delay_seconds": 0.1,
+        "success_message": "Done: {{ response.ref }}",
+        "failure_message": "Sorry, that failed.",
         **config,
     }
     return {
-        "schema": "switchboard.flow/v1", "name": name, "status": "active",
+        "schema": "switchboard.flow/v1",
+        "name": name,
+        "status": "active",
         "nodes": [
-            {"id": "t", "type": "when.message_received",
-             "config": {"match": {"kind": "keywords", "keywords": keywords or ["order"]}}},
+            {
+                "id": "t",
+                "type": "when.message_received",
+                "config": {"match": {"kind": "keywords", "keywords": keywords or ["order"]}},
+            },
             {"id": "hook", "type": "action.call_webhook", "config": hook},
             {"id": "after_ok", "type": "action.send_message", "config": {"text": "success port followed"}},
             {"id": "after_ko", "type": "action.send_message", "config": {"text": "failure port followed"}},
         ],
-        "edges": [{"from": "t", "to": "hook"}, {"from": "hook", "to": "after_ok", "port": "success"},
-                  {"from": "hook", "to": "after_ko", "port": "failure"}],
+        "edges": [
+            {"from": "t", "to": "hook"},
+            {"from": "hook", "to": "after_ok", "port": "success"},
+            {"from": "hook", "to": "after_ko", "port": "failure"},
+        ],
     }
 
 
 def reply_flow(*, keywords: list[str], text: str) -> dict[str, Any]:
-    return {"schema": "switchboard.flow/v1", "name": f"Reply {keywords[0]}", "status": "active",
-            "nodes": [{"id": "t", "type": "when.message_received",
-                       "config": {"match": {"kind": "keywords", "keywords": keywords}}},
-                      {"id": "say", "type": "action.send_message", "config": {"text": text}}],
-            "edges": [{"from": "t", "to": "say"}]}
+    return {
+        "schema": "switchboard.flow/v1",
+        "name": f"Reply {keywords[0]}",
+        "status": "active",
+        "nodes": [
+            {
+                "id": "t",
+                "type": "when.message_received",
+                "config": {"match": {"kind": "keywords", "keywords": keywords}},
+            },
+            {"id": "say", "type": "action.send_message", "config": {"text": text}},
+        ],
+        "edges": [{"from": "t", "to": "say"}],
+    }
 
 
 async def conversation_of(tenant: Tenant, db, sender: str = "+15550001") -> str:
-    found = await wait_until(lambda: db.fetchval(
-        "SELECT c.id FROM conversations c JOIN contacts p ON p.id = c.contact WHERE c.workspace = $1 AND p.phone = $2",
-        uuid.UUID(tenant.workspace_id), sender), what=f"the conversation of {sender}")
+    found = await wait_until(
+        lambda: db.fetchval(
+            "SELECT c.id FROM conversations c JOIN contacts p ON p.id = c.contact WHERE c.workspace = $1 AND p.phone = $2",
+            uuid.UUID(tenant.workspace_id),
+            sender,
+        ),
+        what=f"the conversation of {sender}",
+    )
     return str(found)
 
 
@@ -68,7 +95,9 @@ async def outbound(tenant: Tenant, conversation_id: str) -> list[str]:
     return [m["text"] for m in detail["messages"] if m["direction"] == "out"]
 
 
-async def wait_outbound(tenant: Tenant, conversation_id: str, count: int, *, timeout_s: float = 15.0) -> list[str]:
+async def wait_outbound(
+    tenant: Tenant, conversation_id: str, count: int, *, timeout_s: float = 15.0
+) -> list[str]:
     async def enough() -> list[str] | None:
         texts = await outbound(tenant, conversation_id)
         return texts if len(texts) >= count else None
@@ -83,9 +112,11 @@ async def action_logs(tenant: Tenant, flow_id: str, node_id: str = "hook", **par
 
 
 async def executions(db, flow_id: str) -> list[Any]:
-    return await db.fetch("SELECT id, status, attempts, dead_letter, idempotency_key, state::text AS state "
-                          "FROM action_executions WHERE flow_id = $1 AND kind = 'webhook' ORDER BY created_at",
-                          uuid.UUID(flow_id))
+    return await db.fetch(
+        "SELECT id, status, attempts, dead_letter, idempotency_key, state::text AS state "
+        "FROM action_executions WHERE flow_id = $1 AND kind = 'webhook' ORDER BY created_at",
+        uuid.UUID(flow_id),
+    )
 
 
 async def ended(db, flow_id: str, count: int = 1, *, timeout_s: float = 15.0) -> list[Any]:
@@ -104,11 +135,15 @@ async def test_seed_create_order_end_to_end(tenant: Tenant, http_peer: HttpPeer,
     document = json.loads((ROOT / "flows/examples/create-order-webhook.flow.json").read_text())
     [hook] = [n for n in document["nodes"] if n["type"] == "action.call_webhook"]
     hook["config"]["url"] = http_peer.url("/api/orders")
-    http_peer.reply("POST", "/api/orders", PeerResponse.json({"order_id": "A-1001", "status": "created"},
-                                                             status=201))
+    http_peer.reply(
+        "POST", "/api/orders", PeerResponse.json({"order_id": "A-1001", "status": "created"}, status=201)
+    )
     flow = await tenant.create_flow(document)
-    dry_run = (await tenant.http.post("/api/tester/run", json={"message": "I want to buy 3 iPhones",
-                                                                 "execute": False})).json()
+    dry_run = (
+        await tenant.http.post(
+            "/api/tester/run", json={"message": "I want to buy 3 iPhones", "execute": False}
+        )
+    ).json()
     # The dry run matches the action and extracts the seed's typed variables, calling nothing.
     assert dry_run["layer"] == "external_action", dry_run
     assert dry_run["vars"]["quantity"] == 3 and dry_run["webhook"]["executed"] is False
@@ -119,7 +154,9 @@ async def test_seed_create_order_end_to_end(tenant: Tenant, http_peer: HttpPeer,
     [request] = await http_peer.wait_for_requests(1, timeout_s=15)
     conversation_id = await conversation_of(tenant, db)
     [row] = await ended(db, flow["id"])
-    stored_vars = json.loads(await db.fetchval("SELECT vars::text FROM action_executions WHERE id = $1", row["id"]))
+    stored_vars = json.loads(
+        await db.fetchval("SELECT vars::text FROM action_executions WHERE id = $1", row["id"])
+    )
     assert request.method == "POST" and request.path == "/api/orders"
     body = request.json()
     # Exactly the template's three leaves; a single-expression leaf keeps its type.
@@ -148,10 +185,14 @@ async def test_seed_create_order_end_to_end(tenant: Tenant, http_peer: HttpPeer,
 
 async def test_flaky_peer_is_retried_in_the_background(tenant: Tenant, http_peer: HttpPeer, db) -> None:
     """500 then 200: one execution, two attempts, one idempotency key; the next turn does not wait."""
-    http_peer.sequence("POST", "/flaky", [
-        PeerResponse.json({"error": "busy"}, status=500, headers={"Retry-After": "3"}),
-        PeerResponse.json({"ref": "R-7"}),
-    ])
+    http_peer.sequence(
+        "POST",
+        "/flaky",
+        [
+            PeerResponse.json({"error": "busy"}, status=500, headers={"Retry-After": "3"}),
+            PeerResponse.json({"ref": "R-7"}),
+        ],
+    )
     flow = await tenant.create_flow(hook_flow(http_peer.url("/flaky"), max_retries=3))
     await tenant.create_flow(reply_flow(keywords=["status"], text="Your order is on its way."))
     channel = await tenant.generic_channel()
@@ -175,22 +216,32 @@ async def test_flaky_peer_is_retried_in_the_background(tenant: Tenant, http_peer
     assert first.headers["idempotency-key"] == row["idempotency_key"]
     page = await action_logs(tenant, flow["id"])
     assert [(i["status"], i["status_code"], i["retry_count"]) for i in reversed(page["items"])] == [
-        ("failed", 500, 0), ("success", 200, 1)]
+        ("failed", 500, 0),
+        ("success", 200, 1),
+    ]
     assert {i["execution_id"] for i in page["items"]} == {str(row["id"])}
     stats = page["stats"]
     assert (stats["executions"], stats["successes"], stats["failures"]) == (1, 1, 0)
-    retry_run = await db.fetchrow("SELECT status, kind FROM runs WHERE conversation = $1 AND kind = 'webhook_retry'",
-                                  uuid.UUID(conversation_id))
+    retry_run = await db.fetchrow(
+        "SELECT status, kind FROM runs WHERE conversation = $1 AND kind = 'webhook_retry'",
+        uuid.UUID(conversation_id),
+    )
     assert retry_run["status"] == "completed"
 
 
 async def test_retry_after_on_429_is_honoured(tenant: Tenant, http_peer: HttpPeer, db) -> None:
-    http_peer.sequence("POST", "/limited", [
-        PeerResponse.json({"error": "slow down"}, status=429, headers={"Retry-After": "2"}),
-        PeerResponse.json({"ref": "L-1"}),
-    ])
+    http_peer.sequence(
+        "POST",
+        "/limited",
+        [
+            PeerResponse.json({"error": "slow down"}, status=429, headers={"Retry-After": "2"}),
+            PeerResponse.json({"ref": "L-1"}),
+        ],
+    )
     # A tiny base delay: only the server's Retry-After can explain a 2 s wait.
-    flow = await tenant.create_flow(hook_flow(http_peer.url("/limited"), max_retries=2, retry_delay_seconds=0.05))
+    flow = await tenant.create_flow(
+        hook_flow(http_peer.url("/limited"), max_retries=2, retry_delay_seconds=0.05)
+    )
     channel = await tenant.generic_channel()
     await tenant.send_generic(channel, text="order")
     await ended(db, flow["id"])
@@ -210,7 +261,9 @@ async def test_timeouts_are_retried_then_fail(tenant: Tenant, http_peer: HttpPee
     assert row["status"] == "failed" and row["attempts"] == 2 and row["dead_letter"]
     page = await action_logs(tenant, flow["id"])
     assert [(i["status"], i["status_code"], i["retry_count"]) for i in reversed(page["items"])] == [
-        ("timeout", None, 0), ("timeout", None, 1)]
+        ("timeout", None, 0),
+        ("timeout", None, 1),
+    ]
     assert all("timed out" in i["error"] for i in page["items"])
     assert await wait_outbound(tenant, conversation_id, 2) == ["Sorry, that failed.", "failure port followed"]
     stats = page["stats"]
@@ -241,7 +294,11 @@ async def test_404_fails_at_once_and_replay_sends_again(tenant: Tenant, http_pee
     assert first.body == second.body
     assert first.headers["idempotency-key"] == second.headers["idempotency-key"]
     assert await wait_outbound(tenant, conversation_id, 4) == [
-        "Sorry, that failed.", "failure port followed", "Done: FIXED-1", "success port followed"]
+        "Sorry, that failed.",
+        "failure port followed",
+        "Done: FIXED-1",
+        "success port followed",
+    ]
     [row] = await executions(db, flow["id"])
     assert row["status"] == "completed" and not row["dead_letter"]
     page = await action_logs(tenant, flow["id"])
@@ -255,15 +312,21 @@ async def test_404_fails_at_once_and_replay_sends_again(tenant: Tenant, http_pee
     assert len(http_peer.requests_to("/missing")) == 2
 
 
-@pytest.mark.parametrize(("response", "message", "logged"), [
-    (PeerResponse.text("OK, queued"), "Done: OK, queued", "OK, queued"),
-    (PeerResponse.json({"ref": "BIG", "pad": "x" * 600_000}), "Done: ", None),
-], ids=["plain-text", "huge-json"])
-async def test_non_json_and_huge_bodies(tenant: Tenant, http_peer: HttpPeer, db, response: PeerResponse,
-                                        message: str, logged: str | None) -> None:
+@pytest.mark.parametrize(
+    ("response", "message", "logged"),
+    [
+        (PeerResponse.text("OK, queued"), "Done: OK, queued", "OK, queued"),
+        (PeerResponse.json({"ref": "BIG", "pad": "x" * 600_000}), "Done: ", None),
+    ],
+    ids=["plain-text", "huge-json"],
+)
+async def test_non_json_and_huge_bodies(
+    tenant: Tenant, http_peer: HttpPeer, db, response: PeerResponse, message: str, logged: str | None
+) -> None:
     http_peer.reply("POST", "/body", response)
-    flow = await tenant.create_flow(hook_flow(http_peer.url("/body"),
-                                              success_message="Done: {{ response.ref or response }}"))
+    flow = await tenant.create_flow(
+        hook_flow(http_peer.url("/body"), success_message="Done: {{ response.ref or response }}")
+    )
     channel = await tenant.generic_channel()
     await tenant.send_generic(channel, text="order")
     conversation_id = await conversation_of(tenant, db)
@@ -283,21 +346,33 @@ async def test_non_json_and_huge_bodies(tenant: Tenant, http_peer: HttpPeer, db,
 # --- auth and secrets -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("auth", "header", "sent", "masked"), [
-    ({"type": "bearer", "secret": SECRET}, "authorization", f"Bearer {SECRET}", "Bearer ***"),
-    ({"type": "api_key", "secret": SECRET, "header_name": "X-Shop-Key"}, "x-shop-key", SECRET, "***"),
-], ids=["bearer", "api_key"])
-async def test_auth_secret_is_encrypted_sent_and_masked(tenant: Tenant, http_peer: HttpPeer, db, auth: dict,
-                                                        header: str, sent: str, masked: str) -> None:
-    http_peer.sequence("POST", "/secure", [PeerResponse.json({"e": 1}, status=503), PeerResponse.json({"ref": "S-1"})])
-    flow = await tenant.create_flow(hook_flow(http_peer.url("/secure"), auth=auth, max_retries=1,
-                                              headers={"X-Trace": "t-{{ conversation.id }}"}))
+@pytest.mark.parametrize(
+    ("auth", "header", "sent", "masked"),
+    [
+        ({"type": "bearer", "secret": SECRET}, "authorization", f"Bearer {SECRET}", "Bearer ***"),
+        ({"type": "api_key", "secret": SECRET, "header_name": "X-Shop-Key"}, "x-shop-key", SECRET, "***"),
+    ],
+    ids=["bearer", "api_key"],
+)
+async def test_auth_secret_is_encrypted_sent_and_masked(
+    tenant: Tenant, http_peer: HttpPeer, db, auth: dict, header: str, sent: str, masked: str
+) -> None:
+    http_peer.sequence(
+        "POST", "/secure", [PeerResponse.json({"e": 1}, status=503), PeerResponse.json({"ref": "S-1"})]
+    )
+    flow = await tenant.create_flow(
+        hook_flow(
+            http_peer.url("/secure"), auth=auth, max_retries=1, headers={"X-Trace": "t-{{ conversation.id }}"}
+        )
+    )
     read = (await tenant.http.get(f"/api/flows/{flow['id']}")).json()
     [node] = [n for n in read["document"]["nodes"] if n["id"] == "hook"]
     assert node["config"]["auth"]["secret"].startswith("secret://")
     exported = (await tenant.http.get(f"/api/flows/{flow['id']}/export")).text
     assert SECRET not in json.dumps(read) and SECRET not in exported and "secret://" in exported
-    stored = await db.fetch("SELECT value_enc FROM secrets WHERE workspace = $1", uuid.UUID(tenant.workspace_id))
+    stored = await db.fetch(
+        "SELECT value_enc FROM secrets WHERE workspace = $1", uuid.UUID(tenant.workspace_id)
+    )
     assert stored and all(SECRET not in r["value_enc"] for r in stored)
 
     channel = await tenant.generic_channel()
@@ -319,8 +394,11 @@ async def test_auth_secret_is_encrypted_sent_and_masked(tenant: Tenant, http_pee
     for run in runs:
         detail = (await tenant.http.get(f"/api/runs/{run['id']}")).text
         assert SECRET not in detail
-    logged = await db.fetchval("SELECT string_agg(request::text || response_body || coalesce(error, ''), '') "
-                               "FROM external_action_logs WHERE flow_id = $1", uuid.UUID(flow["id"]))
+    logged = await db.fetchval(
+        "SELECT string_agg(request::text || response_body || coalesce(error, ''), '') "
+        "FROM external_action_logs WHERE flow_id = $1",
+        uuid.UUID(flow["id"]),
+    )
     assert SECRET not in logged
 
 
@@ -328,8 +406,13 @@ async def test_auth_secret_is_encrypted_sent_and_masked(tenant: Tenant, http_pee
 
 
 async def test_counters_stay_exact_under_concurrency(tenant: Tenant, http_peer: HttpPeer, db) -> None:
-    http_peer.reply("POST", "/busy", PeerResponse(status=200, headers={"Content-Type": "application/json"},
-                                                  body=b'{"ref": "ok"}', delay_s=0.05))
+    http_peer.reply(
+        "POST",
+        "/busy",
+        PeerResponse(
+            status=200, headers={"Content-Type": "application/json"}, body=b'{"ref": "ok"}', delay_s=0.05
+        ),
+    )
     flow = await tenant.create_flow(hook_flow(http_peer.url("/busy")))
     channel = await tenant.generic_channel()
     senders = [f"+1555700{i:04d}" for i in range(30)]
@@ -344,7 +427,9 @@ async def test_counters_stay_exact_under_concurrency(tenant: Tenant, http_peer: 
     assert len({r.headers["idempotency-key"] for r in http_peer.requests_to("/busy")}) == 30
 
 
-async def test_logs_api_pages_filters_and_scopes(stack: Stack, tenant: Tenant, http_peer: HttpPeer, db) -> None:
+async def test_logs_api_pages_filters_and_scopes(
+    stack: Stack, tenant: Tenant, http_peer: HttpPeer, db
+) -> None:
     async def alternate(request: PeerRequest) -> PeerResponse:
         ok = request.json()["text"].endswith(("0", "2", "4"))
         return PeerResponse.json({"ref": "x"}, status=200 if ok else 404)
@@ -377,7 +462,12 @@ async def test_logs_api_pages_filters_and_scopes(stack: Stack, tenant: Tenant, h
     future = (datetime.fromisoformat(middle) + timedelta(days=1)).isoformat()
     assert (await action_logs(tenant, flow["id"], since=future))["total"] == 0
     stats = everything["stats"]
-    assert (stats["executions"], stats["successes"], stats["failures"], stats["success_rate"]) == (5, 3, 2, 0.6)
+    assert (stats["executions"], stats["successes"], stats["failures"], stats["success_rate"]) == (
+        5,
+        3,
+        2,
+        0.6,
+    )
 
     other = await create_tenant(stack)
     try:
@@ -434,10 +524,20 @@ def direct_call(tenant: Tenant, url: str, **config: Any) -> tuple[Any, Any]:
     from flows.ports import WebhookCall
     from flows.schema import CallWebhookConfig
 
-    call = WebhookCall(flow_id=str(uuid.uuid4()), node_id="hook", names={"message_text": "hi"},
-                       config=CallWebhookConfig(url=url, payload_template={"x": "{{ message_text }}"}, **config))
-    scope = TurnScope(workspace_id=tenant.workspace_id, conversation_id="", contact_phone="+1555", run_id="",
-                      batch_key="b", original_message="hi")
+    call = WebhookCall(
+        flow_id=str(uuid.uuid4()),
+        node_id="hook",
+        names={"message_text": "hi"},
+        config=CallWebhookConfig(url=url, payload_template={"x": "{{ message_text }}"}, **config),
+    )
+    scope = TurnScope(
+        workspace_id=tenant.workspace_id,
+        conversation_id="",
+        contact_phone="+1555",
+        run_id="",
+        batch_key="b",
+        original_message="hi",
+    )
     return call, scope
 
 
@@ -458,15 +558,19 @@ async def guarded_actions(stack: Stack, monkeypatch):
         monkeypatch.undo()
 
 
-@pytest.mark.parametrize(("url", "reason"), [
-    ("http://10.0.0.1/hook", "a private address"),
-    ("http://169.254.169.254/latest/meta-data/", "the cloud metadata address"),
-    ("http://[::ffff:10.0.0.1]/hook", "a private address"),
-    ("http://localhost:{port}/hook", "a loopback address"),
-    ("http://127.0.0.1:{port}/hook", "a loopback address"),
-])
-async def test_private_addresses_are_refused_when_the_flag_is_off(tenant: Tenant, http_peer: HttpPeer, db,
-                                                                  guarded_actions, url: str, reason: str) -> None:
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://10.0.0.1/hook", "a private address"),
+        ("http://169.254.169.254/latest/meta-data/", "the cloud metadata address"),
+        ("http://[::ffff:10.0.0.1]/hook", "a private address"),
+        ("http://localhost:{port}/hook", "a loopback address"),
+        ("http://127.0.0.1:{port}/hook", "a loopback address"),
+    ],
+)
+async def test_private_addresses_are_refused_when_the_flag_is_off(
+    tenant: Tenant, http_peer: HttpPeer, db, guarded_actions, url: str, reason: str
+) -> None:
     from flows.ports import WebhookStatus
 
     actions, connected = guarded_actions
@@ -481,11 +585,13 @@ async def test_private_addresses_are_refused_when_the_flag_is_off(tenant: Tenant
     assert http_peer.requests == []
     assert [a for a in connected if a[0] not in ("127.0.0.1", "::1") or a[1] == http_peer.port] == []
     [row] = await executions(db, flow_id)
-    assert row["status"] == "failed" and row["dead_letter"], "a refused address is final: no retry is scheduled"
-    log_row = await db.fetchrow("SELECT status, error FROM external_action_logs WHERE flow_id = $1",
-                                uuid.UUID(flow_id))
+    assert row["status"] == "failed" and row["dead_letter"], (
+        "a refused address is final: no retry is scheduled"
+    )
+    log_row = await db.fetchrow(
+        "SELECT status, error FROM external_action_logs WHERE flow_id = $1", uuid.UUID(flow_id)
+    )
     assert log_row["status"] == "failed" and log_row["error"].startswith("blocked:")
-
 
 
 async def test_rate_limit_per_workspace(stack: Stack, tenant: Tenant, http_peer: HttpPeer, db) -> None:
@@ -500,11 +606,16 @@ async def test_rate_limit_per_workspace(stack: Stack, tenant: Tenant, http_peer:
             call, scope = direct_call(tenant, http_peer.url("/hook"))
             outcomes.append(await actions.execute(call, scope=scope))
     assert [o.status for o in outcomes] == [WebhookStatus.SUCCESS] * 3 + [WebhookStatus.FAILURE] * 2
-    assert "rate limit" in outcomes[-1].error and "SWITCHBOARD_WEBHOOK_RATE_LIMIT_PER_MINUTE" in outcomes[-1].error
+    assert (
+        "rate limit" in outcomes[-1].error
+        and "SWITCHBOARD_WEBHOOK_RATE_LIMIT_PER_MINUTE" in outcomes[-1].error
+    )
     assert len(http_peer.requests_to("/hook")) == 3
 
 
-async def test_a_batch_run_again_does_not_call_again(stack: Stack, tenant: Tenant, http_peer: HttpPeer, db) -> None:
+async def test_a_batch_run_again_does_not_call_again(
+    stack: Stack, tenant: Tenant, http_peer: HttpPeer, db
+) -> None:
     """A worker that dies after the call but before the turn ends makes the batch run again:
     the execution (same batch, same node) is found and its outcome reused, with no second call."""
     from flows.ports import WebhookStatus

@@ -87,7 +87,9 @@ def hook(url: str, **options: Any) -> WebhookRequest:
 # ---------------------------------------------------------------- responses
 
 
-async def test_json_response_is_parsed_and_request_carries_headers(http_peer: HttpPeer, client: WebhookClient):
+async def test_json_response_is_parsed_and_request_carries_headers(
+    http_peer: HttpPeer, client: WebhookClient
+):
     http_peer.reply("POST", "/orders", PeerResponse.json({"order_id": "A-17", "total": 12.5}, status=201))
 
     result = await client.attempt(
@@ -127,7 +129,9 @@ async def test_non_json_body_is_returned_as_text(http_peer: HttpPeer, client: We
 async def test_huge_body_is_read_only_up_to_the_cap(http_peer: HttpPeer, client: WebhookClient):
     http_peer.reply("GET", "/big", PeerResponse.json({"blob": "x" * (1024 * 1024)}))
 
-    result = await client.attempt(hook(http_peer.url("/big"), method=HttpMethod.GET), allow_private=True, max_response_bytes=4096)
+    result = await client.attempt(
+        hook(http_peer.url("/big"), method=HttpMethod.GET), allow_private=True, max_response_bytes=4096
+    )
 
     assert result.status is AttemptStatus.SUCCESS
     assert result.truncated is True
@@ -138,7 +142,9 @@ async def test_huge_body_is_read_only_up_to_the_cap(http_peer: HttpPeer, client:
 async def test_body_exactly_at_the_cap_is_not_truncated(http_peer: HttpPeer, client: WebhookClient):
     http_peer.reply("GET", "/exact", PeerResponse(body=b"y" * 1000))
 
-    result = await client.attempt(hook(http_peer.url("/exact"), method="GET"), allow_private=True, max_response_bytes=1000)
+    result = await client.attempt(
+        hook(http_peer.url("/exact"), method="GET"), allow_private=True, max_response_bytes=1000
+    )
 
     assert result.truncated is False
     assert result.response == "y" * 1000
@@ -156,7 +162,9 @@ async def test_keep_alive_connection_is_reused(http_peer: HttpPeer, client: Webh
 
 
 async def test_cookies_set_by_one_endpoint_are_never_sent_back(http_peer: HttpPeer, client: WebhookClient):
-    http_peer.reply("POST", "/login", PeerResponse.json({"ok": True}, headers={"Set-Cookie": "session=tenant-a; Path=/"}))
+    http_peer.reply(
+        "POST", "/login", PeerResponse.json({"ok": True}, headers={"Set-Cookie": "session=tenant-a; Path=/"})
+    )
     http_peer.route("POST", "/other", _ok)
 
     await client.attempt(hook(http_peer.url("/login"), json_body={}), allow_private=True)
@@ -171,7 +179,9 @@ async def test_cookies_set_by_one_endpoint_are_never_sent_back(http_peer: HttpPe
 async def test_slow_server_is_a_retryable_timeout(http_peer: HttpPeer, client: WebhookClient):
     http_peer.reply("POST", "/slow", PeerResponse(delay_s=30.0, body=b"{}"))
 
-    result = await client.attempt(hook(http_peer.url("/slow"), json_body={}, timeout_seconds=0.3), allow_private=True)
+    result = await client.attempt(
+        hook(http_peer.url("/slow"), json_body={}, timeout_seconds=0.3), allow_private=True
+    )
 
     assert result.status is AttemptStatus.TIMEOUT
     assert result.status_code is None
@@ -179,7 +189,9 @@ async def test_slow_server_is_a_retryable_timeout(http_peer: HttpPeer, client: W
     assert "timed out" in (result.error or "")
 
 
-async def test_flaky_server_gets_the_same_idempotency_key_on_the_retry(http_peer: HttpPeer, client: WebhookClient):
+async def test_flaky_server_gets_the_same_idempotency_key_on_the_retry(
+    http_peer: HttpPeer, client: WebhookClient
+):
     http_peer.sequence(
         "POST",
         "/flaky",
@@ -199,9 +211,21 @@ async def test_flaky_server_gets_the_same_idempotency_key_on_the_retry(http_peer
 
 @pytest.mark.parametrize(
     ("status_code", "retryable"),
-    [(400, False), (401, False), (404, False), (422, False), (408, True), (429, True), (500, True), (502, True), (503, True)],
+    [
+        (400, False),
+        (401, False),
+        (404, False),
+        (422, False),
+        (408, True),
+        (429, True),
+        (500, True),
+        (502, True),
+        (503, True),
+    ],
 )
-async def test_status_codes_are_classified(http_peer: HttpPeer, client: WebhookClient, status_code: int, retryable: bool):
+async def test_status_codes_are_classified(
+    http_peer: HttpPeer, client: WebhookClient, status_code: int, retryable: bool
+):
     http_peer.reply("POST", "/s", PeerResponse.json({"error": "nope"}, status=status_code))
 
     result = await client.attempt(hook(http_peer.url("/s"), json_body={}), allow_private=True)
@@ -213,15 +237,21 @@ async def test_status_codes_are_classified(http_peer: HttpPeer, client: WebhookC
     assert len(http_peer.requests) == 1
 
 
-async def test_429_retry_after_seconds_is_parsed_and_backoff_honours_it(http_peer: HttpPeer, client: WebhookClient):
-    http_peer.reply("POST", "/limited", PeerResponse.text("slow down", status=429, headers={"Retry-After": "7"}))
+async def test_429_retry_after_seconds_is_parsed_and_backoff_honours_it(
+    http_peer: HttpPeer, client: WebhookClient
+):
+    http_peer.reply(
+        "POST", "/limited", PeerResponse.text("slow down", status=429, headers={"Retry-After": "7"})
+    )
 
     result = await client.attempt(hook(http_peer.url("/limited"), json_body={}), allow_private=True)
 
     assert result.retryable is True
     assert result.retry_after_seconds == 7.0
     delays = [
-        backoff_seconds(1, base_s=1.0, retry_after_s=result.retry_after_seconds, cap_s=60.0, rng=random.Random(seed))
+        backoff_seconds(
+            1, base_s=1.0, retry_after_s=result.retry_after_seconds, cap_s=60.0, rng=random.Random(seed)
+        )
         for seed in range(50)
     ]
     assert min(delays) >= 7.0
@@ -304,7 +334,9 @@ async def test_metadata_address_is_named_in_the_refusal(client: WebhookClient):
     assert "metadata" in (result.error or "")
 
 
-@pytest.mark.parametrize("url", ["ftp://example.com/x", "file:///etc/passwd", "gopher://example.com/", "ws://example.com/"])
+@pytest.mark.parametrize(
+    "url", ["ftp://example.com/x", "file:///etc/passwd", "gopher://example.com/", "ws://example.com/"]
+)
 async def test_only_http_and_https_are_allowed(client: WebhookClient, url: str):
     for allow_private in (False, True):
         result = await client.attempt(hook(url), allow_private=allow_private)
@@ -338,7 +370,9 @@ async def test_dns_rebinding_between_check_and_connect_is_refused(http_peer: Htt
         return next(answers)
 
     async with WebhookClient(resolver=rebinding_resolver) as rebinding:
-        result = await rebinding.attempt(hook(f"http://rebind.example:{http_peer.port}/hook", json_body={}), allow_private=False)
+        result = await rebinding.attempt(
+            hook(f"http://rebind.example:{http_peer.port}/hook", json_body={}), allow_private=False
+        )
 
     assert (result.error or "").startswith("blocked:")
     assert "127.0.0.1" in (result.error or "")
@@ -347,9 +381,16 @@ async def test_dns_rebinding_between_check_and_connect_is_refused(http_peer: Htt
 
 @pytest.mark.parametrize(
     "location",
-    ["http://10.0.0.1/steal", "http://169.254.169.254/latest/meta-data/", "http://[::1]:9/x", "http://[::ffff:192.168.0.1]:8080/admin"],
+    [
+        "http://10.0.0.1/steal",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::1]:9/x",
+        "http://[::ffff:192.168.0.1]:8080/admin",
+    ],
 )
-async def test_redirect_to_a_private_address_is_refused(http_peer: HttpPeer, guarded_client: WebhookClient, location: str):
+async def test_redirect_to_a_private_address_is_refused(
+    http_peer: HttpPeer, guarded_client: WebhookClient, location: str
+):
     http_peer.reply("POST", "/start", PeerResponse(status=302, headers={"Location": location}))
 
     result = await guarded_client.attempt(hook(http_peer.url("/start"), json_body={}), allow_private=False)
@@ -360,11 +401,15 @@ async def test_redirect_to_a_private_address_is_refused(http_peer: HttpPeer, gua
     assert [r.path for r in http_peer.requests] == ["/start"]
 
 
-async def test_redirect_to_a_public_path_of_an_allowed_host_is_followed(http_peer: HttpPeer, guarded_client: WebhookClient):
+async def test_redirect_to_a_public_path_of_an_allowed_host_is_followed(
+    http_peer: HttpPeer, guarded_client: WebhookClient
+):
     http_peer.reply("POST", "/start", PeerResponse(status=307, headers={"Location": "/next"}))
     http_peer.reply("POST", "/next", PeerResponse.json({"ok": True}))
 
-    result = await guarded_client.attempt(hook(http_peer.url("/start"), json_body={"a": 1}), allow_private=False)
+    result = await guarded_client.attempt(
+        hook(http_peer.url("/start"), json_body={"a": 1}), allow_private=False
+    )
 
     assert result.succeeded
     assert result.redirects == 1
@@ -372,7 +417,9 @@ async def test_redirect_to_a_public_path_of_an_allowed_host_is_followed(http_pee
 
 
 @pytest.mark.parametrize(("hops", "succeeds"), [(3, True), (4, False)])
-async def test_redirect_chain_is_capped_at_three(http_peer: HttpPeer, client: WebhookClient, hops: int, succeeds: bool):
+async def test_redirect_chain_is_capped_at_three(
+    http_peer: HttpPeer, client: WebhookClient, hops: int, succeeds: bool
+):
     for hop in range(hops):
         http_peer.reply("GET", f"/r{hop}", PeerResponse(status=302, headers={"Location": f"/r{hop + 1}"}))
     http_peer.reply("GET", f"/r{hops}", PeerResponse.json({"arrived": True}))
@@ -391,7 +438,13 @@ async def test_redirect_chain_is_capped_at_three(http_peer: HttpPeer, client: We
 
 @pytest.mark.parametrize(
     ("status_code", "method_after", "body_after"),
-    [(301, "GET", b""), (302, "GET", b""), (303, "GET", b""), (307, "PUT", b'{"v":1}'), (308, "PUT", b'{"v":1}')],
+    [
+        (301, "GET", b""),
+        (302, "GET", b""),
+        (303, "GET", b""),
+        (307, "PUT", b'{"v":1}'),
+        (308, "PUT", b'{"v":1}'),
+    ],
 )
 async def test_redirect_method_rules(
     http_peer: HttpPeer, client: WebhookClient, status_code: int, method_after: str, body_after: bytes
@@ -400,7 +453,9 @@ async def test_redirect_method_rules(
     http_peer.route("GET", "/b", _ok)
     http_peer.route("PUT", "/b", _ok)
 
-    result = await client.attempt(hook(http_peer.url("/a"), method="PUT", json_body={"v": 1}), allow_private=True)
+    result = await client.attempt(
+        hook(http_peer.url("/a"), method="PUT", json_body={"v": 1}), allow_private=True
+    )
 
     assert result.succeeded
     [followed] = http_peer.requests_to("/b")
@@ -415,7 +470,8 @@ async def test_cross_origin_redirect_drops_credentials(http_peer: HttpPeer, clie
     headers = apply_auth({}, auth_type=AuthType.BEARER, secret=SECRET)
 
     result = await client.attempt(
-        hook(http_peer.url("/start"), json_body={}, headers=headers, secret_values=[SECRET]), allow_private=True
+        hook(http_peer.url("/start"), json_body={}, headers=headers, secret_values=[SECRET]),
+        allow_private=True,
     )
 
     assert result.succeeded
@@ -503,7 +559,9 @@ def test_mask_secrets_is_deep_and_masks_auth_headers_by_name():
 async def test_get_sends_no_body(http_peer: HttpPeer, client: WebhookClient):
     http_peer.route("GET", "/status", _ok)
 
-    result = await client.attempt(hook(http_peer.url("/status"), method="GET", json_body={"ignored": 1}), allow_private=True)
+    result = await client.attempt(
+        hook(http_peer.url("/status"), method="GET", json_body={"ignored": 1}), allow_private=True
+    )
 
     assert result.succeeded
     [received] = http_peer.requests
@@ -517,7 +575,9 @@ async def test_get_sends_no_body(http_peer: HttpPeer, client: WebhookClient):
 async def test_methods_with_a_body_send_json(http_peer: HttpPeer, client: WebhookClient, method: str):
     http_peer.route(method, "/m", _ok)
 
-    result = await client.attempt(hook(http_peer.url("/m"), method=method, json_body={"k": [1, 2]}), allow_private=True)
+    result = await client.attempt(
+        hook(http_peer.url("/m"), method=method, json_body={"k": [1, 2]}), allow_private=True
+    )
 
     assert result.succeeded
     assert http_peer.requests[0].method == method
@@ -527,7 +587,9 @@ async def test_methods_with_a_body_send_json(http_peer: HttpPeer, client: Webhoo
 # ---------------------------------------------------------------- templating
 
 
-async def test_url_template_values_are_percent_encoded(http_peer: HttpPeer, client: WebhookClient, renderer: None):
+async def test_url_template_values_are_percent_encoded(
+    http_peer: HttpPeer, client: WebhookClient, renderer: None
+):
     http_peer.route("GET", "/orders/a%20b%2Fc/items", _ok)
     names = {"vars": {"sku": "a b/c", "q": "x&y=z #1"}}
 
@@ -542,7 +604,12 @@ async def test_url_template_values_are_percent_encoded(http_peer: HttpPeer, clie
 
 @pytest.mark.parametrize(
     "template_url",
-    ["https://{{ vars.host }}/x", "https://api.{{ vars.host }}.com/x", "{{ vars.url }}", "https://h/{% if x %}a{% endif %}"],
+    [
+        "https://{{ vars.host }}/x",
+        "https://api.{{ vars.host }}.com/x",
+        "{{ vars.url }}",
+        "https://h/{% if x %}a{% endif %}",
+    ],
 )
 def test_url_templates_outside_path_and_query_are_refused(renderer: None, template_url: str):
     with pytest.raises(URLTemplateError):
@@ -565,7 +632,11 @@ async def test_prepared_request_reaches_the_server_as_the_template_says(
         idempotency_key="exec-9",
         method="POST",
         headers_template={"X-Customer": "{{ contact.first_name }}\r\nX-Injected: 1"},
-        payload_template={"item": "{{ vars.product }}", "qty": "{{ vars.quantity }}", "phone": "{{ contact.phone }}"},
+        payload_template={
+            "item": "{{ vars.product }}",
+            "qty": "{{ vars.quantity }}",
+            "phone": "{{ contact.phone }}",
+        },
         auth_type="api_key",
         secret=SECRET,
         header_name="X-Shop-Key",
@@ -589,7 +660,9 @@ def test_backoff_is_jittered_below_the_exponential_ceiling(attempt: int):
     rng = random.Random(attempt)
     ceiling = min(30.0, 0.5 * 2 ** (attempt - 1))
 
-    delays = [backoff_seconds(attempt, base_s=0.5, retry_after_s=None, cap_s=30.0, rng=rng) for _ in range(200)]
+    delays = [
+        backoff_seconds(attempt, base_s=0.5, retry_after_s=None, cap_s=30.0, rng=rng) for _ in range(200)
+    ]
 
     assert all(0.0 <= delay <= ceiling for delay in delays)
     assert len(set(delays)) > 100

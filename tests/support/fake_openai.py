@@ -82,18 +82,27 @@ class FakeOpenAI:
         body = request.json()
         tools = body.get("tools") or []
         kind = tools[0]["function"]["name"] if tools else "reply"
-        call = FakeCall(kind=kind, body=body, authorization=request.headers.get("authorization", ""), status=200)
+        call = FakeCall(
+            kind=kind, body=body, authorization=request.headers.get("authorization", ""), status=200
+        )
         if call.authorization != f"Bearer {self.api_key}":
             call.status = 401
             self.calls.append(call)
-            return PeerResponse.json({"error": {"message": "Incorrect API key", "type": "invalid_request_error"}},
-                                     status=401)
+            return PeerResponse.json(
+                {"error": {"message": "Incorrect API key", "type": "invalid_request_error"}}, status=401
+            )
         if self.errors:
             error = self.errors.pop(0)
-            response = error if isinstance(error, PeerResponse) else PeerResponse.json(
-                {"error": {"message": f"fake error {error}", "type": "server_error"}}, status=error,
-                # Keep the SDK's backoff short in tests.
-                headers={"retry-after-ms": "20"})
+            response = (
+                error
+                if isinstance(error, PeerResponse)
+                else PeerResponse.json(
+                    {"error": {"message": f"fake error {error}", "type": "server_error"}},
+                    status=error,
+                    # Keep the SDK's backoff short in tests.
+                    headers={"retry-after-ms": "20"},
+                )
+            )
             call.status = response.status
             self.calls.append(call)
             return response
@@ -107,20 +116,44 @@ class FakeOpenAI:
             if self.json_mode:
                 message = {"role": "assistant", "content": arguments}
             else:
-                message = {"role": "assistant", "content": None, "tool_calls": [{
-                    "id": f"call_{uuid.uuid4().hex[:12]}", "type": "function",
-                    "function": {"name": kind, "arguments": arguments}}]}
+                message = {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": f"call_{uuid.uuid4().hex[:12]}",
+                            "type": "function",
+                            "function": {"name": kind, "arguments": arguments},
+                        }
+                    ],
+                }
         prompt_tokens, completion_tokens = self.usage
         return PeerResponse(
-            status=200, headers={"Content-Type": "application/json"}, delay_s=self.delay_s,
-            body=json.dumps({
-                "id": f"chatcmpl-{uuid.uuid4().hex[:12]}", "object": "chat.completion", "created": 1_700_000_000,
-                "model": body.get("model", ""),
-                "choices": [{"index": 0, "message": message,
-                             "finish_reason": "stop" if kind == "reply" or self.json_mode else "tool_calls"}],
-                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                          "total_tokens": prompt_tokens + completion_tokens},
-            }, ensure_ascii=False).encode())
+            status=200,
+            headers={"Content-Type": "application/json"},
+            delay_s=self.delay_s,
+            body=json.dumps(
+                {
+                    "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
+                    "object": "chat.completion",
+                    "created": 1_700_000_000,
+                    "model": body.get("model", ""),
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": message,
+                            "finish_reason": "stop" if kind == "reply" or self.json_mode else "tool_calls",
+                        }
+                    ],
+                    "usage": {
+                        "prompt_tokens": prompt_tokens,
+                        "completion_tokens": completion_tokens,
+                        "total_tokens": prompt_tokens + completion_tokens,
+                    },
+                },
+                ensure_ascii=False,
+            ).encode(),
+        )
 
     def _structured(self, kind: str, call: FakeCall) -> dict[str, Any]:
         if kind == "choose_action":

@@ -261,7 +261,9 @@ class HttpPeer:
         headers = {k.lower(): (k, v) for k, v in response.headers.items()}
         headers.setdefault("content-length", ("Content-Length", str(len(response.body))))
         headers.setdefault("connection", ("Connection", "keep-alive" if keep_alive else "close"))
-        head = f"HTTP/1.1 {response.status} {reason}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.values())
+        head = f"HTTP/1.1 {response.status} {reason}\r\n" + "".join(
+            f"{k}: {v}\r\n" for k, v in headers.values()
+        )
         body = b"" if method == "HEAD" else response.body
         return head.encode("latin-1") + b"\r\n" + body
 

@@ -46,7 +46,9 @@ def _claim_redis_db(base_url: str) -> int:
             return db
         finally:
             client.close()
-    raise RuntimeError("Redis databases 8-15 are all in use by other test sessions; set SWITCHBOARD_TEST_REDIS_DB")
+    raise RuntimeError(
+        "Redis databases 8-15 are all in use by other test sessions; set SWITCHBOARD_TEST_REDIS_DB"
+    )
 
 
 def _alive(pid: int) -> bool:
@@ -71,7 +73,9 @@ def resolve_test_services() -> tuple[str, str]:
         redis_url=os.environ.get("REDIS_URL", ""),
     )
     database = embedded.with_database(services.database_url, f"switchboard_test_{os.getpid()}")
-    redis_base = services.redis_url.rsplit("/", 1)[0] if services.redis_url.count("/") > 2 else services.redis_url
+    redis_base = (
+        services.redis_url.rsplit("/", 1)[0] if services.redis_url.count("/") > 2 else services.redis_url
+    )
     return database, f"{redis_base}/{_claim_redis_db(redis_base)}"
 
 
@@ -110,8 +114,14 @@ class Process:
 
     def start(self) -> None:
         log = open(self.log_path, "ab" if self.proc else "wb")  # a restart keeps the first life's log
-        self.proc = subprocess.Popen([sys.executable, "-m", "app.cli", *self.args], env=self.env, cwd=ROOT,
-                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", *self.args],
+            env=self.env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def kill(self) -> None:
         """SIGKILL: no clean-up, as when a machine dies."""
@@ -167,7 +177,9 @@ class Stack:
         self.web.stop()
 
 
-async def wait_until(predicate, *, timeout_s: float = 15.0, interval_s: float = 0.05, what: str = "condition") -> Any:
+async def wait_until(
+    predicate, *, timeout_s: float = 15.0, interval_s: float = 0.05, what: str = "condition"
+) -> Any:
     """Poll a predicate (sync or async) until it returns something truthy; fail with `what` after the deadline."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -189,8 +201,9 @@ class Tenant:
         self.workspace_id = workspace_id
         self.email = email
         self.token = token
-        self.http = httpx.AsyncClient(base_url=stack.base_url, headers={"Authorization": f"Bearer {token}"},
-                                      timeout=30.0)
+        self.http = httpx.AsyncClient(
+            base_url=stack.base_url, headers={"Authorization": f"Bearer {token}"}, timeout=30.0
+        )
 
     async def create_channel(self, **fields: Any) -> dict[str, Any]:
         response = await self.http.post("/api/channels", json=fields)
@@ -207,14 +220,35 @@ class Tenant:
         assert response.status_code == 201, response.text
         return response.json()
 
-    async def send_generic(self, channel: dict[str, Any], *, text: str, sender: str = "+15550001",
-                           message_id: str | None = None, first_name: str = "Ada") -> httpx.Response:
-        body = httpx.Request("POST", "/", json={
-            "message_id": message_id or uuid.uuid4().hex, "from": sender, "text": text, "type": "text",
-            "timestamp": int(time.time()), "contact": {"first_name": first_name, "last_name": "Lovelace"},
-        }).read()
-        return await self.http.post(f"/webhooks/generic/{channel['id']}", content=body, headers={
-            "Content-Type": "application/json", "X-Switchboard-Signature": sign_sha256(channel["secret"], body)})
+    async def send_generic(
+        self,
+        channel: dict[str, Any],
+        *,
+        text: str,
+        sender: str = "+15550001",
+        message_id: str | None = None,
+        first_name: str = "Ada",
+    ) -> httpx.Response:
+        body = httpx.Request(
+            "POST",
+            "/",
+            json={
+                "message_id": message_id or uuid.uuid4().hex,
+                "from": sender,
+                "text": text,
+                "type": "text",
+                "timestamp": int(time.time()),
+                "contact": {"first_name": first_name, "last_name": "Lovelace"},
+            },
+        ).read()
+        return await self.http.post(
+            f"/webhooks/generic/{channel['id']}",
+            content=body,
+            headers={
+                "Content-Type": "application/json",
+                "X-Switchboard-Signature": sign_sha256(channel["secret"], body),
+            },
+        )
 
     async def aclose(self) -> None:
         await self.http.aclose()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import itertools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
+from flows.graph import CompiledFlow, compile_flow
 from flows.matching import words
 from flows.ports import (
     AIAnswer,
@@ -18,8 +20,16 @@ from flows.ports import (
 )
 from flows.schema import VariableSpec
 from flows.templates import render_tree
-from flows.graph import CompiledFlow, compile_flow
-from flows.turn import AIState, ContactInfo, ConversationInfo, PendingAction, PendingKind, Turn, TurnEvent, TurnMessage
+from flows.turn import (
+    AIState,
+    ContactInfo,
+    ConversationInfo,
+    PendingAction,
+    PendingKind,
+    Turn,
+    TurnEvent,
+    TurnMessage,
+)
 from flows.validate import decode_document
 
 APPROVE_WORDS = frozenset({"yes", "y", "ok", "okay", "sure", "confirm", "si", "نعم", "اكيد"})
@@ -44,11 +54,17 @@ class MemoryRuntime:
     - `fail`: names of methods that raise RuntimeError (to test error paths).
     """
 
-    def __init__(self, *, tags: set[str] | None = None, context: dict | None = None,
-                 intents: dict[str, float] | Callable[[str, list[IntentCandidate]], Detection] | None = None,
-                 extract: dict[str, Any] | Callable[[str, list[VariableSpec]], dict] | None = None,
-                 webhook: WebhookOutcome | Callable[[WebhookCall], WebhookOutcome] | None = None,
-                 ai_text: str | None = "AI answer", fail: set[str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        tags: set[str] | None = None,
+        context: dict | None = None,
+        intents: dict[str, float] | Callable[[str, list[IntentCandidate]], Detection] | None = None,
+        extract: dict[str, Any] | Callable[[str, list[VariableSpec]], dict] | None = None,
+        webhook: WebhookOutcome | Callable[[WebhookCall], WebhookOutcome] | None = None,
+        ai_text: str | None = "AI answer",
+        fail: set[str] | None = None,
+    ) -> None:
         self.sent: list[tuple[str, str]] = []
         self.ai_control: list[tuple[bool, str | None]] = []
         self.context: dict[str, Any] = dict(context or {})
@@ -67,8 +83,13 @@ class MemoryRuntime:
         self.ai_calls: list[tuple[Turn, AIState]] = []
         self._intents = intents
         self._extract = extract
-        self._webhook = webhook or WebhookOutcome(status=WebhookStatus.SUCCESS, status_code=201,
-                                                  response={"order_id": "A-1"}, duration_ms=3.0, attempts=1)
+        self._webhook = webhook or WebhookOutcome(
+            status=WebhookStatus.SUCCESS,
+            status_code=201,
+            response={"order_id": "A-1"},
+            duration_ms=3.0,
+            attempts=1,
+        )
         self._ai_text = ai_text
         self._fail = set(fail or ())
 
@@ -118,7 +139,9 @@ class MemoryRuntime:
         self._maybe_fail("call_webhook")
         self.webhook_calls.append(call)
         warnings: list[str] = []
-        self.payloads.append(render_tree(call.config.payload_template, call.names, strict=call.strict, warnings=warnings))
+        self.payloads.append(
+            render_tree(call.config.payload_template, call.names, strict=call.strict, warnings=warnings)
+        )
         if callable(self._webhook):
             return self._webhook(call)
         return self._webhook
@@ -134,8 +157,13 @@ class MemoryRuntime:
                 conf = self._intents.get(c.display_name, 0.0)
             else:
                 seen = set(words(text))
-                conf = max((len(set(words(e.text)) & seen) / max(1, len(set(words(e.text))))
-                            for e in c.training_examples), default=0.0)
+                conf = max(
+                    (
+                        len(set(words(e.text)) & seen) / max(1, len(set(words(e.text))))
+                        for e in c.training_examples
+                    ),
+                    default=0.0,
+                )
             scores.append(IntentScore(flow_id=c.flow_id, node_id=c.node_id, confidence=conf))
         scores.sort(key=lambda s: -s.confidence)
         best = scores[0] if scores and scores[0].confidence > 0 else None
@@ -179,22 +207,35 @@ class MemoryRuntime:
         self._maybe_fail("answer_with_ai")
         self.ai_calls.append((turn, ai))
         if self._ai_text is None:
-            return AIAnswer(intent=None, confidence=0.0, text=None, engine="memory", skipped_reason="no answer")
+            return AIAnswer(
+                intent=None, confidence=0.0, text=None, engine="memory", skipped_reason="no answer"
+            )
         return AIAnswer(intent="general", confidence=0.7, text=self._ai_text, engine="memory")
 
 
 _ids = itertools.count(1)
 
 
-def make_turn(text: str | None = "hello", *, events: list[TurnEvent] | None = None, ai: AIState | None = None,
-              pending: PendingAction | None = None, first_name: str = "Ana", tags: list[str] | None = None,
-              phone: str = "+15550001111") -> Turn:
+def make_turn(
+    text: str | None = "hello",
+    *,
+    events: list[TurnEvent] | None = None,
+    ai: AIState | None = None,
+    pending: PendingAction | None = None,
+    first_name: str = "Ana",
+    tags: list[str] | None = None,
+    phone: str = "+15550001111",
+) -> Turn:
     """A turn of one message (or none when text is None) from a fixed test contact."""
-    messages = [TurnMessage(id=f"m{next(_ids)}", text=text, timestamp=1700000000.0)] if text is not None else []
+    messages = (
+        [TurnMessage(id=f"m{next(_ids)}", text=text, timestamp=1700000000.0)] if text is not None else []
+    )
     return Turn(
         workspace_id="w1",
         conversation=ConversationInfo(id="c1", tags=list(tags or [])),
-        contact=ContactInfo(id="k1", first_name=first_name, last_name="Diaz", phone=phone, tags=list(tags or [])),
+        contact=ContactInfo(
+            id="k1", first_name=first_name, last_name="Diaz", phone=phone, tags=list(tags or [])
+        ),
         messages=messages,
         events=list(events or []),
         ai=ai or AIState(),
@@ -214,5 +255,10 @@ def chain(name: str, trigger: dict, *actions: dict, priority: int = 0) -> dict:
     """A linear flow document: trigger config node t, then actions a1..aN (each {"type":..., "config":...})."""
     nodes = [{"id": "t", **trigger}] + [{"id": f"a{i}", **a} for i, a in enumerate(actions, 1)]
     ids = [n["id"] for n in nodes]
-    return {"name": name, "status": "active", "priority": priority, "nodes": nodes,
-            "edges": [{"from": a, "to": b} for a, b in zip(ids, ids[1:])]}
+    return {
+        "name": name,
+        "status": "active",
+        "priority": priority,
+        "nodes": nodes,
+        "edges": [{"from": a, "to": b} for a, b in zip(ids, ids[1:])],
+    }

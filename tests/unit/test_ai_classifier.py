@@ -18,7 +18,9 @@ THRESHOLD = 0.8
 @pytest.fixture(scope="module")
 def buy_action() -> LocalClassifier:
     examples = ["I want to buy 3 iPhones", "أريد شراء آيفون", "quiero comprar un iphone"]
-    return LocalClassifier.train([IntentSpec(key="buy_phone", examples=[IntentExample(text=t) for t in examples])])
+    return LocalClassifier.train(
+        [IntentSpec(key="buy_phone", examples=[IntentExample(text=t) for t in examples])]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +35,9 @@ def workspace() -> LocalClassifier:
     )
 
 
-@pytest.mark.parametrize("message", ["can I order two Galaxy phones", "بدي اشتري ايفون", "quiero comprar dos iPhone 15"])
+@pytest.mark.parametrize(
+    "message", ["can I order two Galaxy phones", "بدي اشتري ايفون", "quiero comprar dos iPhone 15"]
+)
 def test_action_matches_paraphrases_in_three_languages(buy_action: LocalClassifier, message: str) -> None:
     result = buy_action.classify(message)
     assert result.best is not None
@@ -42,7 +46,9 @@ def test_action_matches_paraphrases_in_three_languages(buy_action: LocalClassifi
     assert result.engine == "local"
 
 
-@pytest.mark.parametrize("message", ["what's the weather", "¿qué tiempo hace hoy?", "ما هو الطقس اليوم؟", "tell me a joke"])
+@pytest.mark.parametrize(
+    "message", ["what's the weather", "¿qué tiempo hace hoy?", "ما هو الطقس اليوم؟", "tell me a joke"]
+)
 def test_unrelated_text_is_out_of_scope(buy_action: LocalClassifier, message: str) -> None:
     result = buy_action.classify(message)
     assert result.out_of_scope

@@ -75,9 +75,17 @@ def test_unknown_engine_needs_a_factory() -> None:
 
 def test_jsonl_loading(tmp_path: Path) -> None:
     path = tmp_path / "t.jsonl"
-    rows = [{"text": "hola", "intent": "greet"}, {"text": "weather", "intent": "oos"}, {"text": "x", "intent": None}]
+    rows = [
+        {"text": "hola", "intent": "greet"},
+        {"text": "weather", "intent": "oos"},
+        {"text": "x", "intent": None},
+    ]
     path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n\n", encoding="utf-8")
-    assert load_labeled(path) == [LabeledText("hola", "greet"), LabeledText("weather", None), LabeledText("x", None)]
+    assert load_labeled(path) == [
+        LabeledText("hola", "greet"),
+        LabeledText("weather", None),
+        LabeledText("x", None),
+    ]
 
 
 def test_jsonl_error_names_the_line(tmp_path: Path) -> None:
@@ -90,7 +98,10 @@ def test_jsonl_error_names_the_line(tmp_path: Path) -> None:
 def test_banking_style_csv(tmp_path: Path) -> None:
     path = tmp_path / "train.csv"
     path.write_text('text,category\n"Where is my card, still?",card_arrival\nHi,greeting\n', encoding="utf-8")
-    assert load_labeled(path) == [LabeledText("Where is my card, still?", "card_arrival"), LabeledText("Hi", "greeting")]
+    assert load_labeled(path) == [
+        LabeledText("Where is my card, still?", "card_arrival"),
+        LabeledText("Hi", "greeting"),
+    ]
 
 
 def test_snips_tsv_clean_and_typos(tmp_path: Path) -> None:
@@ -106,4 +117,7 @@ def test_snips_tsv_clean_and_typos(tmp_path: Path) -> None:
         LabeledText("Añade el álbum a mi lista", "AddToPlaylist"),
         LabeledText("Dime el tiempo", "GetWeather"),
     ]
-    assert [r.text for r in load_labeled(path, variant="typos")] == ["Añade el álbum en mi lista", "dime el tiempo"]
+    assert [r.text for r in load_labeled(path, variant="typos")] == [
+        "Añade el álbum en mi lista",
+        "dime el tiempo",
+    ]

@@ -139,6 +139,8 @@ def test_type_aliases_and_unknown_types(spec: VariableSpec, kind: str) -> None:
 
 
 def test_seed_order_variables_are_extracted() -> None:
-    result = extract_variables("I want to buy 3 iPhones", [
-        VariableSpec("product", type="string", required=True), VariableSpec("quantity", type="integer")])
+    result = extract_variables(
+        "I want to buy 3 iPhones",
+        [VariableSpec("product", type="string", required=True), VariableSpec("quantity", type="integer")],
+    )
     assert result.values == {"product": "iPhones", "quantity": 3} and result.missing == []

@@ -23,7 +23,13 @@ BUSINESS = "500100200300"
 
 
 def _message(**fields) -> dict:
-    base = {"from": "15550001111", "id": "wamid.unit1", "timestamp": "1700000000", "type": "text", "text": {"body": "hi"}}
+    base = {
+        "from": "15550001111",
+        "id": "wamid.unit1",
+        "timestamp": "1700000000",
+        "type": "text",
+        "text": {"body": "hi"},
+    }
     base.update(fields)
     return base
 
@@ -36,11 +42,18 @@ def _envelope(
         "metadata": {"display_phone_number": "15550009999", "phone_number_id": phone_number_id},
     }
     if messages:
-        value["contacts"] = contacts if contacts is not None else [{"profile": {"name": "Ada Lovelace"}, "wa_id": "15550001111"}]
+        value["contacts"] = (
+            contacts
+            if contacts is not None
+            else [{"profile": {"name": "Ada Lovelace"}, "wa_id": "15550001111"}]
+        )
         value["messages"] = list(messages)
     if statuses:
         value["statuses"] = list(statuses)
-    return {"object": "whatsapp_business_account", "entry": [{"id": "WABA1", "changes": [{"field": "messages", "value": value}]}]}
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "WABA1", "changes": [{"field": "messages", "value": value}]}],
+    }
 
 
 def _parse_one(message: dict) -> InboundItem:
@@ -76,7 +89,9 @@ def test_missing_metadata_names_the_path() -> None:
     envelope = _envelope(_message())
     del envelope["entry"][0]["changes"][0]["value"]["metadata"]
 
-    with pytest.raises(WireError, match=r"missing required field 'metadata' at entry\[0\]\.changes\[0\]\.value"):
+    with pytest.raises(
+        WireError, match=r"missing required field 'metadata' at entry\[0\]\.changes\[0\]\.value"
+    ):
         parse_webhook(json.dumps(envelope).encode())
 
 
@@ -160,43 +175,141 @@ def test_integer_timestamp_is_accepted() -> None:
     [
         ({"type": "text", "text": {"body": "hello"}}, "text", "hello", None, None),
         (
-            {"type": "interactive", "interactive": {"type": "button_reply", "button_reply": {"id": "yes", "title": "Yes"}}},
-            "interactive", "Yes", "yes", None,
+            {
+                "type": "interactive",
+                "interactive": {"type": "button_reply", "button_reply": {"id": "yes", "title": "Yes"}},
+            },
+            "interactive",
+            "Yes",
+            "yes",
+            None,
         ),
         (
-            {"type": "interactive", "interactive": {"type": "list_reply", "list_reply": {"id": "r2", "title": "Row 2"}}},
-            "interactive", "Row 2", "r2", None,
+            {
+                "type": "interactive",
+                "interactive": {"type": "list_reply", "list_reply": {"id": "r2", "title": "Row 2"}},
+            },
+            "interactive",
+            "Row 2",
+            "r2",
+            None,
         ),
         (
-            {"type": "interactive", "interactive": {"type": "nfm_reply", "nfm_reply": {"name": "flow", "body": "Sent", "response_json": "{}"}}},
-            "interactive", "Sent", "flow", None,
+            {
+                "type": "interactive",
+                "interactive": {
+                    "type": "nfm_reply",
+                    "nfm_reply": {"name": "flow", "body": "Sent", "response_json": "{}"},
+                },
+            },
+            "interactive",
+            "Sent",
+            "flow",
+            None,
         ),
         (
-            {"type": "interactive", "interactive": {"type": "call_permission_reply", "call_permission_reply": {}}},
-            "interactive", "[interactive: call_permission_reply]", None, None,
+            {
+                "type": "interactive",
+                "interactive": {"type": "call_permission_reply", "call_permission_reply": {}},
+            },
+            "interactive",
+            "[interactive: call_permission_reply]",
+            None,
+            None,
         ),
-        ({"type": "button", "button": {"payload": "STOP", "text": "Stop promotions"}}, "button", "Stop promotions", "STOP", None),
+        (
+            {"type": "button", "button": {"payload": "STOP", "text": "Stop promotions"}},
+            "button",
+            "Stop promotions",
+            "STOP",
+            None,
+        ),
         ({"type": "image", "image": {"id": "m1", "mime_type": "image/png"}}, "image", "[image]", None, "m1"),
         ({"type": "image", "image": {"id": "m1", "caption": "my cat"}}, "image", "my cat", None, "m1"),
         ({"type": "audio", "audio": {"id": "m2", "voice": True}}, "audio", "[voice]", None, "m2"),
         ({"type": "video", "video": {"id": "m3"}}, "video", "[video]", None, "m3"),
-        ({"type": "document", "document": {"id": "m4", "filename": "invoice.pdf"}}, "document", "[document: invoice.pdf]", None, "m4"),
-        ({"type": "sticker", "sticker": {"id": "m5"}}, "sticker", "[sticker]", None, "m5"),
-        ({"type": "location", "location": {"latitude": 1.5, "longitude": 2.5}}, "location", "[location: 1.5, 2.5]", None, None),
-        ({"type": "location", "location": {"latitude": 1, "longitude": 2, "name": "Shop"}}, "location", "Shop", None, None),
-        ({"type": "contacts", "contacts": [{"name": {"formatted_name": "Bo"}}]}, "contacts", "[contacts: Bo]", None, None),
-        ({"type": "reaction", "reaction": {"message_id": "wamid.x", "emoji": "👍"}}, "reaction", "👍", None, None),
-        ({"type": "order", "order": {"catalog_id": "c", "text": "for Friday", "product_items": []}}, "order", "for Friday", None, None),
-        ({"type": "system", "system": {"type": "user_changed_number", "body": ""}}, "system", "[system: user_changed_number]", None, None),
-        ({"type": "unsupported", "unsupported": {"type": "poll"}}, "unsupported", "[unsupported: poll]", None, None),
-        ({"type": "revoke", "revoke": {"original_message_id": "wamid.old"}}, "revoke", "[message deleted]", None, None),
         (
-            {"type": "edit", "edit": {"original_message_id": "wamid.old", "message": {"type": "text", "text": {"body": "fixed"}}}},
-            "edit", "fixed", None, None,
+            {"type": "document", "document": {"id": "m4", "filename": "invoice.pdf"}},
+            "document",
+            "[document: invoice.pdf]",
+            None,
+            "m4",
+        ),
+        ({"type": "sticker", "sticker": {"id": "m5"}}, "sticker", "[sticker]", None, "m5"),
+        (
+            {"type": "location", "location": {"latitude": 1.5, "longitude": 2.5}},
+            "location",
+            "[location: 1.5, 2.5]",
+            None,
+            None,
+        ),
+        (
+            {"type": "location", "location": {"latitude": 1, "longitude": 2, "name": "Shop"}},
+            "location",
+            "Shop",
+            None,
+            None,
+        ),
+        (
+            {"type": "contacts", "contacts": [{"name": {"formatted_name": "Bo"}}]},
+            "contacts",
+            "[contacts: Bo]",
+            None,
+            None,
+        ),
+        (
+            {"type": "reaction", "reaction": {"message_id": "wamid.x", "emoji": "👍"}},
+            "reaction",
+            "👍",
+            None,
+            None,
+        ),
+        (
+            {"type": "order", "order": {"catalog_id": "c", "text": "for Friday", "product_items": []}},
+            "order",
+            "for Friday",
+            None,
+            None,
+        ),
+        (
+            {"type": "system", "system": {"type": "user_changed_number", "body": ""}},
+            "system",
+            "[system: user_changed_number]",
+            None,
+            None,
+        ),
+        (
+            {"type": "unsupported", "unsupported": {"type": "poll"}},
+            "unsupported",
+            "[unsupported: poll]",
+            None,
+            None,
+        ),
+        (
+            {"type": "revoke", "revoke": {"original_message_id": "wamid.old"}},
+            "revoke",
+            "[message deleted]",
+            None,
+            None,
+        ),
+        (
+            {
+                "type": "edit",
+                "edit": {
+                    "original_message_id": "wamid.old",
+                    "message": {"type": "text", "text": {"body": "fixed"}},
+                },
+            },
+            "edit",
+            "fixed",
+            None,
+            None,
         ),
     ],
 )
-def test_each_type_is_normalised(fields: dict, kind: str, text: str, reply_id: str | None, media_id: str | None) -> None:
+def test_each_type_is_normalised(
+    fields: dict, kind: str, text: str, reply_id: str | None, media_id: str | None
+) -> None:
     message = _message(**fields)
     if fields["type"] != "text":
         del message["text"]
@@ -207,7 +320,10 @@ def test_each_type_is_normalised(fields: dict, kind: str, text: str, reply_id: s
 
 
 def test_amendments_point_at_the_original_message() -> None:
-    edit = _message(type="edit", edit={"original_message_id": "wamid.old", "message": {"type": "text", "text": {"body": "x"}}})
+    edit = _message(
+        type="edit",
+        edit={"original_message_id": "wamid.old", "message": {"type": "text", "text": {"body": "x"}}},
+    )
     revoke = _message(type="revoke", revoke={"original_message_id": "wamid.older"})
 
     assert _parse_one(edit).original_message_id == "wamid.old"
@@ -227,11 +343,18 @@ def test_contact_and_business_number_come_from_the_envelope() -> None:
     item = _parse_one(_message())
 
     assert (item.phone_number_id, item.from_phone) == (BUSINESS, "15550001111")
-    assert (item.contact_name, item.contact_first_name, item.contact_last_name) == ("Ada Lovelace", "Ada", "Lovelace")
+    assert (item.contact_name, item.contact_first_name, item.contact_last_name) == (
+        "Ada Lovelace",
+        "Ada",
+        "Lovelace",
+    )
 
 
 def test_contact_name_is_matched_by_wa_id_among_several() -> None:
-    contacts = [{"profile": {"name": "Other"}, "wa_id": "1999"}, {"profile": {"name": "Grace"}, "wa_id": "15550001111"}]
+    contacts = [
+        {"profile": {"name": "Other"}, "wa_id": "1999"},
+        {"profile": {"name": "Grace"}, "wa_id": "15550001111"},
+    ]
     envelope = _envelope(_message(), _message(**{"from": "17770000000", "id": "wamid.2"}), contacts=contacts)
 
     items = parse_webhook(json.dumps(envelope).encode()).messages
@@ -242,7 +365,8 @@ def test_contact_name_is_matched_by_wa_id_among_several() -> None:
 def test_arabic_text_and_name_survive_unchanged() -> None:
     text = "مرحبا، هل المنتج متوفر باللون الأزرق؟ 🙏"
     envelope = _envelope(
-        _message(text={"body": text}), contacts=[{"profile": {"name": "فاطمة الزهراء"}, "wa_id": "15550001111"}]
+        _message(text={"body": text}),
+        contacts=[{"profile": {"name": "فاطمة الزهراء"}, "wa_id": "15550001111"}],
     )
 
     item = parse_webhook(json.dumps(envelope, ensure_ascii=False).encode()).messages[0]
@@ -258,7 +382,9 @@ def test_thousands_of_messages_in_one_envelope_keep_their_order() -> None:
     parsed = parse_webhook(json.dumps(_envelope(*messages)).encode())
 
     assert len(parsed.messages) == count
-    assert [item.provider_message_id for item in parsed.messages] == [f"wamid.{index}" for index in range(count)]
+    assert [item.provider_message_id for item in parsed.messages] == [
+        f"wamid.{index}" for index in range(count)
+    ]
     assert parsed.messages[-1].text == f"message {count - 1}"
 
 
@@ -269,7 +395,10 @@ def test_several_entries_keep_their_own_business_number() -> None:
 
     items = parse_webhook(json.dumps(first).encode()).messages
 
-    assert [(item.provider_message_id, item.phone_number_id) for item in items] == [("wamid.a", "111"), ("wamid.b", "222")]
+    assert [(item.provider_message_id, item.phone_number_id) for item in items] == [
+        ("wamid.a", "111"),
+        ("wamid.b", "222"),
+    ]
 
 
 def test_failed_status_carries_its_error() -> None:
@@ -278,13 +407,21 @@ def test_failed_status_carries_its_error() -> None:
         "status": "failed",
         "timestamp": "1700000300",
         "recipient_id": "15550001111",
-        "errors": [{"code": 131047, "title": "Re-engagement message", "error_data": {"details": "24h window passed"}}],
+        "errors": [
+            {"code": 131047, "title": "Re-engagement message", "error_data": {"details": "24h window passed"}}
+        ],
     }
 
     item = parse_webhook(json.dumps(_envelope(statuses=(status,))).encode()).statuses[0]
 
-    assert (item.provider_message_id, item.status, item.timestamp) == ("wamid.out1", DeliveryStatus.FAILED, 1700000300.0)
-    assert [(e.code, e.title, e.details) for e in item.errors] == [(131047, "Re-engagement message", "24h window passed")]
+    assert (item.provider_message_id, item.status, item.timestamp) == (
+        "wamid.out1",
+        DeliveryStatus.FAILED,
+        1700000300.0,
+    )
+    assert [(e.code, e.title, e.details) for e in item.errors] == [
+        (131047, "Re-engagement message", "24h window passed")
+    ]
     assert item.conversation is None and item.pricing is None
 
 
@@ -335,7 +472,10 @@ def test_send_response_wamid() -> None:
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        (b'{"error": {"message": "Invalid OAuth access token.", "type": "OAuthException", "code": 190}}', "Graph API error 190: Invalid OAuth"),
+        (
+            b'{"error": {"message": "Invalid OAuth access token.", "type": "OAuthException", "code": 190}}',
+            "Graph API error 190: Invalid OAuth",
+        ),
         (b'{"messaging_product": "whatsapp", "messages": []}', "no message id"),
         (b"<html>Bad gateway</html>", "not valid JSON"),
         (b'{"messages": "x"}', "unexpected send response"),
@@ -361,7 +501,16 @@ def test_signature_round_trip_with_str_or_bytes_secret() -> None:
 
 @pytest.mark.parametrize(
     "header",
-    [None, "", "sha256=", "sha1=abc", "deadbeef", "sha256=" + "g" * 64, "sha256=" + "a" * 63, "sha256=" + "é" * 64],
+    [
+        None,
+        "",
+        "sha256=",
+        "sha1=abc",
+        "deadbeef",
+        "sha256=" + "g" * 64,
+        "sha256=" + "a" * 63,
+        "sha256=" + "é" * 64,
+    ],
 )
 def test_malformed_or_absent_signature_is_refused(header: str | None) -> None:
     assert not verify_sha256("s3cret", b"{}", header)
@@ -392,9 +541,17 @@ def test_generic_full_message() -> None:
 
     item = parse_generic(body, channel_ref="chan-7")
 
-    assert (item.provider_message_id, item.phone_number_id, item.from_phone) == ("ext-1", "chan-7", "+15550001111")
+    assert (item.provider_message_id, item.phone_number_id, item.from_phone) == (
+        "ext-1",
+        "chan-7",
+        "+15550001111",
+    )
     assert (item.type, item.text, item.timestamp) == ("text", "Where is my order?", 1700000000.0)
-    assert (item.contact_name, item.contact_first_name, item.contact_last_name) == ("Ada Lovelace", "Ada", "Lovelace")
+    assert (item.contact_name, item.contact_first_name, item.contact_last_name) == (
+        "Ada Lovelace",
+        "Ada",
+        "Lovelace",
+    )
     assert item.raw == json.loads(body)
 
 
@@ -420,7 +577,10 @@ def test_generic_timestamps(timestamp: object, seconds: float) -> None:
 
 
 def test_generic_arabic_text() -> None:
-    body = json.dumps({"message_id": "m", "from": "u", "text": "أريد إلغاء طلبي", "contact": {"first_name": "علي"}}, ensure_ascii=False)
+    body = json.dumps(
+        {"message_id": "m", "from": "u", "text": "أريد إلغاء طلبي", "contact": {"first_name": "علي"}},
+        ensure_ascii=False,
+    )
 
     item = parse_generic(body.encode(), channel_ref="c")
 
@@ -437,10 +597,19 @@ def test_generic_arabic_text() -> None:
         ({"message_id": "", "from": "u", "text": "t"}, "field 'message_id' must not be empty"),
         ({"message_id": "m" * 300, "from": "u", "text": "t"}, "longer than 256"),
         ({"message_id": "m", "from": 15550001111, "text": "t"}, "expected 'str', got 'int' at from"),
-        ({"message_id": "m", "from": "u", "text": "t", "channel": "x"}, "unknown field 'channel'; allowed fields are"),
-        ({"message_id": "m", "from": "u", "text": "t", "contact": {"phone": "1"}}, "unknown field 'phone' at contact"),
+        (
+            {"message_id": "m", "from": "u", "text": "t", "channel": "x"},
+            "unknown field 'channel'; allowed fields are",
+        ),
+        (
+            {"message_id": "m", "from": "u", "text": "t", "contact": {"phone": "1"}},
+            "unknown field 'phone' at contact",
+        ),
         ({"message_id": "m", "from": "u", "text": "t", "type": "image"}, "text only"),
-        ({"message_id": "m", "from": "u", "text": "t", "timestamp": 1700000000000}, "looks like milliseconds"),
+        (
+            {"message_id": "m", "from": "u", "text": "t", "timestamp": 1700000000000},
+            "looks like milliseconds",
+        ),
         ({"message_id": "m", "from": "u", "text": "t", "timestamp": -5}, "negative"),
         ({"message_id": "m", "from": "u", "text": "t", "timestamp": "last tuesday"}, "ISO 8601"),
         ({"message_id": "m", "from": "u", "text": "t", "timestamp": True}, "got 'bool' at timestamp"),
@@ -463,13 +632,17 @@ def test_a_message_that_is_not_an_object_is_refused() -> None:
     envelope = _envelope(_message())
     envelope["entry"][0]["changes"][0]["value"]["messages"] = ["hello"]
 
-    with pytest.raises(WireError, match=r"expected 'object', got 'str' at entry\[0\]\.changes\[0\]\.value\.messages\[0\]"):
+    with pytest.raises(
+        WireError, match=r"expected 'object', got 'str' at entry\[0\]\.changes\[0\]\.value\.messages\[0\]"
+    ):
         parse_webhook(json.dumps(envelope).encode())
 
 
 _json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=20,
 )
 
@@ -477,7 +650,9 @@ _json_values = st.recursive(
 @settings(max_examples=200, deadline=None)
 @given(
     message=st.dictionaries(
-        st.sampled_from(["id", "from", "timestamp", "type", "text", "image", "context", "interactive", "referral"]),
+        st.sampled_from(
+            ["id", "from", "timestamp", "type", "text", "image", "context", "interactive", "referral"]
+        ),
         _json_values,
     )
 )

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pathlib
 
 import msgspec
+from memory_runtime import MemoryRuntime, chain, make_plan, make_turn
 
 from flows.graph import compile_flow, intent_candidates
 from flows.interpreter import continue_from, run_turn
 from flows.ports import Detection, IntentScore
 from flows.turn import AIState, EventKind, PendingAction, PendingKind, TurnEvent
 from flows.validate import decode_document
-from memory_runtime import MemoryRuntime, chain, make_plan, make_turn
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "flows" / "examples"
 
@@ -22,7 +22,10 @@ def example(name: str):
 
 
 def kw(*words: str) -> dict:
-    return {"type": "when.message_received", "config": {"match": {"kind": "keywords", "keywords": list(words)}}}
+    return {
+        "type": "when.message_received",
+        "config": {"match": {"kind": "keywords", "keywords": list(words)}},
+    }
 
 
 def send(text: str) -> dict:
@@ -51,7 +54,11 @@ async def test_premium_support_sets_prompt_context_and_replies():
     assert rt.context == {"support_tier": "premium"}
     assert rt.sent == [("I've escalated your request.", "support")]
     assert result.layer == "trigger" and rt.ai_calls == []
-    assert result.ai == AIState(ai_enabled=True, custom_prompt="You are a premium assistant for Ana.", context={"support_tier": "premium"})
+    assert result.ai == AIState(
+        ai_enabled=True,
+        custom_prompt="You are a premium assistant for Ana.",
+        context={"support_tier": "premium"},
+    )
 
 
 async def test_spanish_support_sets_the_prompt_then_the_ai_answers_with_it():
@@ -59,7 +66,7 @@ async def test_spanish_support_sets_the_prompt_then_the_ai_answers_with_it():
     result = await run_turn([example("spanish-support")], make_turn("Hola, necesito información"), rt)
     assert rt.sent == [("¡Hola! ¿En qué puedo ayudarte?", "ai")]
     assert result.layer == "core_intent"
-    (_, ai_state), = rt.ai_calls
+    ((_, ai_state),) = rt.ai_calls
     assert ai_state.custom_prompt.startswith("Eres un asistente") and ai_state.context == {"language": "es"}
 
 
@@ -78,7 +85,7 @@ async def test_create_order_runs_the_webhook_with_typed_payload():
     assert rt.sent == [("Order A-1 created!", "support")]
     assert result.layer == "external_action" and result.vars == {"product": "iPhone", "quantity": 3}
     assert rt.webhook_calls[0].confidence == 0.95
-    (text, candidates), = rt.detect_calls
+    ((text, candidates),) = rt.detect_calls
     assert [c.display_name for c in candidates] == ["Create order"]
     assert {e.language for e in candidates[0].training_examples} == {"en", "ar", "es"}
     assert rt.ai_calls == []
@@ -132,8 +139,17 @@ async def test_intent_below_threshold_falls_back_to_the_ai():
 
 
 def intent_doc(name: str, priority: int = 0) -> dict:
-    return chain(name, {"type": "when.message_received", "config": {"match": {
-        "kind": "intent", "display_name": name, "training_examples": [{"text": name}]}}}, send(f"ran {name}"), priority=priority)
+    return chain(
+        name,
+        {
+            "type": "when.message_received",
+            "config": {
+                "match": {"kind": "intent", "display_name": name, "training_examples": [{"text": name}]}
+            },
+        },
+        send(f"ran {name}"),
+        priority=priority,
+    )
 
 
 async def test_ambiguous_intents_run_nothing():
@@ -145,7 +161,9 @@ async def test_ambiguous_intents_run_nothing():
 
 async def test_higher_priority_intent_wins_over_higher_confidence():
     rt = MemoryRuntime(intents={"one": 0.99, "two": 0.91})
-    await run_turn([make_plan(intent_doc("one")), make_plan(intent_doc("two", priority=1))], make_turn("x"), rt)
+    await run_turn(
+        [make_plan(intent_doc("one")), make_plan(intent_doc("two", priority=1))], make_turn("x"), rt
+    )
     assert rt.sent == [("ran two", "support")]
 
 
@@ -163,7 +181,10 @@ async def test_intent_candidates_carry_priority_and_confirmation():
     plans = [example("create-order-webhook"), make_plan(intent_doc("other", priority=3))]
     cands = intent_candidates(plans)
     assert [c.display_name for c in cands] == ["other", "Create order"]
-    assert cands[1].requires_confirmation is False and [v.name for v in cands[1].variables] == ["product", "quantity"]
+    assert cands[1].requires_confirmation is False and [v.name for v in cands[1].variables] == [
+        "product",
+        "quantity",
+    ]
 
 
 # --- AI state, strictness, failures ------------------------------------------------------
@@ -183,7 +204,14 @@ async def test_strict_undefined_name_is_a_node_error_and_lenient_a_warning():
 async def test_a_failing_node_does_not_stop_other_chains():
     rt = MemoryRuntime(fail={"set_conversation_status"})
     plans = [
-        make_plan(chain("a", ANY, {"type": "action.set_conversation_status", "config": {"status": "closed"}}, send("never"))),
+        make_plan(
+            chain(
+                "a",
+                ANY,
+                {"type": "action.set_conversation_status", "config": {"status": "closed"}},
+                send("never"),
+            )
+        ),
         make_plan(chain("b", ANY, send("still here"))),
     ]
     result = await run_turn(plans, make_turn("x"), rt)
@@ -206,7 +234,13 @@ async def test_added_tag_triggers_other_flows_in_the_same_turn():
     rt = MemoryRuntime()
     plans = [
         make_plan(chain("tagger", kw("vip"), tag("add", "vip"), send("tagged"))),
-        make_plan(chain("on-vip", {"type": "when.tag_added", "config": {"tag": "vip"}}, send("welcome vip {{ event.tag }}"))),
+        make_plan(
+            chain(
+                "on-vip",
+                {"type": "when.tag_added", "config": {"tag": "vip"}},
+                send("welcome vip {{ event.tag }}"),
+            )
+        ),
         make_plan(chain("self", {"type": "when.tag_added", "config": {"tag": "other"}}, send("no"))),
     ]
     result = await run_turn(plans, make_turn("I am VIP"), rt)
@@ -218,8 +252,22 @@ async def test_tag_ping_pong_is_stopped_by_the_depth_guard():
     rt = MemoryRuntime()
     plans = [
         make_plan(chain("start", kw("go"), tag("add", "a"))),
-        make_plan(chain("ping", {"type": "when.tag_added", "config": {"tag": "a"}}, tag("remove", "b"), tag("add", "b"))),
-        make_plan(chain("pong", {"type": "when.tag_added", "config": {"tag": "b"}}, tag("remove", "a"), tag("add", "a"))),
+        make_plan(
+            chain(
+                "ping",
+                {"type": "when.tag_added", "config": {"tag": "a"}},
+                tag("remove", "b"),
+                tag("add", "b"),
+            )
+        ),
+        make_plan(
+            chain(
+                "pong",
+                {"type": "when.tag_added", "config": {"tag": "b"}},
+                tag("remove", "a"),
+                tag("add", "a"),
+            )
+        ),
     ]
     result = await run_turn(plans, make_turn("go"), rt, max_event_depth=3)
     guards = [t for t in result.trace if t.type == "guard"]
@@ -233,7 +281,9 @@ async def test_tag_ping_pong_is_stopped_by_the_depth_guard():
 async def test_step_budget_stops_the_turn():
     rt = MemoryRuntime()
     doc = chain("long", ANY, *[send(f"m{i}") for i in range(5)])
-    result = await run_turn([make_plan(doc), make_plan(chain("other", ANY, send("later")))], make_turn("x"), rt, max_steps=3)
+    result = await run_turn(
+        [make_plan(doc), make_plan(chain("other", ANY, send("later")))], make_turn("x"), rt, max_steps=3
+    )
     assert result.steps == 3 and [t for t, _ in rt.sent] == ["m0", "m1"]
     assert any(t.type == "guard" and "step budget of 3" in t.error for t in result.trace)
 
@@ -245,9 +295,13 @@ async def test_missing_variable_is_asked_then_filled_from_the_reply():
     rt = order_runtime(extract={})
     plans = [example("create-order-webhook")]
     first = await run_turn(plans, make_turn("I want to buy something"), rt)
-    (pending, message), = rt.asked
+    ((pending, message),) = rt.asked
     assert message == "Which product would you like to order?"
-    assert pending.kind == PendingKind.MISSING_VARIABLES and pending.missing == ["product"] and pending.vars == {"quantity": 1}
+    assert (
+        pending.kind == PendingKind.MISSING_VARIABLES
+        and pending.missing == ["product"]
+        and pending.vars == {"quantity": 1}
+    )
     assert first.layer == "external_action" and first.pending == pending and rt.webhook_calls == []
 
     rt._extract = {"product": "iPad"}
@@ -326,9 +380,14 @@ async def test_a_pending_action_taken_by_another_worker_runs_nothing():
 async def test_requires_confirmation_uses_the_rendered_message():
     doc = decode_document((EXAMPLES / "create-order-webhook.flow.json").read_bytes())
     raw = doc.nodes[1].config
-    hook = msgspec.structs.replace(raw, requires_confirmation=True,
-                                   confirmation_message="Order {{ vars.quantity }} x {{ vars.product }}? Reply yes or no.")
-    doc = msgspec.structs.replace(doc, nodes=[doc.nodes[0], msgspec.structs.replace(doc.nodes[1], config=hook)])
+    hook = msgspec.structs.replace(
+        raw,
+        requires_confirmation=True,
+        confirmation_message="Order {{ vars.quantity }} x {{ vars.product }}? Reply yes or no.",
+    )
+    doc = msgspec.structs.replace(
+        doc, nodes=[doc.nodes[0], msgspec.structs.replace(doc.nodes[1], config=hook)]
+    )
     rt = order_runtime(confidence=0.99)
     await run_turn([compile_flow(doc, flow_id="o", version=2)], make_turn("buy 3 iPhones"), rt)
     assert rt.asked[-1][1] == "Order 3 x iPhone? Reply yes or no." and rt.webhook_calls == []
@@ -336,7 +395,9 @@ async def test_requires_confirmation_uses_the_rendered_message():
 
 async def test_pending_of_a_removed_flow_expires_and_the_message_goes_on():
     rt = MemoryRuntime()
-    stale = PendingAction(id="p1", flow_id="gone", node_id="intent", kind=PendingKind.CONFIRMATION, confidence=0.9)
+    stale = PendingAction(
+        id="p1", flow_id="gone", node_id="intent", kind=PendingKind.CONFIRMATION, confidence=0.9
+    )
     rt.pending_status["p1"] = "awaiting_confirmation"
     result = await run_turn([], make_turn("yes", pending=stale), rt)
     assert rt.resolutions == [("p1", "expired", True)] and result.layer == "core_intent"
@@ -347,21 +408,37 @@ async def test_pending_of_a_removed_flow_expires_and_the_message_goes_on():
 
 async def test_continue_from_a_webhook_sends_its_message_and_runs_the_rest():
     doc = chain("c", ANY, {"type": "action.send_message", "config": {"text": "x"}})
-    doc["nodes"][1] = {"id": "a1", "type": "action.call_webhook",
-                       "config": {"url": "https://x.example", "success_message": "Order {{ response.order_id }} created!"}}
+    doc["nodes"][1] = {
+        "id": "a1",
+        "type": "action.call_webhook",
+        "config": {"url": "https://x.example", "success_message": "Order {{ response.order_id }} created!"},
+    }
     doc["nodes"].append({"id": "after", **send("Thanks {{ vars.product }}")})
     doc["edges"] = [{"from": "t", "to": "a1"}, {"from": "a1", "to": "after", "port": "success"}]
     rt = MemoryRuntime()
-    result = await continue_from(make_plan(doc), "a1", "success", make_turn("x"), rt, vars={"product": "iPad"},
-                                 response={"order_id": "Z-9"})
+    result = await continue_from(
+        make_plan(doc),
+        "a1",
+        "success",
+        make_turn("x"),
+        rt,
+        vars={"product": "iPad"},
+        response={"order_id": "Z-9"},
+    )
     assert rt.sent == [("Order Z-9 created!", "support"), ("Thanks iPad", "support")]
     assert result.layer == "external_action" and rt.webhook_calls == []
 
 
 async def test_continue_from_after_an_intent_trigger_runs_its_chain():
     rt = MemoryRuntime()
-    result = await continue_from(example("create-order-webhook"), "intent", None, make_turn("yes"), rt,
-                                 vars={"product": "Mac", "quantity": 2})
+    result = await continue_from(
+        example("create-order-webhook"),
+        "intent",
+        None,
+        make_turn("yes"),
+        rt,
+        vars={"product": "Mac", "quantity": 2},
+    )
     assert rt.payloads == [{"product": "Mac", "quantity": 2, "phone": "+15550001111"}]
     assert result.webhook.status == "success"
 

@@ -32,7 +32,9 @@ def test_keywords_match_normalised_text(keyword, text):
     assert keywords.matches(view.words, view.padded)
 
 
-@pytest.mark.parametrize(("keyword", "text"), [("help", "helpful tips"), ("art", "start"), ("order now", "now order")])
+@pytest.mark.parametrize(
+    ("keyword", "text"), [("help", "helpful tips"), ("art", "start"), ("order now", "now order")]
+)
 def test_keywords_match_whole_words_only(keyword, text):
     view = TextView(text)
     assert not KeywordSet([keyword], mode="any").matches(view.words, view.padded)
@@ -55,7 +57,9 @@ def test_nested_quantifiers_are_rejected(pattern):
     assert problem is not None and problem[0] == "regex_unsafe"
 
 
-@pytest.mark.parametrize("pattern", [r"order\s*#?(?P<order_id>\d+)", r"^(hi|hello)\b", r"[a-z]{2,5}", r"(ab)+"])
+@pytest.mark.parametrize(
+    "pattern", [r"order\s*#?(?P<order_id>\d+)", r"^(hi|hello)\b", r"[a-z]{2,5}", r"(ab)+"]
+)
 def test_ordinary_patterns_are_accepted(pattern):
     assert check_regex(pattern) is None
 

@@ -8,13 +8,14 @@ import json
 import pathlib
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from memory_runtime import MemoryRuntime, make_turn
 
 from flows.graph import compile_flow
 from flows.interpreter import run_turn
 from flows.schema import document_to_dict, encode_document
 from flows.validate import FlowError, validate_document
-from memory_runtime import MemoryRuntime, make_turn
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "flows" / "examples"
 
@@ -22,10 +23,16 @@ plain_text = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, ma
     lambda s: "{" not in s and "}" not in s and s.strip()
 )
 word = st.text(st.sampled_from("abcxyzéñأبتسمةى"), min_size=1, max_size=8)
-template = st.sampled_from(["Hi {{ contact.first_name }}", "{{ vars.q }}", "{{ message_text | upper }}", "#{{ timestamp }}"])
+template = st.sampled_from(
+    ["Hi {{ contact.first_name }}", "{{ vars.q }}", "{{ message_text | upper }}", "#{{ timestamp }}"]
+)
 leaf_text = st.one_of(plain_text, template)
 json_value = st.recursive(
-    st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False, allow_infinity=False) | leaf_text,
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**6), 10**6)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | leaf_text,
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(word, inner, max_size=3),
     max_leaves=8,
 )
@@ -33,13 +40,26 @@ tag_name = st.text(st.sampled_from("abcdefgh-_"), min_size=1, max_size=10)
 
 match_config = st.one_of(
     st.just({"kind": "any"}),
-    st.builds(lambda ks, mode: {"kind": "keywords", "keywords": ks, "mode": mode}, st.lists(word, min_size=1, max_size=4),
-              st.sampled_from(["any", "all"])),
-    st.sampled_from([r"order\s*(\d+)", r"^hi\b", r"[a-z]{2,5}@x"]).map(lambda p: {"kind": "regex", "pattern": p}),
-    st.builds(lambda name, examples, threshold: {"kind": "intent", "display_name": name, "training_examples":
-                                                 [{"text": e, "language": "en"} for e in examples], "confidence_threshold": threshold,
-                                                 "variables": [{"name": "q", "prompt": "How many?", "required": True, "default": None}]},
-              plain_text, st.lists(plain_text, min_size=1, max_size=3), st.floats(0, 1)),
+    st.builds(
+        lambda ks, mode: {"kind": "keywords", "keywords": ks, "mode": mode},
+        st.lists(word, min_size=1, max_size=4),
+        st.sampled_from(["any", "all"]),
+    ),
+    st.sampled_from([r"order\s*(\d+)", r"^hi\b", r"[a-z]{2,5}@x"]).map(
+        lambda p: {"kind": "regex", "pattern": p}
+    ),
+    st.builds(
+        lambda name, examples, threshold: {
+            "kind": "intent",
+            "display_name": name,
+            "training_examples": [{"text": e, "language": "en"} for e in examples],
+            "confidence_threshold": threshold,
+            "variables": [{"name": "q", "prompt": "How many?", "required": True, "default": None}],
+        },
+        plain_text,
+        st.lists(plain_text, min_size=1, max_size=3),
+        st.floats(0, 1),
+    ),
 )
 trigger = st.one_of(
     match_config.map(lambda m: ("when.message_received", {"match": m})),
@@ -47,20 +67,45 @@ trigger = st.one_of(
     st.tuples(st.sampled_from(["when.tag_added", "when.tag_removed"]), tag_name.map(lambda t: {"tag": t})),
 )
 action = st.one_of(
-    st.builds(lambda text, kind: ("action.send_message", {"text": text, "message_type": kind}), leaf_text,
-              st.sampled_from(["marketing", "support", "ai"])),
-    st.sampled_from(["enable", "disable", "reset_context"]).map(lambda a: ("action.control_ai_response", {"action": a})),
+    st.builds(
+        lambda text, kind: ("action.send_message", {"text": text, "message_type": kind}),
+        leaf_text,
+        st.sampled_from(["marketing", "support", "ai"]),
+    ),
+    st.sampled_from(["enable", "disable", "reset_context"]).map(
+        lambda a: ("action.control_ai_response", {"action": a})
+    ),
     leaf_text.map(lambda p: ("action.control_ai_response", {"action": "custom_prompt", "custom_prompt": p})),
-    st.dictionaries(word, json_value, min_size=1, max_size=3).map(lambda d: ("action.update_ai_context", {"context_data": d})),
-    st.builds(lambda payload, method, retries: ("action.call_webhook", {
-        "url": "https://hooks.example.com/x", "method": method, "payload_template": payload, "max_retries": retries,
-        "headers": {"X-Id": "{{ conversation.id }}"}, "success_message": "ok {{ response }}"}),
-        json_value, st.sampled_from(["GET", "POST", "PUT"]), st.integers(0, 10)),
-    st.sampled_from(["open", "pending", "resolved"]).map(lambda s: ("action.set_conversation_status", {"status": s})),
+    st.dictionaries(word, json_value, min_size=1, max_size=3).map(
+        lambda d: ("action.update_ai_context", {"context_data": d})
+    ),
+    st.builds(
+        lambda payload, method, retries: (
+            "action.call_webhook",
+            {
+                "url": "https://hooks.example.com/x",
+                "method": method,
+                "payload_template": payload,
+                "max_retries": retries,
+                "headers": {"X-Id": "{{ conversation.id }}"},
+                "success_message": "ok {{ response }}",
+            },
+        ),
+        json_value,
+        st.sampled_from(["GET", "POST", "PUT"]),
+        st.integers(0, 10),
+    ),
+    st.sampled_from(["open", "pending", "resolved"]).map(
+        lambda s: ("action.set_conversation_status", {"status": s})
+    ),
     tag_name.map(lambda t: ("action.add_tag", {"tag": t})),
     tag_name.map(lambda t: ("action.remove_tag", {"tag": t})),
-    st.builds(lambda left, op, right: ("logic.condition", {"left": left, "op": op, "right": right}), json_value,
-              st.sampled_from(["equals", "not_equals", "contains", "not_contains", "exists", "is_empty"]), leaf_text),
+    st.builds(
+        lambda left, op, right: ("logic.condition", {"left": left, "op": op, "right": right}),
+        json_value,
+        st.sampled_from(["equals", "not_equals", "contains", "not_contains", "exists", "is_empty"]),
+        leaf_text,
+    ),
 )
 FREE_FORM = {"context_data", "payload_template", "headers", "left", "right", "default"}
 PORTS = {"logic.condition": ["true", "false"], "action.call_webhook": ["success", "failure"]}
@@ -84,9 +129,15 @@ def valid_documents(draw) -> dict:
             edge["port"] = port
         nodes.append(node)
         edges.append(edge)
-    return {"schema": "switchboard.flow/v1", "name": draw(plain_text), "description": draw(st.text(max_size=20)),
-            "status": draw(st.sampled_from(["draft", "active", "paused"])), "priority": draw(st.integers(-100, 100)),
-            "nodes": nodes, "edges": edges}
+    return {
+        "schema": "switchboard.flow/v1",
+        "name": draw(plain_text),
+        "description": draw(st.text(max_size=20)),
+        "status": draw(st.sampled_from(["draft", "active", "paused"])),
+        "priority": draw(st.integers(-100, 100)),
+        "nodes": nodes,
+        "edges": edges,
+    }
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -158,9 +209,21 @@ def test_mutated_documents_return_errors_and_never_raise(case):
 
 
 garbage_json = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=10),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(
-        ["name", "nodes", "edges", "id", "type", "config", "from", "to", "port", "match", "kind", "x"]), inner, max_size=5),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=10),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                ["name", "nodes", "edges", "id", "type", "config", "from", "to", "port", "match", "kind", "x"]
+            ),
+            inner,
+            max_size=5,
+        )
+    ),
     max_leaves=30,
 )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from memory_runtime import make_turn
 
 from flows.templates import (
     MAX_OUTPUT_CHARS,
@@ -12,25 +13,40 @@ from flows.templates import (
     render_value,
     template_names,
 )
-from memory_runtime import make_turn
 
-NAMES = template_names(make_turn("I want 3 phones"), vars={"quantity": 3, "product": "iPhone"},
-                       response={"order_id": "A-9", "items": [1, 2]}, event={"tag": "vip"})
+NAMES = template_names(
+    make_turn("I want 3 phones"),
+    vars={"quantity": 3, "product": "iPhone"},
+    response={"order_id": "A-9", "items": [1, 2]},
+    event={"tag": "vip"},
+)
 
 
 def test_design_names_are_available():
     out = render_text(
         "{{ contact.first_name }} {{ contact.last_name }}|{{ conversation.id }}|{{ message.text }}|{{ event.tag }}|"
         "{{ vars.product }}|{{ product }}|{{ response.order_id }}|{{ phone_number }}|{{ message_text }}|{{ timestamp }}",
-        NAMES, strict=True,
+        NAMES,
+        strict=True,
     )
-    assert out.value == "Ana Diaz|c1|I want 3 phones|vip|iPhone|iPhone|A-9|+15550001111|I want 3 phones|1700000000.0"
+    assert (
+        out.value
+        == "Ana Diaz|c1|I want 3 phones|vip|iPhone|iPhone|A-9|+15550001111|I want 3 phones|1700000000.0"
+    )
     assert out.warnings == []
 
 
 def test_single_expression_leaf_keeps_its_type():
-    out = render_value({"q": "{{ vars.quantity }}", "text": "x{{ vars.quantity }}", "items": ["{{ response.items }}"], "n": 5},
-                       NAMES, strict=True)
+    out = render_value(
+        {
+            "q": "{{ vars.quantity }}",
+            "text": "x{{ vars.quantity }}",
+            "items": ["{{ response.items }}"],
+            "n": 5,
+        },
+        NAMES,
+        strict=True,
+    )
     assert out.value == {"q": 3, "text": "x3", "items": [[1, 2]], "n": 5}
 
 
@@ -45,7 +61,9 @@ def test_undefined_name_raises_when_strict(template):
         render_value(template, NAMES, strict=True)
 
 
-@pytest.mark.parametrize(("template", "expected"), [("Hello {{ nobody }}!", "Hello !"), ("{{ nobody }}", None)])
+@pytest.mark.parametrize(
+    ("template", "expected"), [("Hello {{ nobody }}!", "Hello !"), ("{{ nobody }}", None)]
+)
 def test_undefined_name_renders_empty_with_a_warning_when_lenient(template, expected):
     out = render_value(template, NAMES, strict=False)
     assert out.value == expected
@@ -78,9 +96,12 @@ def test_sandbox_escape_attempts_fail_clearly_and_render_empty(template):
 
 
 def test_allowed_filters_and_safe_methods_work():
-    out = render_text("{{ contact.first_name | upper }} {{ 'a,b'.split(',') | join('+') }} {{ vars | tojson }} "
-                      "{{ vars.get('product') }} {{ 3.14159 | round(2) }} {{ missing | default('none') }}",
-                      NAMES, strict=False)
+    out = render_text(
+        "{{ contact.first_name | upper }} {{ 'a,b'.split(',') | join('+') }} {{ vars | tojson }} "
+        "{{ vars.get('product') }} {{ 3.14159 | round(2) }} {{ missing | default('none') }}",
+        NAMES,
+        strict=False,
+    )
     assert out.value == 'ANA a+b {"quantity": 3, "product": "iPhone"} iPhone 3.14 none'
 
 
@@ -93,8 +114,14 @@ def test_output_is_capped():
 
 @pytest.mark.parametrize(
     ("template", "problem"),
-    [("ok {{ name }}", None), ("no templates", None), ("{{ name", "syntax"), ("{% for %}", "syntax"),
-     ("{{ x | attr('y') }}", "not available"), ("{{ x | map('upper') }}", "not available")],
+    [
+        ("ok {{ name }}", None),
+        ("no templates", None),
+        ("{{ name", "syntax"),
+        ("{% for %}", "syntax"),
+        ("{{ x | attr('y') }}", "not available"),
+        ("{{ x | map('upper') }}", "not available"),
+    ],
 )
 def test_check_template(template, problem):
     result = check_template(template)
@@ -106,8 +133,17 @@ def test_check_template(template, problem):
 
 @pytest.mark.parametrize(
     "template",
-    ["Hi {{ contact.first_name }}!", "{{ vars.quantity }}", "{{ response.items }}", "{{ response }}", "{{ timestamp }}",
-     "a {{ contact.tags }} b {{ conversation.id }}", "{{contact.attributes}}", "{{ missing_name }}", "x {{ contact.nope }} y"],
+    [
+        "Hi {{ contact.first_name }}!",
+        "{{ vars.quantity }}",
+        "{{ response.items }}",
+        "{{ response }}",
+        "{{ timestamp }}",
+        "a {{ contact.tags }} b {{ conversation.id }}",
+        "{{contact.attributes}}",
+        "{{ missing_name }}",
+        "x {{ contact.nope }} y",
+    ],
 )
 @pytest.mark.parametrize("strict", [True, False])
 def test_plain_path_fast_path_renders_like_jinja(template, strict):
@@ -119,7 +155,9 @@ def test_plain_path_fast_path_renders_like_jinja(template, strict):
     for cache in (fast, slow):
         warnings: list[str] = []
         try:
-            outcomes.append((render_str(template, NAMES, strict=strict, warnings=warnings, cache=cache), warnings))
+            outcomes.append(
+                (render_str(template, NAMES, strict=strict, warnings=warnings, cache=cache), warnings)
+            )
         except TemplateError as exc:
             outcomes.append(("error", str(exc)))
     assert outcomes[0] == outcomes[1]

@@ -8,19 +8,31 @@ import json
 import pytest
 
 from flows.schema import FlowDocument
-from flows.validate import FlowValidationError, MAX_DOCUMENT_BYTES, decode_document, validate_document
+from flows.validate import MAX_DOCUMENT_BYTES, FlowValidationError, decode_document, validate_document
 
 BASE = {
     "schema": "switchboard.flow/v1",
     "name": "Base",
     "status": "active",
     "nodes": [
-        {"id": "t", "type": "when.message_received", "config": {"match": {"kind": "keywords", "keywords": ["help"]}}},
-        {"id": "c", "type": "logic.condition", "config": {"left": "{{ contact.first_name }}", "op": "equals", "right": "Ana"}},
+        {
+            "id": "t",
+            "type": "when.message_received",
+            "config": {"match": {"kind": "keywords", "keywords": ["help"]}},
+        },
+        {
+            "id": "c",
+            "type": "logic.condition",
+            "config": {"left": "{{ contact.first_name }}", "op": "equals", "right": "Ana"},
+        },
         {"id": "s", "type": "action.send_message", "config": {"text": "Hi {{ contact.first_name }}"}},
         {"id": "w", "type": "action.call_webhook", "config": {"url": "https://example.com/hook"}},
     ],
-    "edges": [{"from": "t", "to": "c"}, {"from": "c", "to": "s", "port": "true"}, {"from": "c", "to": "w", "port": "false"}],
+    "edges": [
+        {"from": "t", "to": "c"},
+        {"from": "c", "to": "s", "port": "true"},
+        {"from": "c", "to": "w", "port": "false"},
+    ],
 }
 
 
@@ -52,51 +64,191 @@ def test_base_document_is_valid():
         (lambda d: node(d, "s").update(type="action.teleport"), "unknown_type", "s", "type"),
         (lambda d: node(d, "s").update(colour="red"), "unknown_field", "s", "colour"),
         (lambda d: node(d, "s")["config"].update(font="bold"), "unknown_field", "s", "config.font"),
-        (lambda d: node(d, "t")["config"]["match"].update(case=True), "unknown_field", "t", "config.match.case"),
+        (
+            lambda d: node(d, "t")["config"]["match"].update(case=True),
+            "unknown_field",
+            "t",
+            "config.match.case",
+        ),
         (lambda d: node(d, "s").update(config={}), "missing_field", "s", "config.text"),
         (lambda d: node(d, "s").pop("config"), "missing_field", "s", "config"),
-        (lambda d: node(d, "w")["config"].update(timeout_seconds=600), "bad_value", "w", "config.timeout_seconds"),
+        (
+            lambda d: node(d, "w")["config"].update(timeout_seconds=600),
+            "bad_value",
+            "w",
+            "config.timeout_seconds",
+        ),
         (lambda d: node(d, "w")["config"].update(method="FETCH"), "bad_value", "w", "config.method"),
         (lambda d: node(d, "w")["config"].update(url="ftp://example.com"), "bad_value", "w", "config.url"),
-        (lambda d: node(d, "w")["config"].update(auth={"type": "bearer"}), "missing_value", "w", "config.auth.secret"),
-        (lambda d: node(d, "w")["config"].update(requires_confirmation=True), "confirmation_without_intent", "w", "config.requires_confirmation"),
+        (
+            lambda d: node(d, "w")["config"].update(auth={"type": "bearer"}),
+            "missing_value",
+            "w",
+            "config.auth.secret",
+        ),
+        (
+            lambda d: node(d, "w")["config"].update(requires_confirmation=True),
+            "confirmation_without_intent",
+            "w",
+            "config.requires_confirmation",
+        ),
         (lambda d: node(d, "s").update(id="c"), "duplicate_node_id", "c", "id"),
         (lambda d: d["edges"].append({"from": "s", "to": "ghost"}), "dangling_edge", "s", "edges[3].to"),
-        (lambda d: d["edges"].append({"from": "ghost", "to": "s"}), "dangling_edge", "ghost", "edges[3].from"),
+        (
+            lambda d: d["edges"].append({"from": "ghost", "to": "s"}),
+            "dangling_edge",
+            "ghost",
+            "edges[3].from",
+        ),
         (lambda d: d["edges"].append({"from": "s", "to": "c"}), "cycle", "c", "edges"),
         (lambda d: d["edges"].append({"from": "s", "to": "t"}), "trigger_incoming_edge", "t", "edges[3].to"),
-        (lambda d: d["edges"].append({"from": "c", "to": "s", "port": "maybe"}), "wrong_port", "c", "edges[3].port"),
+        (
+            lambda d: d["edges"].append({"from": "c", "to": "s", "port": "maybe"}),
+            "wrong_port",
+            "c",
+            "edges[3].port",
+        ),
         (lambda d: d["edges"].append({"from": "w", "to": "s"}), "wrong_port", "w", "edges[3].port"),
-        (lambda d: d["edges"].append({"from": "t", "to": "s", "port": "success"}), "wrong_port", "t", "edges[3].port"),
+        (
+            lambda d: d["edges"].append({"from": "t", "to": "s", "port": "success"}),
+            "wrong_port",
+            "t",
+            "edges[3].port",
+        ),
         (lambda d: d["edges"].append({"from": "t", "to": "c"}), "duplicate_edge", "t", "edges[3]"),
         (lambda d: d["edges"][0].update(weight=2), "unknown_field", "t", "edges[0].weight"),
-        (lambda d: node(d, "t").update(type="action.add_tag", config={"tag": "x"}), "missing_trigger", None, "nodes"),
-        (lambda d: node(d, "s")["config"].update(text="Hi {{ contact.first_name"), "template_syntax", "s", "config.text"),
-        (lambda d: node(d, "s")["config"].update(text="{{ x | attr('y') }}"), "template_syntax", "s", "config.text"),
-        (lambda d: node(d, "w")["config"].update(payload_template={"a": ["{% if %}"]}), "template_syntax", "w", "config.payload_template"),
+        (
+            lambda d: node(d, "t").update(type="action.add_tag", config={"tag": "x"}),
+            "missing_trigger",
+            None,
+            "nodes",
+        ),
+        (
+            lambda d: node(d, "s")["config"].update(text="Hi {{ contact.first_name"),
+            "template_syntax",
+            "s",
+            "config.text",
+        ),
+        (
+            lambda d: node(d, "s")["config"].update(text="{{ x | attr('y') }}"),
+            "template_syntax",
+            "s",
+            "config.text",
+        ),
+        (
+            lambda d: node(d, "w")["config"].update(payload_template={"a": ["{% if %}"]}),
+            "template_syntax",
+            "w",
+            "config.payload_template",
+        ),
         (lambda d: node(d, "c")["config"].update(left="{{ }}"), "template_syntax", "c", "config.left"),
         (lambda d: node(d, "c")["config"].update(op="between"), "bad_value", "c", "config.op"),
         (lambda d: node(d, "c")["config"].pop("right"), "missing_value", "c", "config.right"),
-        (lambda d: node(d, "c")["config"].update(op="matches", right="(a+)+$"), "regex_unsafe", "c", "config.right"),
-        (lambda d: node(d, "t")["config"].update(match={"kind": "regex", "pattern": "a" * 501}), "regex_too_long", "t", "config.match.pattern"),
-        (lambda d: node(d, "t")["config"].update(match={"kind": "regex", "pattern": "(unclosed"}), "regex_invalid", "t", "config.match.pattern"),
-        (lambda d: node(d, "t")["config"].update(match={"kind": "regex", "pattern": "(\\w+)*@"}), "regex_unsafe", "t", "config.match.pattern"),
-        (lambda d: node(d, "t")["config"].update(match={"kind": "keywords", "keywords": []}), "missing_value", "t", "config.match.keywords"),
-        (lambda d: node(d, "t")["config"].update(match={"kind": "keywords", "keywords": ["ok", "!!"]}), "bad_value", "t", "config.match.keywords[1]"),
-        (lambda d: node(d, "t")["config"].update(match={"kind": "sometimes"}), "bad_value", "t", "config.match.kind"),
-        (lambda d: node(d, "t")["config"].update(match={"kind": "intent", "display_name": "Buy"}), "missing_value", "t", "config.match.training_examples"),
-        (lambda d: node(d, "t")["config"].update(match={"kind": "intent", "display_name": "Buy", "confidence_threshold": 1.5,
-                                                        "training_examples": [{"text": "buy"}]}), "bad_value", "t", "config.match.confidence_threshold"),
-        (lambda d: node(d, "t")["config"].update(match={"kind": "intent", "display_name": "Buy", "training_examples": [{"text": "buy"}],
-                                                        "variables": [{"name": "q"}, {"name": "q"}]}), "duplicate_variable", "t", "config.match.variables[1].name"),
+        (
+            lambda d: node(d, "c")["config"].update(op="matches", right="(a+)+$"),
+            "regex_unsafe",
+            "c",
+            "config.right",
+        ),
+        (
+            lambda d: node(d, "t")["config"].update(match={"kind": "regex", "pattern": "a" * 501}),
+            "regex_too_long",
+            "t",
+            "config.match.pattern",
+        ),
+        (
+            lambda d: node(d, "t")["config"].update(match={"kind": "regex", "pattern": "(unclosed"}),
+            "regex_invalid",
+            "t",
+            "config.match.pattern",
+        ),
+        (
+            lambda d: node(d, "t")["config"].update(match={"kind": "regex", "pattern": "(\\w+)*@"}),
+            "regex_unsafe",
+            "t",
+            "config.match.pattern",
+        ),
+        (
+            lambda d: node(d, "t")["config"].update(match={"kind": "keywords", "keywords": []}),
+            "missing_value",
+            "t",
+            "config.match.keywords",
+        ),
+        (
+            lambda d: node(d, "t")["config"].update(match={"kind": "keywords", "keywords": ["ok", "!!"]}),
+            "bad_value",
+            "t",
+            "config.match.keywords[1]",
+        ),
+        (
+            lambda d: node(d, "t")["config"].update(match={"kind": "sometimes"}),
+            "bad_value",
+            "t",
+            "config.match.kind",
+        ),
+        (
+            lambda d: node(d, "t")["config"].update(match={"kind": "intent", "display_name": "Buy"}),
+            "missing_value",
+            "t",
+            "config.match.training_examples",
+        ),
+        (
+            lambda d: node(d, "t")["config"].update(
+                match={
+                    "kind": "intent",
+                    "display_name": "Buy",
+                    "confidence_threshold": 1.5,
+                    "training_examples": [{"text": "buy"}],
+                }
+            ),
+            "bad_value",
+            "t",
+            "config.match.confidence_threshold",
+        ),
+        (
+            lambda d: node(d, "t")["config"].update(
+                match={
+                    "kind": "intent",
+                    "display_name": "Buy",
+                    "training_examples": [{"text": "buy"}],
+                    "variables": [{"name": "q"}, {"name": "q"}],
+                }
+            ),
+            "duplicate_variable",
+            "t",
+            "config.match.variables[1].name",
+        ),
         (lambda d: node(d, "s").update(position={"x": "left", "y": 0}), "bad_value", "s", "position.x"),
-        (lambda d: d["nodes"].append({"id": "ai", "type": "action.control_ai_response", "config": {"action": "custom_prompt"}}),
-         "missing_value", "ai", "config.custom_prompt"),
-        (lambda d: d["nodes"].append({"id": "ctx", "type": "action.update_ai_context", "config": {"context_data": {}}}),
-         "missing_value", "ctx", "config.context_data"),
-        (lambda d: d["nodes"].append({"id": "st", "type": "action.set_conversation_status", "config": {"status": "Closed!"}}),
-         "bad_value", "st", "config.status"),
-        (lambda d: d["nodes"].append({"id": "tg", "type": "when.tag_added", "config": {"tag": ""}}), "bad_value", "tg", "config.tag"),
+        (
+            lambda d: d["nodes"].append(
+                {"id": "ai", "type": "action.control_ai_response", "config": {"action": "custom_prompt"}}
+            ),
+            "missing_value",
+            "ai",
+            "config.custom_prompt",
+        ),
+        (
+            lambda d: d["nodes"].append(
+                {"id": "ctx", "type": "action.update_ai_context", "config": {"context_data": {}}}
+            ),
+            "missing_value",
+            "ctx",
+            "config.context_data",
+        ),
+        (
+            lambda d: d["nodes"].append(
+                {"id": "st", "type": "action.set_conversation_status", "config": {"status": "Closed!"}}
+            ),
+            "bad_value",
+            "st",
+            "config.status",
+        ),
+        (
+            lambda d: d["nodes"].append({"id": "tg", "type": "when.tag_added", "config": {"tag": ""}}),
+            "bad_value",
+            "tg",
+            "config.tag",
+        ),
     ],
 )
 def test_each_error_names_node_and_field(change, code, node_id, field):
@@ -124,7 +276,7 @@ def test_all_errors_are_reported_at_once():
     [
         (b"{not json", "invalid_json"),
         (b"[1, 2]", "not_an_object"),
-        ("\"text\"", "not_an_object"),
+        ('"text"', "not_an_object"),
         (b"\xff\xfe", "invalid_json"),
         (12, "invalid_json"),
     ],
@@ -158,5 +310,7 @@ def test_decode_document_raises_with_every_error():
 
 
 def test_dict_input_and_defaults():
-    doc = decode_document({"name": "Min", "nodes": [{"id": "t", "type": "when.conversation_created", "config": {}}]})
+    doc = decode_document(
+        {"name": "Min", "nodes": [{"id": "t", "type": "when.conversation_created", "config": {}}]}
+    )
     assert doc.status == "draft" and doc.priority == 0 and doc.edges == [] and doc.description == ""

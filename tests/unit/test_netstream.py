@@ -18,8 +18,10 @@ from tests.support.stack import wait_until
 
 def client() -> httpx.AsyncClient:
     """An httpx client as webhook calls make them (the address guard lets loopback through here)."""
-    transport = GuardedTransport(limits=httpx.Limits(max_connections=4, max_keepalive_connections=4),
-                                 allowed_networks=parse_networks(["127.0.0.0/8"]))
+    transport = GuardedTransport(
+        limits=httpx.Limits(max_connections=4, max_keepalive_connections=4),
+        allowed_networks=parse_networks(["127.0.0.0/8"]),
+    )
     return httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(2.0))
 
 
@@ -54,8 +56,14 @@ class RawServer:
                 head, sep, rest = pending.partition(b"\r\n\r\n")
                 if not sep:
                     continue
-                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                               if line.lower().startswith(b"content-length:")), 0)
+                length = next(
+                    (
+                        int(line.split(b":")[1])
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length:")
+                    ),
+                    0,
+                )
                 if len(rest) < length:
                     continue
                 pending = rest[length:]
@@ -97,8 +105,13 @@ async def test_a_request_leaves_in_one_write_and_connections_are_reused() -> Non
     async with RawServer() as server:
         url = httpcore.URL(f"{server.url}/send")
         for i in range(3):
-            response = await pool.request(b"POST", url, headers=[(b"Content-Type", b"application/json")],
-                                          content=b'{"n": %d}' % i, timeout_s=2.0)
+            response = await pool.request(
+                b"POST",
+                url,
+                headers=[(b"Content-Type", b"application/json")],
+                content=b'{"n": %d}' % i,
+                timeout_s=2.0,
+            )
             assert (response.status, response.content) == (200, b"ok")
         await pool.aclose()
     assert len(server.connections) == 1, "keep-alive connection was not reused"
@@ -111,8 +124,9 @@ async def test_the_pool_answers_concurrent_requests_within_its_connection_limit(
     async with RawServer() as server:
         pool = KeepAlivePool(max_connections=3)
         url = httpcore.URL(f"{server.url}/send")
-        responses = await asyncio.gather(*(pool.request(b"POST", url, headers=[], content=b"%d" % i, timeout_s=5.0)
-                                           for i in range(40)))
+        responses = await asyncio.gather(
+            *(pool.request(b"POST", url, headers=[], content=b"%d" % i, timeout_s=5.0) for i in range(40))
+        )
         await pool.aclose()
     assert [r.status for r in responses] == [200] * 40
     assert len(server.connections) <= 3, "more connections than the limit"
@@ -126,8 +140,11 @@ async def test_a_connection_closed_by_the_server_is_replaced() -> None:
             response = await pool.request(b"GET", url, headers=[], content=b"", timeout_s=2.0)
             assert response.status == 200
             # The server's FIN reaches the idle connection before the next request.
-            await wait_until(lambda: all(c.has_expired() for c in pool._idle.get((url.scheme, url.host, url.port), [])),
-                             timeout_s=5, what="the idle connection to see the server's close")
+            await wait_until(
+                lambda: all(c.has_expired() for c in pool._idle.get((url.scheme, url.host, url.port), [])),
+                timeout_s=5,
+                what="the idle connection to see the server's close",
+            )
         await pool.aclose()
     assert len(server.connections) == 3
 
@@ -144,9 +161,13 @@ async def test_a_slow_answer_times_out_and_its_connection_is_not_reused() -> Non
         peer.route("GET", "/fast", fast)
         pool = KeepAlivePool(max_connections=1)
         with pytest.raises(httpcore.ReadTimeout):
-            await pool.request(b"GET", httpcore.URL(peer.url("/slow")), headers=[], content=b"", timeout_s=0.1)
+            await pool.request(
+                b"GET", httpcore.URL(peer.url("/slow")), headers=[], content=b"", timeout_s=0.1
+            )
         # The one connection slot came back, and the next request gets a clean connection.
-        response = await pool.request(b"GET", httpcore.URL(peer.url("/fast")), headers=[], content=b"", timeout_s=2.0)
+        response = await pool.request(
+            b"GET", httpcore.URL(peer.url("/fast")), headers=[], content=b"", timeout_s=2.0
+        )
         await pool.aclose()
     assert response.content == b"fast"
 
@@ -181,8 +202,11 @@ async def test_a_connection_the_server_closed_is_not_reused() -> None:
             response = await http.get(f"{server.url}/x")
             assert response.status_code == 200
             # The server's FIN reaches the idle connection before the next request.
-            await wait_until(lambda: all(c.has_expired() for c in http._transport._pool.connections),
-                             timeout_s=5, what="the idle connection to see the server's close")
+            await wait_until(
+                lambda: all(c.has_expired() for c in http._transport._pool.connections),
+                timeout_s=5,
+                what="the idle connection to see the server's close",
+            )
     assert len(server.connections) == 3
 
 
@@ -208,17 +232,27 @@ def _self_signed(tmp_path) -> tuple[str, str]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
-            .not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .sign(key, hashes.SHA256()))
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
+        )
+        .sign(key, hashes.SHA256())
+    )
     cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     return str(cert_path), str(key_path)
 
 
@@ -235,8 +269,14 @@ async def test_https_through_the_pool_and_the_guarded_transport(tmp_path) -> Non
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(ConnectionError, ssl.SSLError):
             while head := await reader.readuntil(b"\r\n\r\n"):
-                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                               if line.lower().startswith(b"content-length:")), 0)
+                length = next(
+                    (
+                        int(line.split(b":")[1])
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length:")
+                    ),
+                    0,
+                )
                 served.append(head.split(b"\r\n", 1)[0] + b" " + await reader.readexactly(length))
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecure")
                 await writer.drain()
@@ -247,9 +287,13 @@ async def test_https_through_the_pool_and_the_guarded_transport(tmp_path) -> Non
     try:
         pool = KeepAlivePool(max_connections=2, ssl_context=client_tls)
         url = httpcore.URL(f"https://127.0.0.1:{port}/106540/messages")
-        answers = [await pool.request(b"POST", url, headers=[], content=b"{}", timeout_s=5.0) for _ in range(2)]
+        answers = [
+            await pool.request(b"POST", url, headers=[], content=b"{}", timeout_s=5.0) for _ in range(2)
+        ]
         await pool.aclose()
-        transport = GuardedTransport(ssl_context=client_tls, allowed_networks=parse_networks(["127.0.0.1/32"]))
+        transport = GuardedTransport(
+            ssl_context=client_tls, allowed_networks=parse_networks(["127.0.0.1/32"])
+        )
         async with httpx.AsyncClient(transport=transport) as http:
             guarded = await http.post(f"https://127.0.0.1:{port}/hook", content=b"{}")
         # Nothing answers a client that does not trust the certificate.

@@ -11,12 +11,23 @@ from app.services.channels.whatsapp import SendError, WhatsAppSender
 from app.settings import ChannelSettings
 from tests.support.http_peer import HttpPeer, PeerRequest, PeerResponse
 
-CHANNEL = ChannelRecord(id="c1", workspace_id="w1", kind=ChannelKind.WHATSAPP, name="Main", phone_number_id="106540",
-                        access_token="EAAG-secret", app_secret="s", verify_token="v", secret="")
+CHANNEL = ChannelRecord(
+    id="c1",
+    workspace_id="w1",
+    kind=ChannelKind.WHATSAPP,
+    name="Main",
+    phone_number_id="106540",
+    access_token="EAAG-secret",
+    app_secret="s",
+    verify_token="v",
+    secret="",
+)
 
 
 def sender(base_url: str, **settings: float) -> WhatsAppSender:
-    return WhatsAppSender(ChannelSettings(whatsapp_graph_url=base_url, send_retry_base_seconds=0.01, **settings))
+    return WhatsAppSender(
+        ChannelSettings(whatsapp_graph_url=base_url, send_retry_base_seconds=0.01, **settings)
+    )
 
 
 async def test_a_reply_is_posted_with_the_channel_token_and_its_wamid_returned() -> None:

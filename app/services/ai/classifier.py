@@ -172,7 +172,9 @@ def _concepts() -> dict[str, tuple[str, ...]]:
 # --- features ------------------------------------------------------------------------------------
 
 
-def _raw_features(text: str, config: ClassifierConfig) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
+def _raw_features(
+    text: str, config: ClassifierConfig
+) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
     tokens = [_DIGITS_RE.sub("0", t) for t in tokenize(text)]
     chars: dict[str, int] = {}
     words: dict[str, int] = {}
@@ -306,7 +308,9 @@ class LocalClassifier:
             for key in feats:
                 classes_of.setdefault(key, set()).add(label)
         train_cf = {k: len(v) for k, v in classes_of.items()}
-        provisional = _State(MODEL_FORMAT_VERSION, config, keys, labels, [], [], train_df, len(texts), train_cf)
+        provisional = _State(
+            MODEL_FORMAT_VERSION, config, keys, labels, [], [], train_df, len(texts), train_cf
+        )
         shell = cls(provisional)
         vectors = [shell._weigh(feats) for feats in raw]
         sums: list[dict[str, float]] = [{} for _ in keys]
@@ -318,7 +322,11 @@ class LocalClassifier:
             sums = _drag_push(sums, vectors, labels, config)
         # Refinement spreads tiny weights over many features; dropping them keeps postings short.
         centroids = [{k: v for k, v in _normalized(s).items() if abs(v) >= config.prune_below} for s in sums]
-        return cls(_State(MODEL_FORMAT_VERSION, config, keys, labels, vectors, centroids, train_df, len(texts), train_cf))
+        return cls(
+            _State(
+                MODEL_FORMAT_VERSION, config, keys, labels, vectors, centroids, train_df, len(texts), train_cf
+            )
+        )
 
     def _idf(self, key: str) -> float:
         df = self._bg_df.get(key, 0) + self._state.train_df.get(key, 0)
@@ -374,8 +382,7 @@ class LocalClassifier:
                     centroid_sims[i] += weight * v
         nearest = [0.0] * n_intents
         for label, sim in zip(state.labels, example_sims):
-            if sim > nearest[label]:
-                nearest[label] = sim
+            nearest[label] = max(nearest[label], sim)
         share = self._config.max_weight
         # Refined centroids may hold negative weights; a score below zero means "unlike", i.e. zero.
         return [max(0.0, min(1.0, share * m + (1.0 - share) * c)) for m, c in zip(nearest, centroid_sims)]
@@ -404,7 +411,9 @@ class LocalClassifier:
                 )
             )
         out_of_scope = first < self._config.min_similarity
-        return Classification(best=None if out_of_scope else top[0], top=top[:top_k], out_of_scope=out_of_scope)
+        return Classification(
+            best=None if out_of_scope else top[0], top=top[:top_k], out_of_scope=out_of_scope
+        )
 
     # -- persistence ----------------------------------------------------------------------------
 
@@ -415,7 +424,9 @@ class LocalClassifier:
     def from_bytes(cls, data: bytes) -> LocalClassifier:
         state = msgspec.msgpack.decode(data, type=_State)
         if state.version != MODEL_FORMAT_VERSION:
-            raise ValueError(f"classifier format {state.version} is not {MODEL_FORMAT_VERSION}; retrain it from its examples")
+            raise ValueError(
+                f"classifier format {state.version} is not {MODEL_FORMAT_VERSION}; retrain it from its examples"
+            )
         return cls(state)
 
 
@@ -488,7 +499,9 @@ def core_intent_specs() -> list[IntentSpec]:
     return [
         IntentSpec(
             key=key,
-            examples=[IntentExample(text=t, language=lang) for lang, texts in intents[key].items() for t in texts],
+            examples=[
+                IntentExample(text=t, language=lang) for lang, texts in intents[key].items() for t in texts
+            ],
         )
         for key in CORE_INTENTS
     ]

@@ -14,7 +14,13 @@ from typing import Protocol
 
 import msgspec
 
-from app.services.ai.classifier import ENGINE_LOCAL, Classification, IntentExample, IntentSpec, LocalClassifier
+from app.services.ai.classifier import (
+    ENGINE_LOCAL,
+    Classification,
+    IntentExample,
+    IntentSpec,
+    LocalClassifier,
+)
 
 OOS_LABELS = frozenset({"oos", "none", ""})
 MAX_CONFUSION_LABELS = 20
@@ -92,7 +98,9 @@ def load_labeled(path: str | Path, *, variant: str = "clean") -> list[LabeledTex
             return [
                 LabeledText(
                     text=_TYPO_MARK_RE.sub(r"\1", r[column]).strip(),
-                    intent=_label(names[int(r["intent"])] if r["intent"].isdigit() and names else r["intent"]),
+                    intent=_label(
+                        names[int(r["intent"])] if r["intent"].isdigit() and names else r["intent"]
+                    ),
                 )
                 for r in rows
             ]
@@ -108,7 +116,9 @@ def load_labeled(path: str | Path, *, variant: str = "clean") -> list[LabeledTex
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{number}: not a JSON line ({exc.msg}); write one {{\"text\", \"intent\"}} per line") from exc
+                raise ValueError(
+                    f'{path}:{number}: not a JSON line ({exc.msg}); write one {{"text", "intent"}} per line'
+                ) from exc
             out.append(LabeledText(text=str(row["text"]), intent=_label(row.get("intent"))))
     return out
 
@@ -133,7 +143,9 @@ def sample_shots(rows: Sequence[LabeledText], shots: int | None, seed: int) -> l
     return out
 
 
-def split_shots(rows: Sequence[LabeledText], shots: int, seed: int) -> tuple[list[LabeledText], list[LabeledText]]:
+def split_shots(
+    rows: Sequence[LabeledText], shots: int, seed: int
+) -> tuple[list[LabeledText], list[LabeledText]]:
     """Split one labelled set into K-shot training rows and the rest as test rows."""
     train = sample_shots(rows, shots, seed)
     chosen = {id(r) for r in train}
@@ -221,7 +233,11 @@ def evaluate(
     if has_oos:
         predicted_oos = [e for e, p in pairs if p is None]
         actual_oos = [p for e, p in pairs if e is None]
-        oos_precision = round(sum(1 for e in predicted_oos if e is None) / len(predicted_oos), 4) if predicted_oos else 0.0
+        oos_precision = (
+            round(sum(1 for e in predicted_oos if e is None) / len(predicted_oos), 4)
+            if predicted_oos
+            else 0.0
+        )
         oos_recall = round(sum(1 for p in actual_oos if p is None) / len(actual_oos), 4)
 
     return EvalReport(

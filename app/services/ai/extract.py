@@ -44,9 +44,15 @@ VARIABLE_TYPES = frozenset(t.value for t in VariableType)
 _TYPE_HINTS: tuple[tuple[VariableType, tuple[str, ...]], ...] = (
     (VariableType.EMAIL, ("email", "e-mail", "mail", "correo", "بريد")),
     (VariableType.PHONE, ("phone", "mobile", "whatsapp", "telefono", "celular", "هاتف", "جوال", "رقم")),
-    (VariableType.MONEY, ("price", "total", "money", "cost", "budget", "amount_paid", "precio", "importe", "سعر", "مبلغ")),
+    (
+        VariableType.MONEY,
+        ("price", "total", "money", "cost", "budget", "amount_paid", "precio", "importe", "سعر", "مبلغ"),
+    ),
     (VariableType.DATE, ("date", "when", "day", "fecha", "cuando", "تاريخ", "موعد", "متى")),
-    (VariableType.NUMBER, ("quantity", "qty", "count", "amount", "number", "units", "cantidad", "cuantos", "كمية", "عدد")),
+    (
+        VariableType.NUMBER,
+        ("quantity", "qty", "count", "amount", "number", "units", "cantidad", "cuantos", "كمية", "عدد"),
+    ),
     (VariableType.PRODUCT, ("product", "item", "model", "name", "producto", "articulo", "منتج", "اسم")),
 )
 
@@ -54,10 +60,19 @@ _TYPE_HINTS: tuple[tuple[VariableType, tuple[str, ...]], ...] = (
 # Type names people write in flows (JSON-schema and programming words) and what they mean here;
 # None means "too generic: infer from the variable's name and prompt".
 TYPE_ALIASES: dict[str, VariableType | None] = {
-    "integer": VariableType.NUMBER, "int": VariableType.NUMBER, "float": VariableType.NUMBER,
-    "decimal": VariableType.NUMBER, "quantity": VariableType.NUMBER, "amount": VariableType.MONEY,
-    "currency": VariableType.MONEY, "price": VariableType.MONEY, "datetime": VariableType.DATE,
-    "string": None, "str": None, "any": None, "": None,
+    "integer": VariableType.NUMBER,
+    "int": VariableType.NUMBER,
+    "float": VariableType.NUMBER,
+    "decimal": VariableType.NUMBER,
+    "quantity": VariableType.NUMBER,
+    "amount": VariableType.MONEY,
+    "currency": VariableType.MONEY,
+    "price": VariableType.MONEY,
+    "datetime": VariableType.DATE,
+    "string": None,
+    "str": None,
+    "any": None,
+    "": None,
 }
 
 
@@ -81,13 +96,60 @@ def infer_type(spec: VariableSpec) -> VariableType:
 
 _NUMBER_WORDS: dict[str, int] = {
     **dict.fromkeys(["one", "a", "an", "single"], 1),
-    "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10,
-    "eleven": 11, "twelve": 12, "twenty": 20, "dozen": 12, "couple": 2, "pair": 2,
-    "uno": 1, "una": 1, "un": 1, "dos": 2, "tres": 3, "cuatro": 4, "cinco": 5, "seis": 6, "siete": 7,
-    "ocho": 8, "nueve": 9, "diez": 10, "once": 11, "doce": 12, "veinte": 20, "docena": 12, "par": 2,
-    "واحد": 1, "واحده": 1, "اثنين": 2, "اثنان": 2, "اتنين": 2, "ثلاثه": 3, "ثلاث": 3, "اربعه": 4, "اربع": 4,
-    "خمسه": 5, "خمس": 5, "سته": 6, "ست": 6, "سبعه": 7, "سبع": 7, "ثمانيه": 8, "ثماني": 8, "تسعه": 9, "تسع": 9,
-    "عشره": 10, "عشر": 10, "عشرين": 20,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "eleven": 11,
+    "twelve": 12,
+    "twenty": 20,
+    "dozen": 12,
+    "couple": 2,
+    "pair": 2,
+    "uno": 1,
+    "una": 1,
+    "un": 1,
+    "dos": 2,
+    "tres": 3,
+    "cuatro": 4,
+    "cinco": 5,
+    "seis": 6,
+    "siete": 7,
+    "ocho": 8,
+    "nueve": 9,
+    "diez": 10,
+    "once": 11,
+    "doce": 12,
+    "veinte": 20,
+    "docena": 12,
+    "par": 2,
+    "واحد": 1,
+    "واحده": 1,
+    "اثنين": 2,
+    "اثنان": 2,
+    "اتنين": 2,
+    "ثلاثه": 3,
+    "ثلاث": 3,
+    "اربعه": 4,
+    "اربع": 4,
+    "خمسه": 5,
+    "خمس": 5,
+    "سته": 6,
+    "ست": 6,
+    "سبعه": 7,
+    "سبع": 7,
+    "ثمانيه": 8,
+    "ثماني": 8,
+    "تسعه": 9,
+    "تسع": 9,
+    "عشره": 10,
+    "عشر": 10,
+    "عشرين": 20,
 }
 # Articles count as 1 only for quantities, never when a digit is there ("a 20% discount").
 _WEAK_NUMBER_WORDS = frozenset({"a", "an", "un", "una", "uno"})
@@ -96,7 +158,11 @@ _WORD_RE = re.compile(r"\w+")
 
 
 def _to_number(raw: str) -> int | float:
-    raw = raw.replace(",", ".") if raw.count(",") == 1 and "." not in raw and len(raw.split(",")[1]) != 3 else raw.replace(",", "")
+    raw = (
+        raw.replace(",", ".")
+        if raw.count(",") == 1 and "." not in raw and len(raw.split(",")[1]) != 3
+        else raw.replace(",", "")
+    )
     value = float(raw)
     return int(value) if value.is_integer() else value
 
@@ -155,12 +221,41 @@ def extract_phone(text: str) -> str | None:
 # --- money ---------------------------------------------------------------------------------------
 
 _CURRENCIES: dict[str, str] = {
-    "$": "USD", "usd": "USD", "dollar": "USD", "dollars": "USD", "dolar": "USD", "dolares": "USD", "دولار": "USD",
-    "€": "EUR", "eur": "EUR", "euro": "EUR", "euros": "EUR", "يورو": "EUR",
-    "£": "GBP", "gbp": "GBP", "pound": "GBP", "pounds": "GBP", "libras": "GBP", "جنيه": "GBP",
-    "sar": "SAR", "riyal": "SAR", "riyals": "SAR", "ريال": "SAR", "ر.س": "SAR",
-    "aed": "AED", "dirham": "AED", "dirhams": "AED", "درهم": "AED", "د.ا": "AED",
-    "egp": "EGP", "mxn": "MXN", "pesos": "MXN", "peso": "MXN", "kwd": "KWD", "دينار": "KWD", "qar": "QAR",
+    "$": "USD",
+    "usd": "USD",
+    "dollar": "USD",
+    "dollars": "USD",
+    "dolar": "USD",
+    "dolares": "USD",
+    "دولار": "USD",
+    "€": "EUR",
+    "eur": "EUR",
+    "euro": "EUR",
+    "euros": "EUR",
+    "يورو": "EUR",
+    "£": "GBP",
+    "gbp": "GBP",
+    "pound": "GBP",
+    "pounds": "GBP",
+    "libras": "GBP",
+    "جنيه": "GBP",
+    "sar": "SAR",
+    "riyal": "SAR",
+    "riyals": "SAR",
+    "ريال": "SAR",
+    "ر.س": "SAR",
+    "aed": "AED",
+    "dirham": "AED",
+    "dirhams": "AED",
+    "درهم": "AED",
+    "د.ا": "AED",
+    "egp": "EGP",
+    "mxn": "MXN",
+    "pesos": "MXN",
+    "peso": "MXN",
+    "kwd": "KWD",
+    "دينار": "KWD",
+    "qar": "QAR",
 }
 _CUR_ALT = "|".join(sorted((re.escape(c) for c in _CURRENCIES), key=len, reverse=True))
 _AMOUNT = r"\d+(?:[.,]\d+)*"
@@ -192,9 +287,20 @@ def extract_money(text: str) -> dict[str, Any] | None:
 _ISO_DATE_RE = re.compile(r"(?<!\d)(\d{4})-(\d{1,2})-(\d{1,2})(?!\d)")
 _DMY_DATE_RE = re.compile(r"(?<!\d)(\d{1,2})[/.](\d{1,2})[/.](\d{2,4})(?!\d)")
 _RELATIVE_DAYS: dict[str, int] = {
-    "today": 0, "tonight": 0, "hoy": 0, "اليوم": 0,
-    "tomorrow": 1, "manana": 1, "غدا": 1, "بكره": 1, "بكرا": 1, "الغد": 1,
-    "yesterday": -1, "ayer": -1, "امس": -1, "البارحه": -1,
+    "today": 0,
+    "tonight": 0,
+    "hoy": 0,
+    "اليوم": 0,
+    "tomorrow": 1,
+    "manana": 1,
+    "غدا": 1,
+    "بكره": 1,
+    "بكرا": 1,
+    "الغد": 1,
+    "yesterday": -1,
+    "ayer": -1,
+    "امس": -1,
+    "البارحه": -1,
 }
 _RELATIVE_PHRASES: dict[str, int] = {"day after tomorrow": 2, "pasado manana": 2, "بعد غد": 2, "بعد بكره": 2}
 
@@ -238,9 +344,51 @@ _PRODUCT_RE = re.compile(
     r"(?<![\w])((?:[A-Z][\w-]*|[a-z]+[A-Z][\w-]*)(?:\s+(?:[A-Z][\w-]*|[a-zA-Z]?\d+[\w-]*))*)"
 )
 _SENTENCE_WORDS = frozenset(
-    {"i", "i'm", "im", "hi", "hello", "hey", "please", "can", "could", "would", "do", "does", "is", "are", "the",
-     "a", "an", "my", "we", "you", "what", "how", "when", "where", "hola", "quiero", "quisiera", "me", "mi", "el",
-     "la", "los", "las", "yes", "no", "ok", "thanks", "gracias", "buy", "order", "want", "need", "get"}
+    {
+        "i",
+        "i'm",
+        "im",
+        "hi",
+        "hello",
+        "hey",
+        "please",
+        "can",
+        "could",
+        "would",
+        "do",
+        "does",
+        "is",
+        "are",
+        "the",
+        "a",
+        "an",
+        "my",
+        "we",
+        "you",
+        "what",
+        "how",
+        "when",
+        "where",
+        "hola",
+        "quiero",
+        "quisiera",
+        "me",
+        "mi",
+        "el",
+        "la",
+        "los",
+        "las",
+        "yes",
+        "no",
+        "ok",
+        "thanks",
+        "gracias",
+        "buy",
+        "order",
+        "want",
+        "need",
+        "get",
+    }
 )
 _ARABIC_PRODUCT_RE = re.compile(r"(?:ايفون|ايباد|سامسونج|جالاكسي|بلايستيشن|ماك\s?بوك)(?:\s?\d+)?")
 
@@ -283,7 +431,9 @@ def extract_value(text: str, kind: VariableType, *, now: datetime | None = None)
     return (m.group(1) or m.group(2)).strip() if m else None
 
 
-def extract_variables(text: str, variables: Sequence[VariableSpec], *, now: datetime | None = None) -> Extraction:
+def extract_variables(
+    text: str, variables: Sequence[VariableSpec], *, now: datetime | None = None
+) -> Extraction:
     """Fill each variable from the text by its (given or inferred) type, then its default.
 
     A required variable with neither lands in `missing`, so the caller can ask for it.

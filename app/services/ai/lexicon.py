@@ -25,10 +25,16 @@ _NEGATION_WINDOW = 2
 
 class _Lexicon:
     def __init__(self) -> None:
-        data = json.loads(resources.files(__package__).joinpath("data", "confirmation.json").read_text(encoding="utf-8"))
+        data = json.loads(
+            resources.files(__package__).joinpath("data", "confirmation.json").read_text(encoding="utf-8")
+        )
         self.phrases: dict[tuple[str, ...], ReplyDecision] = {}
         # Unclear first so "i don't know" is never read as "don't".
-        for kind, decision in (("approve", ReplyDecision.APPROVE), ("reject", ReplyDecision.REJECT), ("unclear", ReplyDecision.UNCLEAR)):
+        for kind, decision in (
+            ("approve", ReplyDecision.APPROVE),
+            ("reject", ReplyDecision.REJECT),
+            ("unclear", ReplyDecision.UNCLEAR),
+        ):
             for phrase in data[kind]:
                 tokens = tuple(_TOKEN_RE.findall(normalize_text(phrase)))
                 if tokens:
@@ -53,7 +59,9 @@ def _clause_decision(tokens: list[str], lex: _Lexicon) -> ReplyDecision | None:
             found = lex.phrases.get(tuple(tokens[i : i + size]))
             if found is None:
                 continue
-            if found is ReplyDecision.APPROVE and any(t in lex.negators for t in tokens[max(0, i - _NEGATION_WINDOW) : i]):
+            if found is ReplyDecision.APPROVE and any(
+                t in lex.negators for t in tokens[max(0, i - _NEGATION_WINDOW) : i]
+            ):
                 found = ReplyDecision.REJECT
             decision = found
             i += size

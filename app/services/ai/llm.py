@@ -76,15 +76,15 @@ class VariableRequest(msgspec.Struct, frozen=True, kw_only=True):
 
 DETECT_SYSTEM = (
     "You route a customer's chat message to one of a business's actions. Pick the action the message asks "
-    "for, or \"none\" when no action fits (a question, small talk, a complaint, or a different request). "
+    'for, or "none" when no action fits (a question, small talk, a complaint, or a different request). '
     "confidence is your probability, from 0 to 1, that the chosen action is what the customer wants: use "
     "values under 0.8 when you are unsure. The message may be in any language. Answer only by calling the "
     "tool choose_action."
 )
 EXTRACT_SYSTEM = (
     "You extract values from a customer's chat message for a business action. Fill each field only with "
-    "what the message states; use null when it does not say. Never guess. Numbers are numbers (\"three\" "
-    "and \"٣\" are 3); dates are YYYY-MM-DD. Answer only by calling the tool extract_variables."
+    'what the message states; use null when it does not say. Never guess. Numbers are numbers ("three" '
+    'and "٣" are 3); dates are YYYY-MM-DD. Answer only by calling the tool extract_variables.'
 )
 CONFIRM_SYSTEM = (
     "The customer was asked to confirm an action. Decide whether their reply approves it, rejects it, or "
@@ -96,17 +96,28 @@ CONTEXT_HEADING = "Facts about this customer and conversation (JSON); use them w
 
 _JSON_TYPES: dict[str, dict[str, Any]] = {
     "number": {"type": ["number", "null"]},
-    "money": {"anyOf": [{"type": "null"}, {"type": "object", "additionalProperties": False,
-                                          "required": ["amount", "currency"],
-                                          "properties": {"amount": {"type": "number"},
-                                                         "currency": {"type": "string",
-                                                                      "description": "ISO 4217 code"}}}]},
+    "money": {
+        "anyOf": [
+            {"type": "null"},
+            {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["amount", "currency"],
+                "properties": {
+                    "amount": {"type": "number"},
+                    "currency": {"type": "string", "description": "ISO 4217 code"},
+                },
+            },
+        ]
+    },
     "date": {"type": ["string", "null"], "description": "YYYY-MM-DD"},
 }
 _STRING_TYPE: dict[str, Any] = {"type": ["string", "null"]}
 
 
-def personality_system_prompt(system_prompt: str, *, custom_prompt: str | None, context: dict[str, Any]) -> str:
+def personality_system_prompt(
+    system_prompt: str, *, custom_prompt: str | None, context: dict[str, Any]
+) -> str:
     """The system message of a personality reply.
 
     A conversation's custom prompt extends the personality's prompt rather than replacing it: the
@@ -117,24 +128,38 @@ def personality_system_prompt(system_prompt: str, *, custom_prompt: str | None, 
     if custom_prompt and custom_prompt.strip():
         parts.append(f"{CUSTOM_PROMPT_HEADING}\n{custom_prompt.strip()}")
     if context:
-        parts.append(f"{CONTEXT_HEADING}\n{json.dumps(context, ensure_ascii=False, sort_keys=True, default=str)}")
+        parts.append(
+            f"{CONTEXT_HEADING}\n{json.dumps(context, ensure_ascii=False, sort_keys=True, default=str)}"
+        )
     return "\n\n".join(p for p in parts if p)
 
 
 def history_messages(history: Sequence[dict[str, str]], text: str) -> list[dict[str, str]]:
     """The conversation window as chat messages, ending with the customer's current message."""
-    out = [{"role": "assistant" if h.get("role") == "assistant" else "user", "content": str(h.get("text", ""))}
-           for h in history if h.get("text")]
+    out = [
+        {"role": "assistant" if h.get("role") == "assistant" else "user", "content": str(h.get("text", ""))}
+        for h in history
+        if h.get("text")
+    ]
     if not out or out[-1] != {"role": "user", "content": text}:
         out.append({"role": "user", "content": text})
     return out
 
 
 def _tool(name: str, description: str, properties: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "function", "function": {
-        "name": name, "description": description,
-        "parameters": {"type": "object", "properties": properties, "required": list(properties),
-                       "additionalProperties": False}}}
+    return {
+        "type": "function",
+        "function": {
+            "name": name,
+            "description": description,
+            "parameters": {
+                "type": "object",
+                "properties": properties,
+                "required": list(properties),
+                "additionalProperties": False,
+            },
+        },
+    }
 
 
 _FENCE_RE = re.compile(r"^```(?:json)?\s*|\s*```$", re.IGNORECASE)
@@ -198,8 +223,12 @@ class LLMClient:
         key = (config.base_url, config.api_key)
         client = self._clients.get(key)
         if client is None:
-            client = AsyncOpenAI(api_key=config.api_key, base_url=config.base_url or None,
-                                 timeout=self.timeout_s, max_retries=self.max_retries)
+            client = AsyncOpenAI(
+                api_key=config.api_key,
+                base_url=config.base_url or None,
+                timeout=self.timeout_s,
+                max_retries=self.max_retries,
+            )
             self._clients[key] = client
         return client
 
@@ -208,8 +237,14 @@ class LLMClient:
         for client in clients:
             await client.close()
 
-    async def _complete(self, config: LLMConfig, messages: list[dict[str, Any]], *,
-                        tool: dict[str, Any] | None = None, max_tokens: int | None = None) -> tuple[Any, LLMUsage]:
+    async def _complete(
+        self,
+        config: LLMConfig,
+        messages: list[dict[str, Any]],
+        *,
+        tool: dict[str, Any] | None = None,
+        max_tokens: int | None = None,
+    ) -> tuple[Any, LLMUsage]:
         """One completion (with the SDK's retries), bounded as a whole by `timeout_s`."""
         options: dict[str, Any] = {"model": config.model, "messages": messages, "temperature": 0}
         if tool is not None:
@@ -229,8 +264,10 @@ class LLMClient:
             raise LLMFailure(f"cannot connect to {config.base_url or 'the API'}") from exc
         except openai.OpenAIError as exc:
             raise LLMFailure(f"bad answer: {type(exc).__name__}") from exc
-        usage = LLMUsage(prompt_tokens=int(getattr(response.usage, "prompt_tokens", 0) or 0),
-                         completion_tokens=int(getattr(response.usage, "completion_tokens", 0) or 0))
+        usage = LLMUsage(
+            prompt_tokens=int(getattr(response.usage, "prompt_tokens", 0) or 0),
+            completion_tokens=int(getattr(response.usage, "completion_tokens", 0) or 0),
+        )
         if not response.choices:
             raise LLMFailure("bad answer: no choices")
         message = response.choices[0].message
@@ -251,19 +288,34 @@ class LLMClient:
 
     # --- the engine's operations ------------------------------------------------------------------
 
-    async def detect(self, config: LLMConfig, text: str, candidates: Sequence[IntentCandidate]) -> tuple[Detection, LLMUsage]:
+    async def detect(
+        self, config: LLMConfig, text: str, candidates: Sequence[IntentCandidate]
+    ) -> tuple[Detection, LLMUsage]:
         ids = [f"a{i + 1}" for i in range(len(candidates))]
-        actions = [{"id": ids[i], "name": c.display_name, "description": c.description,
-                    "examples": [e.text for e in c.training_examples[:MAX_EXAMPLES_PER_ACTION]]}
-                   for i, c in enumerate(candidates)]
-        tool = _tool("choose_action", "The action the customer's message asks for.", {
-            "action_id": {"type": "string", "enum": [*ids, _NONE]},
-            "confidence": {"type": "number", "minimum": 0, "maximum": 1},
-            "reasons": {"type": "string", "description": "One short sentence."},
-        })
+        actions = [
+            {
+                "id": ids[i],
+                "name": c.display_name,
+                "description": c.description,
+                "examples": [e.text for e in c.training_examples[:MAX_EXAMPLES_PER_ACTION]],
+            }
+            for i, c in enumerate(candidates)
+        ]
+        tool = _tool(
+            "choose_action",
+            "The action the customer's message asks for.",
+            {
+                "action_id": {"type": "string", "enum": [*ids, _NONE]},
+                "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+                "reasons": {"type": "string", "description": "One short sentence."},
+            },
+        )
         user = json.dumps({"actions": actions, "message": text[:MAX_TEXT_CHARS]}, ensure_ascii=False)
-        answer, usage = await self._complete(config, [{"role": "system", "content": DETECT_SYSTEM},
-                                                      {"role": "user", "content": user}], tool=tool)
+        answer, usage = await self._complete(
+            config,
+            [{"role": "system", "content": DETECT_SYSTEM}, {"role": "user", "content": user}],
+            tool=tool,
+        )
         action_id = str(answer.get("action_id") or _NONE)
         confidence = _number(answer.get("confidence"))
         reasons = str(answer.get("reasons") or "")[:500]
@@ -274,11 +326,16 @@ class LLMClient:
         if confidence is None:
             raise LLMFailure("bad answer: confidence is not a number")
         chosen = candidates[ids.index(action_id)]
-        match = IntentScore(flow_id=chosen.flow_id, node_id=chosen.node_id,
-                            confidence=round(min(1.0, max(0.0, float(confidence))), 4))
+        match = IntentScore(
+            flow_id=chosen.flow_id,
+            node_id=chosen.node_id,
+            confidence=round(min(1.0, max(0.0, float(confidence))), 4),
+        )
         return Detection(match=match, top=[match], engine=ENGINE_LLM, reason=reasons), usage
 
-    async def extract(self, config: LLMConfig, text: str, variables: Sequence[VariableRequest]) -> tuple[dict[str, Any], LLMUsage]:
+    async def extract(
+        self, config: LLMConfig, text: str, variables: Sequence[VariableRequest]
+    ) -> tuple[dict[str, Any], LLMUsage]:
         """Typed values by variable name; a variable the message does not state is absent."""
         properties: dict[str, Any] = {}
         for v in variables:
@@ -287,8 +344,14 @@ class LLMClient:
             schema["description"] = f"{hint} ({v.type})"
             properties[v.name] = schema
         tool = _tool("extract_variables", "Values stated in the customer's message.", properties)
-        answer, usage = await self._complete(config, [{"role": "system", "content": EXTRACT_SYSTEM},
-                                                      {"role": "user", "content": text[:MAX_TEXT_CHARS]}], tool=tool)
+        answer, usage = await self._complete(
+            config,
+            [
+                {"role": "system", "content": EXTRACT_SYSTEM},
+                {"role": "user", "content": text[:MAX_TEXT_CHARS]},
+            ],
+            tool=tool,
+        )
         values: dict[str, Any] = {}
         for v in variables:
             value = coerce_value(answer.get(v.name), v.type)
@@ -297,17 +360,27 @@ class LLMClient:
         return values, usage
 
     async def classify_reply(self, config: LLMConfig, text: str) -> tuple[str, LLMUsage]:
-        tool = _tool("classify_reply", "What the customer's reply means.",
-                     {"decision": {"type": "string", "enum": ["approve", "reject", "unclear"]}})
-        answer, usage = await self._complete(config, [{"role": "system", "content": CONFIRM_SYSTEM},
-                                                      {"role": "user", "content": text[:MAX_TEXT_CHARS]}], tool=tool)
+        tool = _tool(
+            "classify_reply",
+            "What the customer's reply means.",
+            {"decision": {"type": "string", "enum": ["approve", "reject", "unclear"]}},
+        )
+        answer, usage = await self._complete(
+            config,
+            [
+                {"role": "system", "content": CONFIRM_SYSTEM},
+                {"role": "user", "content": text[:MAX_TEXT_CHARS]},
+            ],
+            tool=tool,
+        )
         decision = str(answer.get("decision") or "")
         if decision not in ("approve", "reject", "unclear"):
             raise LLMFailure(f"bad answer: decision {decision[:40]!r}")
         return decision, usage
 
-    async def reply(self, config: LLMConfig, *, system: str, history: Sequence[dict[str, str]],
-                    text: str) -> tuple[str, LLMUsage]:
+    async def reply(
+        self, config: LLMConfig, *, system: str, history: Sequence[dict[str, str]], text: str
+    ) -> tuple[str, LLMUsage]:
         messages = [{"role": "system", "content": system}, *history_messages(history, text[:MAX_TEXT_CHARS])]
         return await self._complete(config, messages, max_tokens=REPLY_MAX_TOKENS)
 
@@ -321,29 +394,45 @@ class EvalLLMEngine:
     def __init__(self, specs: Sequence[IntentSpec], *, client: LLMClient, config: LLMConfig) -> None:
         self.client = client
         self.config = config
-        self.candidates = [IntentCandidate(flow_id=s.key, node_id="", display_name=s.key, description=s.description,
-                                           training_examples=[TrainingExample(text=e.text) for e in s.examples]) for s in specs]
+        self.candidates = [
+            IntentCandidate(
+                flow_id=s.key,
+                node_id="",
+                display_name=s.key,
+                description=s.description,
+                training_examples=[TrainingExample(text=e.text) for e in s.examples],
+            )
+            for s in specs
+        ]
         self.failures = 0
         self.usage = LLMUsage()
         self._loop = asyncio.new_event_loop()
 
     def classify(self, text: str, *, top_k: int = 5) -> Classification:
         try:
-            detection, usage = self._loop.run_until_complete(self.client.detect(self.config, text, self.candidates))
+            detection, usage = self._loop.run_until_complete(
+                self.client.detect(self.config, text, self.candidates)
+            )
         except LLMFailure as exc:
             # One failed call counts as "matches nothing" rather than ending the whole evaluation.
             self.failures += 1
-            log.warning("llm detection failed during evaluation", extra={"reason": exc.reason, "text": text[:80]})
+            log.warning(
+                "llm detection failed during evaluation", extra={"reason": exc.reason, "text": text[:80]}
+            )
             return Classification(best=None, top=[], out_of_scope=True, engine=ENGINE_LLM)
-        self.usage = LLMUsage(self.usage.prompt_tokens + usage.prompt_tokens,
-                              self.usage.completion_tokens + usage.completion_tokens)
+        self.usage = LLMUsage(
+            self.usage.prompt_tokens + usage.prompt_tokens,
+            self.usage.completion_tokens + usage.completion_tokens,
+        )
         if detection.match is None:
             return Classification(best=None, top=[], out_of_scope=True, engine=ENGINE_LLM)
-        best = IntentScoreItem(key=detection.match.flow_id, confidence=detection.match.confidence,
-                               similarity=detection.match.confidence)
+        best = IntentScoreItem(
+            key=detection.match.flow_id,
+            confidence=detection.match.confidence,
+            similarity=detection.match.confidence,
+        )
         return Classification(best=best, top=[best], out_of_scope=False, engine=ENGINE_LLM)
 
     def close(self) -> None:
         self._loop.run_until_complete(self.client.aclose())
         self._loop.close()
-

@@ -75,11 +75,20 @@ def _read(row: dict) -> LLMSettingsRead:
     config = _effective(row["llm_api_key_enc"], row["llm_base_url"], row["llm_model"])
     ai = get_settings().ai
     base_url = (config.base_url if config else row["llm_base_url"] or ai.openai_base_url) or DEFAULT_BASE_URL
-    return LLMSettingsRead(model=row["llm_model"] or ai.model, base_url=base_url, key_set=config is not None,
-                           monthly_token_quota=row["monthly_token_quota"] or 0)
+    return LLMSettingsRead(
+        model=row["llm_model"] or ai.model,
+        base_url=base_url,
+        key_set=config is not None,
+        monthly_token_quota=row["monthly_token_quota"] or 0,
+    )
 
 
-_COLUMNS = (Workspace.llm_api_key_enc, Workspace.llm_base_url, Workspace.llm_model, Workspace.monthly_token_quota)
+_COLUMNS = (
+    Workspace.llm_api_key_enc,
+    Workspace.llm_base_url,
+    Workspace.llm_model,
+    Workspace.monthly_token_quota,
+)
 
 
 async def _row(workspace_id: str) -> dict:
@@ -128,5 +137,8 @@ async def resolve(workspace_id: str) -> WorkspaceLLM:
     row = await engine.pool().fetchrow(_RESOLVE, uuid.UUID(workspace_id), current_month())
     if row is None:
         return WorkspaceLLM(config=_effective("", "", ""))
-    return WorkspaceLLM(config=_effective(row["llm_api_key_enc"], row["llm_base_url"], row["llm_model"]),
-                        monthly_token_quota=row["monthly_token_quota"] or 0, tokens_used=row["tokens_used"])
+    return WorkspaceLLM(
+        config=_effective(row["llm_api_key_enc"], row["llm_base_url"], row["llm_model"]),
+        monthly_token_quota=row["monthly_token_quota"] or 0,
+        tokens_used=row["tokens_used"],
+    )

@@ -20,7 +20,14 @@ import msgspec
 from app.services.ai import classifier as local
 from app.services.ai import extract as local_extract
 from app.services.ai import lexicon, llm_settings, usage
-from app.services.ai.llm import ENGINE_LLM, LLMClient, LLMFailure, LLMUsage, VariableRequest, personality_system_prompt
+from app.services.ai.llm import (
+    ENGINE_LLM,
+    LLMClient,
+    LLMFailure,
+    LLMUsage,
+    VariableRequest,
+    personality_system_prompt,
+)
 from app.services.ai.personalities import CoreIntent, get_personality
 from app.settings import get_settings
 from flows.ports import AIAnswer, Detection, Extraction, IntentCandidate, IntentScore
@@ -37,9 +44,18 @@ FALLBACK = "fallback"
 # The flow document's variable types (and common spellings) in the extractor's vocabulary;
 # "" lets the extractor infer the type from the variable's name and prompt.
 _TYPE_ALIASES = {
-    "string": "", "str": "", "": "",
-    "integer": "number", "int": "number", "float": "number", "decimal": "number", "numeric": "number",
-    "quantity": "number", "datetime": "date", "currency": "money", "price": "money",
+    "string": "",
+    "str": "",
+    "": "",
+    "integer": "number",
+    "int": "number",
+    "float": "number",
+    "decimal": "number",
+    "numeric": "number",
+    "quantity": "number",
+    "datetime": "date",
+    "currency": "money",
+    "price": "money",
 }
 
 
@@ -52,8 +68,12 @@ def extractor_type(declared: str | None) -> str:
 
 
 def _local_specs(variables: list[VariableSpec]) -> list[local_extract.VariableSpec]:
-    return [local_extract.VariableSpec(name=v.name, prompt=v.prompt, required=v.required, default=v.default,
-                                       type=extractor_type(v.type)) for v in variables]
+    return [
+        local_extract.VariableSpec(
+            name=v.name, prompt=v.prompt, required=v.required, default=v.default, type=extractor_type(v.type)
+        )
+        for v in variables
+    ]
 
 
 def _candidates_key(candidates: list[IntentCandidate]) -> str:
@@ -84,7 +104,9 @@ class LocalEngine:
             specs = [
                 local.IntentSpec(
                     key=candidate_key(c),
-                    examples=[local.IntentExample(text=e.text, language=e.language) for e in c.training_examples]
+                    examples=[
+                        local.IntentExample(text=e.text, language=e.language) for e in c.training_examples
+                    ]
                     or [local.IntentExample(text=c.display_name)],
                     description=c.description,
                 )
@@ -103,23 +125,43 @@ class LocalEngine:
             return Detection(match=None, top=[], engine=self.name, reason="no intent actions or no text")
         by_key = {candidate_key(c): c for c in candidates}
         result = self.model_for(candidates).classify(text, top_k=5)
-        top = [IntentScore(flow_id=by_key[s.key].flow_id, node_id=by_key[s.key].node_id,
-                           confidence=round(s.confidence, 4)) for s in result.top if s.key in by_key]
+        top = [
+            IntentScore(
+                flow_id=by_key[s.key].flow_id,
+                node_id=by_key[s.key].node_id,
+                confidence=round(s.confidence, 4),
+            )
+            for s in result.top
+            if s.key in by_key
+        ]
         if result.out_of_scope or result.best is None:
-            return Detection(match=None, top=top, engine=self.name, reason="out of scope: no example is close")
+            return Detection(
+                match=None, top=top, engine=self.name, reason="out of scope: no example is close"
+            )
         best = by_key[result.best.key]
-        match = IntentScore(flow_id=best.flow_id, node_id=best.node_id, confidence=round(result.best.confidence, 4))
-        ambiguous = len(result.top) > 1 and (result.top[0].confidence - result.top[1].confidence) < ambiguity_margin \
+        match = IntentScore(
+            flow_id=best.flow_id, node_id=best.node_id, confidence=round(result.best.confidence, 4)
+        )
+        ambiguous = (
+            len(result.top) > 1
+            and (result.top[0].confidence - result.top[1].confidence) < ambiguity_margin
             and result.top[1].confidence >= by_key[result.top[1].key].confidence_threshold
-        return Detection(match=match, top=top, engine=self.name, ambiguous=ambiguous,
-                         reason="two actions match almost equally" if ambiguous else "")
+        )
+        return Detection(
+            match=match,
+            top=top,
+            engine=self.name,
+            ambiguous=ambiguous,
+            reason="two actions match almost equally" if ambiguous else "",
+        )
 
 
 class Understanding:
     """What ServiceRuntime and the tester call; chooses the engine per workspace and meters its use."""
 
-    def __init__(self, *, ambiguity_margin: float, llm: LLMClient | None = None,
-                 settings_ttl_s: float = SETTINGS_TTL_S) -> None:
+    def __init__(
+        self, *, ambiguity_margin: float, llm: LLMClient | None = None, settings_ttl_s: float = SETTINGS_TTL_S
+    ) -> None:
         self.local = LocalEngine()
         self.ambiguity_margin = ambiguity_margin
         self.llm = llm or LLMClient(timeout_s=get_settings().ai.llm_timeout_seconds)
@@ -154,20 +196,34 @@ class Understanding:
                 self._quota_logged.add((workspace_id, month))
                 log.warning(
                     "LLM token quota reached: %d of %d tokens used in %s; the local engine and fallback texts "
-                    "answer until the month ends or the quota is raised", ws.tokens_used, ws.monthly_token_quota,
-                    month, extra={"workspace_id": workspace_id, "month": month, "tokens_used": ws.tokens_used,
-                                  "monthly_token_quota": ws.monthly_token_quota})
+                    "answer until the month ends or the quota is raised",
+                    ws.tokens_used,
+                    ws.monthly_token_quota,
+                    month,
+                    extra={
+                        "workspace_id": workspace_id,
+                        "month": month,
+                        "tokens_used": ws.tokens_used,
+                        "monthly_token_quota": ws.monthly_token_quota,
+                    },
+                )
             return None, "llm quota reached"
         return ws.config, ""
 
     async def _count_llm(self, workspace_id: str, used: LLMUsage) -> None:
         try:
-            tokens = await usage.record_llm(workspace_id, prompt_tokens=used.prompt_tokens,
-                                            completion_tokens=used.completion_tokens)
+            tokens = await usage.record_llm(
+                workspace_id, prompt_tokens=used.prompt_tokens, completion_tokens=used.completion_tokens
+            )
         except Exception:  # metering must not lose the answer already paid for; the gap is logged
-            log.exception("llm usage not recorded", extra={"workspace_id": workspace_id,
-                                                           "prompt_tokens": used.prompt_tokens,
-                                                           "completion_tokens": used.completion_tokens})
+            log.exception(
+                "llm usage not recorded",
+                extra={
+                    "workspace_id": workspace_id,
+                    "prompt_tokens": used.prompt_tokens,
+                    "completion_tokens": used.completion_tokens,
+                },
+            )
             return
         cached = self._settings.get(workspace_id)
         if cached is not None:
@@ -178,8 +234,10 @@ class Understanding:
         self.local_meter.add(workspace_id)
 
     def _failed(self, workspace_id: str, step: str, exc: LLMFailure) -> str:
-        log.warning("llm failed; the local engine decides", extra={"workspace_id": workspace_id, "step": step,
-                                                                   "reason": exc.reason})
+        log.warning(
+            "llm failed; the local engine decides",
+            extra={"workspace_id": workspace_id, "step": step, "reason": exc.reason},
+        )
         return f"llm failed: {exc.reason}"
 
     @staticmethod
@@ -188,7 +246,9 @@ class Understanding:
 
     # --- the ports ------------------------------------------------------------------------------------
 
-    async def detect_intent(self, workspace_id: str, text: str, candidates: list[IntentCandidate]) -> Detection:
+    async def detect_intent(
+        self, workspace_id: str, text: str, candidates: list[IntentCandidate]
+    ) -> Detection:
         why = ""
         if candidates and text.strip():
             config, why = await self._llm_for(workspace_id)
@@ -204,17 +264,24 @@ class Understanding:
         self._count_local(workspace_id)
         if not why:
             return detection
-        return msgspec.structs.replace(detection, engine=self._named(detection.engine, why),
-                                       reason="; ".join(r for r in (why, detection.reason) if r))
+        return msgspec.structs.replace(
+            detection,
+            engine=self._named(detection.engine, why),
+            reason="; ".join(r for r in (why, detection.reason) if r),
+        )
 
-    async def extract_variables(self, workspace_id: str, text: str, variables: list[VariableSpec]) -> Extraction:
+    async def extract_variables(
+        self, workspace_id: str, text: str, variables: list[VariableSpec]
+    ) -> Extraction:
         specs = _local_specs(variables)
         why = ""
         if specs and text.strip():
             config, why = await self._llm_for(workspace_id)
             if config is not None:
-                requests = [VariableRequest(name=s.name, prompt=s.prompt, type=local_extract.infer_type(s).value)
-                            for s in specs]
+                requests = [
+                    VariableRequest(name=s.name, prompt=s.prompt, type=local_extract.infer_type(s).value)
+                    for s in specs
+                ]
                 try:
                     found, used = await self.llm.extract(config, text, requests)
                 except LLMFailure as exc:
@@ -233,8 +300,9 @@ class Understanding:
                     return Extraction(values=values, missing=missing, engine=ENGINE_LLM)
         result = local_extract.extract_variables(text, specs)
         self._count_local(workspace_id)
-        return Extraction(values=dict(result.values), missing=list(result.missing),
-                          engine=self._named(result.engine, why))
+        return Extraction(
+            values=dict(result.values), missing=list(result.missing), engine=self._named(result.engine, why)
+        )
 
     async def classify_reply(self, workspace_id: str, text: str) -> str:
         """The lexicon first (instant, and right on yes/no/نعم/sí); the LLM only for what it finds unclear."""
@@ -259,8 +327,15 @@ class Understanding:
             return CoreIntent.GENERAL, result.best.confidence if result.best else 0.0, top
         return CoreIntent(result.best.key), result.best.confidence, top
 
-    async def answer(self, workspace_id: str, turn: Turn, ai: AIState, *, history: list[dict[str, str]],
-                     offline: bool = False) -> AIAnswer:
+    async def answer(
+        self,
+        workspace_id: str,
+        turn: Turn,
+        ai: AIState,
+        *,
+        history: list[dict[str, str]],
+        offline: bool = False,
+    ) -> AIAnswer:
         """The core-intent personality's reply: the LLM with prompt, custom prompt, context and history,
         else the personality's fallback text. `offline` (the tester's dry run) never calls the LLM."""
         if not ai.ai_enabled:
@@ -271,15 +346,22 @@ class Understanding:
         if not offline:
             config, why = await self._llm_for(workspace_id)
             if config is not None:
-                system = personality_system_prompt(personality.system_prompt, custom_prompt=ai.custom_prompt,
-                                                   context=dict(ai.context))
+                system = personality_system_prompt(
+                    personality.system_prompt, custom_prompt=ai.custom_prompt, context=dict(ai.context)
+                )
                 try:
                     text, used = await self.llm.reply(config, system=system, history=history, text=turn.text)
                 except LLMFailure as exc:
                     why = self._failed(workspace_id, "answer", exc)
                 else:
                     await self._count_llm(workspace_id, used)
-                    return AIAnswer(intent=intent.value, confidence=round(confidence, 4), text=text, engine=ENGINE_LLM)
+                    return AIAnswer(
+                        intent=intent.value, confidence=round(confidence, 4), text=text, engine=ENGINE_LLM
+                    )
         self._count_local(workspace_id)
-        return AIAnswer(intent=intent.value, confidence=round(confidence, 4), text=personality.fallback_text,
-                        engine=self._named(FALLBACK, why))
+        return AIAnswer(
+            intent=intent.value,
+            confidence=round(confidence, 4),
+            text=personality.fallback_text,
+            engine=self._named(FALLBACK, why),
+        )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import msgspec
 
@@ -33,7 +33,7 @@ RETURNING prompt_tokens + completion_tokens
 
 def current_month(now: datetime | None = None) -> str:
     """YYYY-MM in UTC: quotas reset on the first of the month, 00:00 UTC."""
-    return (now or datetime.now(timezone.utc)).strftime("%Y-%m")
+    return (now or datetime.now(UTC)).strftime("%Y-%m")
 
 
 class UsageRead(msgspec.Struct, frozen=True, kw_only=True):
@@ -52,27 +52,51 @@ class UsageRead(msgspec.Struct, frozen=True, kw_only=True):
         return self.prompt_tokens + self.completion_tokens
 
 
-async def _add(workspace_id: str, *, llm_calls: int = 0, prompt_tokens: int = 0, completion_tokens: int = 0,
-               local_calls: int = 0, month: str | None = None) -> int:
+async def _add(
+    workspace_id: str,
+    *,
+    llm_calls: int = 0,
+    prompt_tokens: int = 0,
+    completion_tokens: int = 0,
+    local_calls: int = 0,
+    month: str | None = None,
+) -> int:
     """Add to this month's counters; returns the month's tokens so far."""
-    return await engine.pool().fetchval(_ADD, uuid.uuid4(), uuid.UUID(workspace_id), month or current_month(),
-                                        llm_calls, prompt_tokens, completion_tokens, local_calls)
+    return await engine.pool().fetchval(
+        _ADD,
+        uuid.uuid4(),
+        uuid.UUID(workspace_id),
+        month or current_month(),
+        llm_calls,
+        prompt_tokens,
+        completion_tokens,
+        local_calls,
+    )
 
 
 async def record_llm(workspace_id: str, *, prompt_tokens: int, completion_tokens: int) -> int:
     """Count one LLM call and its tokens (as the API reported them); returns the month's tokens so far."""
-    return await _add(workspace_id, llm_calls=1, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+    return await _add(
+        workspace_id, llm_calls=1, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
+    )
 
 
 async def read(workspace_id: str, *, month: str | None = None) -> UsageRead:
     month = month or current_month()
-    row = await UsageCounter.select().where(
-        (UsageCounter.workspace == workspace_id) & (UsageCounter.month == month)).first()
+    row = (
+        await UsageCounter.select()
+        .where((UsageCounter.workspace == workspace_id) & (UsageCounter.month == month))
+        .first()
+    )
     quota = await Workspace.select(Workspace.monthly_token_quota).where(Workspace.id == workspace_id).first()
     return UsageRead(
-        month=month, llm_calls=row["llm_calls"] if row else 0, prompt_tokens=row["prompt_tokens"] if row else 0,
-        completion_tokens=row["completion_tokens"] if row else 0, local_calls=row["local_calls"] if row else 0,
-        monthly_token_quota=(quota or {}).get("monthly_token_quota") or 0)
+        month=month,
+        llm_calls=row["llm_calls"] if row else 0,
+        prompt_tokens=row["prompt_tokens"] if row else 0,
+        completion_tokens=row["completion_tokens"] if row else 0,
+        local_calls=row["local_calls"] if row else 0,
+        monthly_token_quota=(quota or {}).get("monthly_token_quota") or 0,
+    )
 
 
 class LocalCallMeter:
@@ -99,5 +123,7 @@ class LocalCallMeter:
             try:
                 await _add(workspace_id, local_calls=calls, month=month)
             except Exception:  # metering must never break a turn; the loss is logged with its size
-                log.exception("local usage not recorded", extra={"workspace_id": workspace_id, "month": month,
-                                                                 "local_calls": calls})
+                log.exception(
+                    "local usage not recorded",
+                    extra={"workspace_id": workspace_id, "month": month, "local_calls": calls},
+                )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated
 
 import msgspec
@@ -52,7 +52,9 @@ def parse_generic(body: bytes, *, channel_ref: str, now_s: float | None = None) 
     except msgspec.DecodeError as exc:
         raise WireError(f"body is not valid JSON: {exc}") from None
     if message.type != MessageType.TEXT.value:
-        raise WireError(f"type {message.type!r} is not supported: the generic channel carries text only (type 'text')")
+        raise WireError(
+            f"type {message.type!r} is not supported: the generic channel carries text only (type 'text')"
+        )
     contact = message.contact or GenericContact()
     return InboundItem(
         provider_message_id=message.message_id,
@@ -108,5 +110,5 @@ def _iso_seconds(value: str) -> float:
         ) from None
     if moment.tzinfo is None:
         # A zone-less time from a webhook sender is almost always UTC (server clocks).
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()

@@ -76,7 +76,11 @@ def _check(data: ChannelCreate) -> None:
     if not data.name.strip():
         raise ChannelError("name: give the channel a name")
     if data.kind is ChannelKind.WHATSAPP:
-        missing = [f for f in ("phone_number_id", "access_token", "app_secret", "verify_token") if not getattr(data, f)]
+        missing = [
+            f
+            for f in ("phone_number_id", "access_token", "app_secret", "verify_token")
+            if not getattr(data, f)
+        ]
         if missing:
             raise ChannelError(
                 f"{', '.join(missing)}: a WhatsApp channel needs the phone number id, access token, app "
@@ -142,7 +146,11 @@ async def delete_channel(workspace_id: str, channel_id: str) -> bool:
     cid = _uuid_or_none(channel_id)
     if cid is None:
         return False
-    deleted = await Channel.delete().where((Channel.id == cid) & (Channel.workspace == workspace_id)).returning(Channel.id)
+    deleted = (
+        await Channel.delete()
+        .where((Channel.id == cid) & (Channel.workspace == workspace_id))
+        .returning(Channel.id)
+    )
     _cache.pop(channel_id, None)
     return bool(deleted)
 

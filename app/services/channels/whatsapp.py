@@ -48,27 +48,36 @@ class WhatsAppSender:
         url = self._urls.get(phone_number_id)
         if url is None:
             url = self._urls[phone_number_id] = httpcore.URL(
-                f"{self.settings.whatsapp_graph_url}/{phone_number_id}/messages")
+                f"{self.settings.whatsapp_graph_url}/{phone_number_id}/messages"
+            )
         return url
 
-    async def _post(self, url: httpcore.URL, body: bytes, headers: list[tuple[bytes, bytes]]) -> tuple[int, bytes]:
-        response = await self.pool.request(b"POST", url, headers=headers, content=body,
-                                           timeout_s=self.settings.send_timeout_seconds)
+    async def _post(
+        self, url: httpcore.URL, body: bytes, headers: list[tuple[bytes, bytes]]
+    ) -> tuple[int, bytes]:
+        response = await self.pool.request(
+            b"POST", url, headers=headers, content=body, timeout_s=self.settings.send_timeout_seconds
+        )
         return response.status, response.content
 
     async def send_text(self, channel: ChannelRecord, *, to: str, text: str) -> str:
         """Send and return the wamid; raise SendError when it could not be sent."""
         url = self._messages_url(channel.phone_number_id)
         body = build_text_message(to, text)
-        headers = [(b"Authorization", f"Bearer {channel.access_token}".encode()),
-                   (b"Content-Type", b"application/json"), (b"User-Agent", USER_AGENT)]
+        headers = [
+            (b"Authorization", f"Bearer {channel.access_token}".encode()),
+            (b"Content-Type", b"application/json"),
+            (b"User-Agent", USER_AGENT),
+        ]
         attempt = 0
         while True:
             try:
                 status_code, content = await self._post(url, body, headers)
             except TRANSPORT_ERRORS as exc:
                 if attempt >= self.settings.send_max_retries:
-                    raise SendError(f"WhatsApp API unreachable after {attempt + 1} attempts: {exc!r}") from exc
+                    raise SendError(
+                        f"WhatsApp API unreachable after {attempt + 1} attempts: {exc!r}"
+                    ) from exc
             else:
                 text = content[:2000].decode("utf-8", "replace")
                 if status_code < 300:
@@ -77,10 +86,15 @@ class WhatsAppSender:
                     except WireError as exc:
                         raise SendError(exc.message, status_code=status_code, body=text) from exc
                 if status_code not in RETRYABLE_STATUS or attempt >= self.settings.send_max_retries:
-                    raise SendError(f"WhatsApp API answered {status_code}: {text[:300]}",
-                                    status_code=status_code, body=text)
+                    raise SendError(
+                        f"WhatsApp API answered {status_code}: {text[:300]}",
+                        status_code=status_code,
+                        body=text,
+                    )
             delay_s = self.settings.send_retry_base_seconds * (2**attempt) * (0.5 + random.random() / 2)
-            log.info("whatsapp send retry", extra={"attempt": attempt + 1, "delay_s": round(delay_s, 3),
-                                                   "channel_id": channel.id})
+            log.info(
+                "whatsapp send retry",
+                extra={"attempt": attempt + 1, "delay_s": round(delay_s, 3), "channel_id": channel.id},
+            )
             await asyncio.sleep(delay_s)
             attempt += 1

@@ -362,7 +362,11 @@ def _collect(value: _Value, parsed: ParsedWebhook, *, where: str) -> None:
     only_name = names.get("", "") if len(value.contacts) == 1 else ""
     for m, raw in enumerate(value.messages):
         item = _inbound(
-            raw, phone_number_id=phone_number_id, names=names, only_name=only_name, where=f"{where}.messages[{m}]"
+            raw,
+            phone_number_id=phone_number_id,
+            names=names,
+            only_name=only_name,
+            where=f"{where}.messages[{m}]",
         )
         parsed.messages.append(item)
     for status in value.statuses:
@@ -447,7 +451,9 @@ def _describe(content: _Content, item: InboundItem) -> None:
     elif kind == "location" and content.location is not None:
         item.text = _location_text(content.location)
     elif kind == "contacts" and content.contacts is not None:
-        names = [card.name.formatted_name for card in content.contacts if card.name and card.name.formatted_name]
+        names = [
+            card.name.formatted_name for card in content.contacts if card.name and card.name.formatted_name
+        ]
         item.text = f"[contacts: {', '.join(names)}]" if names else "[contacts]"
     elif kind == "reaction" and content.reaction is not None:
         item.text = content.reaction.emoji or "[reaction removed]"
@@ -536,7 +542,9 @@ def _status_item(status: _Status, *, phone_number_id: str, where: str) -> Status
     pricing = None
     if status.pricing is not None:
         p = status.pricing
-        pricing = StatusPricing(billable=p.billable, pricing_model=p.pricing_model, category=p.category, type=p.type)
+        pricing = StatusPricing(
+            billable=p.billable, pricing_model=p.pricing_model, category=p.category, type=p.type
+        )
     return StatusItem(
         provider_message_id=status.id,
         phone_number_id=phone_number_id,
@@ -576,7 +584,9 @@ class _OutTextMessage(msgspec.Struct, kw_only=True, omit_defaults=True):
 _encoder = msgspec.json.Encoder()
 
 
-def build_text_message(to: str, text: str, *, reply_to: str | None = None, preview_url: bool = False) -> bytes:
+def build_text_message(
+    to: str, text: str, *, reply_to: str | None = None, preview_url: bool = False
+) -> bytes:
     """The JSON body that sends `text` to `to`, as a reply to `reply_to` when given."""
     if not to:
         raise WireError("recipient 'to' is empty")
