@@ -1,4 +1,4 @@
-"""/api/tester/run: which layer answers a message, with scores, variables, payload, trace and the conversation state."""
+"""/api/tester/run: which layer answers a message: scores, variables, payload, trace, conversation state."""
 
 from __future__ import annotations
 
