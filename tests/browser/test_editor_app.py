@@ -1,0 +1,259 @@
+"""The editor against the running app: forms apply as you type, undo, Try it over several turns, versions."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from conftest import logged_in, shot
+
+from tests.support.http_peer import HttpPeer
+from tests.support.stack import wait_until
+
+pytestmark = pytest.mark.browser
+
+
+def order_flow(url: str) -> dict[str, Any]:
+    """intent "Order pizza" (needs `qty`) -> webhook; its success message reads the response."""
+    return {
+        "schema": "switchboard.flow/v1",
+        "name": "Pizza orders",
+        "status": "draft",
+        "nodes": [
+            {
+                "id": "n1",
+                "type": "when.message_received",
+                "config": {
+                    "match": {
+                        "kind": "intent",
+                        "display_name": "Order pizza",
+                        "training_examples": [
+                            {"text": "I want to order a pizza", "language": "en"},
+                            {"text": "can I get pizzas delivered", "language": "en"},
+                            {"text": "pizza order please", "language": "en"},
+                            {"text": "order pizzas for tonight", "language": "en"},
+                        ],
+                        "confidence_threshold": 0.5,
+                        "variables": [
+                            {"name": "qty", "prompt": "How many pizzas?", "required": True, "type": "integer"}
+                        ],
+                    }
+                },
+                "position": {"x": 60, "y": 140},
+            },
+            {
+                "id": "n2",
+                "type": "action.call_webhook",
+                "config": {
+                    "url": url,
+                    "payload_template": {"qty": "{{ vars.qty }}", "phone": "{{ phone_number }}"},
+                    "max_retries": 0,
+                    "success_message": "Order {{ response.order_id }} for {{ vars.qty }} pizzas!",
+                    "failure_message": "Sorry, the oven is off.",
+                },
+                "position": {"x": 340, "y": 140},
+            },
+            {
+                "id": "n3",
+                "type": "action.send_message",
+                "config": {"text": "Sorry, try again later.", "message_type": "support"},
+                "position": {"x": 640, "y": 260},
+            },
+        ],
+        "edges": [{"from": "n1", "to": "n2"}, {"from": "n2", "to": "n3", "port": "failure"}],
+    }
+
+
+@pytest_asyncio.fixture
+async def app(chromium, tenant) -> AsyncIterator[object]:
+    pg = await logged_in(chromium, tenant)
+    yield pg
+    await pg.context.close()
+
+
+async def open_editor(pg, flow_id: str) -> None:
+    await pg.goto(f"/flows/{flow_id}/edit")
+    await pg.wait_for_function("window.sbEditor !== undefined")
+
+
+def node(pg, flow_id: str):
+    return pg.locator(".drawflow-node", has=pg.locator(".sb-node-id", has_text=flow_id)).first
+
+
+async def config_of(pg, flow_id: str) -> dict[str, Any]:
+    return await pg.evaluate(f"window.sbEditor.configs[{flow_id!r}]")
+
+
+async def test_a_node_form_applies_as_you_type_and_undo_restores_the_form(app, tenant, http_peer: HttpPeer):
+    flow = await tenant.create_flow(order_flow(http_peer.url("/orders")))
+    await open_editor(app, flow["id"])
+    await node(app, "n3").click()
+    text = app.locator("#node-form #f-text")
+    await text.fill("We are closed today.")
+    # No Apply button: the node takes the text after a short pause, and its card shows it.
+    await wait_until(lambda: _text_is(app, "n3", "We are closed today."), what="the typed text on n3")
+    assert await node(app, "n3").locator(".sb-node-summary").inner_text() == "We are closed today."
+    assert await text.evaluate("el => el === document.activeElement")  # the field kept focus
+    assert await app.evaluate("window.sbEditor.dirty") is True
+
+    # Clicking another node right after typing keeps the edit (the pending apply is flushed first).
+    await text.fill("Closed on Sundays.")
+    await node(app, "n1").click()
+    await app.locator("#node-form #match-kind").wait_for()
+    assert (await config_of(app, "n3"))["text"] == "Closed on Sundays."
+
+    # An invalid value is applied too, with its message next to the field and on the node.
+    await node(app, "n3").click()
+    await app.locator("#node-form #f-text").fill("")
+    await app.locator("#node-form .field.has-error #err-text").wait_for()
+    await app.locator(".drawflow-node.has-error .sb-node-badge").wait_for()
+    assert (await config_of(app, "n3"))["text"] == ""
+
+    # Undo walks back through the form edits; the open form shows the restored value.
+    await app.locator("#canvas").focus()
+    await app.keyboard.press("Control+z")
+    await wait_until(lambda: _text_is(app, "n3", "Closed on Sundays."), what="undo of the emptied text")
+    await wait_until(
+        lambda: _field_is(app, "#node-form #f-text", "Closed on Sundays."),
+        what="the form to show the undone text",
+    )
+    await app.click('[data-editor-action="undo"]')
+    await wait_until(lambda: _text_is(app, "n3", "Sorry, try again later."), what="undo of the first edit")
+    await wait_until(lambda: _field_is(app, "#node-form #f-text", "Sorry, try again later."), what="the form")
+    assert await app.evaluate("window.sbEditor.dirty") is False
+    await app.click('[data-editor-action="redo"]')
+    await wait_until(lambda: _text_is(app, "n3", "Closed on Sundays."), what="redo")
+    assert app.js_errors == []
+
+
+async def _text_is(pg, flow_id: str, text: str) -> bool:
+    return (await config_of(pg, flow_id)).get("text") == text
+
+
+async def _field_is(pg, selector: str, value: str) -> bool:
+    field = pg.locator(selector)
+    return await field.count() == 1 and await field.input_value() == value
+
+
+async def test_try_it_answers_a_follow_up_question_and_marks_the_nodes_that_ran(
+    app, tenant, http_peer: HttpPeer
+):
+    flow = await tenant.create_flow(order_flow(http_peer.url("/orders")))
+    await open_editor(app, flow["id"])
+    # An unsaved edit on the canvas is what Try it runs.
+    await node(app, "n2").click()
+    await app.locator("#node-form #f-success_message").fill(
+        "Order {{ response.order_id }} x{{ vars.qty }}, thanks!"
+    )
+    await wait_until(
+        lambda: _config_field_is(
+            app, "n2", "success_message", "Order {{ response.order_id }} x{{ vars.qty }}, thanks!"
+        ),
+        what="the edited success message",
+    )
+    await app.click("#tab-try")
+    message = app.locator("#tester-message")
+    await message.fill("pizza order please")
+    await message.press("Enter")
+    first = app.locator(".turn").nth(0)
+    await first.locator(".bubble.bot", has_text="How many pizzas?").wait_for()
+    assert "Waiting for the customer: qty" in await first.locator(".turn-pending").inner_text()
+    await message.fill("3")
+    await message.press("Enter")
+    second = app.locator(".turn").nth(1)
+    await second.locator(".bubble.bot", has_text="Order [order_id] x3, thanks!").wait_for()
+    assert "not sent" in await second.locator("h3", has_text="Webhook").text_content()
+    payload = await second.locator(".turn-payload").text_content()
+    assert '"qty": 3' in payload and '"phone": "+10000000000"' in payload
+    assert http_peer.requests == []  # a dry run sends nothing
+    # The canvas marks what ran in the last turn: trigger, webhook (success port), not the failure branch.
+    await app.locator(".drawflow-node.ran").first.wait_for()
+    assert await node(app, "n2").get_attribute("data-run-step") is not None
+    assert "ran" in await node(app, "n2").get_attribute("class")
+    assert "ran" not in (await node(app, "n3").get_attribute("class")).split()
+    success_port = node(app, "n2").locator('.output[data-port="success"]')
+    assert "ran" in (await success_port.get_attribute("class")).split()
+    # The sample the dry run answered with is offered for editing; an edited one is used next time.
+    assert '"order_id": "[order_id]"' in await app.locator("#tester-sample").input_value()
+    await app.locator("#tester-sample-box summary").click()
+    await app.locator("#tester-sample").fill('{"order_id": "P-77"}')
+    await message.fill("I want to order a pizza, 2 please")
+    await message.press("Enter")
+    await app.locator(".turn").nth(2).locator(".bubble.bot", has_text="Order P-77 x2, thanks!").wait_for()
+    await shot(app, "editor-try-it")
+    # Restart begins a new conversation and clears the marks.
+    await app.click("#tester-restart")
+    await app.locator("#tester-transcript .transcript-empty").wait_for()
+    assert await app.locator(".turn").count() == 0
+    assert await app.locator(".drawflow-node.ran").count() == 0
+    assert app.js_errors == []
+
+
+async def _config_field_is(pg, flow_id: str, field: str, value: str) -> bool:
+    return (await config_of(pg, flow_id)).get(field) == value
+
+
+async def test_try_it_shows_why_a_broken_draft_cannot_run(app, tenant, http_peer: HttpPeer):
+    flow = await tenant.create_flow(order_flow(http_peer.url("/orders")))
+    await open_editor(app, flow["id"])
+    await app.evaluate("window.sbEditor.applyConfig('n3', {text: '', message_type: 'support'}, [])")
+    await app.click("#tab-try")
+    await app.locator("#tester-message").fill("hello")
+    await app.locator("#tester-message").press("Enter")
+    await app.locator(".turn.has-error .turn-errors", has_text="Fix the flow first").wait_for()
+    await app.locator(".drawflow-node.has-error").first.wait_for()
+    assert "n3" in await app.locator(".drawflow-node.has-error").first.inner_text()
+
+
+async def test_rollback_reloads_the_graph_and_the_open_form(app, tenant, http_peer: HttpPeer):
+    doc = order_flow(http_peer.url("/orders"))
+    flow = await tenant.create_flow(doc)
+    assert (await tenant.http.post(f"/api/flows/{flow['id']}/publish")).status_code == 200
+    changed = dict(doc, nodes=[*doc["nodes"][:2], {**doc["nodes"][2], "config": {"text": "Version two"}}])
+    saved = await tenant.http.put(f"/api/flows/{flow['id']}", json=changed)
+    assert saved.status_code == 200, saved.text
+    assert (await tenant.http.post(f"/api/flows/{flow['id']}/publish")).status_code == 200
+
+    await open_editor(app, flow["id"])
+    await node(app, "n3").click()
+    assert await app.locator("#node-form #f-text").input_value() == "Version two"
+    # An unsaved edit, then roll back to version 1: asked first, then graph and form show version 1.
+    await app.locator("#node-form #f-text").fill("Never saved")
+    await wait_until(lambda: _text_is(app, "n3", "Never saved"), what="the unsaved edit")
+    await app.click("#tab-versions")
+    rollback = app.locator("#versions-list li[data-version='1'] button[data-rollback]")
+    await rollback.wait_for()
+    await shot(app, "editor-versions")
+    box = await app.locator("#panel-versions").bounding_box()
+    button = await rollback.bounding_box()
+    assert button["x"] + button["width"] <= box["x"] + box["width"]  # Roll back fits in the panel
+    app.once("dialog", lambda dialog: dialog.accept())
+    await rollback.click()
+    await app.locator("#versions-list li[data-version='1'] .badge.status-active").wait_for()
+    await wait_until(lambda: _text_is(app, "n3", "Sorry, try again later."), what="the rolled-back graph")
+    assert await app.evaluate("window.sbEditor.dirty") is False
+    await app.click("#tab-node")
+    await wait_until(
+        lambda: _field_is(app, "#node-form #f-text", "Sorry, try again later."),
+        what="the open form to show the rolled-back value",
+    )
+    assert "Rolled back to version 1" in await app.locator("#editor-status").inner_text()
+    assert app.js_errors == []
+
+
+async def test_the_toolbar_stays_on_one_row_with_unsaved_changes(app, tenant, http_peer: HttpPeer):
+    doc = order_flow(http_peer.url("/orders"))
+    doc["name"] = "A flow with a rather long name for the shop's weekend pizza orders"
+    doc["description"] = "Takes pizza orders from WhatsApp and sends them to the kitchen's order system"
+    flow = await tenant.create_flow(doc)
+    await open_editor(app, flow["id"])
+    await app.evaluate("window.sbEditor.addNode('action.add_tag', 100, 400)")
+    await app.locator("#editor-status", has_text="Unsaved changes").wait_for()
+    bar = await app.locator(".editor-bar").bounding_box()
+    publish = await app.locator('[data-editor-action="publish"]').bounding_box()
+    back = await app.locator(".editor-bar a").first.bounding_box()
+    assert abs(publish["y"] - back["y"]) < 8 and bar["height"] < 60
+    assert publish["x"] + publish["width"] <= bar["x"] + bar["width"]
+    await shot(app, "editor-unsaved")
