@@ -752,10 +752,11 @@
 
   // The box around every node, in canvas coordinates (null for an empty graph).
   Editor.prototype.bounds = function () {
-    var data = this.dfData(), box = null, self = this;
-    Object.keys(data).forEach(function (k) {
-      var n = data[k], el = self.canvas.querySelector("#node-" + k);
-      var w = (el ? el.offsetWidth : 200) + 40, h = el ? el.offsetHeight : 60; // + room for port labels
+    var data = this.dfData(), box = null;
+    Array.prototype.forEach.call(this.canvas.querySelectorAll(".drawflow-node"), function (el) {
+      var n = data[el.id.slice(5)];
+      if (!n) return;
+      var w = el.offsetWidth + 40, h = el.offsetHeight; // + room for port labels
       if (!box) box = { minX: n.pos_x, minY: n.pos_y, maxX: n.pos_x + w, maxY: n.pos_y + h };
       box.minX = Math.min(box.minX, n.pos_x); box.minY = Math.min(box.minY, n.pos_y);
       box.maxX = Math.max(box.maxX, n.pos_x + w); box.maxY = Math.max(box.maxY, n.pos_y + h);
