@@ -10,9 +10,9 @@ from litestar.exceptions import NotFoundException
 from litestar.response import Template
 
 from app.services import auth, flows_store
-from flows.nodes.registry import NODE_TYPES
+from flows.nodes.registry import NODE_TYPES, summaries
 from ui.forms import FieldError, check_node_config, form_to_config
-from ui.palette import node_types_json, template_names
+from ui.palette import form_values, node_types_json, template_names
 from ui.render import fragment, page
 
 
@@ -53,7 +53,7 @@ def _node_form(
         status_code=status_code,
         node_id=node_id,
         node_type=node_type,
-        cfg=cfg,
+        cfg=form_values(node_type, cfg),
         errors=by_field,
         general_errors=general,
         names=template_names(variables),
@@ -79,6 +79,7 @@ class EditorController(Controller):
             flow=flow,
             node_types_json=node_types_json(),
             document_json=json.dumps(document).replace("</", "<\\/"),
+            summaries_json=json.dumps(summaries(document)).replace("</", "<\\/"),
         )
 
     @post("/editor/node-form", name="node_form")
@@ -130,7 +131,10 @@ class EditorController(Controller):
                 applied=False,
                 status_code=422,
             )
-        trigger = json.dumps({"sb:node-config": {"node_id": node_id, "config": normalised}})
+        summary = NODE_TYPES[type_].summary(normalised)
+        trigger = json.dumps(
+            {"sb:node-config": {"node_id": node_id, "config": normalised, "summary": summary}}
+        )
         return _node_form(
             request,
             node_id=node_id,

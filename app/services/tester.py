@@ -16,12 +16,12 @@ from app.services import flows_store, lifecycle
 from app.services.webhooks import URLTemplateError, mask_secrets, prepare_request
 from flows.graph import compile_flow
 from flows.interpreter import run_turn
-from flows.ports import (
+from flows.nodes.call_webhook import WebhookCall
+from flows.runtime import (
     AIAnswer,
     Detection,
     Extraction,
     IntentCandidate,
-    WebhookCall,
     WebhookOutcome,
     WebhookStatus,
 )

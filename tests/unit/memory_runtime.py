@@ -8,13 +8,13 @@ from typing import Any
 
 from flows.graph import CompiledFlow, compile_flow
 from flows.matching import words
-from flows.ports import (
+from flows.nodes.call_webhook import WebhookCall
+from flows.runtime import (
     AIAnswer,
     Detection,
     Extraction,
     IntentCandidate,
     IntentScore,
-    WebhookCall,
     WebhookOutcome,
     WebhookStatus,
 )

@@ -9,7 +9,7 @@ from memory_runtime import MemoryRuntime, chain, make_plan, make_turn
 
 from flows.graph import compile_flow, intent_candidates
 from flows.interpreter import continue_from, run_turn
-from flows.ports import Detection, IntentScore
+from flows.runtime import Detection, IntentScore
 from flows.turn import AIState, EventKind, PendingAction, PendingKind, TurnEvent
 from flows.validate import decode_document
 
