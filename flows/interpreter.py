@@ -109,6 +109,9 @@ class TurnResult(msgspec.Struct, kw_only=True):
     steps: int
     pending: PendingAction | None = None  # the pending action saved during this turn, if any
     messages_sent: int = 0
+    # Flows whose message triggers (any / keywords / regex) fired on the text: more than one
+    # means the message was answered by overlapping flows.
+    message_flows: list[str] = []
 
 
 class _State:
@@ -125,6 +128,7 @@ class _State:
         "flows_run",
         "layer",
         "max_event_depth",
+        "message_flows",
         "max_steps",
         "pending",
         "plans",
@@ -171,6 +175,7 @@ class _State:
         self.pending: PendingAction | None = None
         self.answer: AIAnswer | None = None
         self.chains = 0
+        self.message_flows: list[str] = []
         self.text = turn.text
         # Names shared by every chain of the turn; each chain adds vars, event and response.
         self.base_names = template_names(turn, vars={}, response=None, event=None)
@@ -226,6 +231,7 @@ class _State:
             steps=self.steps,
             pending=self.pending,
             messages_sent=self.sent,
+            message_flows=self.message_flows,
         )
 
 
@@ -420,6 +426,8 @@ async def _run_events(st: _State, queue: deque[tuple[TurnEvent | None, int, str 
                                 (trig.node_id, {"text": text, "match": m.group(0), "groups": groups}, groups)
                             )
                 event_data = {"kind": "message_received", "text": text}
+                if starts:
+                    st.message_flows.append(plan.flow_id)
             else:
                 matched = _event_matches(plan, event)
                 if not matched:

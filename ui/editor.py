@@ -9,7 +9,7 @@ from litestar import Controller, Request, get, post
 from litestar.exceptions import NotFoundException
 from litestar.response import Template
 
-from app.services import auth, flows_store
+from app.services import actions, auth, flows_store
 from flows.nodes.registry import NODE_TYPES, summaries
 from ui.forms import FieldError, check_node_config, form_to_config
 from ui.palette import form_values, node_types_json, template_names
@@ -35,6 +35,7 @@ def _node_form(
     applied: bool,
     headers: dict[str, str] | None = None,
     status_code: int = 200,
+    advice: actions.ThresholdAdvice | None = None,
 ) -> Template:
     node_type = NODE_TYPES.get(type_)
     if node_type is None:
@@ -59,7 +60,19 @@ def _node_form(
         names=template_names(variables),
         variables_json=json.dumps(variables),
         applied=applied,
+        advice=advice,
     )
+
+
+async def _advice(workspace_id: str, cfg: dict[str, Any]) -> actions.ThresholdAdvice | None:
+    """For an intent trigger: what its examples score, shown beside the confidence threshold."""
+    match = cfg.get("match")
+    if not isinstance(match, dict) or match.get("kind") != "intent":
+        return None
+    threshold = match.get("confidence_threshold", 0.8)
+    if not isinstance(threshold, (int, float)) or isinstance(threshold, bool):
+        threshold = 0.8
+    return await actions.threshold_advice(workspace_id, match, threshold=float(threshold))
 
 
 class EditorController(Controller):
@@ -95,14 +108,16 @@ class EditorController(Controller):
             for e in _json_list(form.get("errors"))
             if isinstance(e, dict)
         ]
+        cfg = cfg if isinstance(cfg, dict) else {}
         return _node_form(
             request,
             node_id=form.get("node_id", ""),
             type_=form.get("type", ""),
-            cfg=cfg if isinstance(cfg, dict) else {},
+            cfg=cfg,
             variables=[str(v) for v in _json_list(form.get("variables"))],
             errors=errors,
             applied=False,
+            advice=await _advice(principal.workspace_id, cfg),
         )
 
     @post("/editor/node-form/save", name="node_form_save")
@@ -144,6 +159,7 @@ class EditorController(Controller):
             errors=[],
             applied=True,
             headers={"HX-Trigger": trigger},
+            advice=await _advice(principal.workspace_id, normalised),
         )
 
 

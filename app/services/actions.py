@@ -6,10 +6,11 @@ from typing import Any
 
 import msgspec
 
-from app.services import flows_store, runs
+from app.services import flows_store, lifecycle, runs
 from flows.graph import external_actions
 from flows.nodes.registry import NODE_TYPES
-from flows.schema import SCHEMA_V1, FlowStatus
+from flows.runtime import IntentCandidate
+from flows.schema import SCHEMA_V1, FlowStatus, TrainingExample
 from flows.validate import FlowError, validate_document
 
 TRIGGER_TYPE = "when.message_received"
@@ -101,3 +102,59 @@ async def create_action(
     if activate:
         flow = await flows_store.publish(workspace_id, flow.id, author=author)
     return flow
+
+
+class ThresholdAdvice(msgspec.Struct, frozen=True, kw_only=True):
+    """What an intent's own examples score when each is left out of training (what a new phrasing may score)."""
+
+    scored: int = 0
+    lowest: float = 0.0
+    median: float = 0.0
+    highest: float = 0.0
+    passing: int = 0  # held-out examples at or above the threshold
+    note: str = ""
+
+
+MAX_HELD_OUT = 12
+
+
+async def threshold_advice(workspace_id: str, match: dict[str, Any], *, threshold: float) -> ThresholdAdvice:
+    """Score each training example with an intent trained on the others, beside the workspace's active intents.
+
+    Uses the understanding service's offline engine, the one that answers without an LLM key.
+    """
+    examples = [
+        e
+        for e in match.get("training_examples") or []
+        if isinstance(e, dict) and str(e.get("text", "")).strip()
+    ]
+    if len(examples) < 2:
+        return ThresholdAdvice(note="Add two or more examples to see what they score against this threshold.")
+    svc = lifecycle.services()
+    others = [c for p in await svc.plans.active_plans(workspace_id) for c in p.intents]
+    scores = []
+    for i, held in enumerate(examples[:MAX_HELD_OUT]):
+        this = IntentCandidate(
+            flow_id="threshold-advice",
+            node_id="intent",
+            display_name=str(match.get("display_name") or "this intent"),
+            description=str(match.get("description") or ""),
+            training_examples=[
+                TrainingExample(text=str(e["text"]), language=str(e.get("language") or ""))
+                for j, e in enumerate(examples)
+                if j != i
+            ],
+            confidence_threshold=threshold,
+        )
+        detection = svc.understanding.local.detect(
+            str(held["text"]), [this, *others], ambiguity_margin=svc.understanding.ambiguity_margin
+        )
+        scores.append(next((s.confidence for s in detection.top if s.flow_id == this.flow_id), 0.0))
+    scores.sort()
+    return ThresholdAdvice(
+        scored=len(scores),
+        lowest=scores[0],
+        median=scores[len(scores) // 2],
+        highest=scores[-1],
+        passing=sum(1 for s in scores if s >= threshold),
+    )

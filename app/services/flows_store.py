@@ -20,6 +20,7 @@ from app.db.tables import Flow, FlowVersion, Secret
 from app.services import redis_conn, secrets
 from flows.graph import CompiledFlow, compile_flow
 from flows.nodes.registry import NODE_TYPES, summaries
+from flows.overlap import MessageTrigger, Overlap, find_overlaps, message_triggers
 from flows.schema import SCHEMA_V1, FlowDocument, FlowStatus, document_to_dict
 from flows.validate import FlowError, check_draft, errors_by_node, validate_document
 
@@ -47,6 +48,8 @@ class FlowRead(msgspec.Struct):
     errors: list[FlowError] = []
     node_errors: dict[str, list[str]] = {}
     summaries: dict[str, str] = {}  # node id -> the line its card shows (from its node type)
+    # Message triggers of this flow that also fire an active flow ("'order' also fires Hand-off").
+    overlaps: list[Overlap] = []
 
 
 class FlowVersionRead(msgspec.Struct):
@@ -227,11 +230,30 @@ async def _row(workspace_id: str, flow_id: str) -> dict[str, Any]:
     return row
 
 
+def _triggers(flow: FlowRead) -> list[MessageTrigger]:
+    return message_triggers(flow.id, flow.name, flow.document)
+
+
+def _with_overlaps(flow: FlowRead, active: list[MessageTrigger]) -> FlowRead:
+    flow.overlaps = find_overlaps(_triggers(flow), active)
+    return flow
+
+
 async def get_flow(workspace_id: str, flow_id: str) -> FlowRead:
-    return _read(await _row(workspace_id, flow_id))
+    flow = _read(await _row(workspace_id, flow_id))
+    rows = (
+        await Flow.select(Flow.id, Flow.name, Flow.draft)
+        .where(
+            (Flow.workspace == workspace_id) & (Flow.status == FlowStatus.ACTIVE.value) & (Flow.id != flow.id)
+        )
+        .output(load_json=True)
+    )
+    active = [t for r in rows for t in message_triggers(str(r["id"]), r["name"], r["draft"])]
+    return _with_overlaps(flow, active)
 
 
 async def list_flows(workspace_id: str) -> list[FlowRead]:
+    """Every flow, priority first, each with the active flows its message triggers overlap."""
     rows = (
         await Flow.select()
         .where(Flow.workspace == workspace_id)
@@ -239,7 +261,9 @@ async def list_flows(workspace_id: str) -> list[FlowRead]:
         .order_by(Flow.name)
         .output(load_json=True)
     )
-    return [_read(r) for r in rows]
+    flows = [_read(r) for r in rows]
+    active = [t for f in flows if f.status is FlowStatus.ACTIVE for t in _triggers(f)]
+    return [_with_overlaps(f, active) for f in flows]
 
 
 async def export_flow(workspace_id: str, flow_id: str) -> FlowDocument:

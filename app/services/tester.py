@@ -67,10 +67,12 @@ class TesterResponse(msgspec.Struct):
     warnings: list[str]
     executed: bool
     duration_ms: float
+    # Names of the flows whose message triggers fired: two or more answer the same message.
+    answered_by: list[str] = []
 
 
 class DryRunRuntime:
-    """Implements flows.ports.Runtime in memory; understanding is real, effects are recorded."""
+    """Implements flows.runtime.Runtime in memory; understanding is real, effects are recorded."""
 
     def __init__(self, workspace_id: str, *, execute: bool, ai: AIState, tags: list[str]) -> None:
         self.workspace_id = workspace_id
@@ -232,6 +234,13 @@ async def run_test(workspace_id: str, request: TesterRequest) -> TesterResponse:
     )
     duration_ms = (time.perf_counter() - started) * 1000
     names = {(c.flow_id, c.node_id): c.display_name for p in plans for c in p.intents}
+    flow_names = {p.flow_id: p.name for p in plans}
+    answered_by = [flow_names[f] for f in result.message_flows]
+    warnings = list(result.warnings)
+    if len(answered_by) > 1:
+        warnings.insert(
+            0, f"This message would be answered {len(answered_by)} times, by {' and '.join(answered_by)}."
+        )
     detection = result.detection
     match = None
     if detection and detection.match:
@@ -263,7 +272,8 @@ async def run_test(workspace_id: str, request: TesterRequest) -> TesterResponse:
         pending=runtime.pending,
         answer=msgspec.to_builtins(result.answer) if result.answer else None,
         trace=msgspec.to_builtins(result.trace),
-        warnings=list(result.warnings),
+        warnings=warnings,
         executed=request.execute,
         duration_ms=round(duration_ms, 2),
+        answered_by=answered_by,
     )

@@ -246,3 +246,32 @@ async def test_a_draft_saves_whatever_state_the_graph_is_in(tenant: Tenant) -> N
     refused = await tenant.http.post(f"/api/flows/{flow['id']}/publish")
     assert refused.status_code == 422
     assert {e["node_id"] for e in refused.json()["errors"]} >= {"n2", "n3"}
+
+
+async def test_threshold_field_shows_what_held_out_examples_score(tenant: Tenant) -> None:
+    client, csrf = await logged_in(tenant)
+    match = {
+        "kind": "intent",
+        "display_name": "Order pizza",
+        "confidence_threshold": 0.65,
+        "training_examples": [
+            {"text": "I want to order two pizzas", "language": "en"},
+            {"text": "can I get a pizza delivered", "language": "en"},
+            {"text": "order a large pepperoni pizza", "language": "en"},
+            {"text": "I'd like pizza for dinner, please deliver", "language": "en"},
+        ],
+    }
+    try:
+        form = await client.post(
+            "/editor/node-form",
+            headers={"HX-Request": "true", "X-CSRF-Token": csrf},
+            data={"node_id": "n1", "type": "when.message_received", "config": json.dumps({"match": match})},
+        )
+        assert form.status_code == 200
+        advice = re.search(r'<div class="hint" id="threshold-advice">(.*?)</div>', form.text, re.S).group(1)
+        low, high, median = (float(x) for x in re.findall(r"\d\.\d\d", advice)[:3])
+        assert 0.0 <= low <= median <= high <= 1.0
+        assert re.search(r"at this threshold \d of 4 would match", advice)
+        assert 'step="any"' in form.text and 'value="0.65"' in form.text
+    finally:
+        await client.aclose()

@@ -1,0 +1,56 @@
+"""Two active flows whose message triggers overlap: flagged in the flows list, the editor, the API and the tester."""
+
+from __future__ import annotations
+
+from tests.integration.test_editor_refusals import logged_in
+from tests.support.stack import Tenant
+
+
+def keyword_flow(name: str, keywords: list[str], reply: str) -> dict:
+    return {
+        "schema": "switchboard.flow/v1",
+        "name": name,
+        "status": "active",
+        "nodes": [
+            {
+                "id": "t",
+                "type": "when.message_received",
+                "config": {"match": {"kind": "keywords", "keywords": keywords}},
+            },
+            {"id": "s", "type": "action.send_message", "config": {"text": reply}},
+        ],
+        "edges": [{"from": "t", "to": "s"}],
+    }
+
+
+async def test_overlapping_keyword_triggers_are_reported_everywhere(tenant: Tenant) -> None:
+    orders = await tenant.create_flow(keyword_flow("Orders", ["order", "buy"], "Which product?"))
+    await tenant.create_flow(keyword_flow("Human hand-off", ["order", "human"], "A person will answer."))
+    await tenant.create_flow(keyword_flow("Refunds", ["refund"], "Sorry to hear that."))
+
+    listed = {f["name"]: f for f in (await tenant.http.get("/api/flows")).json()}
+    assert [o["message"] for o in listed["Orders"]["overlaps"]] == ["'order' also fires Human hand-off"]
+    assert [o["message"] for o in listed["Human hand-off"]["overlaps"]] == ["'order' also fires Orders"]
+    assert listed["Refunds"]["overlaps"] == []
+
+    client, csrf = await logged_in(tenant)
+    try:
+        page = (await client.get("/flows")).text
+        assert (
+            "&#39;order&#39; also fires Human hand-off" in page or "'order' also fires Human hand-off" in page
+        )
+        editor = (await client.get(f"/flows/{orders['id']}/edit")).text
+        assert 'id="trigger-overlaps"' in editor and "also fires Human hand-off" in editor
+        tried = await client.post(
+            "/tester/run",
+            headers={"HX-Request": "true", "X-CSRF-Token": csrf},
+            data={"message": "I want to order a pizza", "mode": "dry"},
+        )
+        assert tried.status_code == 200
+        assert "answered 2 times" in tried.text
+    finally:
+        await client.aclose()
+    api = await tenant.http.post("/api/tester/run", json={"message": "I want to order a pizza"})
+    assert sorted(api.json()["answered_by"]) == ["Human hand-off", "Orders"]
+    single = await tenant.http.post("/api/tester/run", json={"message": "a refund please"})
+    assert single.json()["answered_by"] == ["Refunds"]
