@@ -6,13 +6,18 @@ called (and logged) so a user can see status, response and duration.
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import time
 import uuid
+from collections import Counter
 from typing import Any
 
 import msgspec
 
 from app.services import flows_store, lifecycle
+from app.services.ai.evaluate import OOS_LABELS
 from app.services.webhooks import URLTemplateError, mask_secrets, prepare_request
 from flows.graph import compile_flow
 from flows.interpreter import run_turn
@@ -276,4 +281,97 @@ async def run_test(workspace_id: str, request: TesterRequest) -> TesterResponse:
         executed=request.execute,
         duration_ms=round(duration_ms, 2),
         answered_by=answered_by,
+    )
+
+
+MAX_BATCH_ROWS = 500
+NO_MATCH = "(none)"
+
+
+class BatchRow(msgspec.Struct, frozen=True):
+    message: str
+    language: str
+    expected: str
+
+
+class BatchResult(msgspec.Struct, frozen=True):
+    message: str
+    expected: str
+    predicted: str
+    confidence: float | None
+
+
+class BatchReport(msgspec.Struct, kw_only=True):
+    """A batch test: what answered each message, accuracy, and the confusion counts (expected, predicted)."""
+
+    results: list[BatchResult] = []
+    labels: list[str] = []
+    confusion: dict[tuple[str, str], int] = {}
+    total: int = 0
+    accuracy: float | None = None
+    error: str | None = None
+
+
+def predicted_label(result: TesterResponse) -> str:
+    """What answered, in the words a batch file uses: the action's name, the core intent, or (none)."""
+    if result.layer == "external_action" and result.match:
+        return str(result.match.get("display_name") or result.match.get("node_id"))
+    if result.layer == "core_intent" and result.answer and result.answer.get("intent"):
+        return str(result.answer["intent"])
+    if result.layer == "trigger":
+        return "trigger"
+    return NO_MATCH
+
+
+def parse_batch(filename: str, raw: bytes) -> list[BatchRow]:
+    """Rows from CSV (header: message/text, expected/intent, language) or JSON lines.
+
+    An expected label that eval-intents reads as "matches nothing" (oos, none, empty) is (none).
+    """
+    text = raw.decode("utf-8-sig")
+    rows: list[dict[str, Any]]
+    if filename.endswith((".jsonl", ".json")) or text.lstrip().startswith("{"):
+        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    else:
+        rows = list(csv.DictReader(io.StringIO(text)))
+    out = []
+    for row in rows[:MAX_BATCH_ROWS]:
+        message = str(row.get("message") or row.get("text") or "").strip()
+        expected = str(row.get("expected", row.get("intent")) or "").strip()
+        if message:
+            label = NO_MATCH if expected.lower() in OOS_LABELS else expected
+            out.append(BatchRow(message, str(row.get("language") or ""), label))
+    return out
+
+
+async def run_batch(workspace_id: str, filename: str, raw: bytes, *, flow_id: str | None) -> BatchReport:
+    """Every row through the tester (dry run), with accuracy and the confusion counts."""
+    try:
+        rows = parse_batch(filename, raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return BatchReport(error=f"Could not read {filename}: {exc}.")
+    if not rows:
+        return BatchReport(
+            error=f"{filename} has no rows with a message (columns: message, expected, language)."
+        )
+    results = []
+    for row in rows:
+        res = await run_test(
+            workspace_id, TesterRequest(message=row.message, language=row.language or None, flow_id=flow_id)
+        )
+        results.append(
+            BatchResult(
+                message=row.message,
+                expected=row.expected,
+                predicted=predicted_label(res),
+                confidence=(res.match or {}).get("confidence"),
+            )
+        )
+    correct = sum(1 for r in results if r.expected == r.predicted)
+    return BatchReport(
+        results=results,
+        labels=sorted({r.expected for r in results} | {r.predicted for r in results}),
+        confusion=dict(Counter((r.expected, r.predicted) for r in results)),
+        total=len(results),
+        accuracy=correct / len(results),
     )

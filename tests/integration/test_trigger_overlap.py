@@ -54,3 +54,26 @@ async def test_overlapping_keyword_triggers_are_reported_everywhere(tenant: Tena
     assert sorted(api.json()["answered_by"]) == ["Human hand-off", "Orders"]
     single = await tenant.http.post("/api/tester/run", json={"message": "a refund please"})
     assert single.json()["answered_by"] == ["Refunds"]
+
+
+async def test_batch_test_scores_a_csv_through_the_tester_service(tenant: Tenant) -> None:
+    await tenant.create_flow(keyword_flow("Orders", ["order"], "Which product?"))
+    client, csrf = await logged_in(tenant)
+    try:
+        csv_text = "message,expected\nI want to order,trigger\nplease order again,oos\n\n,trigger\n"
+        scored = await client.post(
+            "/tester/batch",
+            headers={"HX-Request": "true", "X-CSRF-Token": csrf},
+            files={"file": ("batch.csv", csv_text.encode(), "text/csv")},
+        )
+        assert scored.status_code == 200, scored.text
+        assert 'id="batch-accuracy">50.0%' in scored.text
+        assert 'id="confusion"' in scored.text and "(none)" in scored.text
+        empty = await client.post(
+            "/tester/batch",
+            headers={"HX-Request": "true", "X-CSRF-Token": csrf},
+            files={"file": ("empty.csv", b"message,expected\n", "text/csv")},
+        )
+        assert empty.status_code == 422 and "has no rows with a message" in empty.text
+    finally:
+        await client.aclose()
