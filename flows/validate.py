@@ -85,8 +85,9 @@ def _err(node_id: str | None, field: str | None, message: str, code: ErrorCode) 
     return FlowError(node_id=node_id, field=field, message=message, code=code.value)
 
 
-def _parse(raw: bytes | str | dict, errors: list[FlowError]) -> Any:
-    if isinstance(raw, dict):
+def _parse(raw: bytes | str | dict | list, errors: list[FlowError]) -> Any:
+    # Already decoded JSON (an importer's file): an array is then "not an object", below.
+    if isinstance(raw, (dict, list)):
         try:
             size = len(msgspec.json.encode(raw))
         except (TypeError, msgspec.EncodeError, OverflowError, RecursionError) as exc:

@@ -248,5 +248,5 @@ async def action_logs(
         total=total,
         limit=limit,
         offset=offset,
-        stats=await action_stats(workspace_id, flow_id, node_id),
+        stats=(await action_stats(workspace_id, [(flow_id, node_id)]))[(flow_id, node_id)],
     )

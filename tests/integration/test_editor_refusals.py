@@ -204,14 +204,35 @@ def _intent_condition_webhook(url: str) -> dict:
     }
 
 
-async def test_actions_page_finds_the_webhook_behind_a_condition(tenant: Tenant) -> None:
-    flow = await tenant.create_flow(_intent_condition_webhook("https://shop.example/guarded"))
+async def test_actions_page_and_logs_find_the_webhook_behind_a_condition(tenant: Tenant, http_peer) -> None:
+    from tests.support.http_peer import PeerResponse
+
+    http_peer.reply("POST", "/guarded", PeerResponse.json({"ok": True}))
+    flow = await tenant.create_flow(_intent_condition_webhook(http_peer.url("/guarded")))
+    channel = await tenant.generic_channel()
+    assert (await tenant.send_generic(channel, text="I want to order pizza")).status_code == 200
+    await http_peer.wait_for_requests(1, timeout_s=15)
+
+    async def logged() -> dict | None:
+        page = (await tenant.http.get(f"/api/actions/{flow['id']}/w/logs")).json()
+        return page if page["stats"]["executions"] else None
+
+    await wait_until(logged, what="the webhook execution counted")
     client, _ = await logged_in(tenant)
     try:
         page = await client.get("/actions")
         assert page.status_code == 200
-        assert "https://shop.example/guarded" in page.text
-        assert f"/api/actions/{flow['id']}/w/logs" in page.text or f"node_id=w" in page.text
+        row = re.search(rf'<tr id="action-{flow["id"]}-t">(.*?)</tr>', page.text, re.S).group(1)
+        assert http_peer.url("/guarded")[:30] in row
+        assert (
+            f"/logs?flow_id={flow['id']}&amp;node_id=w" in row
+            or f"/logs?flow_id={flow['id']}&node_id=w" in row
+        )
+        assert "<td>1</td>" in row and "100.0%" in row  # one execution, counted for the webhook node
+        logs = await client.get(f"/logs?flow_id={flow['id']}&node_id=w")
+        assert logs.status_code == 200
+        assert f'<option value="w" selected>Guarded order' in logs.text
+        assert "/guarded" in logs.text
     finally:
         await client.aclose()
 
