@@ -41,6 +41,14 @@ def pages_for_browsers(
 
     def handle(request: Request, exc: HTTPException) -> Response:
         if exc.status_code in (404, 405) and wants_page(request):
+            if exc.detail in (
+                "Not Found",
+                "Method Not Allowed",
+            ):  # Litestar's words for a URL it has no route for
+                exc = HTTPException(
+                    status_code=exc.status_code,
+                    detail=f"There is no page at {request.url.path}. Check the address.",
+                )
             return html_error(request, exc)
         return json_handler(request, exc)
 

@@ -169,3 +169,65 @@ async def test_decimals_round_trip_through_the_forms(page, tenant):  # noqa: F81
     assert await timeout.input_value() == "2.5"
     assert await timeout.evaluate("el => el.checkValidity()")
     await shot(page, "editor-webhook-decimals")
+
+
+VIEWPORTS = {"desktop": {"width": 1440, "height": 900}, "phone": {"width": 390, "height": 844}}
+
+
+async def test_pages_with_overlaps_refusals_and_advice_at_desktop_and_phone_sizes(page, tenant):  # noqa: F811
+    def keyword_flow(name: str, keyword: str) -> dict:
+        return {
+            "schema": "switchboard.flow/v1",
+            "name": name,
+            "status": "active",
+            "nodes": [
+                {
+                    "id": "t",
+                    "type": "when.message_received",
+                    "config": {"match": {"kind": "keywords", "keywords": [keyword]}},
+                },
+                {"id": "s", "type": "action.send_message", "config": {"text": f"{name} here"}},
+            ],
+            "edges": [{"from": "t", "to": "s"}],
+        }
+
+    orders = await tenant.create_flow(keyword_flow("Orders", "order"))
+    await tenant.create_flow(keyword_flow("Human hand-off", "order"))
+    for size, viewport in VIEWPORTS.items():
+        await page.set_viewport_size(viewport)
+        await page.goto("/flows")
+        await page.locator(".overlap", has_text="'order' also fires Human hand-off").wait_for()
+        await shot(page, f"nodes-flows-overlap-{size}")
+        await page.goto(f"/flows/{orders['id']}/edit")
+        await page.wait_for_function("window.sbEditor !== undefined")
+        await page.locator("#trigger-overlaps", has_text="also fires Human hand-off").wait_for()
+        if size == "phone":  # the editor's phone layout is the editor helper's; the canvas is covered here
+            await shot(page, f"nodes-editor-overlap-{size}")
+        else:
+            trigger = page.locator(".drawflow-node", has=page.locator(".sb-node-id", has_text="t"))
+            await trigger.click()
+            form = page.locator("#node-form[data-node-id='t']")
+            await form.wait_for()
+            await form.locator("#match-kind").select_option("intent")
+            await form.locator("[name='match.display_name']").fill("Order")
+            for text in ("I want to order a pizza", "can I order two pizzas", "order pizza for tonight"):
+                await form.locator("[data-list-add='list-match-training_examples']").click()
+                await form.locator("[name='match.training_examples[].text']").last.fill(text)
+            await form.locator("button[type=submit]").click()
+            await page.locator("#threshold-advice").wait_for()
+            await shot(page, f"nodes-editor-threshold-{size}")
+        await page.goto("/actions/new")
+        await page.fill("#f-trigger\\.match\\.display_name", "Order")
+        await page.fill("#f-webhook\\.url", "ftp://nowhere")
+        await page.click("#create-action")
+        await page.locator("#form-errors", has_text="http://").wait_for()
+        await shot(page, f"nodes-builder-refused-{size}")
+        await page.goto("/no/such/page")
+        await page.locator("#error").wait_for()
+        await shot(page, f"nodes-not-found-{size}")
+        await page.goto("/tester")
+        await page.fill("#tester-message", "I want to order")
+        await page.click("#dry-run")
+        await page.locator("text=answered 2 times").wait_for()
+        await shot(page, f"nodes-tester-twice-{size}")
+    assert page.js_errors == []

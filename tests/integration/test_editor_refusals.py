@@ -172,7 +172,7 @@ async def test_unknown_urls_give_a_page_to_browsers_and_json_to_api_clients(tena
         page = await anonymous.get("/no/such/page", headers={"Accept": "text/html,application/xhtml+xml"})
         assert page.status_code == 404
         assert page.headers["content-type"].startswith("text/html")
-        assert 'id="error"' in page.text
+        assert 'id="error"' in page.text and "There is no page at /no/such/page" in page.text
         api = await anonymous.get("/api/no/such/thing", headers={"Accept": "application/json"})
         assert api.status_code == 404 and api.json()["error"]
         plain = await anonymous.get("/no/such/page")
