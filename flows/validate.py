@@ -193,7 +193,7 @@ def _number(text: str) -> str:
     return text[:-2] if text.endswith(".0") else text
 
 
-def plain_words(problem: str, field: str, hints: dict[str, str]) -> str:
+def _plain_words(problem: str, field: str, hints: dict[str, str]) -> str:
     """A msgspec complaint about `field` said as what to write (DESIGN: errors say what to do)."""
     hint = _hint(hints, field)
     if hint is not None:
@@ -245,7 +245,7 @@ def _convert_error(
         )
     if field.endswith("match.kind"):
         return _err(node_id, field, "Set match kind to any, keywords, regex or intent.", ErrorCode.BAD_VALUE)
-    return _err(node_id, field, plain_words(text, within or field, hints or {}), ErrorCode.BAD_VALUE)
+    return _err(node_id, field, _plain_words(text, within or field, hints or {}), ErrorCode.BAD_VALUE)
 
 
 def _check_top(doc: dict, errors: list[FlowError]) -> None:

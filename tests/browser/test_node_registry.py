@@ -12,6 +12,7 @@ from test_app_pages import chromium, page, shot  # noqa: F401  (the logged-in ap
 
 from flows.nodes.registry import NODE_TYPES
 from flows.validate import check_config
+from tests.integration.test_trigger_overlap import keyword_flow
 
 pytestmark = pytest.mark.browser
 
@@ -175,24 +176,8 @@ VIEWPORTS = {"desktop": {"width": 1440, "height": 900}, "phone": {"width": 390, 
 
 
 async def test_pages_with_overlaps_refusals_and_advice_at_desktop_and_phone_sizes(page, tenant):  # noqa: F811
-    def keyword_flow(name: str, keyword: str) -> dict:
-        return {
-            "schema": "switchboard.flow/v1",
-            "name": name,
-            "status": "active",
-            "nodes": [
-                {
-                    "id": "t",
-                    "type": "when.message_received",
-                    "config": {"match": {"kind": "keywords", "keywords": [keyword]}},
-                },
-                {"id": "s", "type": "action.send_message", "config": {"text": f"{name} here"}},
-            ],
-            "edges": [{"from": "t", "to": "s"}],
-        }
-
-    orders = await tenant.create_flow(keyword_flow("Orders", "order"))
-    await tenant.create_flow(keyword_flow("Human hand-off", "order"))
+    orders = await tenant.create_flow(keyword_flow("Orders", ["order"], "Orders here"))
+    await tenant.create_flow(keyword_flow("Human hand-off", ["order"], "Human hand-off here"))
     for size, viewport in VIEWPORTS.items():
         await page.set_viewport_size(viewport)
         await page.goto("/flows")

@@ -3,24 +3,12 @@
 from __future__ import annotations
 
 from tests.integration.test_editor_refusals import logged_in
+from tests.integration.test_webhook_actions import reply_flow
 from tests.support.stack import Tenant
 
 
 def keyword_flow(name: str, keywords: list[str], reply: str) -> dict:
-    return {
-        "schema": "switchboard.flow/v1",
-        "name": name,
-        "status": "active",
-        "nodes": [
-            {
-                "id": "t",
-                "type": "when.message_received",
-                "config": {"match": {"kind": "keywords", "keywords": keywords}},
-            },
-            {"id": "s", "type": "action.send_message", "config": {"text": reply}},
-        ],
-        "edges": [{"from": "t", "to": "s"}],
-    }
+    return {**reply_flow(keywords=keywords, text=reply), "name": name}
 
 
 async def test_overlapping_keyword_triggers_are_reported_everywhere(tenant: Tenant) -> None:
