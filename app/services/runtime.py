@@ -1,4 +1,4 @@
-"""The service's implementation of flows.ports.Runtime for one conversation's turn."""
+"""The service's implementation of flows.runtime.Runtime for one conversation's turn."""
 
 from __future__ import annotations
 

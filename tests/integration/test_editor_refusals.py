@@ -231,7 +231,7 @@ async def test_actions_page_and_logs_find_the_webhook_behind_a_condition(tenant:
         assert "<td>1</td>" in row and "100.0%" in row  # one execution, counted for the webhook node
         logs = await client.get(f"/logs?flow_id={flow['id']}&node_id=w")
         assert logs.status_code == 200
-        assert f'<option value="w" selected>Guarded order' in logs.text
+        assert '<option value="w" selected>Guarded order' in logs.text
         assert "/guarded" in logs.text
     finally:
         await client.aclose()

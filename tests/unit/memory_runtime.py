@@ -1,4 +1,4 @@
-"""An in-memory flows.ports.Runtime for tests and benchmarks: records every effect, scripted answers."""
+"""An in-memory flows.runtime.Runtime for tests and benchmarks: records every effect, scripted answers."""
 
 from __future__ import annotations
 
