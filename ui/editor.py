@@ -10,10 +10,10 @@ from litestar import Controller, Request, get, post
 from litestar.exceptions import NotFoundException
 from litestar.response import Redirect, Template
 
-from app.services import auth, flows_store
-from flows.nodes.registry import NODE_TYPES
+from app.services import actions, auth, flows_store
+from flows.nodes.registry import NODE_TYPES, summaries
 from ui.forms import FieldError, check_node_config, form_to_config, prune_match
-from ui.palette import node_types_json, template_names
+from ui.palette import form_values, node_types_json, template_names
 from ui.render import fragment, is_htmx, page
 
 
@@ -36,6 +36,7 @@ def _node_form(
     applied: bool,
     headers: dict[str, str] | None = None,
     status_code: int = 200,
+    advice: actions.ThresholdAdvice | None = None,
 ) -> Template:
     node_type = NODE_TYPES.get(type_)
     if node_type is None:
@@ -54,12 +55,13 @@ def _node_form(
         status_code=status_code,
         node_id=node_id,
         node_type=node_type,
-        cfg=cfg,
+        cfg=form_values(node_type, cfg),
         errors=by_field,
         general_errors=general,
         names=template_names(variables),
         variables_json=json.dumps(variables),
         applied=applied,
+        advice=advice,
     )
 
 
@@ -68,6 +70,17 @@ async def _flow(principal: auth.Principal, flow_id: str) -> flows_store.FlowRead
         return await flows_store.get_flow(principal.workspace_id, flow_id)
     except flows_store.FlowNotFound as exc:
         raise NotFoundException("This flow does not exist (deleted?).") from exc
+
+
+async def _advice(workspace_id: str, cfg: dict[str, Any]) -> actions.ThresholdAdvice | None:
+    """For an intent trigger: what its examples score, shown beside the confidence threshold."""
+    match = cfg.get("match")
+    if not isinstance(match, dict) or match.get("kind") != "intent":
+        return None
+    threshold = match.get("confidence_threshold", 0.8)
+    if not isinstance(threshold, (int, float)) or isinstance(threshold, bool):
+        threshold = 0.8
+    return await actions.threshold_advice(workspace_id, match, threshold=float(threshold))
 
 
 class EditorController(Controller):
@@ -84,6 +97,8 @@ class EditorController(Controller):
             flow=flow,
             node_types_json=node_types_json(),
             document_json=json.dumps(document).replace("</", "<\\/"),
+            summaries_json=json.dumps(summaries(document)).replace("</", "<\\/"),
+            draft_errors_json=json.dumps(msgspec.to_builtins(flow.errors)).replace("</", "<\\/"),
         )
 
     @post("/editor/node-form", name="node_form")
@@ -99,22 +114,24 @@ class EditorController(Controller):
             for e in _json_list(form.get("errors"))
             if isinstance(e, dict)
         ]
+        cfg = cfg if isinstance(cfg, dict) else {}
         return _node_form(
             request,
             node_id=form.get("node_id", ""),
             type_=form.get("type", ""),
-            cfg=cfg if isinstance(cfg, dict) else {},
+            cfg=cfg,
             variables=[str(v) for v in _json_list(form.get("variables"))],
             errors=errors,
             applied=False,
+            advice=await _advice(principal.workspace_id, cfg),
         )
 
     @post("/editor/node-form/save", name="node_form_save")
     async def node_form_save(self, request: Request, principal: auth.Principal) -> Template:
         """Apply a node form: the editor receives the config and its problems via HX-Trigger.
 
-        A config with problems is applied too (drafts keep whatever state the graph is in);
-        its messages show next to the fields and on the node until fixed.
+        A config with problems answers 422 with its reasons in the form, and is applied too
+        (drafts keep whatever state the graph is in): the node shows what to fix until fixed.
         """
         form = await request.form()
         node_id, type_ = form.get("_node_id", ""), form.get("_type", "")
@@ -129,7 +146,12 @@ class EditorController(Controller):
         if not errors:
             normalised, errors = check_node_config(node_id, type_, cfg)
         applied = normalised if normalised is not None else prune_match(cfg)
-        detail = {"node_id": node_id, "config": applied, "errors": msgspec.to_builtins(errors)}
+        detail = {
+            "node_id": node_id,
+            "config": applied,
+            "summary": NODE_TYPES[type_].summary(applied),
+            "errors": msgspec.to_builtins(errors),
+        }
         return _node_form(
             request,
             node_id=node_id,
@@ -138,7 +160,9 @@ class EditorController(Controller):
             variables=variables,
             errors=errors,
             applied=True,
+            status_code=422 if errors else 200,  # applied all the same: the node shows what to fix
             headers={"HX-Trigger": json.dumps({"sb:node-config": detail})},
+            advice=await _advice(principal.workspace_id, applied),
         )
 
     @get("/flows/{flow_id:str}/versions", name="flow_versions")

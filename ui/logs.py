@@ -8,9 +8,9 @@ from litestar import Controller, Request, get
 from litestar.exceptions import NotFoundException
 from litestar.response import Template
 
+from app.services import actions as action_catalogue
 from app.services import auth, flows_store, runs
 from flows.nodes.registry import NODE_TYPES
-from ui.actions import external_actions
 from ui.charts import executions_chart
 from ui.render import page
 
@@ -72,7 +72,7 @@ class LogsController(Controller):
         since = datetime.now(UTC) - timedelta(hours=hours)
         flows = await flows_store.list_flows(principal.workspace_id)
         flow_names = {f.id: f.name for f in flows}
-        actions = [a for f in flows for a in external_actions(f) if a["webhook"]]
+        actions = [a for f in flows for a in action_catalogue.flow_actions(f) if a.action]
         # The action choice names its flow: it works without choosing the flow too.
         chosen = split_action(action) or ((flow_id, node_id) if flow_id and node_id else None)
         run_items, log_page = [], None

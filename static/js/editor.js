@@ -41,24 +41,6 @@
     return !!el && (el.tagName === "INPUT" || el.tagName === "TEXTAREA" || el.tagName === "SELECT" || el.isContentEditable);
   }
 
-  // One line on the node card so a graph can be read without opening every form.
-  function summarize(type, config) {
-    config = config || {};
-    var m = config.match;
-    if (type === "when.message_received" && m) {
-      if (m.kind === "keywords") return "keywords: " + (m.keywords || []).join(", ");
-      if (m.kind === "regex") return "regex: " + (m.pattern || m.regex || "");
-      if (m.kind === "intent") return "intent: " + (m.display_name || "");
-      return "any message";
-    }
-    if (type === "action.call_webhook") return (config.method || "POST") + " " + (config.url || "");
-    if (type === "logic.condition") return [config.left, config.op, config.right].join(" ");
-    if (type === "action.update_ai_context") return Object.keys(config.context_data || {}).join(", ");
-    var keys = ["text", "action", "status", "tag", "custom_prompt"];
-    for (var i = 0; i < keys.length; i++) if (config[keys[i]]) return String(config[keys[i]]);
-    return "";
-  }
-
   function Editor(root, options) {
     options = options || {};
     this.root = root;
@@ -76,6 +58,9 @@
     this.errorList = root.querySelector("#flow-errors");
     this.status = root.querySelector("#editor-status");
     this.meta = {};
+    // Node id -> the line its card shows. The server computes it from the node type (flows/nodes/):
+    // #node-summaries on load, "summary" in palette entries, in sb:node-config and in a flow's JSON.
+    this.summaries = options.summaries || readJson("node-summaries") || {};
     this.configs = {};   // flow node id -> config
     this.order = [];     // flow node ids in document order
     this.edgeOrder = []; // "from|to|port" keys in document order
@@ -102,6 +87,9 @@
     this.bindWindow();
     var doc = options.document || readJson("flow-document");
     if (doc) this.load(doc);
+    // A draft saved with problems opens with them on their nodes.
+    var problems = options.errors || readJson("draft-errors");
+    if (problems && problems.length) this.showErrors(problems);
   }
 
   // ---------- Drawflow ----------
@@ -232,7 +220,7 @@
   Editor.prototype.nodeHtml = function (flowId, type) {
     var t = this.types[type] || { label: type, group: "unknown" };
     return '<div class="sb-node-head"><span class="sb-node-label">' + esc(t.label) + '</span><span class="sb-node-id">' + esc(flowId) +
-      '</span></div><div class="sb-node-summary">' + esc(summarize(type, this.configs[flowId])) + "</div>" +
+      '</span></div><div class="sb-node-summary">' + esc(this.summaries[flowId] || "") + "</div>" +
       '<div class="sb-node-badge" hidden></div>';
   };
 
@@ -271,7 +259,8 @@
   };
 
   // Replace the whole graph (open, rollback). History starts afresh: it described the old graph.
-  Editor.prototype.load = function (doc) {
+  Editor.prototype.load = function (doc, summaries) {
+    if (summaries) this.summaries = summaries;
     var started = window.performance ? performance.now() : 0;
     this.loading = true;
     this.meta = {
@@ -375,8 +364,8 @@
 
   Editor.prototype.snapshotNode = function (flowId) {
     var n = this.dfData()[this.flowToDf[flowId]];
-    return { id: flowId, type: n.name, config: clone(this.configs[flowId]) || {}, position: { x: Math.round(n.pos_x), y: Math.round(n.pos_y) },
-      index: this.order.indexOf(flowId) };
+    return { id: flowId, type: n.name, config: clone(this.configs[flowId]) || {}, summary: this.summaries[flowId] || "",
+      position: { x: Math.round(n.pos_x), y: Math.round(n.pos_y) }, index: this.order.indexOf(flowId) };
   };
 
   // ---------- primitive changes (used by user actions, undo and redo) ----------
@@ -384,6 +373,7 @@
   Editor.prototype.createNode = function (node) {
     var t = this.types[node.type] || { group: "unknown" };
     this.configs[node.id] = clone(node.config || {});
+    this.summaries[node.id] = node.summary != null ? node.summary : (t.summary || "");
     if (node.index !== undefined && node.index >= 0 && node.index <= this.order.length) this.order.splice(node.index, 0, node.id);
     else this.order.push(node.id);
     var dfId = this.df.addNode(node.type, this.hasInput(node.type) ? 1 : 0, this.ports(node.type).length, node.position.x, node.position.y,
@@ -420,11 +410,13 @@
     this.df.updateConnectionNodes("node-" + dfId);
   };
 
-  Editor.prototype.setConfig = function (flowId, config) {
+  // `summary` is the card's line for this config; the server computes it from the node type (flows/nodes/).
+  Editor.prototype.setConfig = function (flowId, config, summary) {
     if (!(flowId in this.configs)) return;
     this.configs[flowId] = clone(config);
+    this.summaries[flowId] = summary || "";
     var el = this.canvas.querySelector("#node-" + this.flowToDf[flowId] + " .sb-node-summary");
-    if (el) el.textContent = summarize(this.typeOf(flowId), config);
+    if (el) el.textContent = this.summaries[flowId];
   };
 
   // Forget a node Drawflow removed (our own removals and undo alike).
@@ -433,6 +425,7 @@
     delete this.dfToFlow[dfId];
     delete this.flowToDf[flowId];
     delete this.configs[flowId];
+    delete this.summaries[flowId];
     this.order = this.order.filter(function (id) { return id !== flowId; });
     this.errors = this.errors.filter(function (e) { return e.node_id !== flowId; });
     if (this.selection.indexOf(flowId) >= 0) this.setSelection(this.selection.filter(function (id) { return id !== flowId; }));
@@ -451,7 +444,7 @@
     else if (kind === "unlink") this.unlink(change.edge);
     else if (kind === "move") this.place(change.id, forward ? change.to : change.from);
     else if (kind === "config") {
-      this.setConfig(change.id, forward ? change.after : change.before);
+      this.setConfig(change.id, forward ? change.after : change.before, forward ? change.afterSummary : change.beforeSummary);
       if (this.formNode === change.id) this.showForm(change.id, { reload: true });
     }
   };
@@ -471,6 +464,7 @@
     var now = Date.now();
     if (options.key && top && top.key === options.key && !this.undone.length) {
       top.changes[0].after = changes[0].after; // typing in one form: one step
+      top.changes[0].afterSummary = changes[0].afterSummary;
       top.at = now;
     } else {
       this.done.push({ label: label, changes: changes, at: now, key: options.key || null, seq: ++this.seq });
@@ -523,7 +517,7 @@
   Editor.prototype.addNode = function (type, x, y) {
     var t = this.types[type];
     if (!t) return null;
-    var node = { id: this.newId(), type: type, config: clone(t.defaults || {}), position: { x: Math.round(x), y: Math.round(y) } };
+    var node = { id: this.newId(), type: type, config: clone(t.defaults || {}), summary: t.summary || "", position: { x: Math.round(x), y: Math.round(y) } };
     this.record("add " + t.label, [{ op: "add", node: node }], { apply: true });
     this.setSelection([node.id]);
     return node.id;
@@ -572,11 +566,12 @@
 
   // ---------- selection ----------
 
-  Editor.prototype.setSelection = function (ids) {
+  // `stay` keeps the side panel's tab (a rollback from Versions reselects without leaving it).
+  Editor.prototype.setSelection = function (ids, stay) {
     var seen = {};
     this.selection = ids.filter(function (id) { if (seen[id]) return false; seen[id] = true; return true; });
     this.paintSelection();
-    this.showSelection();
+    this.showSelection(stay);
   };
 
   Editor.prototype.paintSelection = function () {
@@ -729,7 +724,8 @@
       var id = self.newId(taken);
       taken.push(id);
       ids[n.id] = id;
-      changes.push({ op: "add", node: { id: id, type: n.type, config: clone(n.config), position: { x: n.position.x + offset, y: n.position.y + offset } } });
+      changes.push({ op: "add", node: { id: id, type: n.type, config: clone(n.config), summary: n.summary,
+        position: { x: n.position.x + offset, y: n.position.y + offset } } });
     });
     clip.edges.forEach(function (e) {
       if (!ids[e.from] || !ids[e.to]) return;
@@ -860,9 +856,9 @@
     return names;
   };
 
-  Editor.prototype.showSelection = function () {
+  Editor.prototype.showSelection = function (stay) {
     if (!this.panel) return;
-    if (this.selection.length === 1) { this.showForm(this.selection[0]); this.openTab("node"); return; }
+    if (this.selection.length === 1) { this.showForm(this.selection[0]); if (!stay) this.openTab("node"); return; }
     var self = this;
     this.flushForm().then(function () {
       self.formNode = null;
@@ -876,7 +872,7 @@
         '<button type="button" class="btn small" data-editor-action="copy">Copy</button>' +
         '<button type="button" class="btn small" data-editor-action="duplicate">Duplicate</button>' +
         '<button type="button" class="btn small danger" data-editor-action="delete">Delete</button></div></div>';
-      self.openTab("node");
+      if (!stay) self.openTab("node");
     });
   };
 
@@ -937,7 +933,7 @@
     });
     document.body.addEventListener("sb:node-config", function (e) {
       var d = e.detail || {};
-      if (d.node_id) self.applyConfig(d.node_id, d.config || {}, d.errors || []);
+      if (d.node_id) self.applyConfig(d.node_id, d.config || {}, d.errors || [], d.summary);
     });
   };
 
@@ -973,23 +969,25 @@
         Array.prototype.forEach.call(nw.querySelectorAll(":scope > .field-error"), function (el) { field.appendChild(document.importNode(el, true)); });
       });
     }
-    ["node-form-errors", "node-form-status"].forEach(function (id) {
-      var mine = form.querySelector("#" + id), theirs = fresh.querySelector("#" + id);
-      if (mine && theirs) mine.innerHTML = theirs.innerHTML;
+    // Regions the server keeps current (errors summary, status, threshold advice) are marked data-live.
+    Array.prototype.forEach.call(fresh.querySelectorAll("[data-live][id]"), function (theirs) {
+      var mine = form.querySelector("#" + theirs.id);
+      if (mine) mine.innerHTML = theirs.innerHTML;
     });
   };
 
-  // The server answers an applied form with HX-Trigger {"sb:node-config": {node_id, config, errors}}.
-  Editor.prototype.applyConfig = function (flowId, config, errors) {
+  // The server answers an applied form with HX-Trigger {"sb:node-config": {node_id, config, summary, errors}}.
+  Editor.prototype.applyConfig = function (flowId, config, errors, summary) {
     if (!(flowId in this.configs)) return;
-    var before = this.configs[flowId];
+    var before = this.configs[flowId], beforeSummary = this.summaries[flowId] || "";
     this.errors = this.errors.filter(function (e) { return e.node_id !== flowId; }).concat(
       (errors || []).map(function (e) { return { node_id: flowId, field: e.field || null, message: e.message }; }));
     if (same(before, config)) { this.showErrors(this.errors); return; }
-    this.setConfig(flowId, config);
+    this.setConfig(flowId, config, summary);
     // Typing into one field while the form stays open is one undo step; another field or another visit is the next.
     var changed = Object.keys(Object.assign({}, before, config)).filter(function (k) { return !same(before[k], config[k]); }).sort();
-    this.record("edit " + flowId, [{ op: "config", id: flowId, before: clone(before), after: clone(config) }],
+    this.record("edit " + flowId, [{ op: "config", id: flowId, before: clone(before), after: clone(config),
+      beforeSummary: beforeSummary, afterSummary: this.summaries[flowId] }],
       { key: ["config", flowId, this.formVisit, changed.join(",")].join(":") });
   };
 
@@ -1128,21 +1126,22 @@
   };
 
   Editor.prototype.save = function () {
-    var self = this, savedAt;
+    var self = this, savedAt, sent;
     return this.flushForm().then(function () {
       self.setStatus("Saving…", "busy");
       savedAt = self.done.length ? self.done[self.done.length - 1].seq : 0;
-      return self.request("PUT", "", self.exportDocument(), self.revision ? { "If-Match": String(self.revision) } : {});
+      sent = self.exportDocument();
+      return self.request("PUT", "", sent, self.revision ? { "If-Match": String(self.revision) } : {});
     }).then(function (r) {
       if (!r.ok) { self.showErrors(errorsOf(r)); self.setStatus("Not saved", "error"); self.openTab("node"); return false; }
-      self.adopt(r.json);
+      self.adopt(r.json, sent);
       self.savedSeq = savedAt;
       self.metaDirty = false;
       // A draft may be saved with problems: they stay on their nodes until fixed; only Publish needs none.
       var errs = (r.json && (r.json.errors || r.json.draft_errors)) || [];
       self.showErrors(errs);
       self.refreshDirty();
-      if (!self.dirty) self.setStatus(errs.length ? "Draft saved · " + problems(errs.length) : "Draft saved", errs.length ? "warn" : "ok");
+      if (!self.dirty) self.setStatus(errs.length ? "Draft saved · " + problems(errs.length) + " to fix before publishing" : "Draft saved", errs.length ? "warn" : "ok");
       return true;
     });
   };
@@ -1169,12 +1168,16 @@
   };
 
   // After a save the server holds secret references instead of clear secrets, and a new draft revision.
-  Editor.prototype.adopt = function (flow) {
+  // The saved document is the truth: configs come back normalised (defaults filled in) and secrets as references.
+  // A node edited while the save was on its way keeps the newer edit (`sent` holds what was sent).
+  Editor.prototype.adopt = function (flow, sent) {
     if (!flow) return;
     if (flow.draft_revision !== undefined) this.revision = String(flow.draft_revision);
-    var self = this;
+    var self = this, sentConfigs = {};
+    ((sent && sent.nodes) || []).forEach(function (n) { sentConfigs[n.id] = n.config; });
     ((flow.document && flow.document.nodes) || []).forEach(function (n) {
-      if (n.id in self.configs && n.type === "action.call_webhook") self.configs[n.id] = clone(n.config);
+      if (!(n.id in self.configs) || (sent && !same(self.configs[n.id], sentConfigs[n.id]))) return;
+      self.setConfig(n.id, n.config, flow.summaries && n.id in flow.summaries ? flow.summaries[n.id] : self.summaries[n.id]);
     });
   };
 
@@ -1199,9 +1202,10 @@
       var doc = d.json.document;
       doc.status = d.json.status || doc.status;
       self.formNode = null;
-      self.load(doc);
+      self.load(doc, d.json.summaries);
       self.adopt(d.json);
-      self.setSelection(keep.filter(function (id) { return id in self.configs; }));
+      self.showErrors(d.json.errors || []);
+      self.setSelection(keep.filter(function (id) { return id in self.configs; }), true);
       self.setStatus(message, "ok");
       return true;
     });
@@ -1300,7 +1304,6 @@
   };
 
   window.SwitchboardEditor = Editor;
-  window.sbSummarize = summarize;
 
   function boot() {
     var root = document.getElementById("flow-editor");
