@@ -9,6 +9,7 @@ import pytest
 import pytest_asyncio
 from conftest import logged_in, shot
 
+from tests.support.flows import intent_hook_flow
 from tests.support.http_peer import HttpPeer
 from tests.support.stack import wait_until
 
@@ -16,54 +17,35 @@ pytestmark = pytest.mark.browser
 
 
 def order_flow(url: str) -> dict[str, Any]:
-    """intent "Order pizza" (needs `qty`) -> webhook; its success message reads the response."""
-    return {
-        "schema": "switchboard.flow/v1",
-        "name": "Pizza orders",
-        "status": "draft",
-        "nodes": [
-            {
-                "id": "n1",
-                "type": "when.message_received",
-                "config": {
-                    "match": {
-                        "kind": "intent",
-                        "display_name": "Order pizza",
-                        "training_examples": [
-                            {"text": "I want to order a pizza", "language": "en"},
-                            {"text": "can I get pizzas delivered", "language": "en"},
-                            {"text": "pizza order please", "language": "en"},
-                            {"text": "order pizzas for tonight", "language": "en"},
-                        ],
-                        "confidence_threshold": 0.5,
-                        "variables": [
-                            {"name": "qty", "prompt": "How many pizzas?", "required": True, "type": "integer"}
-                        ],
-                    }
-                },
-                "position": {"x": 60, "y": 140},
-            },
-            {
-                "id": "n2",
-                "type": "action.call_webhook",
-                "config": {
-                    "url": url,
-                    "payload_template": {"qty": "{{ vars.qty }}", "phone": "{{ phone_number }}"},
-                    "max_retries": 0,
-                    "success_message": "Order {{ response.order_id }} for {{ vars.qty }} pizzas!",
-                    "failure_message": "Sorry, the oven is off.",
-                },
-                "position": {"x": 340, "y": 140},
-            },
-            {
-                "id": "n3",
-                "type": "action.send_message",
-                "config": {"text": "Sorry, try again later.", "message_type": "support"},
-                "position": {"x": 640, "y": 260},
-            },
+    """intent "Order pizza" (needs `qty`) -> webhook reading the response; its failure port -> an apology."""
+    doc = intent_hook_flow(
+        url,
+        name="Pizza orders",
+        display_name="Order pizza",
+        examples=[
+            "I want to order a pizza",
+            "can I get pizzas delivered",
+            "pizza order please",
+            "order pizzas for tonight",
         ],
-        "edges": [{"from": "n1", "to": "n2"}, {"from": "n2", "to": "n3", "port": "failure"}],
-    }
+        variable="qty",
+        prompt="How many pizzas?",
+        ids=("n1", "n2"),
+        success_message="Order {{ response.order_id }} for {{ vars.qty }} pizzas!",
+        failure_message="Sorry, the oven is off.",
+    )
+    doc["status"] = "draft"
+    doc["nodes"].append(
+        {
+            "id": "n3",
+            "type": "action.send_message",
+            "config": {"text": "Sorry, try again later.", "message_type": "support"},
+        }
+    )
+    doc["edges"].append({"from": "n2", "to": "n3", "port": "failure"})
+    for node, x, y in zip(doc["nodes"], (60, 340, 640), (140, 140, 260), strict=True):
+        node["position"] = {"x": x, "y": y}
+    return doc
 
 
 @pytest_asyncio.fixture

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tests.support.flows import intent_hook_flow
 from tests.support.http_peer import HttpPeer, PeerResponse
 from tests.support.stack import Tenant
 
@@ -13,56 +14,31 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def booking_flow(url: str, **hook: Any) -> dict[str, Any]:
-    """intent "Book a table" (needs `people`) -> webhook whose messages read the response."""
-    return {
-        "schema": "switchboard.flow/v1",
-        "name": "Bookings",
-        "status": "active",
-        "nodes": [
-            {
-                "id": "intent",
-                "type": "when.message_received",
-                "config": {
-                    "match": {
-                        "kind": "intent",
-                        "display_name": "Book a table",
-                        "training_examples": [
-                            {"text": "I want to book a table", "language": "en"},
-                            {"text": "can I reserve a table for dinner", "language": "en"},
-                            {"text": "book a table please", "language": "en"},
-                            {"text": "table reservation tonight", "language": "en"},
-                        ],
-                        "confidence_threshold": 0.5,
-                        "variables": [
-                            {
-                                "name": "people",
-                                "prompt": "For how many people?",
-                                "required": True,
-                                "type": "integer",
-                            }
-                        ],
-                    }
-                },
-            },
-            {
-                "id": "book",
-                "type": "action.call_webhook",
-                "config": {
-                    "url": url,
-                    "payload_template": {"people": "{{ vars.people }}", "phone": "{{ phone_number }}"},
-                    "max_retries": 0,
-                    "success_message": "Booked for {{ vars.people }}: reference {{ response.booking.ref }}.",
-                    "failure_message": "Sorry, no table.",
-                    **hook,
-                },
-            },
-            {"id": "thanks", "type": "action.send_message", "config": {"text": "Thanks {{ response.name }}"}},
+    """intent "Book a table" (needs `people`) -> webhook whose messages read the response -> thanks."""
+    doc = intent_hook_flow(
+        url,
+        name="Bookings",
+        display_name="Book a table",
+        examples=[
+            "I want to book a table",
+            "can I reserve a table for dinner",
+            "book a table please",
+            "table reservation tonight",
         ],
-        "edges": [
-            {"from": "intent", "to": "book"},
-            {"from": "book", "to": "thanks", "port": "success"},
-        ],
-    }
+        variable="people",
+        prompt="For how many people?",
+        ids=("intent", "book"),
+        **{
+            "success_message": "Booked for {{ vars.people }}: reference {{ response.booking.ref }}.",
+            "failure_message": "Sorry, no table.",
+            **hook,
+        },
+    )
+    doc["nodes"].append(
+        {"id": "thanks", "type": "action.send_message", "config": {"text": "Thanks {{ response.name }}"}}
+    )
+    doc["edges"].append({"from": "book", "to": "thanks", "port": "success"})
+    return doc
 
 
 async def run(tenant: Tenant, **body: Any) -> dict[str, Any]:
