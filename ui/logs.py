@@ -101,6 +101,9 @@ class LogsController(Controller):
             flow_names=flow_names,
             node_names=node_names(flows),
             actions=actions,
+            chosen_action=next(
+                (a for a in actions if chosen and (a.flow.id, a.action["id"]) == chosen), None
+            ),
             runs=run_items,
             log_page=log_page,
             chart=chart,

@@ -160,6 +160,15 @@ async def test_every_page_at_1440_and_on_a_phone(chromium, tenant, http_peer: Ht
                 await pg.wait_for_load_state("networkidle")
                 await shot(pg, f"{name}-{device}")
                 assert await no_sideways_scroll(pg), f"{path} scrolls sideways at {viewport}"
+            # The editor's Try it panel, one turn in.
+            await pg.goto(pages["editor"])
+            await pg.wait_for_function("window.sbEditor !== undefined")
+            await pg.click("#tab-try")
+            await pg.fill("#tester-message", "I want to buy 3 iPhones")
+            await pg.click("#tester-send")
+            await pg.locator(".turn .bubble.bot").first.wait_for()
+            await shot(pg, f"editor-try-it-{device}")
+            assert await no_sideways_scroll(pg)
             assert pg.js_errors == []
         finally:
             await pg.context.close()
