@@ -19,6 +19,9 @@ OK_STATUSES = frozenset({"completed", "success", "ok"})
 # What a run's status filter offers; webhook executions have their own words.
 RUN_STATUSES = ("completed", "failed", "running", "abandoned")
 WEBHOOK_STATUSES = ("success", "failure", "pending", "processing")
+# A status chosen for one kind of log, in the other kind's words (switching kinds keeps the intent).
+AS_WEBHOOK_STATUS = {"completed": "success", "failed": "failure", "running": "processing"}
+AS_RUN_STATUS = {v: k for k, v in AS_WEBHOOK_STATUS.items()}
 # Trace steps that are not nodes (flows/interpreter.py notes them), in words.
 STEP_LABELS = {
     "intent.detect": "Intent detection",
@@ -76,14 +79,14 @@ class LogsController(Controller):
         # The action choice names its flow: it works without choosing the flow too.
         chosen = split_action(action) or ((flow_id, node_id) if flow_id and node_id else None)
         run_items, log_page = [], None
+        if status:
+            status = (AS_WEBHOOK_STATUS if chosen else AS_RUN_STATUS).get(status, status)
         if chosen:
-            flow_id, node_id = chosen
             log_page = await runs.action_logs(
-                principal.workspace_id, flow_id, node_id, status=status or None, since=since, limit=200
+                principal.workspace_id, *chosen, status=status or None, since=since, limit=200
             )
             events = [(i.created_at, i.status in OK_STATUSES) for i in (log_page.items if log_page else [])]
         else:
-            node_id = None
             run_items = await runs.list_runs(
                 principal.workspace_id, flow_id=flow_id or None, status=status or None, since=since, limit=200
             )
@@ -109,8 +112,8 @@ class LogsController(Controller):
             chart=chart,
             statuses=WEBHOOK_STATUSES if chosen else RUN_STATUSES,
             filters={
-                "flow_id": flow_id or "",
-                "action": f"{flow_id}/{node_id}" if chosen else "",
+                "flow_id": "" if chosen else flow_id or "",  # "Runs of" is for runs
+                "action": "/".join(chosen) if chosen else "",
                 "status": status or "",
                 "hours": hours,
             },

@@ -75,9 +75,8 @@ class TesterRequest(msgspec.Struct, forbid_unknown_fields=True):
     conversation_id: str | None = None
     execute: bool = False
     flow_id: str | None = None  # also test this flow's draft, published or not
-    document: dict[str, Any] | None = (
-        None  # test this document (the editor's canvas) instead of the saved draft
-    )
+    # Test this document (the editor's canvas, saved or not) in place of the flow's saved draft.
+    document: dict[str, Any] | None = None
     ai_enabled: bool = True  # the first turn's AI state; later turns take it from `state`
     custom_prompt: str | None = None
     context: dict[str, Any] = {}

@@ -93,6 +93,17 @@
   document.addEventListener("htmx:afterSettle", function (e) { refreshConditional(e.target); });
   document.addEventListener("DOMContentLoaded", function () { refreshConditional(); });
 
+  // Filters that exclude each other: choosing one clears the others before the form is sent
+  // (capture phase, so it runs before htmx reads the form): <select data-resets="id,id">.
+  document.addEventListener("change", function (e) {
+    var ids = e.target.getAttribute && e.target.getAttribute("data-resets");
+    if (!ids) return;
+    ids.split(",").forEach(function (id) {
+      var other = document.getElementById(id.trim());
+      if (other) other.value = "";
+    });
+  }, true);
+
   // On a phone the side navigation folds into the menu button.
   document.addEventListener("click", function (e) {
     var toggle = e.target.closest && e.target.closest(".nav-toggle");

@@ -110,6 +110,20 @@ async def test_logs_name_flows_show_failed_webhooks_and_filter_alone(chromium, t
         await pg.locator("#webhook-logs tbody tr .badge.status-success").wait_for()
         assert "Create order" in await pg.locator("#webhook-logs h2").inner_text()
         assert await pg.locator("#flt-flow").input_value() == ""
+        # Its statuses are a webhook's; "failure" finds none here, and choosing a flow goes back to runs.
+        assert await pg.locator("#flt-status option").all_inner_texts() == [
+            "any",
+            "success",
+            "failure",
+            "pending",
+            "processing",
+        ]
+        await pg.select_option("#flt-status", "failure")
+        await pg.locator("#webhook-logs tbody td.empty").wait_for()
+        await pg.select_option("#flt-flow", label="Order status")
+        await wait_until(lambda: _row_count(pg, 1), what="the failed run of Order status")
+        assert await pg.locator("#flt-action").input_value() == ""
+        assert await pg.locator("#flt-status").input_value() == "failed"  # the same intent, in run words
         await shot(pg, "logs-webhook-filter")
         # The run detail names flows and nodes too.
         await pg.goto("/logs")
