@@ -188,3 +188,14 @@ def test_a_flow_off_screen_opens_fitted_to_the_view(page, harness):
         assert canvas["y"] <= box["y"] and box["y"] + box["height"] <= canvas["y"] + canvas["height"]
     assert export(page) == doc  # fitting the view moves the camera, not the nodes
     screenshot(page, "editor-harness-fitted")
+
+
+def test_a_connection_is_deleted_with_the_delete_key_and_undo_brings_it_back(page, harness):
+    open_editor(page, harness, copy.deepcopy(PREMIUM), "/harness/disconnect")
+    path = page.locator(".connection.node_out_node-3.output_2 .main-path")  # n3's failure port -> n5
+    path.click(force=True)
+    press(page, "Delete")
+    assert {"from": "n3", "to": "n5", "port": "failure"} not in export(page)["edges"]
+    assert [n["id"] for n in export(page)["nodes"]] == ["n1", "n2", "n3", "n4", "n5"]
+    press(page, f"{MOD}+z")
+    assert export(page) == PREMIUM
