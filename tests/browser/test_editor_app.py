@@ -10,7 +10,7 @@ import pytest_asyncio
 from conftest import logged_in, shot
 
 from tests.support.flows import intent_hook_flow
-from tests.support.http_peer import HttpPeer
+from tests.support.http_peer import HttpPeer, PeerResponse
 from tests.support.stack import wait_until
 
 pytestmark = pytest.mark.browser
@@ -239,3 +239,199 @@ async def test_the_toolbar_stays_on_one_row_with_unsaved_changes(app, tenant, ht
     assert abs(publish["y"] - back["y"]) < 8 and bar["height"] < 60
     assert publish["x"] + publish["width"] <= bar["x"] + bar["width"]
     await shot(app, "editor-unsaved")
+
+
+# --- the shop owner's whole afternoon: build from empty, try over turns, publish, watch it answer ----------
+
+GRID = {  # where each node is dropped (canvas pixels at zoom 1), by the id it gets
+    "n2": (330, 40),
+    "n3": (600, 40),
+    "n4": (870, 20),
+    "n5": (870, 170),
+    "n6": (600, 220),
+    "n7": (870, 320),
+    "n8": (60, 420),
+    "n9": (330, 420),
+    "n10": (60, 600),
+    "n11": (330, 600),
+    "n12": (600, 600),
+    "n13": (60, 780),
+    "n14": (330, 780),
+}
+DROPS = [  # node id, type, what to type into its form
+    (
+        "n2",
+        "action.call_webhook",
+        {
+            "#f-url": "URL",
+            "#f-payload": '{"qty": "{{ vars.qty }}", "phone": "{{ phone_number }}"}',
+            "#f-success_message": "Order {{ response.order_id }} for {{ vars.qty }}!",
+        },
+    ),
+    ("n3", "logic.condition", {"#f-left": "{{ vars.qty }}", "#cond-op": "greater_than", "#f-right": "2"}),
+    ("n4", "action.add_tag", {"#f-tag": "big-order"}),
+    ("n5", "action.send_message", {"#f-text": "Enjoy your pizza!"}),
+    ("n6", "action.control_ai_response", {"#ai-action": "disable"}),
+    ("n7", "action.update_ai_context", {"pairs": ("tier", "gold")}),
+    ("n8", "when.tag_added", {"#f-tag": "big-order"}),
+    ("n9", "action.set_conversation_status", {"#f-status": "pending"}),
+    ("n10", "when.conversation_created", {}),
+    ("n11", "action.send_message", {"#f-text": "Welcome to Pizza Corner!"}),
+    ("n12", "when.contact_created", {}),
+    ("n13", "when.tag_removed", {"#f-tag": "vip"}),
+    ("n14", "action.remove_tag", {"#f-tag": "vip-pending"}),
+]
+WIRES = [  # from, output index (port), to
+    ("n1", 0, "n2"),
+    ("n2", 0, "n3"),  # success
+    ("n2", 1, "n6"),  # failure
+    ("n3", 0, "n4"),  # true
+    ("n3", 1, "n5"),  # false
+    ("n4", 0, "n7"),
+    ("n8", 0, "n9"),
+    ("n10", 0, "n11"),
+    ("n13", 0, "n14"),
+]
+
+
+async def _applied(pg, flow_id: str, before: dict[str, Any]) -> bool:
+    return await config_of(pg, flow_id) != before
+
+
+async def _fill_form(pg, flow_id: str, fields: dict[str, Any], url: str) -> None:
+    await node(pg, flow_id).click()
+    form = pg.locator(f"#node-form[data-node-id='{flow_id}']")
+    await form.wait_for()
+    if not fields:
+        return
+    before = await config_of(pg, flow_id)
+    for selector, value in fields.items():
+        if selector == "pairs":
+            await form.locator("[data-list-add='list-context_data']").click()
+            await form.locator("[name='context_data{}.key']").last.fill(value[0])
+            await form.locator("[name='context_data{}.value']").last.fill(value[1])
+        elif await form.locator(selector).evaluate("el => el.tagName") == "SELECT":
+            await form.locator(selector).select_option(value)
+        else:
+            await form.locator(selector).fill(url if value == "URL" else value)
+    await wait_until(lambda: _applied(pg, flow_id, before), what=f"{flow_id}'s form applied")
+
+
+async def test_a_shop_owner_builds_every_node_type_tries_it_publishes_and_watches_it_answer(
+    chromium, tenant, http_peer: HttpPeer
+):
+    http_peer.reply("POST", "/orders", PeerResponse.json({"order_id": "P-7"}))
+    pg = await logged_in(chromium, tenant, viewport={"width": 1920, "height": 1200})
+    try:
+        await pg.fill("#create-flow-form input[name=name]", "Pizza Corner")
+        await pg.click("#create-flow-form button")
+        await pg.wait_for_function("window.sbEditor !== undefined")
+        canvas = pg.locator("#canvas")
+        # Every node type from the palette (the new flow starts with n1, a message trigger).
+        for flow_id, type_, _ in DROPS:
+            x, y = GRID[flow_id]
+            await pg.locator(f'[data-node-type="{type_}"]').drag_to(canvas, target_position={"x": x, "y": y})
+            await node(pg, flow_id).wait_for()
+        types = {n["type"] for n in (await export_doc(pg))["nodes"]}
+        assert types == set(NODE_TYPE_NAMES)
+        for src, port, dst in WIRES:
+            await node(pg, src).locator(".output").nth(port).drag_to(node(pg, dst).locator(".input"))
+        assert len((await export_doc(pg))["edges"]) == len(WIRES)
+        # The trigger becomes an intent that needs a quantity; every other node gets its settings.
+        await node(pg, "n1").click()
+        form = pg.locator("#node-form[data-node-id='n1']")
+        await form.locator("#match-kind").select_option("intent")
+        await form.locator("[name='match.display_name']").fill("Order pizza")
+        for text in ("I want to order a pizza", "can I get pizzas delivered", "pizza order please"):
+            await form.locator("[data-list-add='list-match-training_examples']").click()
+            await form.locator("[name='match.training_examples[].text']").last.fill(text)
+        await form.locator("[data-list-add='list-match-variables']").click()
+        await form.locator("[name='match.variables[].name']").last.fill("qty")
+        await form.locator("[name='match.variables[].prompt']").last.fill("How many pizzas?")
+        await form.locator("[name='match.variables[].required:bool']").last.select_option("true")
+        await wait_until(
+            lambda: _variable_applied(pg), what="the intent with its required variable applied to n1"
+        )
+        for flow_id, _, fields in DROPS:
+            await _fill_form(pg, flow_id, fields, http_peer.url("/orders"))
+        await pg.click('[data-editor-action="save"]')
+        await pg.locator("#editor-status", has_text="Draft saved").wait_for()
+        assert await pg.locator(".drawflow-node.has-error").count() == 0
+
+        # Try it over two turns: the quantity is asked for, then the order goes through (dry run).
+        await pg.click("#tab-try")
+        message = pg.locator("#tester-message")
+        await message.fill("pizza order please")  # no quantity in it ("a pizza" would read as 1)
+        await message.press("Enter")
+        await pg.locator(".turn").nth(0).locator(".bubble.bot", has_text="How many pizzas?").wait_for()
+        await message.fill("3")
+        await message.press("Enter")
+        second = pg.locator(".turn").nth(1)
+        await second.locator(".bubble.bot", has_text="Order [order_id] for 3!").wait_for()
+        steps = await second.locator(".turn-steps").text_content()
+        assert "n3" in steps and "true" in steps and "n4" in steps and "n7" in steps
+        assert "ran" in (await node(pg, "n7").get_attribute("class")).split()
+        assert "ran" not in (await node(pg, "n5").get_attribute("class")).split()
+        assert http_peer.requests == []
+        await shot(pg, "editor-every-node-type-tried")
+
+        # Publish, then a real customer writes twice: the webhook is called once, with the answer given.
+        await pg.click('[data-editor-action="publish"]')
+        await pg.locator("#flow-status.status-active").wait_for()
+        channel = await tenant.generic_channel()
+        await tenant.send_generic(channel, text="pizza order please", sender="+15557777")
+        convo = await _conversation(tenant, "+15557777")
+        await pg.goto(f"/conversations/{convo}")
+        log = pg.locator("#message-log")
+        await log.locator(".msg.out", has_text="How many pizzas?").wait_for(timeout=20000)
+        assert await log.locator(".msg.out", has_text="Welcome to Pizza Corner!").count() == 1
+        await tenant.send_generic(channel, text="3", sender="+15557777")
+        await log.locator(".msg.out", has_text="Order P-7 for 3!").wait_for(timeout=20000)
+        [request] = http_peer.requests
+        assert request.json() == {"qty": 3, "phone": "+15557777"}
+        await pg.locator("#conversation-tags", has_text="big-order").wait_for(timeout=20000)
+        await shot(pg, "conversation-every-node-type")
+        assert pg.js_errors == []
+    finally:
+        await pg.context.close()
+
+
+NODE_TYPE_NAMES = [
+    "when.message_received",
+    "when.conversation_created",
+    "when.contact_created",
+    "when.tag_added",
+    "when.tag_removed",
+    "logic.condition",
+    "action.send_message",
+    "action.control_ai_response",
+    "action.update_ai_context",
+    "action.call_webhook",
+    "action.set_conversation_status",
+    "action.add_tag",
+    "action.remove_tag",
+]
+
+
+async def export_doc(pg) -> dict[str, Any]:
+    return await pg.evaluate("window.sbEditor.exportDocument()")
+
+
+async def _variable_applied(pg) -> bool:
+    match = (await config_of(pg, "n1")).get("match") or {}
+    variables = match.get("variables") or []
+    return (
+        bool(variables)
+        and variables[0].get("required") is True
+        and len(match.get("training_examples", [])) == 3
+    )
+
+
+async def _conversation(tenant, phone: str) -> str:
+    async def find() -> str | None:
+        for item in (await tenant.http.get("/api/conversations")).json():
+            if item["contact_phone"] == phone:
+                return item["id"]
+        return None
+
+    return await wait_until(find, timeout_s=20, what=f"the conversation of {phone}")
