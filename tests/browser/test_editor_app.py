@@ -323,58 +323,9 @@ async def test_a_shop_owner_builds_every_node_type_tries_it_publishes_and_watche
     http_peer.reply("POST", "/orders", PeerResponse.json({"order_id": "P-7"}))
     pg = await logged_in(chromium, tenant, viewport={"width": 1920, "height": 1200})
     try:
-        await pg.fill("#create-flow-form input[name=name]", "Pizza Corner")
-        await pg.click("#create-flow-form button")
-        await pg.wait_for_function("window.sbEditor !== undefined")
-        canvas = pg.locator("#canvas")
-        # Every node type from the palette (the new flow starts with n1, a message trigger).
-        for flow_id, type_, _ in DROPS:
-            x, y = GRID[flow_id]
-            await pg.locator(f'[data-node-type="{type_}"]').drag_to(canvas, target_position={"x": x, "y": y})
-            await node(pg, flow_id).wait_for()
-        types = {n["type"] for n in (await export_doc(pg))["nodes"]}
-        assert types == set(NODE_TYPE_NAMES)
-        for src, port, dst in WIRES:
-            await node(pg, src).locator(".output").nth(port).drag_to(node(pg, dst).locator(".input"))
-        assert len((await export_doc(pg))["edges"]) == len(WIRES)
-        # The trigger becomes an intent that needs a quantity; every other node gets its settings.
-        await node(pg, "n1").click()
-        form = pg.locator("#node-form[data-node-id='n1']")
-        await form.locator("#match-kind").select_option("intent")
-        await form.locator("[name='match.display_name']").fill("Order pizza")
-        for text in ("I want to order a pizza", "can I get pizzas delivered", "pizza order please"):
-            await form.locator("[data-list-add='list-match-training_examples']").click()
-            await form.locator("[name='match.training_examples[].text']").last.fill(text)
-        await form.locator("[data-list-add='list-match-variables']").click()
-        await form.locator("[name='match.variables[].name']").last.fill("qty")
-        await form.locator("[name='match.variables[].prompt']").last.fill("How many pizzas?")
-        await form.locator("[name='match.variables[].required:bool']").last.select_option("true")
-        await wait_until(
-            lambda: _variable_applied(pg), what="the intent with its required variable applied to n1"
-        )
-        for flow_id, _, fields in DROPS:
-            await _fill_form(pg, flow_id, fields, http_peer.url("/orders"))
-        await pg.click('[data-editor-action="save"]')
-        await pg.locator("#editor-status", has_text="Draft saved").wait_for()
-        assert await pg.locator(".drawflow-node.has-error").count() == 0
-
-        # Try it over two turns: the quantity is asked for, then the order goes through (dry run).
-        await pg.click("#tab-try")
-        message = pg.locator("#tester-message")
-        await message.fill("pizza order please")  # no quantity in it ("a pizza" would read as 1)
-        await message.press("Enter")
-        await pg.locator(".turn").nth(0).locator(".bubble.bot", has_text="How many pizzas?").wait_for()
-        await message.fill("3")
-        await message.press("Enter")
-        second = pg.locator(".turn").nth(1)
-        await second.locator(".bubble.bot", has_text="Order [order_id] for 3!").wait_for()
-        steps = await second.locator(".turn-steps").text_content()
-        assert "n3" in steps and "true" in steps and "n4" in steps and "n7" in steps
-        assert "ran" in (await node(pg, "n7").get_attribute("class")).split()
-        assert "ran" not in (await node(pg, "n5").get_attribute("class")).split()
-        assert http_peer.requests == []
-        await shot(pg, "editor-every-node-type-tried")
-
+        await _build_from_empty(pg, http_peer.url("/orders"))
+        await _try_over_two_turns(pg)
+        assert http_peer.requests == []  # the dry run sent nothing
         # Publish, then a real customer writes twice: the webhook is called once, with the answer given.
         await pg.click('[data-editor-action="publish"]')
         await pg.locator("#flow-status.status-active").wait_for()
@@ -394,6 +345,60 @@ async def test_a_shop_owner_builds_every_node_type_tries_it_publishes_and_watche
         assert pg.js_errors == []
     finally:
         await pg.context.close()
+
+
+async def _build_from_empty(pg, url: str) -> None:
+    """A new flow; every node type dropped from the palette, wired, and set up through its form; saved."""
+    await pg.fill("#create-flow-form input[name=name]", "Pizza Corner")
+    await pg.click("#create-flow-form button")
+    await pg.wait_for_function("window.sbEditor !== undefined")
+    canvas = pg.locator("#canvas")
+    for flow_id, type_, _ in DROPS:  # the new flow starts with n1, a message trigger
+        x, y = GRID[flow_id]
+        await pg.locator(f'[data-node-type="{type_}"]').drag_to(canvas, target_position={"x": x, "y": y})
+        await node(pg, flow_id).wait_for()
+    assert {n["type"] for n in (await export_doc(pg))["nodes"]} == set(NODE_TYPE_NAMES)
+    for src, port, dst in WIRES:
+        await node(pg, src).locator(".output").nth(port).drag_to(node(pg, dst).locator(".input"))
+    assert len((await export_doc(pg))["edges"]) == len(WIRES)
+    # The trigger becomes an intent that needs a quantity; every other node gets its settings.
+    await node(pg, "n1").click()
+    form = pg.locator("#node-form[data-node-id='n1']")
+    await form.locator("#match-kind").select_option("intent")
+    await form.locator("[name='match.display_name']").fill("Order pizza")
+    for text in ("I want to order a pizza", "can I get pizzas delivered", "pizza order please"):
+        await form.locator("[data-list-add='list-match-training_examples']").click()
+        await form.locator("[name='match.training_examples[].text']").last.fill(text)
+    await form.locator("[data-list-add='list-match-variables']").click()
+    await form.locator("[name='match.variables[].name']").last.fill("qty")
+    await form.locator("[name='match.variables[].prompt']").last.fill("How many pizzas?")
+    await form.locator("[name='match.variables[].required:bool']").last.select_option("true")
+    await wait_until(
+        lambda: _variable_applied(pg), what="the intent with its required variable applied to n1"
+    )
+    for flow_id, _, fields in DROPS:
+        await _fill_form(pg, flow_id, fields, url)
+    await pg.click('[data-editor-action="save"]')
+    await pg.locator("#editor-status", has_text="Draft saved").wait_for()
+    assert await pg.locator(".drawflow-node.has-error").count() == 0
+
+
+async def _try_over_two_turns(pg) -> None:
+    """Try it: the quantity is asked for, then the order goes through (dry run), marked on the canvas."""
+    await pg.click("#tab-try")
+    message = pg.locator("#tester-message")
+    await message.fill("pizza order please")  # no quantity in it ("a pizza" would read as 1)
+    await message.press("Enter")
+    await pg.locator(".turn").nth(0).locator(".bubble.bot", has_text="How many pizzas?").wait_for()
+    await message.fill("3")
+    await message.press("Enter")
+    second = pg.locator(".turn").nth(1)
+    await second.locator(".bubble.bot", has_text="Order [order_id] for 3!").wait_for()
+    steps = await second.locator(".turn-steps").text_content()
+    assert "n3" in steps and "true" in steps and "n4" in steps and "n7" in steps
+    assert "ran" in (await node(pg, "n7").get_attribute("class")).split()
+    assert "ran" not in (await node(pg, "n5").get_attribute("class")).split()
+    await shot(pg, "editor-every-node-type-tried")
 
 
 NODE_TYPE_NAMES = [
