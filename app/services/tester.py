@@ -52,6 +52,24 @@ class TesterRequest(msgspec.Struct, forbid_unknown_fields=True):
     context: dict[str, Any] = {}
 
 
+class ActionScore(msgspec.Struct):
+    """One intent action's score for the tested message, against its threshold (best first)."""
+
+    flow_id: str
+    node_id: str
+    display_name: str
+    confidence: float
+    """The score the interpreter compares with `threshold` (0-1)."""
+    threshold: float
+    """The action's `confidence_threshold` from the flow (default 0.8)."""
+    passes: bool
+    """confidence >= threshold: the action may run (unless another wins or two are too close)."""
+    probability: float | None = None
+    """The engine's own probability for the action (local: softmax over actions and "none")."""
+    learned_cut: float | None = None
+    """The probability the local engine learned this action must reach; it sits at confidence 0.8."""
+
+
 class TesterResponse(msgspec.Struct):
     layer: str | None
     engine: str | None
@@ -67,6 +85,10 @@ class TesterResponse(msgspec.Struct):
     warnings: list[str]
     executed: bool
     duration_ms: float
+    scores: list[ActionScore] = []
+    """Every intent action's score against its threshold, best first (`top` keeps the first five)."""
+    none_probability: float | None = None
+    """The engine's probability that the message fits none of the actions, when it gives one."""
 
 
 class DryRunRuntime:
@@ -168,7 +190,10 @@ class DryRunRuntime:
         )
 
     async def detect_intent(self, text: str, candidates: list[IntentCandidate]) -> Detection:
-        return await self.svc.understanding.detect_intent(self.workspace_id, text, candidates)
+        # Every action's score, not only the best five: the tester shows each against its threshold.
+        return await self.svc.understanding.detect_intent(
+            self.workspace_id, text, candidates, top_k=len(candidates)
+        )
 
     async def extract_variables(self, text: str, variables: list[VariableSpec]) -> Extraction:
         return await self.svc.understanding.extract_variables(self.workspace_id, text, variables)
@@ -232,6 +257,7 @@ async def run_test(workspace_id: str, request: TesterRequest) -> TesterResponse:
     )
     duration_ms = (time.perf_counter() - started) * 1000
     names = {(c.flow_id, c.node_id): c.display_name for p in plans for c in p.intents}
+    thresholds = {(c.flow_id, c.node_id): c.confidence_threshold for p in plans for c in p.intents}
     detection = result.detection
     match = None
     if detection and detection.match:
@@ -249,6 +275,19 @@ async def run_test(workspace_id: str, request: TesterRequest) -> TesterResponse:
             "confidence": s.confidence,
             "display_name": names.get((s.flow_id, s.node_id), s.node_id),
         }
+        for s in (detection.top[:5] if detection else [])
+    ]
+    scores = [
+        ActionScore(
+            flow_id=s.flow_id,
+            node_id=s.node_id,
+            display_name=names.get((s.flow_id, s.node_id), s.node_id),
+            confidence=s.confidence,
+            threshold=thresholds.get((s.flow_id, s.node_id), 0.8),
+            passes=s.confidence >= thresholds.get((s.flow_id, s.node_id), 0.8),
+            probability=s.probability,
+            learned_cut=s.learned_cut,
+        )
         for s in (detection.top if detection else [])
     ]
     return TesterResponse(
@@ -266,4 +305,6 @@ async def run_test(workspace_id: str, request: TesterRequest) -> TesterResponse:
         warnings=list(result.warnings),
         executed=request.execute,
         duration_ms=round(duration_ms, 2),
+        scores=scores,
+        none_probability=detection.none_probability if detection else None,
     )

@@ -277,7 +277,15 @@ class Understanding:
                     why = self._failed(workspace_id, "detect", exc)
                 else:
                     await self._count_llm(workspace_id, used)
-                    return detection
+                    ambiguous = detection.match is not None and is_ambiguous(
+                        detection.top, candidates, self.ambiguity_margin
+                    )
+                    return msgspec.structs.replace(
+                        detection,
+                        top=detection.top[: max(top_k, 1)],
+                        ambiguous=ambiguous,
+                        reason="two actions match almost equally" if ambiguous else detection.reason,
+                    )
         detection = self.local.detect(text, candidates, ambiguity_margin=self.ambiguity_margin, top_k=top_k)
         self._count_local(workspace_id)
         if not why:
