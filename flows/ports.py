@@ -82,6 +82,8 @@ class Detection(msgspec.Struct, frozen=True, kw_only=True):
     reason: str = ""
     none_probability: float | None = None
     """The engine's probability that the message matches none of the actions, when it gives one."""
+    language: str = ""
+    """The message's language (en, es, ar, fr, pt; "" unknown): the interpreter asks its own questions in it."""
 
 
 class Extraction(msgspec.Struct, frozen=True, kw_only=True):

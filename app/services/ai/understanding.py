@@ -19,6 +19,7 @@ import msgspec
 
 from app.services.ai import classifier as local
 from app.services.ai import extract as local_extract
+from app.services.ai import language as languages
 from app.services.ai import lexicon, llm_settings, usage
 from app.services.ai.hybrid import HybridClassifier, core_intent_model
 from app.services.ai.llm import (
@@ -29,7 +30,7 @@ from app.services.ai.llm import (
     VariableRequest,
     personality_system_prompt,
 )
-from app.services.ai.personalities import CoreIntent, get_personality
+from app.services.ai.personalities import CoreIntent, PersonalityRead, get_personality
 from app.settings import get_settings
 from flows.ports import AIAnswer, Detection, Extraction, IntentCandidate, IntentScore
 from flows.schema import VariableSpec
@@ -285,8 +286,10 @@ class Understanding:
                         top=detection.top[: max(top_k, 1)],
                         ambiguous=ambiguous,
                         reason="two actions match almost equally" if ambiguous else detection.reason,
+                        language=languages.detect(text),
                     )
         detection = self.local.detect(text, candidates, ambiguity_margin=self.ambiguity_margin, top_k=top_k)
+        detection = msgspec.structs.replace(detection, language=languages.detect(text))
         self._count_local(workspace_id)
         if not why:
             return detection
@@ -391,6 +394,17 @@ class Understanding:
         return AIAnswer(
             intent=intent.value,
             confidence=round(confidence, 4),
-            text=personality.fallback_text,
+            text=fallback_reply(personality, turn.text, custom_prompt=ai.custom_prompt),
             engine=self._named(FALLBACK, why),
         )
+
+
+def fallback_reply(personality: PersonalityRead, text: str, *, custom_prompt: str | None) -> str:
+    """The personality's fallback text in the language the custom prompt names, else the customer's.
+
+    A workspace's own fallback text is its words: it is sent as written, in whatever language it is.
+    """
+    if personality.customised:
+        return personality.fallback_text
+    language = languages.requested(custom_prompt) or languages.detect(text)
+    return languages.fallback_text(personality.intent.value, language) or personality.fallback_text
