@@ -129,6 +129,14 @@ async def test_correction_from_a_logged_run(tenant: Tenant, http_peer: HttpPeer,
             __import__("uuid").UUID(tenant.workspace_id),
         )
     )
+    from tests.integration.test_ui_fragments import logged_in
+
+    client, _ = await logged_in(tenant)
+    try:
+        page = await client.get(f"/logs/runs/{run_id}", headers={"HX-Request": "true"})
+        assert 'id="correction-form"' in page.text and f'value="{run_id}"' in page.text, page.text[:300]
+    finally:
+        await client.aclose()
     response = await tenant.http.post(
         "/api/corrections", json={"run_id": str(run_id), "flow_id": flow["id"], "node_id": "none"}
     )
@@ -164,3 +172,30 @@ async def test_bad_corrections_say_why(
         json={"message": "hi", "node_id": "intent", "flow_id": "00000000-0000-0000-0000-000000000000"},
     )
     assert missing.status_code == 404
+
+
+async def test_tester_page_shows_scores_and_its_correction_form_edits_the_draft(
+    tenant: Tenant, http_peer: HttpPeer
+) -> None:
+    from tests.integration.test_ui_fragments import logged_in
+
+    flow = await tenant.create_flow(order_flow(http_peer.url("/orders")))
+    client, csrf = await logged_in(tenant)
+    try:
+        headers = {"HX-Request": "true", "X-CSRF-Token": csrf}
+        result = await client.post("/tester/run", headers=headers, data={"message": "where is my order?"})
+        assert result.status_code == 200 and 'id="action-scores"' in result.text
+        assert 'id="correction-form"' in result.text
+        choice = f"none::{flow['id']}::intent"
+        assert f'value="{choice}"' in result.text
+        saved = await client.post(
+            "/corrections", headers=headers, data={"choice": choice, "message": "where is my order?"}
+        )
+        assert saved.status_code == 200 and 'id="correction-result"' in saved.text
+        assert "negative examples" in saved.text
+        match, _ = await draft_match(tenant, flow["id"])
+        assert [e["text"] for e in match["negative_examples"]] == ["where is my order?"]
+        refused = await client.post("/corrections", headers=headers, data={"choice": "", "message": "x"})
+        assert refused.status_code == 422 and "Choose the action" in refused.text
+    finally:
+        await client.aclose()
