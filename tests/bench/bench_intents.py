@@ -343,6 +343,7 @@ def tune() -> dict:
         "sparse_weight=10": HybridConfig(sparse_weight=10.0),
         "c=3": HybridConfig(c=3.0),
         "c=30": HybridConfig(c=30.0),
+        "sparse_refine_epochs=5": HybridConfig(sparse_refine_epochs=5),
     }
     out: dict = {}
     for label, config in candidates.items():

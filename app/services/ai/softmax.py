@@ -20,6 +20,11 @@ def softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def _dot(a: np.ndarray, b: np.ndarray) -> float:
+    # Elementwise, not BLAS: for vectors this short, BLAS threads cost more than they save on a busy host.
+    return float(np.multiply(a, b).sum())
+
+
 def lbfgs(
     objective: Objective, x0: np.ndarray, *, max_iter: int, history: int = 10, tol: float = 1e-5
 ) -> np.ndarray:
@@ -33,22 +38,22 @@ def lbfgs(
         q = g.copy()
         alphas = []
         for s, y, rho in reversed(steps):
-            a = rho * float(s @ q)
+            a = rho * _dot(s, q)
             q -= a * y
             alphas.append(a)
         if steps:
             s, y, _ = steps[-1]
-            q *= float(s @ y) / float(y @ y)
+            q *= _dot(s, y) / _dot(y, y)
         else:
             q /= max(1.0, float(np.linalg.norm(g)))
         for (s, y, rho), a in zip(steps, reversed(alphas)):
-            b = rho * float(y @ q)
+            b = rho * _dot(y, q)
             q += (a - b) * s
         direction = -q
-        slope = float(g @ direction)
+        slope = _dot(g, direction)
         if slope >= 0:  # not a descent direction (numerical noise): restart from the gradient
             steps.clear()
-            direction, slope = -g, -float(g @ g)
+            direction, slope = -g, -_dot(g, g)
         step = 1.0
         while True:
             x_new = x + step * direction
@@ -57,7 +62,7 @@ def lbfgs(
                 break
             step *= 0.5
         s, y = x_new - x, g_new - g
-        sy = float(s @ y)
+        sy = _dot(s, y)
         if sy > 1e-10:
             steps.append((s, y, 1.0 / sy))
             if len(steps) > history:

@@ -9,6 +9,7 @@ personality replies "fallback ..." (the personality's fallback text) in the same
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
@@ -113,6 +114,9 @@ class LocalEngine:
 
     def __init__(self) -> None:
         self._models: OrderedDict[str, HybridClassifier] = OrderedDict()
+
+    def cached(self, candidates: list[IntentCandidate]) -> bool:
+        return _candidates_key(candidates) in self._models
 
     def model_for(self, candidates: list[IntentCandidate]) -> HybridClassifier:
         key = _candidates_key(candidates)
@@ -288,6 +292,9 @@ class Understanding:
                         reason="two actions match almost equally" if ambiguous else detection.reason,
                         language=languages.detect(text),
                     )
+        if candidates and not self.local.cached(candidates):
+            # Training takes up to seconds for a large workspace: off the event loop, so other turns go on.
+            await asyncio.to_thread(self.local.model_for, candidates)
         detection = self.local.detect(text, candidates, ambiguity_margin=self.ambiguity_margin, top_k=top_k)
         detection = msgspec.structs.replace(detection, language=languages.detect(text))
         self._count_local(workspace_id)
