@@ -147,12 +147,13 @@ class LocalEngine:
                 none_probability=result.none_probability,
             )
         match = _intent_score(by_key[result.best.key], result.best)
+        ambiguous = is_ambiguous(top, candidates, ambiguity_margin)
         return Detection(
             match=match,
             top=top,
             engine=self.name,
-            ambiguous=is_ambiguous(top, candidates, ambiguity_margin),
-            reason="",
+            ambiguous=ambiguous,
+            reason="two actions match almost equally" if ambiguous else "",
             none_probability=result.none_probability,
         )
 
