@@ -149,3 +149,12 @@ def test_model_loads_with_no_network() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "billing"
+
+
+def test_one_negative_example_vetoes_its_own_text_and_near_copies() -> None:
+    model = HybridClassifier.train([spec("create_order", ORDER, ["where is my order?"])])
+    assert model.classify("where is my order?").top[0].probability == 0.0
+    near = model.classify("Where is my order")
+    assert near.out_of_scope and near.top[0].probability < near.top[0].cut
+    kept = model.classify("I'd like to order two lamps")
+    assert kept.best is not None and kept.best.key == "create_order"

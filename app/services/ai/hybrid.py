@@ -225,6 +225,31 @@ def learn_cuts(keys: list[str], rows: _Rows, config: HybridConfig) -> np.ndarray
     )
 
 
+_Point = tuple[np.ndarray, dict[str, float]]
+
+
+def _similarity(a: _Point, b: _Point) -> float:
+    """Mean of the embedding cosine and the TF-IDF cosine (the latter ignores case and punctuation)."""
+    sparse = sum(v * b[1].get(k, 0.0) for k, v in a[1].items())
+    return 0.5 * (float(a[0] @ b[0]) + sparse)
+
+
+def _veto(point: _Point, positives: list[_Point], negatives: list[_Point]) -> float:
+    """How much of an action's probability survives its negative examples, in [0, 1].
+
+    1 while the message is nearer one of the action's examples than any of its negatives; towards 0
+    as it comes closer to a negative than to any example (an exact "not this" message gives 0). The
+    regression alone lets one negative among dozens of everyday sentences pull too little.
+    """
+    if not negatives or not positives:
+        return 1.0
+    near_pos = max(_similarity(point, p) for p in positives)
+    near_neg = max(_similarity(point, n) for n in negatives)
+    if near_neg <= near_pos:
+        return 1.0
+    return float(np.clip((1.0 - near_neg) / max(1e-6, 1.0 - near_pos), 0.0, 1.0))
+
+
 def rescale(probability: float, cut: float) -> float:
     """Probability -> confidence, piecewise linear, with the action's cut at AUTO_THRESHOLD."""
     if probability < cut:
@@ -237,11 +262,21 @@ class HybridClassifier:
 
     engine = ENGINE_LOCAL
 
-    def __init__(self, model: _Model, cuts: np.ndarray, config: HybridConfig, emb: StaticEmbedder) -> None:
+    def __init__(
+        self,
+        model: _Model,
+        cuts: np.ndarray,
+        config: HybridConfig,
+        emb: StaticEmbedder,
+        *,
+        vetoes: dict[int, tuple[list[_Point], list[_Point]]] | None = None,
+    ) -> None:
         self._model = model
         self._cuts = cuts
         self._config = config
         self._emb = emb
+        self._vetoes = vetoes or {}
+        """Action index -> (its examples, its negative examples) as (embedding, sparse vector) points."""
 
     @classmethod
     def train(
@@ -297,7 +332,21 @@ class HybridClassifier:
             cuts = learn_cuts(keys, rows, config)
         else:
             cuts = np.full(len(keys), 0.5, dtype=np.float32)
-        return cls(model, cuts, config, emb)
+        sparse = model.sparse
+        vetoes = {
+            a: (
+                [
+                    (rows.vectors[i], sparse.vectorize(rows.texts[i]))
+                    for i in np.flatnonzero(rows.labels == a)
+                ],
+                [
+                    (rows.vectors[i], sparse.vectorize(rows.texts[i]))
+                    for i in np.flatnonzero(rows.negative_of == a)
+                ],
+            )
+            for a in {int(n) for n in rows.negative_of if n >= 0}
+        }
+        return cls(model, cuts, config, emb, vetoes=vetoes)
 
     @property
     def keys(self) -> list[str]:
@@ -318,7 +367,11 @@ class HybridClassifier:
             return Classification(best=None, top=[], out_of_scope=True)
         sparse = _sparse_scores(self._model, [text])
         probs = self.probabilities(text, sparse=sparse)
-        actions = probs[: len(keys)]
+        actions = probs[: len(keys)].copy()
+        if self._vetoes:
+            point = (self._emb.embed(text), self._model.sparse.vectorize(text))
+            for a, (positives, negatives) in self._vetoes.items():
+                actions[a] *= _veto(point, positives, negatives)
         order = np.argsort(-actions, kind="stable")[: max(top_k, 1)]
         top = [
             IntentScoreItem(
