@@ -614,6 +614,7 @@ async def test_eval_intents_with_the_llm_engine(fake: FakeOpenAI, tmp_path) -> N
     report = json.loads(out)
     assert report["engine"] == "llm" and report["accuracy"] == 1.0
     assert report["oos_precision"] == 1.0 and report["oos_recall"] == 1.0
+    assert report["in_scope_accuracy"] == 1.0 and report["auroc"] == 1.0
     assert report["llm"] == {"model": MODEL, "failed_calls": 0, "prompt_tokens": 60, "completion_tokens": 30}
     assert len(fake.calls_of("choose_action")) == 3
 

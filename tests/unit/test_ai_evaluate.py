@@ -151,3 +151,22 @@ def test_in_scope_only_has_no_out_of_scope_metrics() -> None:
 )
 def test_auroc(positives: list[float], negatives: list[float], expected: float) -> None:
     assert auroc_score(positives, negatives) == pytest.approx(expected)
+
+
+def test_eval_intents_command_prints_out_of_scope_metrics(tmp_path: Path, capsys) -> None:
+    from app.cli import main
+
+    for name, rows in (("train", TRAIN), ("test", TEST)):
+        (tmp_path / f"{name}.jsonl").write_text(
+            "".join(json.dumps({"text": r.text, "intent": r.intent}) + "\n" for r in rows), encoding="utf-8"
+        )
+    assert (
+        main(
+            ["eval-intents", "--train", str(tmp_path / "train.jsonl"), "--test", str(tmp_path / "test.jsonl")]
+        )
+        == 0
+    )
+    report = json.loads(capsys.readouterr().out)
+    for key in ("accuracy", "in_scope_accuracy", "oos_precision", "oos_recall", "auroc", "per_intent"):
+        assert key in report and report[key] is not None
+    assert report["oos_recall"] == 1.0

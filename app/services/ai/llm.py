@@ -469,14 +469,16 @@ class EvalLLMEngine:
             self.usage.prompt_tokens + usage.prompt_tokens,
             self.usage.completion_tokens + usage.completion_tokens,
         )
+        top = [
+            IntentScoreItem(
+                key=t.flow_id, confidence=t.confidence, similarity=t.confidence, probability=t.confidence
+            )
+            for t in detection.top
+        ]
         if detection.match is None:
-            return Classification(best=None, top=[], out_of_scope=True, engine=ENGINE_LLM)
-        best = IntentScoreItem(
-            key=detection.match.flow_id,
-            confidence=detection.match.confidence,
-            similarity=detection.match.confidence,
-        )
-        return Classification(best=best, top=[best], out_of_scope=False, engine=ENGINE_LLM)
+            return Classification(best=None, top=top, out_of_scope=True, engine=ENGINE_LLM)
+        best = next(t for t in top if t.key == detection.match.flow_id)
+        return Classification(best=best, top=top, out_of_scope=False, engine=ENGINE_LLM)
 
     def close(self) -> None:
         self._loop.run_until_complete(self.client.aclose())
