@@ -29,6 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def create_app(*, with_worker: bool = False, worker_concurrency: int = 20) -> Litestar:
     """The web app; `with_worker` also runs a SAQ worker in the same event loop (`switchboard run`)."""
+    from litestar.exceptions import HTTPException
+
+    from ui.errors import pages_for_browsers
     from ui.routes import ROUTERS as UI_ROUTERS
     from ui.security import session_middleware
 
@@ -72,7 +75,7 @@ def create_app(*, with_worker: bool = False, worker_concurrency: int = 20) -> Li
         ],
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],
-        exception_handlers=HANDLERS,
+        exception_handlers={**HANDLERS, HTTPException: pages_for_browsers(HANDLERS[HTTPException])},
         plugins=[HTMXPlugin()],
         template_config=TemplateConfig(directory=ROOT / "templates", engine=JinjaTemplateEngine),
         openapi_config=OpenAPIConfig(

@@ -60,7 +60,10 @@ class ConversationController(Controller):
     ) -> ConversationRead:
         if not await conversations.update_conversation(principal.workspace_id, conversation_id, data):
             raise NotFoundException(f"no conversation {conversation_id} in this workspace")
-        return await self.read(principal, conversation_id)
+        found = await conversations.get_conversation(principal.workspace_id, conversation_id)
+        if found is None:
+            raise NotFoundException(f"no conversation {conversation_id} in this workspace")
+        return found
 
     @post("/{conversation_id:str}/messages", status_code=201, summary="Send a message as an agent")
     async def send(self, principal: Principal, conversation_id: str, data: AgentMessage) -> MessageRead:

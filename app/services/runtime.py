@@ -1,4 +1,4 @@
-"""The service's implementation of flows.ports.Runtime for one conversation's turn."""
+"""The service's implementation of flows.runtime.Runtime for one conversation's turn."""
 
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ from app.services import events
 from app.services.ai_state import AIControl, AIStateStore
 from app.services.channels.store import ChannelRecord
 from app.services.outbound import Outbox
-from flows.ports import (
+from flows.nodes.call_webhook import WebhookCall
+from flows.runtime import (
     ActionRunStatus,
     AIAnswer,
     Detection,
     Extraction,
     IntentCandidate,
-    WebhookCall,
     WebhookOutcome,
 )
 from flows.schema import VariableSpec

@@ -25,7 +25,7 @@ from app.services.outbound import Outbox
 from app.services.runtime import ServiceRuntime, TurnScope
 from app.settings import Settings
 from flows.interpreter import continue_from, run_turn
-from flows.ports import WebhookOutcome, WebhookStatus
+from flows.runtime import WebhookOutcome, WebhookStatus
 from flows.turn import (
     AIState,
     ContactInfo,

@@ -38,7 +38,8 @@ from app.services.webhooks import (
     prepare_request,
 )
 from app.settings import Settings
-from flows.ports import ActionRunStatus, WebhookCall, WebhookOutcome, WebhookStatus
+from flows.nodes.call_webhook import WebhookCall
+from flows.runtime import ActionRunStatus, WebhookOutcome, WebhookStatus
 from flows.templates import TemplateError
 
 log = logging.getLogger(__name__)

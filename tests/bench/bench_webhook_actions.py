@@ -95,8 +95,8 @@ async def measure(args: argparse.Namespace, url: str) -> dict[str, object]:
     from app.services.runtime import TurnScope
     from app.services.webhook_actions import WebhookActions
     from app.settings import get_settings
-    from flows.ports import WebhookCall, WebhookStatus
-    from flows.schema import CallWebhookConfig
+    from flows.nodes.call_webhook import CallWebhookConfig, WebhookCall
+    from flows.runtime import WebhookStatus
 
     settings = get_settings()
     await engine.migrate()
