@@ -15,9 +15,14 @@ validation runs that chose HybridConfig's constants, again on the training split
 
 from __future__ import annotations
 
+import os
+
+# Before numpy loads, as app/__init__.py does for the service: small matrices, single-threaded BLAS.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import argparse
 import json
-import os
 import random
 import statistics
 import subprocess
