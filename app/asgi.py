@@ -18,7 +18,7 @@ from litestar.plugins.htmx import HTMXPlugin
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
-from app.api import actions, channels, conversations, flows, health, tester, webhooks
+from app.api import actions, channels, conversations, corrections, flows, health, tester, webhooks
 from app.api.deps import current_principal
 from app.api.errors import HANDLERS
 from app.services import lifecycle
@@ -52,6 +52,7 @@ def create_app(*, with_worker: bool = False, worker_concurrency: int = 20) -> Li
             conversations.RunController,
             actions.ActionController,
             tester.TesterController,
+            corrections.CorrectionController,
         ],
         dependencies={"principal": Provide(current_principal)},
         middleware=[session_middleware],

@@ -68,6 +68,7 @@ from flows.runtime import (
     WebhookOutcome,
     WebhookStatus,
 )
+from flows.phrases import ask_variable, confirm_action
 from flows.schema import NodeGroup
 from flows.templates import TemplateError, render_str, template_names
 from flows.turn import AIState, PendingAction, PendingKind, Turn, TurnEvent, value_of
@@ -532,7 +533,7 @@ def _variable_prompt(st: _State, cand: IntentCandidate, name: str, vars: dict[st
             text = _render_prompt(st, spec.prompt, vars)
             if text.strip():
                 return text
-    return f"Could you tell me the {name.replace('_', ' ')}?"
+    return ask_variable(name, st.detection.language if st.detection else "")
 
 
 def _confirmation_prompt(st: _State, plan: CompiledFlow, cand: IntentCandidate, vars: dict[str, Any]) -> str:
@@ -541,7 +542,7 @@ def _confirmation_prompt(st: _State, plan: CompiledFlow, cand: IntentCandidate, 
         text = _render_prompt(st, action.config.confirmation_message, vars)
         if text.strip():
             return text
-    return f"Do you want me to go ahead with {cand.display_name!r}? Please reply yes or no."
+    return confirm_action(cand.display_name, st.detection.language if st.detection else "")
 
 
 async def _execute(

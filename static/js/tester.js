@@ -31,6 +31,12 @@
     var panel = panelOf(form);
     var transcript = panel && panel.querySelector("#tester-transcript");
     if (transcript) transcript.scrollTop = transcript.scrollHeight;
+    // Ids (scores, correction form) belong to the newest turn; older turns keep working through classes.
+    if (transcript) {
+      Array.prototype.forEach.call(transcript.querySelectorAll(".turn:not(:last-of-type) [id]"), function (el) {
+        el.removeAttribute("id");
+      });
+    }
     var message = form.querySelector("#tester-message");
     if (e.detail.successful && message) message.value = "";
     if (message) message.focus();
