@@ -446,6 +446,10 @@ async def pending_status(db, conversation_id: str) -> list[str]:
     return [r["status"] for r in rows]
 
 
+async def _pending_is(db, conversation_id: str, expected: list[str]) -> bool:
+    return await pending_status(db, conversation_id) == expected
+
+
 async def confirm_setup(tenant: Tenant, http_peer: HttpPeer, db, sender: str) -> tuple[dict, str]:
     http_peer.reply("POST", "/orders", PeerResponse.json({"ok": True}))
     await tenant.create_flow(order_flow(http_peer.url("/orders"), requires_confirmation=True))
@@ -464,14 +468,17 @@ async def test_confirmation_approved_runs_the_action_once(
     _, sent = await say(tenant, channel, db, "+1555811", reply, replies=2)
     assert sent[1]["text"] == "Order placed."
     assert [r.json() for r in http_peer.requests_to("/orders")] == [{"quantity": 3}]
-    assert await pending_status(db, conversation) == ["completed"]
+    # The pending action is settled after the chain ran, so after its reply went out.
+    await wait_until(
+        lambda: _pending_is(db, conversation, ["completed"]), what="the pending action completed"
+    )
 
 
 async def test_confirmation_rejected_runs_nothing(tenant: Tenant, http_peer: HttpPeer, db) -> None:
     channel, conversation = await confirm_setup(tenant, http_peer, db, "+1555812")
     await tenant.send_generic(channel, text="no thanks", sender="+1555812")
     await runs_done(db, conversation, 2)
-    assert await pending_status(db, conversation) == ["rejected"]
+    await wait_until(lambda: _pending_is(db, conversation, ["rejected"]), what="the pending action rejected")
     assert http_peer.requests_to("/orders") == []
 
 
@@ -483,7 +490,7 @@ async def test_unclear_reply_asks_once_more_then_expires(tenant: Tenant, http_pe
     # Still unclear: it expires, and the message is answered as a new one (the AI fallback).
     _, sent = await say(tenant, channel, db, "+1555813", "tell me about the warranty", replies=3)
     assert sent[2]["message_type"] == "ai"
-    assert await pending_status(db, conversation) == ["expired"]
+    await wait_until(lambda: _pending_is(db, conversation, ["expired"]), what="the pending action expired")
     assert http_peer.requests_to("/orders") == []
 
 
@@ -557,7 +564,9 @@ async def test_missing_required_variable_is_asked_then_filled(
     _, sent = await say(tenant, channel, db, "+1555815", "four please", replies=2)
     assert sent[1]["text"] == "Order placed."
     assert [r.json() for r in http_peer.requests_to("/orders")] == [{"quantity": 4}]
-    assert await pending_status(db, conversation) == ["completed"]
+    await wait_until(
+        lambda: _pending_is(db, conversation, ["completed"]), what="the pending action completed"
+    )
 
 
 # --- eval-intents --engine llm ----------------------------------------------------------------------------
