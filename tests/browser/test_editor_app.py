@@ -170,6 +170,20 @@ async def test_try_it_answers_a_follow_up_question_and_marks_the_nodes_that_ran(
     await app.locator("#tester-transcript .transcript-empty").wait_for()
     assert await app.locator(".turn").count() == 0
     assert await app.locator(".drawflow-node.ran").count() == 0
+    # For real (asked once): the webhook is called; it answers 404, so the failure branch runs and is marked.
+    app.once("dialog", lambda dialog: dialog.accept())
+    await app.locator("label", has=app.locator("#tester-mode-execute")).click()
+    await message.fill("I want to order a pizza, 2 please")
+    await message.press("Enter")
+    real = app.locator(".turn").nth(0)
+    await real.locator(".bubble.bot", has_text="Sorry, the oven is off.").wait_for()
+    await real.locator(".bubble.bot", has_text="Sorry, try again later.").wait_for()
+    [called] = http_peer.requests
+    assert called.path == "/orders" and called.json() == {"qty": 2, "phone": "+10000000000"}
+    assert "404" in await real.locator("h3", has_text="Webhook").text_content()
+    failure_port = node(app, "n2").locator('.output[data-port="failure"]')
+    assert "ran" in (await failure_port.get_attribute("class")).split()
+    assert "ran" in (await node(app, "n3").get_attribute("class")).split()
     assert app.js_errors == []
 
 
