@@ -14,7 +14,8 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body
 from litestar.response import Template
 
-from app.services import auth, flows_store, tester
+from app.services import auth, flows_store
+from app.services import dry_run as tester
 from ui.render import page
 
 MAX_BATCH_ROWS = 500
@@ -93,7 +94,7 @@ class TesterController(Controller):
         )
         result, error = None, None
         try:
-            result = await tester.run_test(principal.workspace_id, req)
+            result = await request.app.state.services.tester.run(principal.workspace_id, req)
         except (ValueError, flows_store.FlowInvalid, flows_store.FlowNotFound) as exc:
             error = (
                 "; ".join(e.message for e in exc.errors)
@@ -135,7 +136,7 @@ class TesterController(Controller):
         flow_id = data.get("flow_id") or None
         results = []
         for message, language, expected in rows:
-            res = await tester.run_test(
+            res = await request.app.state.services.tester.run(
                 principal.workspace_id,
                 tester.TesterRequest(
                     message=message,

@@ -11,7 +11,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from app.services.channels.items import WireError
 from app.services.channels.store import ChannelError
 from app.services.flows_store import FlowInvalid, FlowNotFound
-from app.services.ingress import IngressError
+from app.pipeline.ingress import IngressError
 
 log = logging.getLogger(__name__)
 

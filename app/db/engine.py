@@ -7,9 +7,13 @@ import io
 import logging
 import os
 
+from typing import Any
+
 import asyncpg
+import msgspec
 
 log = logging.getLogger(__name__)
+_json_encoder = msgspec.json.Encoder()
 
 
 def engine():
@@ -45,8 +49,24 @@ async def _keep_session(connection: asyncpg.Connection) -> None:
     per checkout."""
 
 
-async def open_pool(*, max_size: int) -> None:
-    await engine().start_connection_pool(min_size=1, max_size=max_size, reset=_keep_session)
+def _encode_json(value: Any) -> str:
+    # A str is JSON text already (what Piccolo and hand-written SQL pass); anything else is encoded.
+    return value if isinstance(value, str) else _json_encoder.encode(value).decode()
+
+
+async def _register_codecs(connection: asyncpg.Connection) -> None:
+    """One JSONB codec for every query: rows come back as Python values, not JSON text."""
+    await connection.set_type_codec(
+        "jsonb", schema="pg_catalog", encoder=_encode_json, decoder=msgspec.json.decode, format="text"
+    )
+
+
+async def open_pool(*, max_size: int) -> asyncpg.Pool:
+    """Open the pool behind Piccolo (and the hand-written SQL of the message path); return it."""
+    await engine().start_connection_pool(
+        min_size=1, max_size=max_size, reset=_keep_session, init=_register_codecs
+    )
+    return pool()
 
 
 async def close_pool() -> None:
@@ -54,7 +74,7 @@ async def close_pool() -> None:
 
 
 def pool() -> asyncpg.Pool:
-    """The asyncpg pool behind Piccolo, for the few hot paths written as one SQL statement."""
+    """The asyncpg pool behind Piccolo; composition roots (app.roots) pass it on, nothing else calls this."""
     db = engine()
     if db.pool is None:
         raise RuntimeError("the database pool is not open: call open_pool() at start-up")

@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 
 from app.db import engine
+from app.services.values import iso, parse_uuid
 
 
 class RunSummary(msgspec.Struct):
@@ -68,23 +69,6 @@ class LogPage(msgspec.Struct):
     stats: ActionStatsRead
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
-def _decode(value: Any) -> Any:
-    return msgspec.json.decode(value) if isinstance(value, (str, bytes)) else value
-
-
-def _uuid(value: str | None) -> uuid.UUID | None:
-    if not value:
-        return None
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        return None
-
-
 def _summary(row: Any) -> dict[str, Any]:
     return dict(
         id=str(row["id"]),
@@ -92,9 +76,9 @@ def _summary(row: Any) -> dict[str, Any]:
         kind=row["kind"],
         status=row["status"],
         layer=row["layer"],
-        flows=_decode(row["flows"]) or [],
-        started_at=_iso(row["started_at"]),
-        finished_at=_iso(row["finished_at"]),
+        flows=row["flows"] or [],
+        started_at=iso(row["started_at"]),
+        finished_at=iso(row["finished_at"]),
         error=row["error"],
     )
 
@@ -117,7 +101,7 @@ async def list_runs(
         clauses.append(sql.format(f"${len(args)}"))
 
     if conversation_id:
-        add("conversation = {}", _uuid(conversation_id))
+        add("conversation = {}", parse_uuid(conversation_id))
     if flow_id:
         add("flows @> {}::jsonb", msgspec.json.encode([{"flow_id": flow_id}]).decode())
     if status:
@@ -136,7 +120,7 @@ async def list_runs(
 
 
 async def get_run(workspace_id: str, run_id: str) -> RunRead | None:
-    rid = _uuid(run_id)
+    rid = parse_uuid(run_id)
     if rid is None:
         return None
     row = await engine.pool().fetchrow(
@@ -146,10 +130,10 @@ async def get_run(workspace_id: str, run_id: str) -> RunRead | None:
         return None
     return RunRead(
         **_summary(row),
-        message_ids=_decode(row["message_ids"]) or [],
-        trace=_decode(row["trace"]) or [],
-        warnings=_decode(row["warnings"]) or [],
-        result=_decode(row["result"]) or {},
+        message_ids=row["message_ids"] or [],
+        trace=row["trace"] or [],
+        warnings=row["warnings"] or [],
+        result=row["result"] or {},
     )
 
 
@@ -158,7 +142,7 @@ async def action_stats(workspace_id: str, flow_id: str, node_id: str) -> ActionS
         "SELECT executions, successes, failures, total_duration_ms, last_executed_at FROM action_stats "
         "WHERE workspace = $1 AND flow_id = $2 AND node_id = $3",
         uuid.UUID(workspace_id),
-        _uuid(flow_id),
+        parse_uuid(flow_id),
         node_id,
     )
     if row is None:
@@ -181,7 +165,7 @@ async def action_stats(workspace_id: str, flow_id: str, node_id: str) -> ActionS
         failures=row["failures"],
         success_rate=round(row["successes"] / n, 4) if n else None,
         mean_duration_ms=round(row["total_duration_ms"] / n, 2) if n else None,
-        last_executed_at=_iso(row["last_executed_at"]),
+        last_executed_at=iso(row["last_executed_at"]),
     )
 
 
@@ -196,7 +180,7 @@ async def action_logs(
     limit: int = 50,
     offset: int = 0,
 ) -> LogPage | None:
-    fid = _uuid(flow_id)
+    fid = parse_uuid(flow_id)
     if fid is None:
         return None
     pool = engine.pool()
@@ -233,14 +217,14 @@ async def action_logs(
             phone=r["phone"],
             original_message=r["original_message"],
             confidence=r["confidence"],
-            request=_decode(r["request"]) or {},
+            request=r["request"] or {},
             status_code=r["status_code"],
             response_body=r["response_body"],
             status=r["status"],
             error=r["error"],
             duration_ms=r["duration_ms"],
             retry_count=r["retry_count"],
-            created_at=_iso(r["created_at"]),
+            created_at=iso(r["created_at"]),
         )
         for r in rows
     ]

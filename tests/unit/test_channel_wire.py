@@ -16,7 +16,6 @@ from app.services.channels.whatsapp_wire import (
     build_text_message,
     parse_send_response,
     parse_webhook,
-    status_rank,
 )
 
 BUSINESS = "500100200300"
@@ -423,13 +422,6 @@ def test_failed_status_carries_its_error() -> None:
         (131047, "Re-engagement message", "24h window passed")
     ]
     assert item.conversation is None and item.pricing is None
-
-
-def test_status_rank_orders_progress() -> None:
-    ordered = ["sent", "delivered", "read", "played", "failed"]
-
-    assert [status_rank(status) for status in ordered] == sorted(status_rank(status) for status in ordered)
-    assert status_rank("sent") > status_rank("something-new") == 0
 
 
 # --- outbound ---------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""The asyncio network backend, under httpx (webhook calls) and under the sharded pool (Graph API
-sends), against real servers on 127.0.0.1."""
+"""The keep-alive pool and its asyncio streams, directly (Graph API sends, webhook calls) and under
+httpx (app.http.transport: the LLM client, channel checks), against real servers on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -10,19 +10,29 @@ import httpcore
 import httpx
 import pytest
 
-from app.services.netguard import GuardedTransport, parse_networks
-from app.services.netstream import FLUSH_BYTES, AsyncioBackend, KeepAlivePool
+from app.http.guard import GuardedBackend, parse_networks
+from app.http.pool import KeepAlivePool
+from app.http.stream import HOLD_BYTES, AsyncioBackend
+from app.http.transport import httpx_client
 from tests.support.http_peer import HttpPeer, PeerRequest, PeerResponse
 from tests.support.stack import wait_until
 
 
-def client() -> httpx.AsyncClient:
-    """An httpx client as webhook calls make them (the address guard lets loopback through here)."""
-    transport = GuardedTransport(
-        limits=httpx.Limits(max_connections=4, max_keepalive_connections=4),
-        allowed_networks=parse_networks(["127.0.0.0/8"]),
-    )
-    return httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(2.0))
+def guarded_pool(**options) -> KeepAlivePool:
+    """A pool behind the address guard, with loopback opened as an operator's allow-list would."""
+    backend = GuardedBackend(allowed_networks=parse_networks(["127.0.0.0/8"]))
+    return KeepAlivePool(max_connections=4, network_backend=backend, **options)
+
+
+@contextlib.asynccontextmanager
+async def client(pool: KeepAlivePool | None = None):
+    """An httpx client on a guarded pool, as the LLM client and channel checks get one."""
+    pool = pool or guarded_pool()
+    try:
+        async with httpx_client(pool, timeout=httpx.Timeout(2.0)) as http:
+            yield http
+    finally:
+        await pool.aclose()
 
 
 class RawServer:
@@ -141,7 +151,7 @@ async def test_a_connection_closed_by_the_server_is_replaced() -> None:
             assert response.status == 200
             # The server's FIN reaches the idle connection before the next request.
             await wait_until(
-                lambda: all(c.has_expired() for c in pool._idle.get((url.scheme, url.host, url.port), [])),
+                lambda: all(c.has_expired() for c in pool.idle_connections(url)),
                 timeout_s=5,
                 what="the idle connection to see the server's close",
             )
@@ -173,7 +183,7 @@ async def test_a_slow_answer_times_out_and_its_connection_is_not_reused() -> Non
 
 
 async def test_a_large_body_arrives_whole() -> None:
-    body = bytes(range(256)) * (3 * FLUSH_BYTES // 256 + 7)
+    body = bytes(range(256)) * (3 * HOLD_BYTES // 256 + 7)
     seen: list[bytes] = []
 
     async def echo(request: PeerRequest) -> PeerResponse:
@@ -197,13 +207,15 @@ async def test_a_slow_answer_is_a_read_timeout() -> None:
 
 
 async def test_a_connection_the_server_closed_is_not_reused() -> None:
-    async with RawServer(close_after_response=True) as server, client() as http:
+    pool = guarded_pool()
+    async with RawServer(close_after_response=True) as server, client(pool) as http:
+        url = httpcore.URL(f"{server.url}/x")
         for _ in range(3):
             response = await http.get(f"{server.url}/x")
             assert response.status_code == 200
             # The server's FIN reaches the idle connection before the next request.
             await wait_until(
-                lambda: all(c.has_expired() for c in http._transport._pool.connections),
+                lambda: all(c.has_expired() for c in pool.idle_connections(url)),
                 timeout_s=5,
                 what="the idle connection to see the server's close",
             )
@@ -256,7 +268,7 @@ def _self_signed(tmp_path) -> tuple[str, str]:
     return str(cert_path), str(key_path)
 
 
-async def test_https_through_the_pool_and_the_guarded_transport(tmp_path) -> None:
+async def test_https_through_the_pool_directly_and_under_httpx(tmp_path) -> None:
     """The Graph API and most webhooks are HTTPS: the TLS handshake runs on these streams."""
     import ssl
 
@@ -291,10 +303,7 @@ async def test_https_through_the_pool_and_the_guarded_transport(tmp_path) -> Non
             await pool.request(b"POST", url, headers=[], content=b"{}", timeout_s=5.0) for _ in range(2)
         ]
         await pool.aclose()
-        transport = GuardedTransport(
-            ssl_context=client_tls, allowed_networks=parse_networks(["127.0.0.1/32"])
-        )
-        async with httpx.AsyncClient(transport=transport) as http:
+        async with client(guarded_pool(ssl_context=client_tls)) as http:
             guarded = await http.post(f"https://127.0.0.1:{port}/hook", content=b"{}")
         # Nothing answers a client that does not trust the certificate.
         untrusting = KeepAlivePool(max_connections=1)

@@ -18,6 +18,7 @@ from typing import Any
 
 import msgspec
 import openai
+import httpx
 from openai import AsyncOpenAI
 
 from app.services.ai.classifier import Classification, IntentScoreItem, IntentSpec
@@ -214,9 +215,16 @@ def coerce_value(value: Any, kind: str) -> Any:
 class LLMClient:
     """Calls chat completions with one AsyncOpenAI client per (base URL, key)."""
 
-    def __init__(self, *, timeout_s: float, max_retries: int = MAX_RETRIES) -> None:
+    def __init__(
+        self,
+        *,
+        timeout_s: float,
+        max_retries: int = MAX_RETRIES,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
         self.timeout_s = timeout_s
         self.max_retries = max_retries
+        self.http_client = http_client  # the process's pool (app.http.transport), when the root gives one
         self._clients: dict[tuple[str, str], AsyncOpenAI] = {}
 
     def client(self, config: LLMConfig) -> AsyncOpenAI:
@@ -228,6 +236,7 @@ class LLMClient:
                 base_url=config.base_url or None,
                 timeout=self.timeout_s,
                 max_retries=self.max_retries,
+                http_client=self.http_client,
             )
             self._clients[key] = client
         return client

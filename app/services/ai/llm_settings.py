@@ -15,7 +15,8 @@ import msgspec
 
 from app.db import engine
 from app.db.tables import Workspace
-from app.services import netguard, secrets
+from app.http import guard as netguard
+from app.services import secrets
 from app.services.ai.llm import LLMConfig
 from app.services.ai.usage import current_month
 from app.settings import get_settings

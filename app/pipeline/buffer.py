@@ -4,7 +4,7 @@ Redis only holds signals here; PostgreSQL holds the messages. A push records tha
 conversation has news and when its batch falls due (`SWITCHBOARD_BUFFER_SECONDS` after
 the last message, at most `SWITCHBOARD_BUFFER_MAX_SECONDS` after the first). Schedulers
 in the workers pop due conversations and enqueue flush jobs of a few dozen each. If Redis
-loses its data, `WorkerState.recover_once` (app.services.jobs) re-signals unprocessed rows.
+loses its data, recovery (app.pipeline.recovery) re-signals unprocessed rows.
 Ingress signals a whole committed batch, live events included, in one Redis command.
 """
 

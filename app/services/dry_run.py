@@ -1,4 +1,4 @@
-"""The action tester: run one message through the real interpreter without touching the world.
+"""The tester's dry run: one message through the real interpreter without touching the world.
 
 A dry run records what would be sent and written; with `execute`, webhooks are really
 called (and logged) so a user can see status, response and duration.
@@ -12,8 +12,11 @@ from typing import Any
 
 import msgspec
 
-from app.services import flows_store, lifecycle
-from app.services.webhooks import URLTemplateError, mask_secrets, prepare_request
+from app.http.client import WebhookClient
+from app.http.request import URLTemplateError, mask_secrets, prepare_request
+from app.services import flows_store
+from app.services.ai.understanding import Understanding
+from app.settings import Settings
 from flows.graph import compile_flow
 from flows.interpreter import run_turn
 from flows.ports import (
@@ -72,10 +75,12 @@ class TesterResponse(msgspec.Struct):
 class DryRunRuntime:
     """Implements flows.ports.Runtime in memory; understanding is real, effects are recorded."""
 
-    def __init__(self, workspace_id: str, *, execute: bool, ai: AIState, tags: list[str]) -> None:
+    def __init__(
+        self, tester: Tester, workspace_id: str, *, execute: bool, ai: AIState, tags: list[str]
+    ) -> None:
+        self.tester = tester
         self.workspace_id = workspace_id
         self.execute = execute
-        self.svc = lifecycle.services()
         self.messages: list[dict[str, Any]] = []
         self.ai = ai
         self.tags = list(tags)
@@ -145,10 +150,10 @@ class DryRunRuntime:
         }
         if not self.execute:
             return WebhookOutcome(status=WebhookStatus.SUCCESS, response={}, attempts=0)
-        result = await self.svc.webhooks.client.attempt(
+        result = await self.tester.webhook_client.attempt(
             request,
-            allow_private=self.svc.settings.webhooks.allow_private,
-            max_response_bytes=self.svc.settings.webhooks.max_response_bytes,
+            allow_private=self.tester.settings.webhooks.allow_private,
+            max_response_bytes=self.tester.settings.webhooks.max_response_bytes,
         )
         self.webhook.update(
             executed=True,
@@ -168,13 +173,13 @@ class DryRunRuntime:
         )
 
     async def detect_intent(self, text: str, candidates: list[IntentCandidate]) -> Detection:
-        return await self.svc.understanding.detect_intent(self.workspace_id, text, candidates)
+        return await self.tester.understanding.detect_intent(self.workspace_id, text, candidates)
 
     async def extract_variables(self, text: str, variables: list[VariableSpec]) -> Extraction:
-        return await self.svc.understanding.extract_variables(self.workspace_id, text, variables)
+        return await self.tester.understanding.extract_variables(self.workspace_id, text, variables)
 
     async def classify_reply(self, text: str) -> str:
-        return await self.svc.understanding.classify_reply(self.workspace_id, text)
+        return await self.tester.understanding.classify_reply(self.workspace_id, text)
 
     async def save_pending(self, pending: PendingAction, *, message: str) -> None:
         self.pending = {**msgspec.to_builtins(pending), "message": message}
@@ -185,16 +190,35 @@ class DryRunRuntime:
         return True
 
     async def answer_with_ai(self, turn: Turn, ai: AIState) -> AIAnswer:
-        return await self.svc.understanding.answer(
+        return await self.tester.understanding.answer(
             self.workspace_id, turn, ai, history=[], offline=not self.execute
         )
 
 
-async def run_test(workspace_id: str, request: TesterRequest) -> TesterResponse:
+class Tester:
+    """Runs dry runs for the tester page and `POST /api/tester/run`; one per process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        plans: flows_store.PlanCache,
+        understanding: Understanding,
+        webhook_client: WebhookClient,
+    ) -> None:
+        self.settings = settings
+        self.plans = plans
+        self.understanding = understanding
+        self.webhook_client = webhook_client
+
+    async def run(self, workspace_id: str, request: TesterRequest) -> TesterResponse:
+        return await _run_test(self, workspace_id, request)
+
+
+async def _run_test(tester: Tester, workspace_id: str, request: TesterRequest) -> TesterResponse:
     if not request.message.strip():
         raise ValueError("message: type the message to test")
-    svc = lifecycle.services()
-    plans = list(await svc.plans.active_plans(workspace_id))
+    plans = list(await tester.plans.active_plans(workspace_id))
     if request.flow_id:
         flow = await flows_store.get_flow(workspace_id, request.flow_id)
         doc = flows_store.parse_document(flow.document)
@@ -220,15 +244,15 @@ async def run_test(workspace_id: str, request: TesterRequest) -> TesterResponse:
         timestamp=time.time(),
         phone_number=contact.phone,
     )
-    runtime = DryRunRuntime(workspace_id, execute=request.execute, ai=ai, tags=[])
+    runtime = DryRunRuntime(tester, workspace_id, execute=request.execute, ai=ai, tags=[])
     started = time.perf_counter()
     result = await run_turn(
         plans,
         turn,
         runtime,
         strict=True,
-        auto_execute_threshold=svc.settings.ai.auto_execute_threshold,
-        ambiguity_margin=svc.settings.ai.ambiguity_margin,
+        auto_execute_threshold=tester.settings.ai.auto_execute_threshold,
+        ambiguity_margin=tester.settings.ai.ambiguity_margin,
     )
     duration_ms = (time.perf_counter() - started) * 1000
     names = {(c.flow_id, c.node_id): c.display_name for p in plans for c in p.intents}
