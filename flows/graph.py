@@ -59,18 +59,11 @@ class CompiledFlow(msgspec.Struct, frozen=True, kw_only=True):
     intents: list[IntentCandidate]
     intent_webhooks: dict[str, str]  # intent trigger id -> first call_webhook node after it
     inputs: dict[str, dict[str, Any]]  # node config as JSON, for the trace
-    template_sources: frozenset[str]
     templates: TemplateCache  # compiled on first render, then kept for this version
     sort_key: tuple[int, str, str]
 
     def next_nodes(self, node_id: str, port: str | None) -> list[str]:
         return self.adjacency.get(node_id, {}).get(port, [])
-
-    def warm_templates(self) -> int:
-        """Compile every template now (a worker may prefer paying this at load); returns the count."""
-        for text in self.template_sources:
-            self.templates.get(text, lenient=False)
-        return len(self.template_sources)
 
 
 def _first_webhook(
@@ -181,7 +174,6 @@ def compile_flow(doc: FlowDocument, *, flow_id: str, version: int) -> CompiledFl
         intents=intents,
         intent_webhooks=intent_webhooks,
         inputs=inputs,
-        template_sources=frozenset(sources),
         templates=TemplateCache(max_entries=max(64, 2 * len(sources))),
         sort_key=(-doc.priority, doc.name, flow_id),
     )

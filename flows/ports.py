@@ -36,11 +36,6 @@ class ActionRunStatus(str, Enum):
     EXPIRED = "expired"
 
 
-TERMINAL_ACTION_STATUSES = frozenset(
-    {ActionRunStatus.COMPLETED, ActionRunStatus.FAILED, ActionRunStatus.REJECTED, ActionRunStatus.EXPIRED}
-)
-
-
 class IntentCandidate(msgspec.Struct, frozen=True, kw_only=True):
     """One active intent trigger, as handed to the intent detector."""
 
