@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins  # the handlers named `list` shadow the name in their class
 from datetime import datetime
 
 from litestar import Controller, get, patch, post, put
@@ -51,7 +52,7 @@ class ConversationController(Controller):
     @get("/{conversation_id:str}/messages")
     async def messages(
         self, principal: Principal, services: AppServices, conversation_id: str
-    ) -> list[MessageRead]:
+    ) -> builtins.list[MessageRead]:
         found = await services.conversations.get_conversation(principal.workspace_id, conversation_id)
         if found is None:
             raise NotFoundException(f"no conversation {conversation_id} in this workspace")
@@ -74,7 +75,10 @@ class ConversationController(Controller):
             principal.workspace_id, conversation_id, data
         ):
             raise NotFoundException(f"no conversation {conversation_id} in this workspace")
-        return await self.read(principal, conversation_id)
+        found = await services.conversations.get_conversation(principal.workspace_id, conversation_id)
+        if found is None:
+            raise NotFoundException(f"no conversation {conversation_id} in this workspace")
+        return found
 
     @post("/{conversation_id:str}/messages", status_code=201, summary="Send a message as an agent")
     async def send(
@@ -105,7 +109,7 @@ class RunController(Controller):
         until: datetime | None = None,
         limit: int = 50,
         offset: int = 0,
-    ) -> list[RunSummary]:
+    ) -> builtins.list[RunSummary]:
         return await runs.list_runs(
             principal.workspace_id,
             conversation_id=conversation_id,
