@@ -11,9 +11,8 @@ from pathlib import Path
 
 from litestar import Litestar, Router
 from litestar.config.compression import CompressionConfig
-from litestar.datastructures import State
 from litestar.contrib.jinja import JinjaTemplateEngine
-from litestar.datastructures import CacheControlHeader
+from litestar.datastructures import CacheControlHeader, State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
@@ -32,8 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def create_app(*, with_worker: bool = False, worker_concurrency: int = 20) -> Litestar:
     """The web app; `with_worker` also runs a SAQ worker in the same event loop (`switchboard run`)."""
-    from ui.routes import ROUTERS as UI_ROUTERS
-    from ui.security import session_middleware
+    # ui/ imports app/ services: importing it here, not at the top, keeps `import app.asgi` acyclic.
+    from ui.routes import ROUTERS as UI_ROUTERS  # noqa: PLC0415
+    from ui.security import session_middleware  # noqa: PLC0415
 
     settings = get_settings()
 

@@ -8,7 +8,7 @@ import getpass
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +108,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_loop(coro: Awaitable[Any]) -> Any:
+def _run_loop(coro: Coroutine[Any, Any, Any]) -> Any:
     """asyncio.run, on uvloop when it is installed (it comes with uvicorn[standard])."""
     try:
         import uvloop

@@ -23,7 +23,8 @@ from typing import Any
 
 import asyncpg
 from redis.asyncio import Redis
-from saq import Queue, Worker
+from saq import Worker
+from saq.queue.redis import RedisQueue
 
 from app.db import engine
 from app.http.client import WebhookClient
@@ -61,7 +62,7 @@ class AppServices:
     db: asyncpg.Pool
     redis: Redis
     pipeliner: redis_conn.Pipeliner
-    queue: Queue
+    queue: RedisQueue
     publisher: LiveEvents
     trusted_http: KeepAlivePool  # the Graph API, the LLM, our own webhook URL
     webhook_client: WebhookClient  # customers' endpoints, address-guarded
@@ -242,7 +243,8 @@ def build_worker(root: WorkerRoot, *, concurrency: int, install_signals: bool) -
     async def shutdown(ctx: dict[str, Any]) -> None:
         await root.scheduler.stop_loops()
 
-    worker = Worker(
+    # Our jobs keep the process's services in ctx, beside SAQ's own keys.
+    worker = Worker(  # type: ignore[type-var]
         root.services.queue,
         functions=[flush_conversations, retry_webhook],
         concurrency=concurrency,

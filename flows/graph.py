@@ -19,6 +19,7 @@ from flows.schema import (
     MatchIntent,
     MatchKeywords,
     MatchRegex,
+    MessageReceivedConfig,
     Node,
 )
 from flows.templates import TemplateCache, is_templated, template_strings
@@ -108,6 +109,7 @@ def compile_flow(doc: FlowDocument, *, flow_id: str, version: int) -> CompiledFl
             continue
         plan: TriggerPlan
         if node.type == MESSAGE_TRIGGER:
+            assert isinstance(node.config, MessageReceivedConfig)
             match = node.config.match
             if isinstance(match, MatchKeywords):
                 keyword_sets[node.id] = KeywordSet(match.keywords, mode=match.mode)

@@ -311,7 +311,8 @@ async def _run_chain(
             if not st.budget_tripped:
                 st.budget_tripped = True
                 st.guard(
-                    f"step budget of {st.max_steps} node runs used up; node {node_id!r} and the rest of the turn's chains were skipped",
+                    f"step budget of {st.max_steps} node runs used up; node {node_id!r} and the rest of "
+                    "the turn's chains were skipped",
                     flow_id=plan.flow_id,
                     version=plan.version,
                     node_id=node_id,
@@ -421,10 +422,12 @@ async def _run_events(st: _State, queue: deque[tuple[TurnEvent | None, int, str 
                     if trig.kind == "any":
                         starts.append((trig.node_id, {"text": text}, {}))
                     elif trig.kind == "keywords":
+                        assert trig.keywords is not None  # compiled for every keywords trigger
                         found = trig.keywords.matches(view.words, view.padded)
                         if found:
                             starts.append((trig.node_id, {"text": text, "keywords": found}, {}))
                     else:
+                        assert trig.regex is not None  # compiled for every regex trigger
                         m = search(trig.regex, text)
                         if m is not None:
                             groups = {k: v for k, v in m.groupdict().items() if v is not None}
@@ -458,7 +461,8 @@ async def _run_events(st: _State, queue: deque[tuple[TurnEvent | None, int, str 
                 for new in raised:
                     if depth + 1 > st.max_event_depth:
                         st.guard(
-                            f"event {value_of(new.kind)} {new.data} not propagated: event depth limit {st.max_event_depth} reached (possible tag loop)",
+                            f"event {value_of(new.kind)} {new.data} not propagated: event depth limit "
+                            f"{st.max_event_depth} reached (possible tag loop)",
                             flow_id=plan.flow_id,
                             version=plan.version,
                             node_id=node_id,

@@ -322,7 +322,8 @@ def _check_edges(raw_edges: list, types: dict[str, str], errors: list[FlowError]
                     _err(
                         value if key == "from" else owner,
                         f"{where}.{key}",
-                        f"The edge points to node {value!r}, which does not exist; connect it to an existing node or delete it.",
+                        f"The edge points to node {value!r}, which does not exist; "
+                        "connect it to an existing node or delete it.",
                         ErrorCode.DANGLING_EDGE,
                     )
                 )
@@ -401,7 +402,7 @@ def _check_cycles(ids: list[str], pairs: list[tuple[str, str]], errors: list[Flo
             if mark == 1:
                 if nxt not in reported:
                     reported.add(nxt)
-                    loop = " -> ".join(path[path.index(nxt) :] + [nxt])
+                    loop = " -> ".join([*path[path.index(nxt) :], nxt])
                     errors.append(
                         _err(
                             nxt,
@@ -435,7 +436,8 @@ def _check_confirmations(nodes: list[Node], edges: list[Edge], errors: list[Flow
                 _err(
                     n.id,
                     "config.requires_confirmation",
-                    "Confirmation is asked only for webhooks after an intent trigger; connect it after one or turn requires_confirmation off.",
+                    "Confirmation is asked only for webhooks after an intent trigger; "
+                    "connect it after one or turn requires_confirmation off.",
                     ErrorCode.CONFIRMATION_WITHOUT_INTENT,
                 )
             )

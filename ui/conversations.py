@@ -168,7 +168,7 @@ class ConversationsController(Controller):
         update = conversations.ConversationUpdate(
             status=(form.get("status") or "").strip() or None,
             add_tags=[t.strip() for t in (form.get("add_tag") or "").split(",") if t.strip()],
-            remove_tags=[t for t in form.getall("remove_tag")] if "remove_tag" in form else [],
+            remove_tags=list(form.getall("remove_tag")) if "remove_tag" in form else [],
         )
         await _conversations(request).update_conversation(principal.workspace_id, conversation_id, update)
         return fragment(

@@ -1,4 +1,4 @@
-"""Action tester: one message (dry run or execute) with the full explanation, and a batch test with a confusion table."""
+"""Action tester: one message (dry run or execute) explained in full, and a batch test with a confusion table."""
 
 from __future__ import annotations
 

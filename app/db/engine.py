@@ -6,7 +6,6 @@ import contextlib
 import io
 import logging
 import os
-
 from typing import Any
 
 import asyncpg
@@ -18,7 +17,7 @@ _json_encoder = msgspec.json.Encoder()
 
 def engine():
     """Piccolo's engine (created on first use from DATABASE_URL)."""
-    from app.db.piccolo_conf import DB
+    from app.db.piccolo_conf import DB  # noqa: PLC0415  (Piccolo reads DATABASE_URL when this loads)
 
     return DB
 
@@ -28,7 +27,8 @@ _MIGRATION_LOCK = 0x5B_0001  # pg_advisory_lock key: web and workers may start t
 
 async def migrate() -> None:
     """Apply every Piccolo migration not yet applied (idempotent, safe on each start)."""
-    from piccolo.apps.migrations.commands.forwards import run_forwards
+    # Piccolo's migration machinery is heavy; only `migrate` needs it.
+    from piccolo.apps.migrations.commands.forwards import run_forwards  # noqa: PLC0415
 
     lock = await asyncpg.connect(dsn=os.environ["DATABASE_URL"])
     try:

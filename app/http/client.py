@@ -187,25 +187,25 @@ class WebhookClient:
         except _TooManyRedirects as exc:
             return self._failure(request, sent, started, AttemptStatus.FAILED, str(exc), False)
         except (TimeoutError, httpcore.TimeoutException):
-            error = f"timed out after {request.timeout_seconds:g} s"
-            return self._failure(request, sent, started, AttemptStatus.TIMEOUT, error, True)
+            reason = f"timed out after {request.timeout_seconds:g} s"
+            return self._failure(request, sent, started, AttemptStatus.TIMEOUT, reason, True)
         except (httpcore.LocalProtocolError, httpcore.UnsupportedProtocol, httpx.InvalidURL) as exc:
             # Our request was malformed (a bad header value, say): sending it again cannot help.
-            error = f"invalid request: {exc}"
-            return self._failure(request, sent, started, AttemptStatus.FAILED, error, False)
+            reason = f"invalid request: {exc}"
+            return self._failure(request, sent, started, AttemptStatus.FAILED, reason, False)
         except (httpcore.NetworkError, httpcore.ProtocolError, OSError) as exc:
-            error = f"connection failed: {exc or type(exc).__name__}"
-            return self._failure(request, sent, started, AttemptStatus.FAILED, error, True)
+            reason = f"connection failed: {exc or type(exc).__name__}"
+            return self._failure(request, sent, started, AttemptStatus.FAILED, reason, True)
 
         status_code = exchange.status_code
         status, retryable = classify_status(status_code)
         text = _decode(exchange.body, exchange.charset)
         response = _parse_body(exchange.body, text, exchange.content_type, truncated=exchange.truncated)
-        retry_after = None
+        retry_after: float | None = None
         if retryable and exchange.retry_after is not None:
             parsed = parse_retry_after(exchange.retry_after)
             retry_after = None if parsed is None else min(parsed, self.retry_after_cap_seconds)
-        error = None
+        error: str | None = None
         if status is not AttemptStatus.SUCCESS:
             error = f"HTTP {status_code}" + ("" if retryable else " (not retried)")
         return AttemptResult(

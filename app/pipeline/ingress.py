@@ -229,8 +229,8 @@ class Ingress:
                             self._conversations.move_to_end(key)
                             cached[key] = hit[1]
                 resolved = await _resolve_new_senders(conn, senders) if senders else {}
-                for key, new in resolved.items():
-                    new_mappings.append((key, (new.contact_id, new.conversation_id)))
+                for key, fresh in resolved.items():
+                    new_mappings.append((key, (fresh.contact_id, fresh.conversation_id)))
                 for r, request in enumerate(batch):
                     for i, item in enumerate(request.items):
                         key = (request.channel.id, item.from_phone)
@@ -263,8 +263,8 @@ class Ingress:
                     {str(r[0]) for r in await conn.fetch(_INSERT_MESSAGES, *columns)} if rows else set()
                 )
         # Cache new conversations only once their rows are committed.
-        for key, value in new_mappings:
-            self._remember(key, value)
+        for key, mapping in new_mappings:
+            self._remember(key, mapping)
         results: list[list[Accepted]] = [[] for _ in batch]
         pushes: list[Push] = []
         accepted_log: list[dict[str, str]] = []

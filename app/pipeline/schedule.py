@@ -17,6 +17,7 @@ import logging
 import time
 
 from saq import Queue
+from saq.queue.redis import RedisQueue
 
 from app.pipeline.buffer import Buffer
 from app.pipeline.flush import FLUSH_BATCH_JOB, FLUSH_BATCH_MAX, Flusher
@@ -34,8 +35,10 @@ def flush_job_key(conversation_id: str) -> str:
     return f"flush:{conversation_id}:{time.time_ns()}"
 
 
-def make_queue(redis_url: str) -> Queue:
-    return Queue.from_url(redis_url, name=QUEUE_NAME)
+def make_queue(redis_url: str) -> RedisQueue:
+    queue = Queue.from_url(redis_url, name=QUEUE_NAME)
+    assert isinstance(queue, RedisQueue)  # a redis:// URL always makes one
+    return queue
 
 
 class Scheduler:
@@ -44,7 +47,7 @@ class Scheduler:
     def __init__(
         self,
         *,
-        queue: Queue,
+        queue: RedisQueue,
         buffer: Buffer,
         flusher: Flusher,
         recovery: Recovery,

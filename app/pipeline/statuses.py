@@ -107,7 +107,10 @@ class Statuses:
     ) -> None:
         key = parked_key(channel_id, provider_message_id)
         payload = _json.encode({"status": status, "timestamp": timestamp, "errors": errors})
-        await self.redis.pipeline(transaction=False).rpush(key, payload).expire(key, PARKED_TTL_S).execute()
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.rpush(key, payload)
+        pipe.expire(key, PARKED_TTL_S)
+        await pipe.execute()
 
     async def replay_parked(self, channel: ChannelRecord, provider_message_id: str) -> None:
         """Apply the callbacks that arrived before this reply's provider id was stored."""

@@ -32,7 +32,7 @@ from redis.asyncio import Redis
 from saq import Queue
 
 from app.http.client import AttemptResult, WebhookClient
-from app.http.request import URLTemplateError, WebhookRequest, apply_auth, prepare_request
+from app.http.request import HttpMethod, URLTemplateError, WebhookRequest, apply_auth, prepare_request
 from app.http.retry import AttemptStatus, backoff_seconds
 from app.services import flows_store
 from app.settings import Settings
@@ -409,7 +409,7 @@ class WebhookCalls:
             )
             request = WebhookRequest(
                 url=stored.url,
-                method=stored.method,
+                method=HttpMethod(stored.method),
                 headers=headers,
                 json_body=stored.json_body,
                 timeout_seconds=stored.timeout_seconds,

@@ -81,18 +81,18 @@ SELECT c.id, c.channel, c.contact, c.status, c.tags, c.created_at, c.last_messag
 
 
 def _summary(row: Any) -> dict[str, Any]:
-    return dict(
-        id=str(row["id"]),
-        channel_id=str(row["channel"]),
-        contact_id=str(row["contact"]),
-        contact_phone=row["phone"],
-        contact_name=" ".join(x for x in (row["first_name"], row["last_name"]) if x),
-        status=row["status"],
-        tags=list(row["tags"] or []),
-        created_at=iso(row["created_at"]),
-        last_message_at=iso(row["last_message_at"]),
-        last_message=row["last_message"],
-    )
+    return {
+        "id": str(row["id"]),
+        "channel_id": str(row["channel"]),
+        "contact_id": str(row["contact"]),
+        "contact_phone": row["phone"],
+        "contact_name": " ".join(x for x in (row["first_name"], row["last_name"]) if x),
+        "status": row["status"],
+        "tags": list(row["tags"] or []),
+        "created_at": iso(row["created_at"]),
+        "last_message_at": iso(row["last_message_at"]),
+        "last_message": row["last_message"],
+    }
 
 
 class ReplySender(Protocol):

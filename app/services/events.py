@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
-
 from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
 
 from app.services.redis_conn import Pipeliner
 
@@ -89,10 +89,9 @@ class Subscription:
     def __init__(self, redis: Redis, workspace_id: str) -> None:
         self.redis = redis
         self.workspace_id = workspace_id
-        self._pubsub = None
+        self._pubsub: PubSub = redis.pubsub()  # no I/O until subscribe
 
     async def __aenter__(self) -> Subscription:
-        self._pubsub = self.redis.pubsub()
         await self._pubsub.subscribe(channel_name(self.workspace_id))
         return self
 

@@ -113,7 +113,7 @@ def use_revisions(revisions: Revisions) -> None:
     app/api (sixteen call sites), so their one Redis need is bound here at start-up; the
     worker's hot path (PlanCache) gets its Revisions through its constructor.
     """
-    global _revisions
+    global _revisions  # noqa: PLW0603  (bound once at start-up; see the docstring)
     _revisions = revisions
 
 

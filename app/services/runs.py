@@ -70,17 +70,17 @@ class LogPage(msgspec.Struct):
 
 
 def _summary(row: Any) -> dict[str, Any]:
-    return dict(
-        id=str(row["id"]),
-        conversation_id=str(row["conversation"]) if row["conversation"] else None,
-        kind=row["kind"],
-        status=row["status"],
-        layer=row["layer"],
-        flows=row["flows"] or [],
-        started_at=iso(row["started_at"]),
-        finished_at=iso(row["finished_at"]),
-        error=row["error"],
-    )
+    return {
+        "id": str(row["id"]),
+        "conversation_id": str(row["conversation"]) if row["conversation"] else None,
+        "kind": row["kind"],
+        "status": row["status"],
+        "layer": row["layer"],
+        "flows": row["flows"] or [],
+        "started_at": iso(row["started_at"]),
+        "finished_at": iso(row["finished_at"]),
+        "error": row["error"],
+    }
 
 
 async def list_runs(
@@ -94,7 +94,8 @@ async def list_runs(
     limit: int = 50,
     offset: int = 0,
 ) -> list[RunSummary]:
-    clauses, args = ["workspace = $1"], [uuid.UUID(workspace_id)]
+    clauses: list[str] = ["workspace = $1"]
+    args: list[Any] = [uuid.UUID(workspace_id)]
 
     def add(sql: str, value: Any) -> None:
         args.append(value)

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import overload
 
 
+@overload
+def iso(value: datetime) -> str: ...
+@overload
+def iso(value: datetime | None) -> str | None: ...
 def iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 

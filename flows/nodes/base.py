@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -82,7 +83,7 @@ class NodeType(msgspec.Struct, frozen=True, kw_only=True):
     group: NodeGroup
     label: str
     description: str
-    config: type[NodeConfig]
+    config: builtins.type[NodeConfig]  # builtins.: the field `type` above shadows the name
     out_ports: tuple[str | None, ...]
     run: RunFn
     check: CheckFn

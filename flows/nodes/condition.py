@@ -31,11 +31,8 @@ def _number(value: Any) -> float:
 
 
 def _equals(left: Any, right: Any) -> bool:
-    if (
-        (isinstance(left, (int, float))
-        and not isinstance(left, bool))
-        or (isinstance(right, (int, float))
-        and not isinstance(right, bool))
+    if (isinstance(left, (int, float)) and not isinstance(left, bool)) or (
+        isinstance(right, (int, float)) and not isinstance(right, bool)
     ):
         try:
             return _number(left) == _number(right)

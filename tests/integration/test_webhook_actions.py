@@ -81,7 +81,8 @@ def reply_flow(*, keywords: list[str], text: str) -> dict[str, Any]:
 async def conversation_of(tenant: Tenant, db, sender: str = "+15550001") -> str:
     found = await wait_until(
         lambda: db.fetchval(
-            "SELECT c.id FROM conversations c JOIN contacts p ON p.id = c.contact WHERE c.workspace = $1 AND p.phone = $2",
+            "SELECT c.id FROM conversations c JOIN contacts p ON p.id = c.contact "
+            "WHERE c.workspace = $1 AND p.phone = $2",
             uuid.UUID(tenant.workspace_id),
             sender,
         ),

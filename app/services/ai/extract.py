@@ -80,8 +80,9 @@ def infer_type(spec: VariableSpec) -> VariableType:
     declared = (spec.type or "").strip().lower()
     if declared in VARIABLE_TYPES:
         return VariableType(declared)
-    if TYPE_ALIASES.get(declared) is not None:
-        return TYPE_ALIASES[declared]
+    alias = TYPE_ALIASES.get(declared)
+    if alias is not None:
+        return alias
     haystack = normalize_text(f"{spec.name} {spec.prompt}").replace("_", " ")
     words = set(re.findall(r"\w+", haystack))
     for kind, hints in _TYPE_HINTS:

@@ -1,4 +1,4 @@
-"""The LLM engine: intent detection, variables, reply classification and personality replies over any OpenAI-compatible API.
+"""The LLM engine: intents, variables, reply classification and personality replies over any OpenAI-compatible API.
 
 Structured answers use a forced tool call (the widest-supported structured output of
 OpenAI-compatible servers); an answer that arrives as JSON content instead is accepted too.
@@ -16,9 +16,9 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+import httpx
 import msgspec
 import openai
-import httpx
 from openai import AsyncOpenAI
 
 from app.services.ai.classifier import Classification, IntentScoreItem, IntentSpec
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 ENGINE_LLM = "llm"
 MAX_RETRIES = 2
-"""Retries on 408/409/429/5xx and connection errors (the SDK backs off exponentially with jitter and honours Retry-After)."""
+"""Retries on 408/409/429/5xx and connection errors (the SDK backs off with jitter and honours Retry-After)."""
 MAX_EXAMPLES_PER_ACTION = 8
 """Examples of each action shown to the model: enough to define it, bounded so 100 actions fit a prompt."""
 MAX_TEXT_CHARS = 4000
@@ -236,7 +236,7 @@ class LLMClient:
                 base_url=config.base_url or None,
                 timeout=self.timeout_s,
                 max_retries=self.max_retries,
-                http_client=self.http_client,
+                http_client=self.http_client,  # type: ignore[arg-type]  # it takes httpx clients too
             )
             self._clients[key] = client
         return client

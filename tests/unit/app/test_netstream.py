@@ -103,7 +103,7 @@ class CountingBackend(AsyncioBackend):
     def __init__(self) -> None:
         self.writes: list[bytes] = []
 
-    async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+    async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):  # noqa: ASYNC109
         stream = await super().connect_tcp(host, port, timeout, local_address, socket_options)
         stream._writer = CountingWriter(stream._writer, self.writes)
         return stream
