@@ -18,7 +18,7 @@ import msgspec
 
 from app.pipeline.outbox import Outbox
 from app.pipeline.webhook_calls import WebhookCalls
-from app.services import events
+from app.services import conversations, events
 from app.services.ai.understanding import Understanding
 from app.services.ai_state import AIControl, AIStateStore
 from app.services.channels.store import ChannelRecord
@@ -138,7 +138,7 @@ class TurnEffects:
     # --- conversation ----------------------------------------------------------------
     async def set_conversation_status(self, status: str) -> None:
         await self.db.execute(
-            "UPDATE conversations SET status = $3 WHERE id = $1 AND workspace = $2",
+            conversations.SET_STATUS,
             uuid.UUID(self.scope.conversation_id),
             uuid.UUID(self.scope.workspace_id),
             status,
@@ -147,8 +147,7 @@ class TurnEffects:
 
     async def add_tag(self, tag: str) -> bool:
         added = await self.db.fetchval(
-            "UPDATE conversations SET tags = tags || to_jsonb($3::text) "
-            "WHERE id = $1 AND workspace = $2 AND NOT tags ? $3 RETURNING id",
+            conversations.ADD_TAG,
             uuid.UUID(self.scope.conversation_id),
             uuid.UUID(self.scope.workspace_id),
             tag,
@@ -159,7 +158,7 @@ class TurnEffects:
 
     async def remove_tag(self, tag: str) -> bool:
         removed = await self.db.fetchval(
-            "UPDATE conversations SET tags = tags - $3 WHERE id = $1 AND workspace = $2 AND tags ? $3 RETURNING id",
+            conversations.REMOVE_TAG,
             uuid.UUID(self.scope.conversation_id),
             uuid.UUID(self.scope.workspace_id),
             tag,

@@ -72,6 +72,16 @@ class ConversationUpdate(msgspec.Struct, forbid_unknown_fields=True):
     remove_tags: list[str] = []
 
 
+# A conversation's status and tags, as agents (below) and flows (app.pipeline.effects) change them.
+SET_STATUS = "UPDATE conversations SET status = $3 WHERE id = $1 AND workspace = $2"
+ADD_TAG = (
+    "UPDATE conversations SET tags = tags || to_jsonb($3::text) "
+    "WHERE id = $1 AND workspace = $2 AND NOT tags ? $3 RETURNING id"
+)
+REMOVE_TAG = (
+    "UPDATE conversations SET tags = tags - $3 WHERE id = $1 AND workspace = $2 AND tags ? $3 RETURNING id"
+)
+
 _SUMMARY = """
 SELECT c.id, c.channel, c.contact, c.status, c.tags, c.created_at, c.last_message_at, p.phone, p.first_name,
        p.last_name, p.tags AS contact_tags, p.attributes,
@@ -234,21 +244,11 @@ class Conversations:
         ws = uuid.UUID(workspace_id)
         pool = self.db
         if data.status:
-            await pool.execute(
-                "UPDATE conversations SET status = $3 WHERE id = $1 AND workspace = $2", cid, ws, data.status
-            )
+            await pool.execute(SET_STATUS, cid, ws, data.status)
         for tag in data.add_tags:
-            await pool.execute(
-                "UPDATE conversations SET tags = tags || to_jsonb($3::text) "
-                "WHERE id = $1 AND workspace = $2 AND NOT tags ? $3",
-                cid,
-                ws,
-                tag,
-            )
+            await pool.execute(ADD_TAG, cid, ws, tag)
         for tag in data.remove_tags:
-            await pool.execute(
-                "UPDATE conversations SET tags = tags - $3 WHERE id = $1 AND workspace = $2", cid, ws, tag
-            )
+            await pool.execute(REMOVE_TAG, cid, ws, tag)
         await self.publisher.publish(
             workspace_id, events.LiveEvent(kind="conversation", conversation_id=conversation_id)
         )

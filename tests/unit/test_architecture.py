@@ -125,9 +125,7 @@ def test_services_and_http_sit_below_the_message_path(layer: str) -> None:
     above = ("app.pipeline", "app.api", "app.roots", "app.asgi", "ui")
     if layer == "app.http":
         above = (*above, "app.services")
-    offenders = {
-        m: sorted(i for i in GRAPH[m] if _under(i, *above)) for m in APP if _under(m, layer)
-    }
+    offenders = {m: sorted(i for i in GRAPH[m] if _under(i, *above)) for m in APP if _under(m, layer)}
     assert {m: i for m, i in offenders.items() if i} == {}
 
 
