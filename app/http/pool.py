@@ -67,6 +67,8 @@ class KeepAlivePool:
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._slots = asyncio.Semaphore(max_connections)
+        self._max_idle = max_connections
+        self._idle_count = 0
         self._keepalive_expiry_s = keepalive_expiry_s
         self._backend = network_backend or AsyncioBackend()
         self._ssl_context = ssl_context or tls_context()
@@ -111,8 +113,9 @@ class KeepAlivePool:
             except BaseException:
                 await connection.aclose()  # its state is unknown: never reuse it
                 raise
-            if connection.is_idle() and not truncated:
+            if connection.is_idle() and not truncated and self._idle_count < self._max_idle:
                 self._idle.setdefault(_origin(url), []).append(connection)
+                self._idle_count += 1
             else:
                 await connection.aclose()
             return Answer(status=response.status, headers=response.headers, content=body, truncated=truncated)
@@ -123,9 +126,13 @@ class KeepAlivePool:
         idle = self._idle.get(_origin(url), [])
         while idle:
             connection = idle.pop()
+            self._idle_count -= 1
             if connection.is_idle() and not connection.has_expired():
                 return connection
             await connection.aclose()  # past its keep-alive, or closed by the server
+        # About to open one: close what other origins left idle past its keep-alive (a webhook
+        # host called once would otherwise hold its socket until it is called again).
+        await self._close_expired()
         host = url.host.decode("ascii")
         port = url.port or (443 if url.scheme == b"https" else 80)
         stream = await self._backend.connect_tcp(host, port, timeout=timeout_s)
@@ -141,12 +148,26 @@ class KeepAlivePool:
             keepalive_expiry=self._keepalive_expiry_s,
         )
 
+    async def _close_expired(self) -> None:
+        stale: list[httpcore.AsyncHTTP11Connection] = []
+        for origin, connections in list(self._idle.items()):
+            keep = [c for c in connections if c.is_idle() and not c.has_expired()]
+            if len(keep) < len(connections):
+                stale.extend(c for c in connections if c not in keep)
+                if keep:
+                    self._idle[origin] = keep
+                else:
+                    del self._idle[origin]
+        self._idle_count -= len(stale)
+        for connection in stale:  # after the bookkeeping: closing awaits, and others may run meanwhile
+            await connection.aclose()
+
     def idle_connections(self, url: httpcore.URL) -> list[httpcore.AsyncHTTP11Connection]:
         """The idle keep-alive connections to the URL's origin (for tests and diagnostics)."""
         return list(self._idle.get(_origin(url), []))
 
     async def aclose(self) -> None:
-        idle, self._idle = self._idle, {}
+        idle, self._idle, self._idle_count = self._idle, {}, 0
         for connections in idle.values():
             for connection in connections:
                 await connection.aclose()

@@ -16,6 +16,7 @@ from typing import Any
 from app.pipeline.buffer import Buffer
 from app.pipeline.ledger import RunLedger
 from app.pipeline.turn import TurnRunner
+from app.services.events import LiveBatch
 from app.services.redis_conn import Pipeliner
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ class Flusher:
         self, conversation_id: str, token: str, held: dict[str, str], *, job_id: str
     ) -> dict[str, Any]:
         self.active_turns += 1
-        live = self.turns.publisher.batch()
+        live = LiveBatch(self.pipeliner)  # the turn's live events, sent with the lock's release
         try:
             return await self.turns.run(conversation_id, job_id=job_id, live=live)
         except Exception as exc:  # one conversation's failure must not fail the others of the job

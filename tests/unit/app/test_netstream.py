@@ -159,6 +159,34 @@ async def test_a_connection_closed_by_the_server_is_replaced() -> None:
     assert len(server.connections) == 3
 
 
+async def test_an_idle_connection_past_its_keep_alive_is_closed_when_another_origin_connects() -> None:
+    """A webhook host called once must not keep its socket open until it is called again."""
+    async with RawServer(close_after_response=True) as once, RawServer() as other:
+        pool = KeepAlivePool(max_connections=4)
+        first = httpcore.URL(f"{once.url}/x")
+        await pool.request(b"GET", first, headers=[], content=b"", timeout_s=2.0)
+        await wait_until(
+            lambda: all(c.has_expired() for c in pool.idle_connections(first)),
+            timeout_s=5,
+            what="the idle connection to see the server's close",
+        )
+        assert len(pool.idle_connections(first)) == 1  # kept until something looks at it
+        await pool.request(b"GET", httpcore.URL(f"{other.url}/y"), headers=[], content=b"", timeout_s=2.0)
+        assert pool.idle_connections(first) == []
+        await pool.aclose()
+
+
+async def test_idle_connections_never_outnumber_the_pool() -> None:
+    async with RawServer() as a, RawServer() as b, RawServer() as c:
+        pool = KeepAlivePool(max_connections=2)
+        urls = [httpcore.URL(f"{server.url}/x") for server in (a, b, c)]
+        for url in urls:
+            response = await pool.request(b"GET", url, headers=[], content=b"", timeout_s=2.0)
+            assert response.status == 200
+        assert sum(len(pool.idle_connections(url)) for url in urls) == 2
+        await pool.aclose()
+
+
 async def test_a_slow_answer_times_out_and_its_connection_is_not_reused() -> None:
     async def slow(_request: PeerRequest) -> PeerResponse:
         return PeerResponse(status=200, delay_s=0.5)
@@ -315,3 +343,29 @@ async def test_https_through_the_pool_directly_and_under_httpx(tmp_path) -> None
         await server.wait_closed()
     assert [a.content for a in answers] == [b"secure", b"secure"] and guarded.text == "secure"
     assert served == [b"POST /106540/messages HTTP/1.1 {}"] * 2 + [b"POST /hook HTTP/1.1 {}"]
+
+
+async def test_the_openai_sdk_sends_through_the_pool() -> None:
+    """The LLM engine's client, built as the roots build it (app.http.transport on a KeepAlivePool)."""
+    from app.services.ai.llm import LLMClient, LLMConfig
+    from flows.ports import IntentCandidate
+    from flows.schema import TrainingExample
+    from tests.support.fake_openai import API_KEY, fake_openai
+
+    backend = CountingBackend()
+    pool = KeepAlivePool(max_connections=2, network_backend=backend)
+    async with fake_openai() as fake, client(pool) as http:
+        fake.detect = {"action": "Create order", "confidence": 0.93, "reasons": "wants to buy"}
+        llm = LLMClient(timeout_s=5, http_client=http)
+        candidate = IntentCandidate(
+            flow_id="f1",
+            node_id="intent",
+            display_name="Create order",
+            description="The customer wants to buy something.",
+            training_examples=[TrainingExample(text="I want 2 phones")],
+        )
+        config = LLMConfig(api_key=API_KEY, base_url=fake.base_url, model="gpt-test")
+        detection, _ = await llm.detect(config, "three phones please", [candidate])
+        await llm.aclose()
+    assert detection.match is not None and detection.match.confidence == 0.93
+    assert len(fake.calls) == 1 and backend.writes, "the request did not go through the pool"
