@@ -14,6 +14,7 @@ from litestar.config.compression import CompressionConfig
 from litestar.contrib.jinja import JinjaTemplateEngine
 from litestar.datastructures import CacheControlHeader, State
 from litestar.di import Provide
+from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.plugins.htmx import HTMXPlugin
@@ -32,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def create_app(*, with_worker: bool = False, worker_concurrency: int = 20) -> Litestar:
     """The web app; `with_worker` also runs a SAQ worker in the same event loop (`switchboard run`)."""
     # ui/ imports app/ services: importing it here, not at the top, keeps `import app.asgi` acyclic.
+    from ui.errors import pages_for_browsers  # noqa: PLC0415
     from ui.routes import ROUTERS as UI_ROUTERS  # noqa: PLC0415
     from ui.security import session_middleware  # noqa: PLC0415
 
@@ -85,7 +87,7 @@ def create_app(*, with_worker: bool = False, worker_concurrency: int = 20) -> Li
         dependencies={"services": Provide(_services, sync_to_thread=False)},
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],
-        exception_handlers=HANDLERS,
+        exception_handlers={**HANDLERS, HTTPException: pages_for_browsers(HANDLERS[HTTPException])},
         plugins=[HTMXPlugin()],
         template_config=TemplateConfig(directory=ROOT / "templates", engine=JinjaTemplateEngine),
         openapi_config=OpenAPIConfig(

@@ -56,10 +56,10 @@ import msgspec
 
 from flows.graph import CompiledFlow, order_plans
 from flows.matching import TextView, search
-from flows.nodes import call_webhook as call_webhook_node
 from flows.nodes.base import NodeContext, NodeError
 from flows.nodes.registry import NODE_TYPES
-from flows.ports import (
+from flows.runtime import (
+    ActionRunStatus,
     AIAnswer,
     Detection,
     IntentCandidate,
@@ -68,22 +68,13 @@ from flows.ports import (
     WebhookOutcome,
     WebhookStatus,
 )
-from flows.schema import CallWebhookConfig
+from flows.schema import NodeGroup
 from flows.templates import TemplateError, render_str, template_names
-from flows.turn import AIState, EventKind, PendingAction, PendingKind, Turn, TurnEvent, value_of
+from flows.turn import AIState, PendingAction, PendingKind, Turn, TurnEvent, value_of
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-# Keyed by plain strings: callers may build TurnEvent with the enum or its value.
-_EVENT_TRIGGERS = {
-    EventKind.CONVERSATION_CREATED.value: "when.conversation_created",
-    EventKind.CONTACT_CREATED.value: "when.contact_created",
-    EventKind.TAG_ADDED.value: "when.tag_added",
-    EventKind.TAG_REMOVED.value: "when.tag_removed",
-}
-_TAG_EVENTS = frozenset({EventKind.TAG_ADDED.value, EventKind.TAG_REMOVED.value})
 
 
 class Layer(str, Enum):
@@ -118,6 +109,9 @@ class TurnResult(msgspec.Struct, kw_only=True):
     steps: int
     pending: PendingAction | None = None  # the pending action saved during this turn, if any
     messages_sent: int = 0
+    # Flows whose message triggers (any / keywords / regex) fired on the text: more than one
+    # means the message was answered by overlapping flows.
+    message_flows: list[str] = []
 
 
 class _State:
@@ -135,6 +129,7 @@ class _State:
         "layer",
         "max_event_depth",
         "max_steps",
+        "message_flows",
         "pending",
         "plans",
         "runtime",
@@ -180,6 +175,7 @@ class _State:
         self.pending: PendingAction | None = None
         self.answer: AIAnswer | None = None
         self.chains = 0
+        self.message_flows: list[str] = []
         self.text = turn.text
         # Names shared by every chain of the turn; each chain adds vars, event and response.
         self.base_names = template_names(turn, vars={}, response=None, event=None)
@@ -235,6 +231,7 @@ class _State:
             steps=self.steps,
             pending=self.pending,
             messages_sent=self.sent,
+            message_flows=self.message_flows,
         )
 
 
@@ -372,7 +369,7 @@ async def _run_chain(
                 version=plan.version,
                 node_id=node_id,
                 type=node.type,
-                input=trigger if spec.group == "trigger" else plan.inputs[node_id],
+                input=trigger if spec.group == NodeGroup.TRIGGER else plan.inputs[node_id],
                 output=out.output,
                 port=out.port,
                 duration_us=duration,
@@ -387,15 +384,12 @@ async def _run_chain(
 
 
 def _event_matches(plan: CompiledFlow, event: TurnEvent) -> list[str]:
-    kind = value_of(event.kind)
-    trigger_type = _EVENT_TRIGGERS.get(kind)
-    found = plan.triggers.get(trigger_type) if trigger_type else None
+    # Keyed by the plain string: callers may build TurnEvent with the enum or its value.
+    found = plan.triggers.get(value_of(event.kind))
     if not found:
         return []
-    if kind in _TAG_EVENTS:
-        tag = str(event.data.get("tag", "")).casefold()
-        return [t.node_id for t in found if t.tag == tag]
-    return [t.node_id for t in found]
+    tag = str(event.data.get("tag", "")).casefold()
+    return [t.node_id for t in found if t.tag is None or t.tag == tag]
 
 
 async def _run_events(st: _State, queue: deque[tuple[TurnEvent | None, int, str | None, bool]]) -> bool:
@@ -435,6 +429,8 @@ async def _run_events(st: _State, queue: deque[tuple[TurnEvent | None, int, str 
                                 (trig.node_id, {"text": text, "match": m.group(0), "groups": groups}, groups)
                             )
                 event_data = {"kind": "message_received", "text": text}
+                if starts:
+                    st.message_flows.append(plan.flow_id)
             else:
                 matched = _event_matches(plan, event)
                 if not matched:
@@ -544,10 +540,10 @@ def _variable_prompt(st: _State, cand: IntentCandidate, name: str, vars: dict[st
 
 
 def _confirmation_prompt(st: _State, plan: CompiledFlow, cand: IntentCandidate, vars: dict[str, Any]) -> str:
-    hook_id = plan.intent_webhooks.get(cand.node_id)
-    hook = plan.nodes[hook_id].config if hook_id else None
-    if isinstance(hook, CallWebhookConfig) and hook.confirmation_message:
-        text = _render_prompt(st, hook.confirmation_message, vars)
+    action = plan.intent_action(cand.node_id)
+    prompt = getattr(action.config, "confirmation_message", "") if action is not None else ""
+    if prompt:
+        text = _render_prompt(st, prompt, vars)
         if text.strip():
             return text
     return f"Do you want me to go ahead with {cand.display_name!r}? Please reply yes or no."
@@ -584,7 +580,8 @@ async def _execute(
         outcome = st.webhook
         if outcome is not None and outcome.status == WebhookStatus.SCHEDULED:
             return  # the background retry settles it
-        status = "failed" if outcome is not None and outcome.status == WebhookStatus.FAILURE else "completed"
+        failed = outcome is not None and outcome.status == WebhookStatus.FAILURE
+        status = ActionRunStatus.FAILED if failed else ActionRunStatus.COMPLETED
         await _guarded(
             st,
             "pending.resolve",
@@ -645,7 +642,7 @@ async def _decide(
         moved, ok = await _guarded(
             st,
             "pending.resolve",
-            st.runtime.resolve_pending(pending, "processing"),
+            st.runtime.resolve_pending(pending, ActionRunStatus.PROCESSING),
             flow_id=pending.flow_id,
             node_id=pending.node_id,
         )
@@ -654,7 +651,7 @@ async def _decide(
                 "pending.taken",
                 flow_id=pending.flow_id,
                 node_id=pending.node_id,
-                output={"status": "processing"},
+                output={"status": ActionRunStatus.PROCESSING.value},
             )
             return
     await _execute(st, plan, cand, vars=vars, confidence=confidence, pending=pending)
@@ -667,7 +664,7 @@ async def _handle_pending(st: _State, pending: PendingAction, auto_execute_thres
         st.warnings.append(
             f"pending action {pending.id} refers to a flow or intent that is no longer active; expired"
         )
-        await _guarded(st, "pending.resolve", st.runtime.resolve_pending(pending, "expired"))
+        await _guarded(st, "pending.resolve", st.runtime.resolve_pending(pending, ActionRunStatus.EXPIRED))
         return False
     text = st.text
     if pending.kind == PendingKind.CONFIRMATION:
@@ -692,7 +689,7 @@ async def _handle_pending(st: _State, pending: PendingAction, auto_execute_thres
             moved, ok = await _guarded(
                 st,
                 "pending.resolve",
-                st.runtime.resolve_pending(pending, "processing"),
+                st.runtime.resolve_pending(pending, ActionRunStatus.PROCESSING),
                 flow_id=pending.flow_id,
                 node_id=pending.node_id,
             )
@@ -703,14 +700,16 @@ async def _handle_pending(st: _State, pending: PendingAction, auto_execute_thres
             return True
         if reply == ReplyClass.REJECT:
             st.layer = Layer.PENDING
-            await _guarded(st, "pending.resolve", st.runtime.resolve_pending(pending, "rejected"))
+            await _guarded(
+                st, "pending.resolve", st.runtime.resolve_pending(pending, ActionRunStatus.REJECTED)
+            )
             return True
         if pending.asked_count == 0:
             st.layer = Layer.PENDING
             again = msgspec.structs.replace(pending, asked_count=pending.asked_count + 1)
             await _ask(st, again, _confirmation_prompt(st, plan, cand, dict(pending.vars)))
             return True
-        await _guarded(st, "pending.resolve", st.runtime.resolve_pending(pending, "expired"))
+        await _guarded(st, "pending.resolve", st.runtime.resolve_pending(pending, ActionRunStatus.EXPIRED))
         return False
 
     specs = [v for v in cand.variables if v.name in pending.missing]
@@ -737,7 +736,9 @@ async def _handle_pending(st: _State, pending: PendingAction, auto_execute_thres
     )
     if missing:
         if not got and pending.asked_count >= 1:
-            await _guarded(st, "pending.resolve", st.runtime.resolve_pending(pending, "expired"))
+            await _guarded(
+                st, "pending.resolve", st.runtime.resolve_pending(pending, ActionRunStatus.EXPIRED)
+            )
             return False
         st.layer = Layer.PENDING
         again = msgspec.structs.replace(
@@ -903,7 +904,7 @@ async def continue_from(
 ) -> TurnResult:
     """Run the nodes after `node_id`'s `port` (after a background webhook retry, or an approved confirmation).
 
-    When `node_id` is a call_webhook node and `port` is "success"/"failure", that node's
+    When `node_id`'s type can resume (a call_webhook node, `port` "success"/"failure"), that node's
     success/failure message is sent first (rendered with `response`), exactly as if the call had
     finished inline. Tag events raised here reach `plans` (other flows), if given.
     """
@@ -927,7 +928,8 @@ async def continue_from(
         )
         return st.result()
     raised: list[TurnEvent] = []
-    if isinstance(node.config, CallWebhookConfig) and port in ("success", "failure"):
+    spec = NODE_TYPES[node.type]
+    if spec.resume is not None and port is not None and port in spec.out_ports:
         names = template_names(turn, vars=vars, response=response, event=None)
         ctx = NodeContext(
             turn=turn,
@@ -942,10 +944,9 @@ async def continue_from(
             warnings=st.warnings,
             templates=plan.templates,
         )
-        outcome = WebhookOutcome(status=WebhookStatus(port), response=response)
         started = time.perf_counter_ns()
         try:
-            out = await call_webhook_node.finish(ctx, node.config, outcome)
+            out = await spec.resume(ctx, node.config, port, response)
             st.sent += out.sent
             st.trace.append(
                 NodeTrace(

@@ -9,10 +9,10 @@ from litestar import Controller, Request, get, post
 from litestar.exceptions import NotFoundException
 from litestar.response import Template
 
-from app.services import auth, flows_store
-from flows.nodes.registry import NODE_TYPES
+from app.services import actions, auth, flows_store
+from flows.nodes.registry import NODE_TYPES, summaries
 from ui.forms import FieldError, check_node_config, form_to_config
-from ui.palette import node_types_json, template_names
+from ui.palette import form_values, node_types_json, template_names
 from ui.render import fragment, page
 
 
@@ -35,6 +35,7 @@ def _node_form(
     applied: bool,
     headers: dict[str, str] | None = None,
     status_code: int = 200,
+    advice: actions.ThresholdAdvice | None = None,
 ) -> Template:
     node_type = NODE_TYPES.get(type_)
     if node_type is None:
@@ -53,12 +54,31 @@ def _node_form(
         status_code=status_code,
         node_id=node_id,
         node_type=node_type,
-        cfg=cfg,
+        cfg=form_values(node_type, cfg),
         errors=by_field,
         general_errors=general,
         names=template_names(variables),
         variables_json=json.dumps(variables),
         applied=applied,
+        advice=advice,
+    )
+
+
+async def _advice(request: Request, workspace_id: str, cfg: dict[str, Any]) -> actions.ThresholdAdvice | None:
+    """For an intent trigger: what its examples score, shown beside the confidence threshold."""
+    match = cfg.get("match")
+    if not isinstance(match, dict) or match.get("kind") != "intent":
+        return None
+    threshold = match.get("confidence_threshold", 0.8)
+    if not isinstance(threshold, (int, float)) or isinstance(threshold, bool):
+        threshold = 0.8
+    services = request.app.state.services
+    return await actions.threshold_advice(
+        workspace_id,
+        match,
+        threshold=float(threshold),
+        plans=services.plans,
+        understanding=services.understanding,
     )
 
 
@@ -79,6 +99,7 @@ class EditorController(Controller):
             flow=flow,
             node_types_json=node_types_json(),
             document_json=json.dumps(document).replace("</", "<\\/"),
+            summaries_json=json.dumps(summaries(document)).replace("</", "<\\/"),
         )
 
     @post("/editor/node-form", name="node_form")
@@ -94,14 +115,16 @@ class EditorController(Controller):
             for e in _json_list(form.get("errors"))
             if isinstance(e, dict)
         ]
+        cfg = cfg if isinstance(cfg, dict) else {}
         return _node_form(
             request,
             node_id=form.get("node_id", ""),
             type_=form.get("type", ""),
-            cfg=cfg if isinstance(cfg, dict) else {},
+            cfg=cfg,
             variables=[str(v) for v in _json_list(form.get("variables"))],
             errors=errors,
             applied=False,
+            advice=await _advice(request, principal.workspace_id, cfg),
         )
 
     @post("/editor/node-form/save", name="node_form_save")
@@ -130,7 +153,10 @@ class EditorController(Controller):
                 applied=False,
                 status_code=422,
             )
-        trigger = json.dumps({"sb:node-config": {"node_id": node_id, "config": normalised}})
+        summary = NODE_TYPES[type_].summary(normalised)
+        trigger = json.dumps(
+            {"sb:node-config": {"node_id": node_id, "config": normalised, "summary": summary}}
+        )
         return _node_form(
             request,
             node_id=node_id,
@@ -140,6 +166,7 @@ class EditorController(Controller):
             errors=[],
             applied=True,
             headers={"HX-Trigger": trigger},
+            advice=await _advice(request, principal.workspace_id, normalised),
         )
 
 

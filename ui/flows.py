@@ -42,24 +42,7 @@ class FlowsController(Controller):
     @post("/", name="flows_create")
     async def create(self, request: Request, principal: auth.Principal) -> Redirect | Template:
         form = await request.form()
-        name = (form.get("name") or "").strip() or "Untitled flow"
-        # A new flow starts with a trigger so it is valid from its first save.
-        doc = {
-            "schema": "switchboard.flow/v1",
-            "name": name[:200],
-            "description": "",
-            "status": "draft",
-            "priority": 0,
-            "nodes": [
-                {
-                    "id": "n1",
-                    "type": "when.message_received",
-                    "config": {"match": {"kind": "any"}},
-                    "position": {"x": 80, "y": 120},
-                }
-            ],
-            "edges": [],
-        }
+        doc = flows_store.starter_document(form.get("name") or "")
         flow = await flows_store.create_flow(principal.workspace_id, doc, author=principal.email)
         return Redirect(path=f"/flows/{flow.id}/edit")
 

@@ -8,8 +8,8 @@ from litestar import Controller, Request, get
 from litestar.exceptions import NotFoundException
 from litestar.response import Template
 
+from app.services import actions as action_catalogue
 from app.services import auth, flows_store, runs
-from ui.actions import external_actions
 from ui.charts import executions_chart
 from ui.render import page
 
@@ -33,7 +33,7 @@ class LogsController(Controller):
         hours = hours if hours in WINDOWS_HOURS else 24
         since = datetime.now(UTC) - timedelta(hours=hours)
         flows = await flows_store.list_flows(principal.workspace_id)
-        actions = [a for f in flows for a in external_actions(f) if a["webhook"]]
+        actions = [a for f in flows for a in action_catalogue.flow_actions(f) if a.action]
         run_items, log_page = [], None
         if flow_id and node_id:
             log_page = await runs.action_logs(

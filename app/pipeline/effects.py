@@ -1,4 +1,4 @@
-"""Step 7, effects: what the interpreter asks for during a turn, done for real (flows.ports.Runtime).
+"""Step 7, effects: what the interpreter asks for during a turn, done for real (flows.runtime.Runtime).
 
 Comes from: the turn (app.pipeline.turn), which hands a `TurnEffects` to the interpreter.
 Goes to: replies to the outbox (app.pipeline.outbox), webhook calls to
@@ -22,13 +22,13 @@ from app.services import conversations, events
 from app.services.ai.understanding import Understanding
 from app.services.ai_state import AIControl, AIStateStore
 from app.services.channels.store import ChannelRecord
-from flows.ports import (
+from flows.nodes.call_webhook import WebhookCall
+from flows.runtime import (
     ActionRunStatus,
     AIAnswer,
     Detection,
     Extraction,
     IntentCandidate,
-    WebhookCall,
     WebhookOutcome,
 )
 from flows.schema import VariableSpec

@@ -30,7 +30,7 @@ from app.services.ai_state import AIStateStore
 from app.services.channels import store as channel_store
 from app.settings import Settings
 from flows.interpreter import continue_from, run_turn
-from flows.ports import WebhookOutcome, WebhookStatus
+from flows.runtime import WebhookOutcome, WebhookStatus
 from flows.turn import (
     AIState,
     ContactInfo,

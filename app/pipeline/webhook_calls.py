@@ -36,7 +36,8 @@ from app.http.request import HttpMethod, URLTemplateError, WebhookRequest, apply
 from app.http.retry import AttemptStatus, backoff_seconds
 from app.services import flows_store
 from app.settings import Settings
-from flows.ports import ActionRunStatus, WebhookCall, WebhookOutcome, WebhookStatus
+from flows.nodes.call_webhook import WebhookCall
+from flows.runtime import ActionRunStatus, WebhookOutcome, WebhookStatus
 from flows.templates import TemplateError
 
 log = logging.getLogger(__name__)

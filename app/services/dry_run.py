@@ -6,8 +6,12 @@ called (and logged) so a user can see status, response and duration.
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import time
 import uuid
+from collections import Counter
 from typing import Any
 
 import msgspec
@@ -15,16 +19,17 @@ import msgspec
 from app.http.client import WebhookClient
 from app.http.request import URLTemplateError, mask_secrets, prepare_request
 from app.services import flows_store
+from app.services.ai.evaluate import OOS_LABELS
 from app.services.ai.understanding import Understanding
 from app.settings import Settings
 from flows.graph import compile_flow
 from flows.interpreter import run_turn
-from flows.ports import (
+from flows.nodes.call_webhook import WebhookCall
+from flows.runtime import (
     AIAnswer,
     Detection,
     Extraction,
     IntentCandidate,
-    WebhookCall,
     WebhookOutcome,
     WebhookStatus,
 )
@@ -70,10 +75,12 @@ class TesterResponse(msgspec.Struct):
     warnings: list[str]
     executed: bool
     duration_ms: float
+    # Names of the flows whose message triggers fired: two or more answer the same message.
+    answered_by: list[str] = []
 
 
 class DryRunRuntime:
-    """Implements flows.ports.Runtime in memory; understanding is real, effects are recorded."""
+    """Implements flows.runtime.Runtime in memory; understanding is real, effects are recorded."""
 
     def __init__(
         self, tester: Tester, workspace_id: str, *, execute: bool, ai: AIState, tags: list[str]
@@ -214,6 +221,11 @@ class Tester:
     async def run(self, workspace_id: str, request: TesterRequest) -> TesterResponse:
         return await _run_test(self, workspace_id, request)
 
+    async def run_batch(
+        self, workspace_id: str, filename: str, raw: bytes, *, flow_id: str | None
+    ) -> BatchReport:
+        return await _run_batch(self, workspace_id, filename, raw, flow_id=flow_id)
+
 
 async def _run_test(tester: Tester, workspace_id: str, request: TesterRequest) -> TesterResponse:
     if not request.message.strip():
@@ -256,6 +268,13 @@ async def _run_test(tester: Tester, workspace_id: str, request: TesterRequest) -
     )
     duration_ms = (time.perf_counter() - started) * 1000
     names = {(c.flow_id, c.node_id): c.display_name for p in plans for c in p.intents}
+    flow_names = {p.flow_id: p.name for p in plans}
+    answered_by = [flow_names[f] for f in result.message_flows]
+    warnings = list(result.warnings)
+    if len(answered_by) > 1:
+        warnings.insert(
+            0, f"This message would be answered {len(answered_by)} times, by {' and '.join(answered_by)}."
+        )
     detection = result.detection
     match = None
     if detection and detection.match:
@@ -287,7 +306,105 @@ async def _run_test(tester: Tester, workspace_id: str, request: TesterRequest) -
         pending=runtime.pending,
         answer=msgspec.to_builtins(result.answer) if result.answer else None,
         trace=msgspec.to_builtins(result.trace),
-        warnings=list(result.warnings),
+        warnings=warnings,
         executed=request.execute,
         duration_ms=round(duration_ms, 2),
+        answered_by=answered_by,
+    )
+
+
+MAX_BATCH_ROWS = 500
+NO_MATCH = "(none)"
+
+
+class BatchRow(msgspec.Struct, frozen=True):
+    message: str
+    language: str
+    expected: str
+
+
+class BatchResult(msgspec.Struct, frozen=True):
+    message: str
+    expected: str
+    predicted: str
+    confidence: float | None
+
+
+class BatchReport(msgspec.Struct, kw_only=True):
+    """A batch test: what answered each message, accuracy, and the confusion counts (expected, predicted)."""
+
+    results: list[BatchResult] = []
+    labels: list[str] = []
+    confusion: dict[tuple[str, str], int] = {}
+    total: int = 0
+    accuracy: float | None = None
+    error: str | None = None
+
+
+def predicted_label(result: TesterResponse) -> str:
+    """What answered, in the words a batch file uses: the action's name, the core intent, or (none)."""
+    if result.layer == "external_action" and result.match:
+        return str(result.match.get("display_name") or result.match.get("node_id"))
+    if result.layer == "core_intent" and result.answer and result.answer.get("intent"):
+        return str(result.answer["intent"])
+    if result.layer == "trigger":
+        return "trigger"
+    return NO_MATCH
+
+
+def parse_batch(filename: str, raw: bytes) -> list[BatchRow]:
+    """Rows from CSV (header: message/text, expected/intent, language) or JSON lines.
+
+    An expected label that eval-intents reads as "matches nothing" (oos, none, empty) is (none).
+    """
+    text = raw.decode("utf-8-sig")
+    rows: list[dict[str, Any]]
+    if filename.endswith((".jsonl", ".json")) or text.lstrip().startswith("{"):
+        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    else:
+        rows = list(csv.DictReader(io.StringIO(text)))
+    out = []
+    for row in rows[:MAX_BATCH_ROWS]:
+        message = str(row.get("message") or row.get("text") or "").strip()
+        expected = str(row.get("expected", row.get("intent")) or "").strip()
+        if message:
+            label = NO_MATCH if expected.lower() in OOS_LABELS else expected
+            out.append(BatchRow(message, str(row.get("language") or ""), label))
+    return out
+
+
+async def _run_batch(
+    tester: Tester, workspace_id: str, filename: str, raw: bytes, *, flow_id: str | None
+) -> BatchReport:
+    """Every row through the tester (dry run), with accuracy and the confusion counts."""
+    try:
+        rows = parse_batch(filename, raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return BatchReport(error=f"Could not read {filename}: {exc}.")
+    if not rows:
+        return BatchReport(
+            error=f"{filename} has no rows with a message (columns: message, expected, language)."
+        )
+    results = []
+    for row in rows:
+        res = await _run_test(
+            tester,
+            workspace_id,
+            TesterRequest(message=row.message, language=row.language or None, flow_id=flow_id),
+        )
+        results.append(
+            BatchResult(
+                message=row.message,
+                expected=row.expected,
+                predicted=predicted_label(res),
+                confidence=(res.match or {}).get("confidence"),
+            )
+        )
+    correct = sum(1 for r in results if r.expected == r.predicted)
+    return BatchReport(
+        results=results,
+        labels=sorted({r.expected for r in results} | {r.predicted for r in results}),
+        confusion=dict(Counter((r.expected, r.predicted) for r in results)),
+        total=len(results),
+        accuracy=correct / len(results),
     )

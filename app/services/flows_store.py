@@ -21,8 +21,10 @@ from app.db.tables import Flow, FlowVersion, Secret
 from app.services import secrets
 from app.services.values import iso
 from flows.graph import CompiledFlow, compile_flow
-from flows.schema import FlowDocument, FlowStatus, document_to_dict
-from flows.validate import FlowError, validate_document
+from flows.nodes.registry import NODE_TYPES, summaries
+from flows.overlap import MessageTrigger, Overlap, find_overlaps, message_triggers
+from flows.schema import SCHEMA_V1, FlowDocument, FlowStatus, document_to_dict
+from flows.validate import FlowError, check_draft, errors_by_node, validate_document
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,13 @@ class FlowRead(msgspec.Struct):
     last_run_at: str | None
     document: dict[str, Any]
     version: int | None = None  # the active version (DESIGN's `{id, version, ...}`)
+    # What is still wrong with the draft (a draft saves in any state; only Publish needs none):
+    # every error with node id and field, and the same messages grouped per node for the editor.
+    errors: list[FlowError] = []
+    node_errors: dict[str, list[str]] = {}
+    summaries: dict[str, str] = {}  # node id -> the line its card shows (from its node type)
+    # Message triggers of this flow that also fire an active flow ("'order' also fires Hand-off").
+    overlaps: list[Overlap] = []
 
 
 class FlowVersionRead(msgspec.Struct):
@@ -135,30 +144,43 @@ def parse_document(raw: bytes | str | dict) -> FlowDocument:
 # --- secrets inside documents -------------------------------------------------------
 
 
-def _webhook_auths(doc_dict: dict[str, Any]) -> list[dict[str, Any]]:
-    return [
-        node["config"]["auth"]
-        for node in doc_dict.get("nodes", [])
-        if node.get("type") == "action.call_webhook" and isinstance(node.get("config", {}).get("auth"), dict)
-    ]
+def _secret_slots(doc_dict: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
+    """(holder, key) of every secret the node types declare (`NodeType.secrets`), in any draft."""
+    slots = []
+    for node in doc_dict.get("nodes") or []:
+        spec = NODE_TYPES.get(str(node.get("type"))) if isinstance(node, dict) else None
+        if spec is None:
+            continue
+        for path in spec.secrets:
+            holder: Any = node.get("config")
+            *parents, key = path.split(".")
+            for part in parents:
+                holder = holder.get(part) if isinstance(holder, dict) else None
+            if isinstance(holder, dict):
+                slots.append((holder, key))
+    return slots
 
 
 async def _store_secrets(workspace_id: str, doc_dict: dict[str, Any]) -> dict[str, Any]:
     """Swap clear secrets for `secret://<id>` references (the clear value goes to `secrets`)."""
-    for auth in _webhook_auths(doc_dict):
-        value = auth.get("secret") or ""
-        if value and not value.startswith(SECRET_REF_PREFIX):
-            row = Secret(workspace=workspace_id, name=auth.get("type", ""), value_enc=secrets.encrypt(value))
+    for holder, key in _secret_slots(doc_dict):
+        value = holder.get(key) or ""
+        if isinstance(value, str) and value and not value.startswith(SECRET_REF_PREFIX):
+            row = Secret(
+                workspace=workspace_id, name=str(holder.get("type", key)), value_enc=secrets.encrypt(value)
+            )
             await row.save()
-            auth["secret"] = f"{SECRET_REF_PREFIX}{row.id}"
+            holder[key] = f"{SECRET_REF_PREFIX}{row.id}"
+        elif not isinstance(value, str):
+            holder[key] = ""  # a secret is text; anything else is dropped rather than stored in clear
     return doc_dict
 
 
 async def missing_secret_refs(workspace_id: str, doc_dict: dict[str, Any]) -> list[str]:
     refs = {
-        a["secret"]
-        for a in _webhook_auths(doc_dict)
-        if str(a.get("secret", "")).startswith(SECRET_REF_PREFIX)
+        holder[key]
+        for holder, key in _secret_slots(doc_dict)
+        if str(holder.get(key, "")).startswith(SECRET_REF_PREFIX)
     }
     missing = []
     for ref in sorted(refs):
@@ -198,9 +220,9 @@ async def set_secret(workspace_id: str, ref: str, value: str) -> str:
 
 
 def _replace_refs(doc_dict: dict[str, Any], mapping: dict[str, str]) -> None:
-    for auth in _webhook_auths(doc_dict):
-        if auth.get("secret") in mapping:
-            auth["secret"] = mapping[auth["secret"]]
+    for holder, key in _secret_slots(doc_dict):
+        if holder.get(key) in mapping:
+            holder[key] = mapping[holder[key]]
 
 
 # --- reads ----------------------------------------------------------------------
@@ -209,6 +231,7 @@ def _replace_refs(doc_dict: dict[str, Any], mapping: dict[str, str]) -> None:
 def _read(row: dict[str, Any]) -> FlowRead:
     document = dict(row["draft"])
     document["status"] = row["status"]
+    _, errors = validate_document(document)
     return FlowRead(
         id=str(row["id"]),
         name=row["name"],
@@ -223,6 +246,9 @@ def _read(row: dict[str, Any]) -> FlowRead:
         last_run_at=iso(row["last_run_at"]),
         document=document,
         version=row["active_version"],
+        errors=errors,
+        node_errors=errors_by_node(errors),
+        summaries=summaries(document),
     )
 
 
@@ -233,18 +259,38 @@ async def _row(workspace_id: str, flow_id: str) -> dict[str, Any]:
     return row
 
 
+def _triggers(flow: FlowRead) -> list[MessageTrigger]:
+    return message_triggers(flow.id, flow.name, flow.document)
+
+
+def _with_overlaps(flow: FlowRead, active: list[MessageTrigger]) -> FlowRead:
+    flow.overlaps = find_overlaps(_triggers(flow), active)
+    return flow
+
+
 async def get_flow(workspace_id: str, flow_id: str) -> FlowRead:
-    return _read(await _row(workspace_id, flow_id))
+    flow = _read(await _row(workspace_id, flow_id))
+    rows = (
+        await Flow.select(Flow.id, Flow.name, Flow.draft)
+        .where(
+            (Flow.workspace == workspace_id) & (Flow.status == FlowStatus.ACTIVE.value) & (Flow.id != flow.id)
+        )
+    )
+    active = [t for r in rows for t in message_triggers(str(r["id"]), r["name"], r["draft"])]
+    return _with_overlaps(flow, active)
 
 
 async def list_flows(workspace_id: str) -> list[FlowRead]:
+    """Every flow, priority first, each with the active flows its message triggers overlap."""
     rows = (
         await Flow.select()
         .where(Flow.workspace == workspace_id)
         .order_by(Flow.priority, ascending=False)
         .order_by(Flow.name)
     )
-    return [_read(r) for r in rows]
+    flows = [_read(r) for r in rows]
+    active = [t for f in flows if f.status is FlowStatus.ACTIVE for t in _triggers(f)]
+    return [_with_overlaps(f, active) for f in flows]
 
 
 async def export_flow(workspace_id: str, flow_id: str) -> FlowDocument:
@@ -281,17 +327,44 @@ async def create_flow(workspace_id: str, raw: bytes | str | dict, *, author: str
     return await get_flow(workspace_id, str(flow.id))
 
 
+def starter_document(name: str) -> dict[str, Any]:
+    """A new flow: a "Message received (any)" trigger, so it is valid from its first save."""
+    return {
+        "schema": SCHEMA_V1,
+        "name": (name.strip() or "Untitled flow")[:200],
+        "description": "",
+        "status": FlowStatus.DRAFT.value,
+        "priority": 0,
+        "nodes": [
+            {
+                "id": "n1",
+                "type": "when.message_received",
+                "config": NODE_TYPES["when.message_received"].starting_config,
+                "position": {"x": 80, "y": 120},
+            }
+        ],
+        "edges": [],
+    }
+
+
 async def update_flow(
     workspace_id: str, flow_id: str, raw: bytes | str | dict, *, expected_revision: int | None = None
 ) -> FlowRead:
-    """Save the draft. The status in the document can pause or resume a published flow."""
+    """Save the draft in whatever state the graph is in; the answer lists what is still wrong.
+
+    Refused only when the editor could not load it back (not JSON, no name, nodes without ids).
+    The status in the document can pause or resume a published flow.
+    """
     row = await _row(workspace_id, flow_id)
-    doc = parse_document(raw)
-    doc_dict = await _store_secrets(workspace_id, document_to_dict(doc))
+    draft = check_draft(raw)
+    if draft.document is None:
+        raise FlowInvalid(draft.blocking)
+    doc_dict = await _store_secrets(workspace_id, dict(draft.document))
+    wanted = doc_dict.get("status")
     status = row["status"]
-    if doc.status is FlowStatus.PAUSED and status == FlowStatus.ACTIVE.value:
+    if wanted == FlowStatus.PAUSED.value and status == FlowStatus.ACTIVE.value:
         status = FlowStatus.PAUSED.value
-    elif doc.status is FlowStatus.ACTIVE and status == FlowStatus.PAUSED.value:
+    elif wanted == FlowStatus.ACTIVE.value and status == FlowStatus.PAUSED.value:
         status = FlowStatus.ACTIVE.value
     doc_dict["status"] = status
     where = (Flow.id == row["id"]) & (Flow.workspace == workspace_id)
@@ -301,10 +374,10 @@ async def update_flow(
         await Flow.update(
             {
                 Flow.draft: doc_dict,
-                Flow.name: doc.name,
-                Flow.slug: slugify(doc.name),
-                Flow.description: doc.description,
-                Flow.priority: doc.priority,
+                Flow.name: doc_dict["name"],
+                Flow.slug: slugify(doc_dict["name"]),
+                Flow.description: doc_dict.get("description", ""),
+                Flow.priority: doc_dict.get("priority", 0),
                 Flow.status: status,
                 Flow.draft_revision: Flow.draft_revision + 1,
                 Flow.updated_at: datetime.now(UTC),

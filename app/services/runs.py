@@ -138,36 +138,35 @@ async def get_run(workspace_id: str, run_id: str) -> RunRead | None:
     )
 
 
-async def action_stats(workspace_id: str, flow_id: str, node_id: str) -> ActionStatsRead:
-    row = await engine.pool().fetchrow(
-        "SELECT executions, successes, failures, total_duration_ms, last_executed_at FROM action_stats "
-        "WHERE workspace = $1 AND flow_id = $2 AND node_id = $3",
-        uuid.UUID(workspace_id),
-        parse_uuid(flow_id),
-        node_id,
-    )
-    if row is None:
-        return ActionStatsRead(
-            flow_id=flow_id,
-            node_id=node_id,
-            executions=0,
-            successes=0,
-            failures=0,
-            success_rate=None,
-            mean_duration_ms=None,
-            last_executed_at=None,
-        )
-    n = row["executions"]
+def _stats(flow_id: str, node_id: str, row: Any) -> ActionStatsRead:
+    n = row["executions"] if row else 0
     return ActionStatsRead(
         flow_id=flow_id,
         node_id=node_id,
         executions=n,
-        successes=row["successes"],
-        failures=row["failures"],
+        successes=row["successes"] if row else 0,
+        failures=row["failures"] if row else 0,
         success_rate=round(row["successes"] / n, 4) if n else None,
         mean_duration_ms=round(row["total_duration_ms"] / n, 2) if n else None,
-        last_executed_at=iso(row["last_executed_at"]),
+        last_executed_at=iso(row["last_executed_at"]) if row else None,
     )
+
+
+async def action_stats(
+    workspace_id: str, pairs: list[tuple[str, str]]
+) -> dict[tuple[str, str], ActionStatsRead]:
+    """Counters of many (flow id, node id) actions in one query; an action never run counts zero."""
+    wanted = [(fid, node) for fid, node in pairs if parse_uuid(fid) is not None]
+    rows = await engine.pool().fetch(
+        "SELECT flow_id, node_id, executions, successes, failures, total_duration_ms, last_executed_at "
+        "FROM action_stats WHERE workspace = $1 AND (flow_id, node_id) IN "
+        "(SELECT * FROM unnest($2::uuid[], $3::text[]))",
+        uuid.UUID(workspace_id),
+        [parse_uuid(fid) for fid, _ in wanted],
+        [node for _, node in wanted],
+    )
+    found = {(str(r["flow_id"]), r["node_id"]): r for r in rows}
+    return {pair: _stats(pair[0], pair[1], found.get(pair)) for pair in pairs}
 
 
 async def action_logs(
@@ -234,5 +233,5 @@ async def action_logs(
         total=total,
         limit=limit,
         offset=offset,
-        stats=await action_stats(workspace_id, flow_id, node_id),
+        stats=(await action_stats(workspace_id, [(flow_id, node_id)]))[(flow_id, node_id)],
     )

@@ -28,24 +28,6 @@
     return headers;
   }
 
-  // One line on the node card so a graph can be read without opening every form.
-  function summarize(type, config) {
-    config = config || {};
-    var m = config.match;
-    if (type === "when.message_received" && m) {
-      if (m.kind === "keywords") return "keywords: " + (m.keywords || []).join(", ");
-      if (m.kind === "regex") return "regex: " + (m.pattern || m.regex || "");
-      if (m.kind === "intent") return "intent: " + (m.display_name || "");
-      return "any message";
-    }
-    if (type === "action.call_webhook") return (config.method || "POST") + " " + (config.url || "");
-    if (type === "logic.condition") return [config.left, config.op, config.right].join(" ");
-    if (type === "action.update_ai_context") return Object.keys(config.context_data || {}).join(", ");
-    var keys = ["text", "action", "status", "tag", "custom_prompt"];
-    for (var i = 0; i < keys.length; i++) if (config[keys[i]]) return String(config[keys[i]]);
-    return "";
-  }
-
   function Editor(root, options) {
     options = options || {};
     this.root = root;
@@ -62,6 +44,9 @@
     this.errorList = root.querySelector("#flow-errors");
     this.status = root.querySelector("#editor-status");
     this.meta = {};
+    // Node id -> the line its card shows. The server computes it from the node type (flows/nodes/):
+    // #node-summaries on load, "summary" in palette entries, in sb:node-config and in a flow's JSON.
+    this.summaries = options.summaries || readJson("node-summaries") || {};
     this.configs = {};   // flow node id -> config
     this.order = [];     // flow node ids in document order
     this.edgeOrder = []; // "from|to|port" keys in document order
@@ -179,7 +164,7 @@
   Editor.prototype.nodeHtml = function (flowId, type) {
     var t = this.types[type] || { label: type, group: "unknown" };
     return '<div class="sb-node-head"><span class="sb-node-label">' + esc(t.label) + '</span><span class="sb-node-id">' + esc(flowId) +
-      '</span></div><div class="sb-node-summary">' + esc(summarize(type, this.configs[flowId])) + "</div>" +
+      '</span></div><div class="sb-node-summary">' + esc(this.summaries[flowId] || "") + "</div>" +
       '<div class="sb-node-badge" hidden></div>';
   };
 
@@ -217,7 +202,8 @@
     return placed;
   };
 
-  Editor.prototype.load = function (doc) {
+  Editor.prototype.load = function (doc, summaries) {
+    if (summaries) this.summaries = summaries;
     var started = window.performance ? performance.now() : 0;
     this.loading = true;
     this.meta = {
@@ -286,6 +272,7 @@
     if (!t) return null;
     var flowId = this.newId();
     this.configs[flowId] = clone(t.defaults || {});
+    this.summaries[flowId] = t.summary || "";
     this.order.push(flowId);
     var outputs = this.ports(type).length;
     var dfId = this.df.addNode(type, this.hasInput(type) ? 1 : 0, outputs, x, y, "sb-node group-" + t.group, { fid: flowId }, this.nodeHtml(flowId, type));
@@ -306,6 +293,7 @@
     delete this.dfToFlow[dfId];
     delete this.flowToDf[flowId];
     delete this.configs[flowId];
+    delete this.summaries[flowId];
     this.order = this.order.filter(function (id) { return id !== flowId; });
     if (this.selected === flowId) this.select(null);
     this.touch();
@@ -404,12 +392,12 @@
   };
 
   // The server answers a saved node form with HX-Trigger {"sb:node-config": {node_id, config}}.
-  Editor.prototype.applyConfig = function (flowId, config) {
+  Editor.prototype.applyConfig = function (flowId, config, summary) {
     if (!(flowId in this.configs)) return;
     this.configs[flowId] = clone(config);
+    this.summaries[flowId] = summary || "";
     var el = this.canvas.querySelector("#node-" + this.flowToDf[flowId] + " .sb-node-summary");
-    var type = this.df.drawflow.drawflow.Home.data[this.flowToDf[flowId]].name;
-    if (el) el.textContent = summarize(type, config);
+    if (el) el.textContent = this.summaries[flowId];
     this.clearNodeErrors(flowId);
     this.touch();
   };
@@ -436,7 +424,7 @@
       el.classList.add("has-error");
       var badge = el.querySelector(".sb-node-badge");
       badge.hidden = false;
-      badge.textContent = byNode[id].map(function (e) { return (e.field ? e.field + ": " : "") + e.message; }).join(" · ");
+      badge.textContent = byNode[id].map(function (e) { return e.message; }).join(" · ");
     });
     if (!this.errorList) return;
     if (!this.errors.length) { this.errorList.innerHTML = ""; this.errorList.hidden = true; return; }
@@ -507,8 +495,11 @@
       if (!r.ok) { self.showErrors(errorsOf(r)); self.setStatus("Not saved", "error"); return false; }
       self.adopt(r.json);
       self.dirty = false;
-      self.showErrors([]);
-      self.setStatus("Draft saved", "ok");
+      // A draft saves in any state; its answer lists what Publish will need fixed
+      // (`errors`: [{node_id, field, message, code}], also grouped as `node_errors`: {node id: [message]}).
+      var errs = (r.json && r.json.errors) || [];
+      self.showErrors(errs);
+      self.setStatus(errs.length ? "Draft saved · " + errs.length + " problem(s) to fix before publishing" : "Draft saved", errs.length ? "warn" : "ok");
       return true;
     });
   };
@@ -562,7 +553,7 @@
         if (d.ok && d.json && d.json.document) {
           var doc = d.json.document;
           doc.status = d.json.status || doc.status;
-          self.load(doc);
+          self.load(doc, d.json.summaries);
           self.adopt(d.json);
         }
         self.setStatus("Rolled back to version " + version, "ok");
@@ -611,7 +602,7 @@
     });
     document.body.addEventListener("sb:node-config", function (e) {
       var d = e.detail || {};
-      if (d.node_id) self.applyConfig(d.node_id, d.config || {});
+      if (d.node_id) self.applyConfig(d.node_id, d.config || {}, d.summary);
     });
   };
 
@@ -625,7 +616,6 @@
   };
 
   window.SwitchboardEditor = Editor;
-  window.sbSummarize = summarize;
 
   function boot() {
     var root = document.getElementById("flow-editor");

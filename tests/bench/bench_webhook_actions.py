@@ -98,8 +98,8 @@ async def measure(args: argparse.Namespace, url: str) -> dict[str, object]:
     from app.pipeline.webhook_calls import WebhookCalls
     from app.services import auth, flows_store, redis_conn
     from app.settings import get_settings
-    from flows.ports import WebhookCall, WebhookStatus
-    from flows.schema import CallWebhookConfig
+    from flows.nodes.call_webhook import CallWebhookConfig, WebhookCall
+    from flows.runtime import WebhookStatus
 
     settings = get_settings()
     await engine.migrate()

@@ -31,7 +31,9 @@ def _wait_for_chromium(deadline_s: float = 300.0) -> None:
         time.sleep(1)
 
 
-@pytest.fixture(scope="session")
+# Per module: sync Playwright keeps its event loop running while open, which would stop the
+# async app-page fixtures of the modules collected after it.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     _wait_for_chromium()
     from playwright.sync_api import sync_playwright

@@ -11,6 +11,8 @@ from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from flows.nodes.registry import summaries
+
 ROOT = Path(__file__).resolve().parents[2]
 
 # What the server's palette JSON looks like (ui builds it from flows.nodes.registry.NODE_TYPES).
@@ -129,13 +131,19 @@ PAGE = """<!doctype html>
 </div></main>
 <script type="application/json" id="node-types">__TYPES__</script>
 <script type="application/json" id="flow-document">__DOC__</script>
+<script type="application/json" id="node-summaries">__SUMMARIES__</script>
 </body></html>"""
 
 
 def harness_page(document: dict) -> str:
     """The editor harness page with `document` embedded; '</' is escaped so JSON cannot close the script block."""
     dump = lambda v: json.dumps(v).replace("</", "<\\/")  # noqa: E731
-    return PAGE.replace("__TYPES__", dump(NODE_TYPES)).replace("__DOC__", dump(document))
+    # Card summaries come from the node types in flows/, as the app's editor page embeds them.
+    return (
+        PAGE.replace("__TYPES__", dump(NODE_TYPES))
+        .replace("__DOC__", dump(document))
+        .replace("__SUMMARIES__", dump(summaries(document)))
+    )
 
 
 class _Handler(SimpleHTTPRequestHandler):

@@ -16,7 +16,7 @@ import pytest_asyncio
 from app.services.ai import llm_settings, usage
 from app.services.ai.llm import LLMClient, LLMConfig, LLMFailure, VariableRequest
 from app.services.ai.personalities import DEFAULTS, CoreIntent
-from flows.ports import IntentCandidate
+from flows.runtime import IntentCandidate
 from flows.schema import TrainingExample
 from tests.support.fake_openai import API_KEY, FakeOpenAI, fake_openai
 from tests.support.http_peer import HttpPeer, PeerResponse, http_peer  # noqa: F401

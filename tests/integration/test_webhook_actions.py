@@ -511,8 +511,7 @@ async def in_process_actions(**env: str):
 def direct_call(tenant: Tenant, url: str, **config: Any) -> tuple[Any, Any]:
     """A WebhookCall and TurnScope as the interpreter would hand them over, without a conversation."""
     from app.pipeline.effects import TurnScope
-    from flows.ports import WebhookCall
-    from flows.schema import CallWebhookConfig
+    from flows.nodes.call_webhook import CallWebhookConfig, WebhookCall
 
     call = WebhookCall(
         flow_id=str(uuid.uuid4()),
@@ -561,7 +560,7 @@ async def guarded_actions(stack: Stack, monkeypatch):
 async def test_private_addresses_are_refused_when_the_flag_is_off(
     tenant: Tenant, http_peer: HttpPeer, db, guarded_actions, url: str, reason: str
 ) -> None:
-    from flows.ports import WebhookStatus
+    from flows.runtime import WebhookStatus
 
     actions, connected = guarded_actions
     http_peer.reply("POST", "/hook", PeerResponse.json({"ref": "should not be reached"}))
@@ -585,7 +584,7 @@ async def test_private_addresses_are_refused_when_the_flag_is_off(
 
 
 async def test_rate_limit_per_workspace(stack: Stack, tenant: Tenant, http_peer: HttpPeer, db) -> None:
-    from flows.ports import WebhookStatus
+    from flows.runtime import WebhookStatus
 
     http_peer.reply("POST", "/hook", PeerResponse.json({"ref": "ok"}))
     # The limit counts per clock minute: start well inside one.
@@ -608,7 +607,7 @@ async def test_a_batch_run_again_does_not_call_again(
 ) -> None:
     """A worker that dies after the call but before the turn ends makes the batch run again:
     the execution (same batch, same node) is found and its outcome reused, with no second call."""
-    from flows.ports import WebhookStatus
+    from flows.runtime import WebhookStatus
 
     http_peer.reply("POST", "/hook", PeerResponse.json({"ref": "R-1"}))
     async with in_process_actions() as actions:

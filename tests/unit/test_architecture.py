@@ -188,3 +188,14 @@ def test_the_rules_see_the_imports_they_check() -> None:
     assert "app.http.pool" in GRAPH["app.services.channels.whatsapp"]
     assert "flows.templates" in GRAPH["app.http.request"]
     assert "ui.routes" in GRAPH["app.asgi"]  # a lazy import, inside create_app
+
+
+def test_jsonb_is_decoded_once_by_the_pool_codec() -> None:
+    """app.db.engine registers one JSONB codec: rows already hold Python values, so Piccolo's
+    `.output(load_json=True)` would decode them a second time and fail on every call."""
+    offenders = [
+        str(path.relative_to(ROOT))
+        for path in [*APP.values(), *UI.values()]
+        if "load_json=True" in path.read_text(encoding="utf-8")
+    ]
+    assert offenders == [], f"drop .output(load_json=True): the pool's codec decodes JSONB ({offenders})"

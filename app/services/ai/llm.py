@@ -22,7 +22,7 @@ import openai
 from openai import AsyncOpenAI
 
 from app.services.ai.classifier import Classification, IntentScoreItem, IntentSpec
-from flows.ports import Detection, IntentCandidate, IntentScore
+from flows.runtime import Detection, IntentCandidate, IntentScore
 from flows.schema import TrainingExample
 
 log = logging.getLogger(__name__)

@@ -30,7 +30,13 @@ from app.services.ai.llm import (
 )
 from app.services.ai.personalities import CoreIntent, get_personality
 from app.settings import get_settings
-from flows.ports import AIAnswer, Detection, Extraction, IntentCandidate, IntentScore
+from flows.runtime import (
+    AIAnswer,
+    Detection,
+    Extraction,
+    IntentCandidate,
+    IntentScore,
+)
 from flows.schema import VariableSpec
 from flows.turn import AIState, Turn
 

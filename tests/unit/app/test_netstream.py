@@ -348,7 +348,7 @@ async def test_https_through_the_pool_directly_and_under_httpx(tmp_path) -> None
 async def test_the_openai_sdk_sends_through_the_pool() -> None:
     """The LLM engine's client, built as the roots build it (app.http.transport on a KeepAlivePool)."""
     from app.services.ai.llm import LLMClient, LLMConfig
-    from flows.ports import IntentCandidate
+    from flows.runtime import IntentCandidate
     from flows.schema import TrainingExample
     from tests.support.fake_openai import API_KEY, fake_openai
 

@@ -1,4 +1,4 @@
-"""An in-memory flows.ports.Runtime for tests and benchmarks: records every effect, scripted answers."""
+"""An in-memory flows.runtime.Runtime for tests and benchmarks: records every effect, scripted answers."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ from typing import Any
 
 from flows.graph import CompiledFlow, compile_flow
 from flows.matching import words
-from flows.ports import (
+from flows.nodes.call_webhook import WebhookCall
+from flows.runtime import (
     AIAnswer,
     Detection,
     Extraction,
     IntentCandidate,
     IntentScore,
-    WebhookCall,
     WebhookOutcome,
     WebhookStatus,
 )

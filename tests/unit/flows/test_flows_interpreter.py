@@ -7,9 +7,9 @@ import pathlib
 import msgspec
 from memory_runtime import MemoryRuntime, chain, make_plan, make_turn
 
-from flows.graph import compile_flow, intent_candidates
+from flows.graph import ExternalAction, compile_flow, external_actions, intent_candidates
 from flows.interpreter import continue_from, run_turn
-from flows.ports import Detection, IntentScore
+from flows.runtime import Detection, IntentScore
 from flows.turn import AIState, EventKind, PendingAction, PendingKind, TurnEvent
 from flows.validate import decode_document
 
@@ -185,6 +185,50 @@ async def test_intent_candidates_carry_priority_and_confirmation():
         "product",
         "quantity",
     ]
+
+
+async def test_an_intent_behind_a_condition_runs_the_webhook_the_plan_names_and_confirms_first():
+    document = chain(
+        "Guarded",
+        {
+            "type": "when.message_received",
+            "config": {
+                "match": {
+                    "kind": "intent",
+                    "display_name": "Create order",
+                    "training_examples": [{"text": "buy"}],
+                }
+            },
+        },
+        {"type": "logic.condition", "config": {"left": "1", "op": "equals", "right": "1"}},
+        {
+            "type": "action.call_webhook",
+            "config": {
+                "url": "https://shop.example/orders",
+                "requires_confirmation": True,
+                "confirmation_message": "Place the order?",
+            },
+        },
+    )
+    document["edges"][1]["port"] = "true"
+    plan = make_plan(document)
+    assert plan.external_actions() == [ExternalAction(trigger_id="t", action_id="a2")]
+    assert external_actions(document) == plan.external_actions()  # the same answer from a saved draft
+    rt = order_runtime()
+    result = await run_turn([plan], make_turn("buy"), rt)
+    assert result.pending is not None and result.pending.kind == PendingKind.CONFIRMATION
+    assert [message for _, message in rt.asked] == ["Place the order?"] and rt.webhook_calls == []
+
+
+async def test_flows_whose_message_triggers_fired_are_named():
+    plans = [
+        make_plan(chain("A", kw("order"), send("a"))),
+        make_plan(chain("B", kw("order", "human"), send("b"))),
+    ]
+    plans.append(make_plan(chain("C", kw("refund"), send("c"))))
+    result = await run_turn(plans, make_turn("my order"), MemoryRuntime())
+    assert sorted(result.message_flows) == ["A", "B"]
+    assert (await run_turn(plans, make_turn("a refund"), MemoryRuntime())).message_flows == ["C"]
 
 
 # --- AI state, strictness, failures ------------------------------------------------------

@@ -8,7 +8,7 @@ from memory_runtime import MemoryRuntime, chain, make_plan, make_turn
 from flows.interpreter import run_turn
 from flows.nodes.condition import evaluate
 from flows.nodes.registry import NODE_TYPES
-from flows.ports import WebhookOutcome, WebhookStatus
+from flows.runtime import WebhookOutcome, WebhookStatus
 from flows.turn import AIState, EventKind, TurnEvent
 
 ANY = {"type": "when.message_received", "config": {"match": {"kind": "any"}}}

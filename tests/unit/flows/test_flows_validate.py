@@ -258,6 +258,8 @@ def test_each_error_names_node_and_field(change, code, node_id, field):
     assert matching, errors
     assert any(e.node_id == node_id and e.field == field for e in matching), matching
     assert all(e.message.endswith(".") for e in errors)
+    # Plain words for a person: no msgspec wording, no JSON paths (the field says where).
+    assert not [e.message for e in errors if "Expected `" in e.message or "$." in e.message]
 
 
 def test_all_errors_are_reported_at_once():

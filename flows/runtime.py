@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
-from flows.schema import CallWebhookConfig, TrainingExample, VariableSpec
+from flows.schema import TrainingExample, VariableSpec
 from flows.turn import AIState, PendingAction, Turn
+
+if TYPE_CHECKING:  # the call_webhook node owns its request shape; the protocol only names it
+    from flows.nodes.call_webhook import WebhookCall
 
 
 class WebhookStatus(str, Enum):
@@ -78,18 +81,6 @@ class AIAnswer(msgspec.Struct, frozen=True, kw_only=True):
     skipped_reason: str | None = None
 
 
-class WebhookCall(msgspec.Struct, frozen=True, kw_only=True):
-    """Everything the webhook executor needs; it renders url/headers/payload with flows.templates."""
-
-    flow_id: str
-    node_id: str
-    config: CallWebhookConfig
-    names: dict[str, Any]
-    vars: dict[str, Any] = {}
-    confidence: float | None = None
-    strict: bool = False
-
-
 class WebhookOutcome(msgspec.Struct, frozen=True, kw_only=True):
     status: WebhookStatus
     status_code: int | None = None
@@ -133,12 +124,12 @@ class Runtime(Protocol):
         """Typed values for the variables found in `text`, and the required ones still missing."""
 
     async def classify_reply(self, text: str) -> str:
-        """ "approve", "reject" or "unclear"."""
+        """A ReplyClass value: "approve", "reject" or "unclear"."""
 
     async def save_pending(self, pending: PendingAction, *, message: str) -> None:
         """Persist (insert or update by id) the pending action and ask the customer `message`."""
 
-    async def resolve_pending(self, pending: PendingAction, status: str) -> bool:
+    async def resolve_pending(self, pending: PendingAction, status: ActionRunStatus) -> bool:
         """Compare-and-set the pending action's status; False means someone else moved it."""
 
     async def answer_with_ai(self, turn: Turn, ai: AIState) -> AIAnswer:
