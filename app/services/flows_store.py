@@ -270,11 +270,8 @@ def _with_overlaps(flow: FlowRead, active: list[MessageTrigger]) -> FlowRead:
 
 async def get_flow(workspace_id: str, flow_id: str) -> FlowRead:
     flow = _read(await _row(workspace_id, flow_id))
-    rows = (
-        await Flow.select(Flow.id, Flow.name, Flow.draft)
-        .where(
-            (Flow.workspace == workspace_id) & (Flow.status == FlowStatus.ACTIVE.value) & (Flow.id != flow.id)
-        )
+    rows = await Flow.select(Flow.id, Flow.name, Flow.draft).where(
+        (Flow.workspace == workspace_id) & (Flow.status == FlowStatus.ACTIVE.value) & (Flow.id != flow.id)
     )
     active = [t for r in rows for t in message_triggers(str(r["id"]), r["name"], r["draft"])]
     return _with_overlaps(flow, active)
