@@ -49,15 +49,27 @@ async def _keep_session(connection: asyncpg.Connection) -> None:
     per checkout."""
 
 
-def _encode_json(value: Any) -> str:
+_JSONB_VERSION = b"\x01"  # jsonb's binary format: a version byte, then the JSON text
+
+
+def _encode_jsonb(value: Any) -> bytes:
     # A str is JSON text already (what Piccolo and hand-written SQL pass); anything else is encoded.
-    return value if isinstance(value, str) else _json_encoder.encode(value).decode()
+    return _JSONB_VERSION + (value.encode() if isinstance(value, str) else _json_encoder.encode(value))
+
+
+def _decode_jsonb(data: bytes) -> Any:
+    return msgspec.json.decode(memoryview(data)[1:])
 
 
 async def _register_codecs(connection: asyncpg.Connection) -> None:
-    """One JSONB codec for every query: rows come back as Python values, not JSON text."""
+    """One JSONB codec for every query: rows come back as Python values, not JSON text.
+
+    Binary, not text: with a text codec asyncpg sends a jsonb[] parameter as an escaped
+    array literal, which measured 3.6 us per element against 0.6 us (ingress sends two
+    per message, a turn's end five).
+    """
     await connection.set_type_codec(
-        "jsonb", schema="pg_catalog", encoder=_encode_json, decoder=msgspec.json.decode, format="text"
+        "jsonb", schema="pg_catalog", encoder=_encode_jsonb, decoder=_decode_jsonb, format="binary"
     )
 
 
