@@ -22,7 +22,7 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from app import roots
-from app.api import actions, channels, conversations, flows, health, inbound, tester
+from app.api import actions, channels, conversations, corrections, flows, health, inbound, tester
 from app.api.deps import current_principal
 from app.api.errors import HANDLERS
 from app.settings import get_settings
@@ -64,6 +64,7 @@ def create_app(*, with_worker: bool = False, worker_concurrency: int = 20) -> Li
             conversations.RunController,
             actions.ActionController,
             tester.TesterController,
+            corrections.CorrectionController,
         ],
         dependencies={"principal": Provide(current_principal)},
         middleware=[session_middleware],

@@ -189,6 +189,7 @@ def compile_flow(doc: FlowDocument, *, flow_id: str, version: int) -> CompiledFl
                 display_name=match.display_name,
                 description=match.description,
                 training_examples=list(match.training_examples),
+                negative_examples=list(match.negative_examples),
                 confidence_threshold=match.confidence_threshold,
                 priority=doc.priority,
                 variables=list(match.variables),

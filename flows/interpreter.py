@@ -58,6 +58,7 @@ from flows.graph import CompiledFlow, order_plans
 from flows.matching import TextView, search
 from flows.nodes.base import NodeContext, NodeError
 from flows.nodes.registry import NODE_TYPES
+from flows.phrases import ask_variable, confirm_action
 from flows.runtime import (
     ActionRunStatus,
     AIAnswer,
@@ -536,7 +537,7 @@ def _variable_prompt(st: _State, cand: IntentCandidate, name: str, vars: dict[st
             text = _render_prompt(st, spec.prompt, vars)
             if text.strip():
                 return text
-    return f"Could you tell me the {name.replace('_', ' ')}?"
+    return ask_variable(name, st.detection.language if st.detection else "")
 
 
 def _confirmation_prompt(st: _State, plan: CompiledFlow, cand: IntentCandidate, vars: dict[str, Any]) -> str:
@@ -546,7 +547,7 @@ def _confirmation_prompt(st: _State, plan: CompiledFlow, cand: IntentCandidate, 
         text = _render_prompt(st, prompt, vars)
         if text.strip():
             return text
-    return f"Do you want me to go ahead with {cand.display_name!r}? Please reply yes or no."
+    return confirm_action(cand.display_name, st.detection.language if st.detection else "")
 
 
 async def _execute(

@@ -47,6 +47,7 @@ class IntentCandidate(msgspec.Struct, frozen=True, kw_only=True):
     display_name: str
     description: str = ""
     training_examples: list[TrainingExample] = []
+    negative_examples: list[TrainingExample] = []
     confidence_threshold: float = 0.8
     priority: int = 0
     variables: list[VariableSpec] = []
@@ -54,17 +55,33 @@ class IntentCandidate(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class IntentScore(msgspec.Struct, frozen=True, kw_only=True):
+    """One action's score for a message; the interpreter compares `confidence` to the action's threshold."""
+
     flow_id: str
     node_id: str
     confidence: float
+    """0-1. The local engine maps its probability so that the action's learned cut lands on 0.8, the
+    default `confidence_threshold`; the LLM engine reports the model's own score."""
+    probability: float | None = None
+    """The engine's probability for this action before that mapping (local: a softmax over the actions
+    and "none of these"; llm: the model's score). None when the engine gives none."""
+    learned_cut: float | None = None
+    """The probability this action must reach, learned by cross-validation on its examples and the
+    others' (local engine only): the engine's own "none of these" line for the action."""
 
 
 class Detection(msgspec.Struct, frozen=True, kw_only=True):
     match: IntentScore | None
+    """The engine's choice; None is its explicit "none of these" outcome."""
     top: list[IntentScore] = []
+    """Scored candidates, best first (both engines)."""
     engine: str = ""
     ambiguous: bool = False
     reason: str = ""
+    none_probability: float | None = None
+    """The engine's probability that the message matches none of the actions, when it gives one."""
+    language: str = ""
+    """The message's language (en, es, ar, fr, pt; "" unknown): the interpreter asks its own questions in it."""
 
 
 class Extraction(msgspec.Struct, frozen=True, kw_only=True):

@@ -71,6 +71,8 @@ class MatchIntent(_Shape, tag_field="kind", tag="intent"):
     training_examples: list[TrainingExample] = []
     confidence_threshold: Probability = 0.8
     variables: list[VariableSpec] = []
+    negative_examples: list[TrainingExample] = []
+    """Messages that must NOT run this action ("where is my order" for "create order"); optional."""
 
 
 Match = MatchAny | MatchKeywords | MatchRegex | MatchIntent

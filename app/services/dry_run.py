@@ -60,6 +60,24 @@ class TesterRequest(msgspec.Struct, forbid_unknown_fields=True):
     context: dict[str, Any] = {}
 
 
+class ActionScore(msgspec.Struct):
+    """One intent action's score for the tested message, against its threshold (best first)."""
+
+    flow_id: str
+    node_id: str
+    display_name: str
+    confidence: float
+    """The score the interpreter compares with `threshold` (0-1)."""
+    threshold: float
+    """The action's `confidence_threshold` from the flow (default 0.8)."""
+    passes: bool
+    """confidence >= threshold: the action may run (unless another wins or two are too close)."""
+    probability: float | None = None
+    """The engine's own probability for the action (local: softmax over actions and "none")."""
+    learned_cut: float | None = None
+    """The probability the local engine learned this action must reach; it sits at confidence 0.8."""
+
+
 class TesterResponse(msgspec.Struct):
     layer: str | None
     engine: str | None
@@ -77,6 +95,10 @@ class TesterResponse(msgspec.Struct):
     duration_ms: float
     # Names of the flows whose message triggers fired: two or more answer the same message.
     answered_by: list[str] = []
+    scores: list[ActionScore] = []
+    """Every intent action's score against its threshold, best first (`top` keeps the first five)."""
+    none_probability: float | None = None
+    """The engine's probability that the message fits none of the actions, when it gives one."""
 
 
 class DryRunRuntime:
@@ -180,7 +202,10 @@ class DryRunRuntime:
         )
 
     async def detect_intent(self, text: str, candidates: list[IntentCandidate]) -> Detection:
-        return await self.tester.understanding.detect_intent(self.workspace_id, text, candidates)
+        # Every action's score, not only the best five: the tester shows each against its threshold.
+        return await self.tester.understanding.detect_intent(
+            self.workspace_id, text, candidates, top_k=len(candidates)
+        )
 
     async def extract_variables(self, text: str, variables: list[VariableSpec]) -> Extraction:
         return await self.tester.understanding.extract_variables(self.workspace_id, text, variables)
@@ -268,6 +293,7 @@ async def _run_test(tester: Tester, workspace_id: str, request: TesterRequest) -
     )
     duration_ms = (time.perf_counter() - started) * 1000
     names = {(c.flow_id, c.node_id): c.display_name for p in plans for c in p.intents}
+    thresholds = {(c.flow_id, c.node_id): c.confidence_threshold for p in plans for c in p.intents}
     flow_names = {p.flow_id: p.name for p in plans}
     answered_by = [flow_names[f] for f in result.message_flows]
     warnings = list(result.warnings)
@@ -292,6 +318,19 @@ async def _run_test(tester: Tester, workspace_id: str, request: TesterRequest) -
             "confidence": s.confidence,
             "display_name": names.get((s.flow_id, s.node_id), s.node_id),
         }
+        for s in (detection.top[:5] if detection else [])
+    ]
+    scores = [
+        ActionScore(
+            flow_id=s.flow_id,
+            node_id=s.node_id,
+            display_name=names.get((s.flow_id, s.node_id), s.node_id),
+            confidence=s.confidence,
+            threshold=thresholds.get((s.flow_id, s.node_id), 0.8),
+            passes=s.confidence >= thresholds.get((s.flow_id, s.node_id), 0.8),
+            probability=s.probability,
+            learned_cut=s.learned_cut,
+        )
         for s in (detection.top if detection else [])
     ]
     return TesterResponse(
@@ -310,6 +349,8 @@ async def _run_test(tester: Tester, workspace_id: str, request: TesterRequest) -
         executed=request.execute,
         duration_ms=round(duration_ms, 2),
         answered_by=answered_by,
+        scores=scores,
+        none_probability=detection.none_probability if detection else None,
     )
 
 

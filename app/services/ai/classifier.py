@@ -29,12 +29,19 @@ class IntentSpec(msgspec.Struct, frozen=True):
     key: str
     examples: list[IntentExample]
     description: str = ""
+    negatives: list[IntentExample] = []
+    """Messages that must not match this intent ("where is my order" for "create order")."""
 
 
 class IntentScoreItem(msgspec.Struct, frozen=True):
     key: str
     confidence: float
+    """Calibrated score; with the hybrid engine the intent's learned cut sits at 0.8."""
     similarity: float
+    probability: float | None = None
+    """The hybrid engine's probability for this intent (softmax over intents and "none of these")."""
+    cut: float | None = None
+    """The probability this intent must reach, learned by cross-validation on the examples."""
 
 
 class Classification(msgspec.Struct, frozen=True):
@@ -42,6 +49,8 @@ class Classification(msgspec.Struct, frozen=True):
     top: list[IntentScoreItem]
     out_of_scope: bool
     engine: str = ENGINE_LOCAL
+    none_probability: float | None = None
+    """The hybrid engine's probability of "none of these" (everyday sentences and negative examples)."""
 
 
 class ClassifierConfig(msgspec.Struct, frozen=True):

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from app.services.ai.evaluate import LabeledText, evaluate, load_labeled, sample_shots, split_shots
+from app.services.ai.evaluate import (
+    LabeledText,
+    auroc_score,
+    evaluate,
+    load_labeled,
+    sample_shots,
+    split_shots,
+)
 
 TRAIN = [
     LabeledText("I want to buy 3 iPhones", "buy"),
@@ -121,3 +128,45 @@ def test_snips_tsv_clean_and_typos(tmp_path: Path) -> None:
         "Añade el álbum en mi lista",
         "dime el tiempo",
     ]
+
+
+def test_out_of_scope_metrics() -> None:
+    report = evaluate(TRAIN, TEST, shots=4, seed=1)
+    assert report.in_scope_accuracy is not None and report.in_scope_accuracy >= 0.8
+    assert report.in_scope_accuracy_no_rejection is not None
+    assert report.in_scope_accuracy <= report.in_scope_accuracy_no_rejection
+    assert report.oos_recall == 1.0
+    assert report.auroc is not None and report.auroc > 0.9
+
+
+def test_in_scope_only_has_no_out_of_scope_metrics() -> None:
+    report = evaluate(TRAIN, [r for r in TEST if r.intent], shots=2, seed=2)
+    assert report.auroc is None and report.oos_recall is None
+    assert report.in_scope_accuracy == report.in_scope_accuracy_no_rejection
+
+
+@pytest.mark.parametrize(
+    ("positives", "negatives", "expected"),
+    [([0.9, 0.8], [0.1, 0.2], 1.0), ([0.1], [0.9], 0.0), ([0.5, 0.5], [0.5], 0.5), ([0.9, 0.3], [0.5], 0.5)],
+)
+def test_auroc(positives: list[float], negatives: list[float], expected: float) -> None:
+    assert auroc_score(positives, negatives) == pytest.approx(expected)
+
+
+def test_eval_intents_command_prints_out_of_scope_metrics(tmp_path: Path, capsys) -> None:
+    from app.cli import main
+
+    for name, rows in (("train", TRAIN), ("test", TEST)):
+        (tmp_path / f"{name}.jsonl").write_text(
+            "".join(json.dumps({"text": r.text, "intent": r.intent}) + "\n" for r in rows), encoding="utf-8"
+        )
+    assert (
+        main(
+            ["eval-intents", "--train", str(tmp_path / "train.jsonl"), "--test", str(tmp_path / "test.jsonl")]
+        )
+        == 0
+    )
+    report = json.loads(capsys.readouterr().out)
+    for key in ("accuracy", "in_scope_accuracy", "oos_precision", "oos_recall", "auroc", "per_intent"):
+        assert key in report and report[key] is not None
+    assert report["oos_recall"] == 1.0

@@ -144,3 +144,37 @@ def test_seed_order_variables_are_extracted() -> None:
         [VariableSpec("product", type="string", required=True), VariableSpec("quantity", type="integer")],
     )
     assert result.values == {"product": "iPhones", "quantity": 3} and result.missing == []
+
+
+@pytest.mark.parametrize(
+    ("text", "product", "quantity"),
+    [
+        ("i want to buy 3 iphones", "iphones", 3),
+        ("can i order two phone cases please", "phone cases", 2),
+        ("quiero comprar dos camisas", "camisas", 2),
+        ("me das quince botellas de agua", "botellas de agua", 15),
+        ("necesito veintidós sillas para la fiesta", "sillas", 22),
+        ("أريد شراء ثلاثة قمصان", "قمصان", 3),
+        ("ابغى خمسة عشر كرتون ماء", "كرتون ماء", 15),
+        ("buy a macbook", "macbook", 1),
+    ],
+)
+def test_lower_case_products_with_plurals_and_number_words(text: str, product: str, quantity: int) -> None:
+    result = extract_variables(text, [VariableSpec("product"), VariableSpec("quantity")])
+    assert result.values == {"product": product, "quantity": quantity}
+
+
+@pytest.mark.parametrize(
+    ("text", "quantity"),
+    [
+        ("quiero trece", 13),
+        ("dame treinta y cinco unidades", 35),
+        ("cien cajas", 100),
+        ("أريد عشرين قطعة", 20),
+        ("اثنا عشر كوب", 12),
+        ("أبغى قطعتين", 2),
+        ("ثلاثين علبة", 30),
+    ],
+)
+def test_spanish_and_arabic_number_words(text: str, quantity: int) -> None:
+    assert extract_variables(text, [VariableSpec("quantity")]).values == {"quantity": quantity}
