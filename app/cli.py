@@ -8,7 +8,7 @@ import getpass
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +18,12 @@ log = logging.getLogger("switchboard")
 def _bootstrap() -> None:
     """Pick PostgreSQL and Redis (configured, local or embedded), publish them, migrate."""
     from app.db import engine
-    from app.services import embedded, lifecycle
+    from app.logs import configure_logging
+    from app.services import embedded
     from app.settings import DEV_SECRET_KEY, get_settings, set_environ
 
     settings = get_settings()
-    lifecycle.configure_logging(settings.log_level)
+    configure_logging(settings.log_level)
     if settings.secret_key == DEV_SECRET_KEY:
         log.warning(
             "SWITCHBOARD_SECRET_KEY is the development default: set your own before real use "
@@ -60,13 +61,10 @@ def _with_db(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
 
     def runner(*args: Any, **kwargs: Any) -> Any:
         async def main() -> Any:
-            from app.services import lifecycle
+            from app.roots import cli_services
 
-            await lifecycle.start()
-            try:
+            async with cli_services():
                 return await fn(*args, **kwargs)
-            finally:
-                await lifecycle.stop()
 
         return asyncio.run(main())
 
@@ -104,34 +102,13 @@ def _serve(args: argparse.Namespace, *, with_worker: bool) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     _bootstrap()
 
-    async def main() -> None:
-        from app.services import jobs, lifecycle
+    from app.roots import run_worker
 
-        svc = await lifecycle.start()
-        state = jobs.WorkerState(
-            queue=svc.queue,
-            buffer=svc.buffer,
-            deps=svc.deps,
-            poll_s=svc.settings.buffer.poll_seconds,
-            recovery_interval_s=svc.settings.buffer.recovery_interval_seconds,
-        )
-        svc.worker_state = state
-        worker = jobs.build_worker(
-            state,
-            concurrency=args.concurrency,
-            install_signals=True,
-            extra_functions=svc.webhooks.job_functions(),
-        )
-        try:
-            await worker.start()
-        finally:
-            await lifecycle.stop()
-
-    _run_loop(main())
+    _run_loop(run_worker(concurrency=args.concurrency))
     return 0
 
 
-def _run_loop(coro: Awaitable[Any]) -> Any:
+def _run_loop(coro: Coroutine[Any, Any, Any]) -> Any:
     """asyncio.run, on uvloop when it is installed (it comes with uvicorn[standard])."""
     try:
         import uvloop

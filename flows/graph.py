@@ -193,7 +193,8 @@ def compile_flow(doc: FlowDocument, *, flow_id: str, version: int) -> CompiledFl
                 confidence_threshold=match.confidence_threshold,
                 priority=doc.priority,
                 variables=list(match.variables),
-                requires_confirmation=action_id is not None and nodes[action_id].config.requires_confirmation,
+                requires_confirmation=action_id is not None
+                and bool(getattr(nodes[action_id].config, "requires_confirmation", False)),
             )
         )
 

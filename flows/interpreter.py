@@ -58,6 +58,7 @@ from flows.graph import CompiledFlow, order_plans
 from flows.matching import TextView, search
 from flows.nodes.base import NodeContext, NodeError
 from flows.nodes.registry import NODE_TYPES
+from flows.phrases import ask_variable, confirm_action
 from flows.runtime import (
     ActionRunStatus,
     AIAnswer,
@@ -68,7 +69,6 @@ from flows.runtime import (
     WebhookOutcome,
     WebhookStatus,
 )
-from flows.phrases import ask_variable, confirm_action
 from flows.schema import NodeGroup
 from flows.templates import TemplateError, render_str, template_names
 from flows.turn import AIState, PendingAction, PendingKind, Turn, TurnEvent, value_of
@@ -129,8 +129,8 @@ class _State:
         "flows_run",
         "layer",
         "max_event_depth",
-        "message_flows",
         "max_steps",
+        "message_flows",
         "pending",
         "plans",
         "runtime",
@@ -309,7 +309,8 @@ async def _run_chain(
             if not st.budget_tripped:
                 st.budget_tripped = True
                 st.guard(
-                    f"step budget of {st.max_steps} node runs used up; node {node_id!r} and the rest of the turn's chains were skipped",
+                    f"step budget of {st.max_steps} node runs used up; node {node_id!r} and the rest of "
+                    "the turn's chains were skipped",
                     flow_id=plan.flow_id,
                     version=plan.version,
                     node_id=node_id,
@@ -416,10 +417,12 @@ async def _run_events(st: _State, queue: deque[tuple[TurnEvent | None, int, str 
                     if trig.kind == "any":
                         starts.append((trig.node_id, {"text": text}, {}))
                     elif trig.kind == "keywords":
+                        assert trig.keywords is not None  # compiled for every keywords trigger
                         found = trig.keywords.matches(view.words, view.padded)
                         if found:
                             starts.append((trig.node_id, {"text": text, "keywords": found}, {}))
                     else:
+                        assert trig.regex is not None  # compiled for every regex trigger
                         m = search(trig.regex, text)
                         if m is not None:
                             groups = {k: v for k, v in m.groupdict().items() if v is not None}
@@ -455,7 +458,8 @@ async def _run_events(st: _State, queue: deque[tuple[TurnEvent | None, int, str 
                 for new in raised:
                     if depth + 1 > st.max_event_depth:
                         st.guard(
-                            f"event {value_of(new.kind)} {new.data} not propagated: event depth limit {st.max_event_depth} reached (possible tag loop)",
+                            f"event {value_of(new.kind)} {new.data} not propagated: event depth limit "
+                            f"{st.max_event_depth} reached (possible tag loop)",
                             flow_id=plan.flow_id,
                             version=plan.version,
                             node_id=node_id,
@@ -538,8 +542,9 @@ def _variable_prompt(st: _State, cand: IntentCandidate, name: str, vars: dict[st
 
 def _confirmation_prompt(st: _State, plan: CompiledFlow, cand: IntentCandidate, vars: dict[str, Any]) -> str:
     action = plan.intent_action(cand.node_id)
-    if action is not None and action.config.confirmation_message:
-        text = _render_prompt(st, action.config.confirmation_message, vars)
+    prompt = getattr(action.config, "confirmation_message", "") if action is not None else ""
+    if prompt:
+        text = _render_prompt(st, prompt, vars)
         if text.strip():
             return text
     return confirm_action(cand.display_name, st.detection.language if st.detection else "")

@@ -11,9 +11,9 @@ import msgspec
 from flows.matching import MAX_REGEX_CHARS, check_regex, search, words
 
 try:  # Python 3.11+ ships the parser as re._parser; sre_parse is its deprecated alias.
-    import re._parser as _sre_parse
+    import re._parser as _sre_parse  # type: ignore[import-not-found]  # typeshed has no stub for it
 except ImportError:  # pragma: no cover
-    import sre_parse as _sre_parse  # type: ignore[no-redef]
+    import sre_parse as _sre_parse
 
 MAX_SAMPLES = 16  # texts made up per regex to try the other triggers on
 

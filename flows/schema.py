@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
-SCHEMA_V1 = "switchboard.flow/v1"
+SCHEMA_V1: Final = "switchboard.flow/v1"
 
 NodeId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Tag = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
@@ -75,7 +75,7 @@ class MatchIntent(_Shape, tag_field="kind", tag="intent"):
     """Messages that must NOT run this action ("where is my order" for "create order"); optional."""
 
 
-Match = Union[MatchAny, MatchKeywords, MatchRegex, MatchIntent]
+Match = MatchAny | MatchKeywords | MatchRegex | MatchIntent
 
 
 # --- the document ---------------------------------------------------------------

@@ -361,7 +361,8 @@ def _check_node(i: int, raw: Any, seen: set[str], errors: list[FlowError]) -> No
     errors.extend(found)
     if cfg is None or not ok or found or any(k not in allowed for k in config):
         return None
-    return Node(id=node_id, type=node_type, config=cfg, position=pos_struct)
+    # ok: node_id and node_type were checked to be text above.
+    return Node(id=str(node_id), type=str(node_type), config=cfg, position=pos_struct)
 
 
 def check_config(
@@ -410,7 +411,8 @@ def _check_edges(raw_edges: list, types: dict[str, str], errors: list[FlowError]
                     _err(
                         value if key == "from" else owner,
                         f"{where}.{key}",
-                        f"The edge points to node {value!r}, which does not exist; connect it to an existing node or delete it.",
+                        f"The edge points to node {value!r}, which does not exist; "
+                        "connect it to an existing node or delete it.",
                         ErrorCode.DANGLING_EDGE,
                     )
                 )
@@ -422,6 +424,7 @@ def _check_edges(raw_edges: list, types: dict[str, str], errors: list[FlowError]
             good = False
         if not good:
             continue
+        src, dst = str(src), str(dst)  # checked above: both are node ids
         if types[dst] in TRIGGER_TYPES:
             errors.append(
                 _err(
@@ -447,8 +450,8 @@ def _check_edges(raw_edges: list, types: dict[str, str], errors: list[FlowError]
             )
             errors.append(_err(src, f"{where}.port", f"{problem}; {hint}.", ErrorCode.WRONG_PORT))
             good = False
-        key = (src, dst, port)
-        if key in seen:
+        edge_key = (src, dst, port)
+        if edge_key in seen:
             errors.append(
                 _err(
                     src,
@@ -458,7 +461,7 @@ def _check_edges(raw_edges: list, types: dict[str, str], errors: list[FlowError]
                 )
             )
             good = False
-        seen.add(key)
+        seen.add(edge_key)
         if good:
             edges.append(Edge(from_=src, to=dst, port=port))
     return edges
@@ -489,7 +492,7 @@ def _check_cycles(ids: list[str], pairs: list[tuple[str, str]], errors: list[Flo
             if mark == 1:
                 if nxt not in reported:
                     reported.add(nxt)
-                    loop = " -> ".join(path[path.index(nxt) :] + [nxt])
+                    loop = " -> ".join([*path[path.index(nxt) :], nxt])
                     errors.append(
                         _err(
                             nxt,
@@ -516,7 +519,8 @@ def _check_confirmations(nodes: list[Node], edges: list[Edge], errors: list[Flow
                 reachable.add(nxt)
                 todo.append(nxt)
     for n in nodes:
-        if NODE_TYPES[n.type].external_action and n.config.requires_confirmation and n.id not in reachable:
+        confirms = getattr(n.config, "requires_confirmation", False)
+        if NODE_TYPES[n.type].external_action and confirms and n.id not in reachable:
             errors.append(
                 _err(
                     n.id,
@@ -578,7 +582,8 @@ def _validate(raw: bytes | str | dict) -> tuple[FlowDocument | None, list[FlowEr
     types: dict[str, str] = {}
     for raw_node in raw_nodes:
         if isinstance(raw_node, dict) and isinstance(raw_node.get("id"), str) and raw_node["id"] not in types:
-            types[raw_node["id"]] = raw_node.get("type") if isinstance(raw_node.get("type"), str) else ""
+            node_type = raw_node.get("type")
+            types[raw_node["id"]] = node_type if isinstance(node_type, str) else ""
     edges = _check_edges(raw_edges, types, errors)
     if not any(t in TRIGGER_TYPES for t in types.values()):
         errors.append(

@@ -72,7 +72,7 @@ async def _flow(principal: auth.Principal, flow_id: str) -> flows_store.FlowRead
         raise NotFoundException("This flow does not exist (deleted?).") from exc
 
 
-async def _advice(workspace_id: str, cfg: dict[str, Any]) -> actions.ThresholdAdvice | None:
+async def _advice(request: Request, workspace_id: str, cfg: dict[str, Any]) -> actions.ThresholdAdvice | None:
     """For an intent trigger: what its examples score, shown beside the confidence threshold."""
     match = cfg.get("match")
     if not isinstance(match, dict) or match.get("kind") != "intent":
@@ -80,7 +80,14 @@ async def _advice(workspace_id: str, cfg: dict[str, Any]) -> actions.ThresholdAd
     threshold = match.get("confidence_threshold", 0.8)
     if not isinstance(threshold, (int, float)) or isinstance(threshold, bool):
         threshold = 0.8
-    return await actions.threshold_advice(workspace_id, match, threshold=float(threshold))
+    services = request.app.state.services
+    return await actions.threshold_advice(
+        workspace_id,
+        match,
+        threshold=float(threshold),
+        plans=services.plans,
+        understanding=services.understanding,
+    )
 
 
 class EditorController(Controller):
@@ -123,7 +130,7 @@ class EditorController(Controller):
             variables=[str(v) for v in _json_list(form.get("variables"))],
             errors=errors,
             applied=False,
-            advice=await _advice(principal.workspace_id, cfg),
+            advice=await _advice(request, principal.workspace_id, cfg),
         )
 
     @post("/editor/node-form/save", name="node_form_save")
@@ -162,7 +169,7 @@ class EditorController(Controller):
             applied=True,
             status_code=422 if errors else 200,  # applied all the same: the node shows what to fix
             headers={"HX-Trigger": json.dumps({"sb:node-config": detail})},
-            advice=await _advice(principal.workspace_id, applied),
+            advice=await _advice(request, principal.workspace_id, applied),
         )
 
     @get("/flows/{flow_id:str}/versions", name="flow_versions")

@@ -15,7 +15,7 @@ _TITLES = {403: "Not allowed", 404: "Not found", 405: "Not allowed", 413: "Too l
 
 def html_error(request: Request, exc: HTTPException) -> Response:
     title = _TITLES.get(exc.status_code, "Something went wrong")
-    if request.headers.get("hx-request") == "true":
+    if request.htmx:
         # htmx shows error bodies only where a page asks for it; a plain line is enough.
         return Response(content=str(exc.detail), status_code=exc.status_code, media_type="text/plain")
     return Template(

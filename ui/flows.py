@@ -68,7 +68,7 @@ class FlowsController(Controller):
                 flow=flow,
                 headers={"HX-Trigger": json.dumps({"sb:flash": message})},
             )
-        if request.headers.get("hx-request") != "true":
+        if not request.htmx:
             return Redirect(path="/flows")
         return fragment(request, "partials/flow_row.html", flow=flow)
 
@@ -78,7 +78,7 @@ class FlowsController(Controller):
     ) -> Template | Redirect:
         await _get(principal, flow_id)
         await flows_store.duplicate_flow(principal.workspace_id, flow_id, author=principal.email)
-        if request.headers.get("hx-request") != "true":
+        if not request.htmx:
             return Redirect(path="/flows")
         return fragment(
             request, "partials/flows_table.html", flows=await flows_store.list_flows(principal.workspace_id)
@@ -90,7 +90,7 @@ class FlowsController(Controller):
     ) -> Response[str] | Redirect:
         await _get(principal, flow_id)
         await flows_store.delete_flow(principal.workspace_id, flow_id)
-        if request.headers.get("hx-request") != "true":
+        if not request.htmx:
             return Redirect(path="/flows")
         return Response(content="", media_type="text/html")  # the row swaps itself away
 

@@ -1,4 +1,7 @@
-"""Node forms -> config dicts: field names encode the shape (`a.b`, `a[]`, `a[].b`, `a{}.key`, `:int`/`:float`/`:bool`/`:json`/`:auto`)."""
+"""Node forms -> config dicts: field names encode the shape.
+
+`a.b`, `a[]`, `a[].b`, `a{}.key`, and the types `:int`/`:float`/`:bool`/`:json`/`:auto`.
+"""
 
 from __future__ import annotations
 

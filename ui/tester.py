@@ -12,7 +12,8 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body
 from litestar.response import Template
 
-from app.services import auth, flows_store, tester
+from app.services import auth, flows_store
+from app.services import dry_run as tester
 from flows.nodes.registry import NODE_TYPES
 from ui.render import is_htmx, page
 
@@ -114,7 +115,7 @@ class TesterController(Controller):
         result, errors, node_errors = None, dict(parsed.errors), []
         if parsed.request is not None:
             try:
-                result = await tester.run_test(principal.workspace_id, parsed.request)
+                result = await request.app.state.services.tester.run(principal.workspace_id, parsed.request)
             except flows_store.FlowInvalid as exc:
                 node_errors = msgspec.to_builtins(exc.errors)
                 errors["document"] = "Fix the flow first: " + " ".join(e.message for e in exc.errors[:3])
@@ -157,7 +158,7 @@ class TesterController(Controller):
         if not isinstance(upload, UploadFile):
             batch = tester.BatchReport(error="Choose a CSV or JSONL file.")
         else:
-            batch = await tester.run_batch(
+            batch = await request.app.state.services.tester.run_batch(
                 principal.workspace_id,
                 upload.filename or "",
                 await upload.read(),

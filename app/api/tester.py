@@ -5,9 +5,9 @@ from __future__ import annotations
 from litestar import Controller, post
 from litestar.exceptions import ValidationException
 
-from app.services import tester
+from app.roots import AppServices
 from app.services.auth import Principal
-from app.services.tester import TesterRequest, TesterResponse
+from app.services.dry_run import TesterRequest, TesterResponse
 
 
 class TesterController(Controller):
@@ -19,8 +19,8 @@ class TesterController(Controller):
         status_code=200,
         summary="Dry-run a message (execute=true really calls the webhook); send `state` back to continue",
     )
-    async def run(self, principal: Principal, data: TesterRequest) -> TesterResponse:
+    async def run(self, principal: Principal, services: AppServices, data: TesterRequest) -> TesterResponse:
         try:
-            return await tester.run_test(principal.workspace_id, data)
+            return await services.tester.run(principal.workspace_id, data)
         except ValueError as exc:
             raise ValidationException(str(exc)) from exc

@@ -6,7 +6,8 @@ from typing import Any
 
 import msgspec
 
-from app.services import flows_store, lifecycle, runs
+from app.services import flows_store, runs
+from app.services.ai.understanding import Understanding
 from flows.graph import external_actions
 from flows.nodes.registry import NODE_TYPES
 from flows.runtime import IntentCandidate
@@ -118,7 +119,14 @@ class ThresholdAdvice(msgspec.Struct, frozen=True, kw_only=True):
 MAX_HELD_OUT = 12
 
 
-async def threshold_advice(workspace_id: str, match: dict[str, Any], *, threshold: float) -> ThresholdAdvice:
+async def threshold_advice(
+    workspace_id: str,
+    match: dict[str, Any],
+    *,
+    threshold: float,
+    plans: flows_store.PlanCache,
+    understanding: Understanding,
+) -> ThresholdAdvice:
     """Score each training example with an intent trained on the others, beside the workspace's active intents.
 
     Uses the understanding service's offline engine, the one that answers without an LLM key.
@@ -130,8 +138,7 @@ async def threshold_advice(workspace_id: str, match: dict[str, Any], *, threshol
     ]
     if len(examples) < 2:
         return ThresholdAdvice(note="Add two or more examples to see what they score against this threshold.")
-    svc = lifecycle.services()
-    others = [c for p in await svc.plans.active_plans(workspace_id) for c in p.intents]
+    others = [c for p in await plans.active_plans(workspace_id) for c in p.intents]
     scores = []
     for i, held in enumerate(examples[:MAX_HELD_OUT]):
         this = IntentCandidate(
@@ -146,8 +153,8 @@ async def threshold_advice(workspace_id: str, match: dict[str, Any], *, threshol
             ],
             confidence_threshold=threshold,
         )
-        detection = svc.understanding.local.detect(
-            str(held["text"]), [this, *others], ambiguity_margin=svc.understanding.ambiguity_margin
+        detection = understanding.local.detect(
+            str(held["text"]), [this, *others], ambiguity_margin=understanding.ambiguity_margin
         )
         scores.append(next((s.confidence for s in detection.top if s.flow_id == this.flow_id), 0.0))
     scores.sort()

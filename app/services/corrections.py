@@ -14,6 +14,7 @@ from enum import Enum
 from typing import Any
 
 import msgspec
+from piccolo.columns.combination import And, Where
 
 from app.db.tables import IntentCorrection, Message
 from app.services import flows_store, runs
@@ -175,7 +176,7 @@ async def list_corrections(
     workspace_id: str, *, flow_id: str | None = None, limit: int = 100
 ) -> list[CorrectionRead]:
     """The correction log, newest first."""
-    where = IntentCorrection.workspace == workspace_id
+    where: Where | And = IntentCorrection.workspace == workspace_id
     if flow_id:
         where = where & (IntentCorrection.flow == flows_store._to_uuid(flow_id))
     rows = (

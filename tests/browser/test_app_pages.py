@@ -1,4 +1,7 @@
-"""The browser app against the running service: login, build/save/publish a flow, live conversation, builder + tester, errors."""
+"""The browser app against the running service.
+
+Login, build/save/publish a flow, live conversation, builder + tester, errors.
+"""
 
 from __future__ import annotations
 

@@ -50,7 +50,7 @@ def test_every_required_field_has_a_way_to_fill_it():
     assert missing == set(), "add the form control of these fields to FILL"
 
 
-async def _open_editor(page, tenant, name: str) -> list[int]:  # noqa: F811
+async def _open_editor(page, tenant, name: str) -> list[int]:
     flow = await tenant.create_flow(
         {
             "schema": "switchboard.flow/v1",
@@ -73,7 +73,7 @@ async def _open_editor(page, tenant, name: str) -> list[int]:  # noqa: F811
     return server_errors
 
 
-async def _drop(page, type_: str) -> object:  # noqa: F811
+async def _drop(page, type_: str) -> object:
     await page.locator(f'[data-node-type="{type_}"]').drag_to(
         page.locator("#canvas"), target_position={"x": 360, "y": 220}
     )
@@ -83,7 +83,7 @@ async def _drop(page, type_: str) -> object:  # noqa: F811
 
 
 @pytest.mark.parametrize("type_", list(NODE_TYPES))
-async def test_drop_open_fill_save_reload(page, tenant, type_):  # noqa: F811
+async def test_drop_open_fill_save_reload(page, tenant, type_):
     server_errors = await _open_editor(page, tenant, f"Palette {type_}")
     node = await _drop(page, type_)
     await node.click()
@@ -113,7 +113,7 @@ async def test_drop_open_fill_save_reload(page, tenant, type_):  # noqa: F811
 
 
 @pytest.mark.parametrize("type_", [t for t in NODE_TYPES if starts_invalid(t)])
-async def test_an_incomplete_node_saves_as_a_draft_with_its_error_on_the_node(page, tenant, type_):  # noqa: F811
+async def test_an_incomplete_node_saves_as_a_draft_with_its_error_on_the_node(page, tenant, type_):
     server_errors = await _open_editor(page, tenant, f"Incomplete {type_}")
     node = await _drop(page, type_)
     await node.click()
@@ -139,7 +139,7 @@ async def test_an_incomplete_node_saves_as_a_draft_with_its_error_on_the_node(pa
     assert page.js_errors == []
 
 
-async def test_decimals_round_trip_through_the_forms(page, tenant):  # noqa: F811
+async def test_decimals_round_trip_through_the_forms(page, tenant):
     await _open_editor(page, tenant, "Decimals")
     node = await _drop(page, "action.call_webhook")
     await node.click()
@@ -177,7 +177,7 @@ async def test_decimals_round_trip_through_the_forms(page, tenant):  # noqa: F81
 VIEWPORTS = {"desktop": {"width": 1440, "height": 900}, "phone": {"width": 390, "height": 844}}
 
 
-async def test_pages_with_overlaps_refusals_and_advice_at_desktop_and_phone_sizes(page, tenant):  # noqa: F811
+async def test_pages_with_overlaps_refusals_and_advice_at_desktop_and_phone_sizes(page, tenant):
     orders = await tenant.create_flow(keyword_flow("Orders", ["order"], "Orders here"))
     await tenant.create_flow(keyword_flow("Human hand-off", ["order"], "Human hand-off here"))
     for size, viewport in VIEWPORTS.items():

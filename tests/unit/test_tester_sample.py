@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.services.tester import sample_response
+from app.services.dry_run import sample_response
 
 
 def test_nested_fields_indexes_and_method_calls() -> None:

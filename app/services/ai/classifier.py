@@ -10,6 +10,7 @@ import unicodedata
 from array import array
 from collections.abc import Iterable, Sequence
 from importlib import resources
+from itertools import pairwise
 from typing import Any
 
 import msgspec
@@ -123,7 +124,7 @@ def normalize_text(text: str) -> str:
 
 def tokenize(text: str) -> list[str]:
     """Words of the normalised text (underscores split too: they are not part of chat words)."""
-    return [t for t in _TOKEN_RE.findall(normalize_text(text).replace("_", " "))]
+    return list(_TOKEN_RE.findall(normalize_text(text).replace("_", " ")))
 
 
 def stem(token: str) -> str:
@@ -208,7 +209,7 @@ def _raw_features(
         words[key] = words.get(key, 0) + 1
         for concept in concept_table.get(token) or concept_table.get(st) or ():
             concepts[concept] = concepts.get(concept, 0) + 1
-    for (a, b), (ta, tb) in zip(zip(stems, stems[1:]), zip(tokens, tokens[1:])):
+    for (a, b), (ta, tb) in zip(pairwise(stems), pairwise(tokens)):
         key = a + " " + b
         words[key] = words.get(key, 0) + 1
         for concept in concept_table.get(ta + " " + tb, ()):

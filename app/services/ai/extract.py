@@ -80,8 +80,9 @@ def infer_type(spec: VariableSpec) -> VariableType:
     declared = (spec.type or "").strip().lower()
     if declared in VARIABLE_TYPES:
         return VariableType(declared)
-    if TYPE_ALIASES.get(declared) is not None:
-        return TYPE_ALIASES[declared]
+    alias = TYPE_ALIASES.get(declared)
+    if alias is not None:
+        return alias
     haystack = normalize_text(f"{spec.name} {spec.prompt}").replace("_", " ")
     words = set(re.findall(r"\w+", haystack))
     for kind, hints in _TYPE_HINTS:
@@ -491,13 +492,66 @@ _ARABIC_PRODUCT_RE = re.compile(r"(?:ايفون|ايباد|سامسونج|جال
 # Words that start a product phrase's reading (a purchase verb) or end it (a request's tail).
 _BUY_WORDS = frozenset(
     normalize_text(w)
-    for w in "buy order purchase get want need comprar compro pedir pido encargar quiero necesito "
-    "dame das quisiera شراء اشتري ابغى ابي اريد بدي اطلب".split()
+    for w in [
+        "buy",
+        "order",
+        "purchase",
+        "get",
+        "want",
+        "need",
+        "comprar",
+        "compro",
+        "pedir",
+        "pido",
+        "encargar",
+        "quiero",
+        "necesito",
+        "dame",
+        "das",
+        "quisiera",
+        "شراء",
+        "اشتري",
+        "ابغى",
+        "ابي",
+        "اريد",
+        "بدي",
+        "اطلب",
+    ]
 )
 _PHRASE_END = frozenset(
     normalize_text(w)
-    for w in "please pls for to and with by today tomorrow now asap thanks por favor para y con hoy "
-    "manana ahora gracias من فضلك لو سمحت اليوم بكره ل الى و".split()
+    for w in [
+        "please",
+        "pls",
+        "for",
+        "to",
+        "and",
+        "with",
+        "by",
+        "today",
+        "tomorrow",
+        "now",
+        "asap",
+        "thanks",
+        "por",
+        "favor",
+        "para",
+        "y",
+        "con",
+        "hoy",
+        "manana",
+        "ahora",
+        "gracias",
+        "من",
+        "فضلك",
+        "لو",
+        "سمحت",
+        "اليوم",
+        "بكره",
+        "ل",
+        "الى",
+        "و",
+    ]
 )
 _LEADING_FILLERS = frozenset(
     {"a", "an", "the", "some", "of", "un", "una", "unos", "unas", "el", "la", "los", "las"}

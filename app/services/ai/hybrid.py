@@ -34,8 +34,8 @@ import numpy as np
 from app.services.ai import softmax
 from app.services.ai.classifier import (
     ENGINE_LOCAL,
-    ClassifierConfig,
     Classification,
+    ClassifierConfig,
     IntentExample,
     IntentScoreItem,
     IntentSpec,
@@ -201,7 +201,7 @@ def learn_cuts(keys: list[str], rows: _Rows, config: HybridConfig) -> np.ndarray
         probs = _probabilities(model, rows.vectors[idx], [rows.texts[i] for i in idx], config)
         actions = probs[:, :n_actions]
         best = actions.argmax(axis=1)
-        for row, i in enumerate(idx):
+        for row, i in enumerate(idx.tolist()):
             label = int(rows.labels[i])
             winner = int(best[row])
             p = float(actions[row, winner])
@@ -383,7 +383,7 @@ class HybridClassifier:
             )
             for i in order
         ]
-        out_of_scope = top[0].probability < top[0].cut
+        out_of_scope = (top[0].probability or 0.0) < (top[0].cut or 0.0)  # both set just above
         return Classification(
             best=None if out_of_scope else top[0],
             top=top[:top_k],

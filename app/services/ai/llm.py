@@ -1,4 +1,4 @@
-"""The LLM engine: intent detection, variables, reply classification and personality replies over any OpenAI-compatible API.
+"""The LLM engine: intents, variables, reply classification and personality replies over any OpenAI-compatible API.
 
 Structured answers use a forced tool call (the widest-supported structured output of
 OpenAI-compatible servers); an answer that arrives as JSON content instead is accepted too.
@@ -16,6 +16,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+import httpx
 import msgspec
 import openai
 from openai import AsyncOpenAI
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 
 ENGINE_LLM = "llm"
 MAX_RETRIES = 2
-"""Retries on 408/409/429/5xx and connection errors (the SDK backs off exponentially with jitter and honours Retry-After)."""
+"""Retries on 408/409/429/5xx and connection errors (the SDK backs off with jitter and honours Retry-After)."""
 MAX_EXAMPLES_PER_ACTION = 8
 """Examples of each action shown to the model: enough to define it, bounded so 100 actions fit a prompt."""
 MAX_TEXT_CHARS = 4000
@@ -243,9 +244,16 @@ def _scored(
 class LLMClient:
     """Calls chat completions with one AsyncOpenAI client per (base URL, key)."""
 
-    def __init__(self, *, timeout_s: float, max_retries: int = MAX_RETRIES) -> None:
+    def __init__(
+        self,
+        *,
+        timeout_s: float,
+        max_retries: int = MAX_RETRIES,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
         self.timeout_s = timeout_s
         self.max_retries = max_retries
+        self.http_client = http_client  # the process's pool (app.http.transport), when the root gives one
         self._clients: dict[tuple[str, str], AsyncOpenAI] = {}
 
     def client(self, config: LLMConfig) -> AsyncOpenAI:
@@ -257,6 +265,7 @@ class LLMClient:
                 base_url=config.base_url or None,
                 timeout=self.timeout_s,
                 max_retries=self.max_retries,
+                http_client=self.http_client,  # type: ignore[arg-type]  # it takes httpx clients too
             )
             self._clients[key] = client
         return client

@@ -25,7 +25,8 @@ NAMES = template_names(
 def test_design_names_are_available():
     out = render_text(
         "{{ contact.first_name }} {{ contact.last_name }}|{{ conversation.id }}|{{ message.text }}|{{ event.tag }}|"
-        "{{ vars.product }}|{{ product }}|{{ response.order_id }}|{{ phone_number }}|{{ message_text }}|{{ timestamp }}",
+        "{{ vars.product }}|{{ product }}|{{ response.order_id }}|{{ phone_number }}|"
+        "{{ message_text }}|{{ timestamp }}",
         NAMES,
         strict=True,
     )

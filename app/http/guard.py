@@ -1,18 +1,22 @@
-"""Refuse outbound HTTP to addresses a customer's flow must not reach (SSRF guard)."""
+"""The address guard: refuse outbound HTTP to addresses a customer's flow must not reach (SSRF).
+
+Checked once per connection, at connect time, by `GuardedBackend` under the pool
+(app.http.pool): the name is resolved once, every address it resolves to is checked, and
+the connection goes to a checked address. URLs themselves (scheme, credentials, host) are
+checked without DNS by `validate_url`, before the first request and before each redirect.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
 import socket
-import ssl
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 import httpcore
 import httpx
-import msgspec
 
-from app.services.netstream import AsyncioBackend, connection_pool
+from app.http.stream import AsyncioBackend
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -20,7 +24,6 @@ Resolver = Callable[[str, int], Awaitable[list[str]]]
 """(host, port) -> IP addresses as strings; the default asks the OS via loop.getaddrinfo."""
 
 ALLOWED_SCHEMES = frozenset({"http", "https"})
-DEFAULT_PORTS = {"http": 80, "https": 443}
 
 # 100.64/10 is neither "private" nor "global" in ipaddress' eyes, so it is named here.
 CGNAT_NETWORK = ipaddress.ip_network("100.64.0.0/10")
@@ -43,16 +46,6 @@ class BlockedURLError(Exception):
 
 class ResolutionError(OSError):
     """The host name did not resolve (a transient failure as far as retries are concerned)."""
-
-
-class ResolvedTarget(msgspec.Struct, frozen=True, kw_only=True):
-    """A URL that passed the guard, and the addresses that were checked for it."""
-
-    url: str
-    scheme: str
-    host: str
-    port: int
-    addresses: tuple[str, ...]
 
 
 def address_block_reason(ip: IPAddress) -> str | None:
@@ -139,8 +132,8 @@ async def resolve_host(host: str, port: int) -> list[str]:
     return addresses
 
 
-def split_url(url: str | httpx.URL) -> tuple[httpx.URL, str, str, int]:
-    """Parse with httpx's own parser (so the guard sees the host the client will connect to)."""
+def validate_url(url: str | httpx.URL) -> httpx.URL:
+    """Parse with httpx's parser and refuse what no webhook may call (no DNS: the pool checks addresses)."""
     try:
         parsed = url if isinstance(url, httpx.URL) else httpx.URL(url)
     except (httpx.InvalidURL, TypeError, ValueError) as exc:
@@ -150,41 +143,38 @@ def split_url(url: str | httpx.URL) -> tuple[httpx.URL, str, str, int]:
         raise BlockedURLError(f"only http and https URLs can be called, not {scheme or 'a relative URL'!r}")
     if parsed.userinfo:
         raise BlockedURLError("the URL contains credentials; put them in the action's auth settings instead")
-    host = parsed.raw_host.decode("ascii")
-    if not host:
+    if not parsed.raw_host:
         raise BlockedURLError(f"{str(parsed)!r} has no host")
-    return parsed, scheme, host, parsed.port or DEFAULT_PORTS[scheme]
+    return parsed
 
 
-async def check_url(
-    url: str | httpx.URL,
+async def checked_addresses(
+    host: str,
+    port: int,
     *,
-    allow_private: bool,
     allowed_networks: Sequence[IPNetwork] = (),
     resolver: Resolver | None = None,
-) -> ResolvedTarget:
-    """Resolve the URL's host and refuse it unless every address it resolves to is public.
+) -> list[str]:
+    """Resolve `host` once and refuse it unless every address it resolves to may be contacted.
 
     All addresses are checked, not just the first: a name with one public and one private
     record would otherwise reach the private one whenever the connector picks it.
     `allowed_networks` lets an operator open specific internal ranges without allow_private.
     """
-    parsed, scheme, host, port = split_url(url)
     addresses = await (resolver or resolve_host)(host, port)
     for address in addresses:
-        check_address(host, address, allow_private=allow_private, allowed_networks=allowed_networks)
-    return ResolvedTarget(url=str(parsed), scheme=scheme, host=host, port=port, addresses=tuple(addresses))
+        check_address(host, address, allow_private=False, allowed_networks=allowed_networks)
+    return addresses
 
 
-class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
-    """httpcore backend that resolves, checks, and connects to the checked address itself.
+class GuardedBackend(httpcore.AsyncNetworkBackend):
+    """A network backend that resolves, checks, and connects to the checked address itself.
 
     Why here and not in a pre-flight check: a name can resolve to a public address when the
     URL is checked and to 127.0.0.1 a millisecond later when the connector resolves it again
-    (DNS rebinding). Doing the lookup, the check and the connect in one place leaves no gap.
-    TLS still uses the URL's host name for SNI and certificate checks, because httpcore
-    passes the origin host to start_tls; pooled keep-alive connections were checked when
-    they were opened and stay bound to that address.
+    (DNS rebinding). One lookup, the check and the connect in one place leave no gap. TLS
+    still uses the URL's host name for SNI and certificate checks (the pool passes the
+    origin's host to start_tls).
     """
 
     def __init__(
@@ -206,11 +196,11 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         try:
-            addresses = await self._resolver(host, port)
+            addresses = await checked_addresses(
+                host, port, allowed_networks=self._allowed_networks, resolver=self._resolver
+            )
         except ResolutionError as exc:
             raise httpcore.ConnectError(str(exc)) from exc
-        for address in addresses:
-            check_address(host, address, allow_private=False, allowed_networks=self._allowed_networks)
         last_error: Exception | None = None
         for address in addresses:
             try:
@@ -232,34 +222,27 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
         timeout: float | None = None,
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        raise BlockedURLError("unix sockets are not allowed for webhooks")
+        raise BlockedURLError("unix sockets are not allowed for outbound calls")
 
     async def sleep(self, seconds: float) -> None:
         await self._inner.sleep(seconds)
 
 
-class GuardedTransport(httpx.AsyncHTTPTransport):
-    """httpx transport whose connections go through GuardedNetworkBackend.
+async def check_url(
+    url: str | httpx.URL,
+    *,
+    allow_private: bool,
+    allowed_networks: Sequence[IPNetwork] = (),
+    resolver: Resolver | None = None,
+) -> httpx.URL:
+    """A save-time check that tells a user at once when a URL could never be called (e.g. an LLM base URL).
 
-    Usable on its own: `httpx.AsyncClient(transport=GuardedTransport(), trust_env=False)`.
-    httpx does not take a network backend, so the pool it builds is replaced by an
-    identical one that has ours. No proxy and no environment: a proxy would make the
-    guard check the proxy's address instead of the target's.
+    Requests do not rely on it: the pool's GuardedBackend checks again at connect time.
     """
-
-    def __init__(
-        self,
-        *,
-        limits: httpx.Limits = httpx.Limits(),
-        ssl_context: ssl.SSLContext | None = None,
-        allowed_networks: Sequence[IPNetwork] = (),
-        resolver: Resolver | None = None,
-    ) -> None:
-        if ssl_context is None:
-            ssl_context = httpx.create_ssl_context(trust_env=False)
-        super().__init__(limits=limits, trust_env=False, verify=ssl_context)
-        self._pool = connection_pool(
-            limits=limits,
-            ssl_context=ssl_context,
-            network_backend=GuardedNetworkBackend(allowed_networks=allowed_networks, resolver=resolver),
+    parsed = validate_url(url)
+    if not allow_private:
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        await checked_addresses(
+            parsed.raw_host.decode("ascii"), port, allowed_networks=allowed_networks, resolver=resolver
         )
+    return parsed

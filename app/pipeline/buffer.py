@@ -1,10 +1,14 @@
-"""The per-conversation buffer in Redis: collect messages, decide when a batch is due, lock it.
+"""Step 2, the buffer: collect a conversation's messages in Redis, decide when its batch is due, lock it.
+
+Comes from: ingress (app.pipeline.ingress), one `push_many` per committed batch.
+Goes to: the scheduler (app.pipeline.schedule) pops due conversations; the flush job
+(app.pipeline.flush) takes their locks and closes their windows.
 
 Redis only holds signals here; PostgreSQL holds the messages. A push records that a
 conversation has news and when its batch falls due (`SWITCHBOARD_BUFFER_SECONDS` after
 the last message, at most `SWITCHBOARD_BUFFER_MAX_SECONDS` after the first). Schedulers
 in the workers pop due conversations and enqueue flush jobs of a few dozen each. If Redis
-loses its data, `WorkerState.recover_once` (app.services.jobs) re-signals unprocessed rows.
+loses its data, recovery (app.pipeline.recovery) re-signals unprocessed rows.
 Ingress signals a whole committed batch, live events included, in one Redis command.
 """
 
@@ -185,24 +189,17 @@ class Buffer:
             due_at = time.time() + delay_s
             await self.redis.zadd(DUE_KEY, dict.fromkeys(conversation_ids, due_at))
 
-    async def acquire(self, conversation_id: str) -> str | None:
-        """Take the conversation's lock and close its window (later messages start a new batch).
-
-        Returns the lock's token, or None when another flush holds the lock.
-        """
-        return (await self.acquire_many([conversation_id]))[0]
-
     async def acquire_many(self, conversation_ids: list[str]) -> list[str | None]:
-        """`acquire` for several conversations in one round trip; a token or None for each."""
+        """Take each conversation's lock and close its window (later messages start a new batch).
+
+        One round trip for all; a lock token for each, or None where another flush holds the lock.
+        """
         if not conversation_ids:
             return []
         tokens = [secrets.token_hex(8) for _ in conversation_ids]
         keys = [k for c in conversation_ids for k in (lock_key(c), buffer_key(c), first_key(c))]
         taken = await self._acquire_and_take(keys=keys, args=[int(self.lock_s * 1000), *tokens])
         return [token if ok else None for token, ok in zip(tokens, taken)]
-
-    async def extend(self, conversation_id: str, token: str) -> bool:
-        return (await self.extend_many({conversation_id: token}))[0]
 
     async def extend_many(self, tokens: dict[str, str]) -> list[bool]:
         """Extend several locks (conversation id -> token) in one round trip; whether each is still held."""

@@ -13,7 +13,7 @@ from flows.runtime import Detection, IntentScore
 from flows.turn import AIState, EventKind, PendingAction, PendingKind, TurnEvent
 from flows.validate import decode_document
 
-EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "flows" / "examples"
+EXAMPLES = pathlib.Path(__file__).resolve().parents[3] / "flows" / "examples"
 
 
 def example(name: str):
@@ -85,7 +85,7 @@ async def test_create_order_runs_the_webhook_with_typed_payload():
     assert rt.sent == [("Order A-1 created!", "support")]
     assert result.layer == "external_action" and result.vars == {"product": "iPhone", "quantity": 3}
     assert rt.webhook_calls[0].confidence == 0.95
-    ((text, candidates),) = rt.detect_calls
+    ((_text, candidates),) = rt.detect_calls
     assert [c.display_name for c in candidates] == ["Create order"]
     assert {e.language for e in candidates[0].training_examples} == {"en", "ar", "es"}
     assert rt.ai_calls == []

@@ -17,7 +17,7 @@ from flows.interpreter import run_turn
 from flows.schema import document_to_dict, encode_document
 from flows.validate import FlowError, validate_document
 
-EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "flows" / "examples"
+EXAMPLES = pathlib.Path(__file__).resolve().parents[3] / "flows" / "examples"
 
 plain_text = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=24).filter(
     lambda s: "{" not in s and "}" not in s and s.strip()
@@ -165,10 +165,10 @@ def _paths(value, prefix=()):
     yield prefix
     if isinstance(value, dict):
         for k, v in value.items():
-            yield from _paths(v, prefix + (k,))
+            yield from _paths(v, (*prefix, k))
     elif isinstance(value, list):
         for i, v in enumerate(value):
-            yield from _paths(v, prefix + (i,))
+            yield from _paths(v, (*prefix, i))
 
 
 @st.composite
@@ -235,6 +235,11 @@ def test_garbage_only_ever_returns_errors(raw):
         raw = json.dumps(raw)
     doc, errors = validate_document(raw)
     assert doc is None and errors and all(isinstance(e, FlowError) for e in errors)
+
+
+def test_the_seed_examples_are_found():
+    # The test below is parametrized over them: with none found it would skip, not fail.
+    assert len(list(EXAMPLES.glob("*.flow.json"))) >= 4, EXAMPLES
 
 
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.flow.json")), ids=lambda p: p.name)

@@ -1,9 +1,13 @@
-"""Ingress: store inbound items once, signal the buffer, and apply status callbacks.
+"""Step 1, ingress: store inbound messages once and signal the conversation's buffer.
+
+Comes from: the inbound controller (app.api.inbound), with a channel's parsed items.
+Goes to: the buffer (app.pipeline.buffer), one `push_many` per committed batch.
 
 Nothing here calls an AI or the network beyond PostgreSQL and Redis, so a webhook is
 answered in milliseconds. The database's unique (channel, direction, provider id) is
 what makes a duplicate delivery harmless; the buffer's `SET NX` keeps it from being
-signalled twice.
+signalled twice. Concurrent webhook requests share one transaction (group commit,
+app.services.coalesce): `Ingress.accept` is all a caller sees.
 """
 
 from __future__ import annotations
@@ -16,8 +20,7 @@ from collections import OrderedDict
 import asyncpg
 import msgspec
 
-from app.db import engine
-from app.services import buffer as buffer_mod
+from app.pipeline.buffer import Buffer, Push
 from app.services import events
 from app.services.channels.items import AMENDMENT_TYPES, InboundItem, split_name
 from app.services.channels.store import ChannelRecord
@@ -25,8 +28,7 @@ from app.services.coalesce import Coalescer
 
 log = logging.getLogger(__name__)
 
-_CONVERSATION_CACHE_SIZE = 50_000
-_conversations: OrderedDict[tuple[str, str], tuple[str, str]] = OrderedDict()
+CONVERSATION_CACHE_SIZE = 50_000
 _json = msgspec.json.Encoder()
 
 
@@ -34,9 +36,6 @@ class Accepted(msgspec.Struct, frozen=True):
     message_id: str
     conversation_id: str
     duplicate: bool
-
-
-STATUS_RANK = {"queued": 0, "sending": 1, "sent": 2, "delivered": 3, "read": 4, "played": 5, "failed": 6}
 
 
 # First contacts of a batch, created together. Rows go in (workspace, phone) and (channel,
@@ -66,14 +65,6 @@ _SELECT_CONVERSATIONS = """
 SELECT c.id, c.channel, c.contact FROM conversations c
   JOIN unnest($1::uuid[], $2::uuid[]) AS u(channel, contact) ON c.channel = u.channel AND c.contact = u.contact
 """
-_UPDATE_STATUS = """
-UPDATE messages
-   SET status = $3, status_at = to_timestamp($4), error = $5::jsonb
- WHERE channel = $1 AND direction = 'out' AND provider_message_id = $2
-   AND coalesce(array_position($6::text[], status), 0) < array_position($6::text[], $3)
-RETURNING id, conversation
-"""
-_STATUS_ORDER = sorted(STATUS_RANK, key=STATUS_RANK.__getitem__)
 
 
 class _Resolved(msgspec.Struct):
@@ -144,12 +135,6 @@ def _no_nul(text: str) -> str:
     return text.replace("\x00", "")
 
 
-def _remember(key: tuple[str, str], value: tuple[str, str]) -> None:
-    _conversations[key] = value
-    if len(_conversations) > _CONVERSATION_CACHE_SIZE:
-        _conversations.popitem(last=False)
-
-
 _INSERT_MESSAGES = """
 INSERT INTO messages (id, workspace, conversation, channel, direction, seq, provider_message_id, type, text,
                       media_id, payload, events, status, created_at)
@@ -172,7 +157,7 @@ class _Request(msgspec.Struct):
     items: list[InboundItem]
 
 
-class IngressWriter:
+class Ingress:
     """Stores what concurrent webhook requests bring in shared transactions (group commit).
 
     Each request still gets its answer only after its rows are committed, so a 200 always
@@ -181,13 +166,18 @@ class IngressWriter:
     fails alone.
     """
 
-    def __init__(self, buffer: buffer_mod.Buffer, *, writers: int = 4, max_batch: int = 256) -> None:
+    def __init__(self, db: asyncpg.Pool, buffer: Buffer, *, writers: int = 4, max_batch: int = 256) -> None:
+        self.db = db
         self.buffer = buffer
+        # (channel id, phone) -> (contact id, conversation id) of senders seen before, LRU.
+        self._conversations: OrderedDict[tuple[str, str], tuple[str, str]] = OrderedDict()
+        # The group commit: `accept` submits one request; `_store_batch` writes many at once.
         self._batches: Coalescer[_Request, list[Accepted]] = Coalescer(
-            self._write_or_forget, name="ingress", lanes=writers, max_batch=max_batch
+            self._store_batch, name="ingress", lanes=writers, max_batch=max_batch
         )
 
     async def accept(self, channel: ChannelRecord, items: list[InboundItem]) -> list[Accepted]:
+        """Store the items (once each) and signal their conversations; an `Accepted` per item."""
         try:
             return await self._batches.submit(_Request(channel=channel, items=items))
         except Exception as exc:  # the request answers 5xx, so the provider redelivers later
@@ -197,14 +187,19 @@ class IngressWriter:
     async def aclose(self) -> None:
         await self._batches.aclose()
 
-    async def _write_or_forget(self, batch: list[_Request]) -> list[list[Accepted]]:
+    def _remember(self, key: tuple[str, str], value: tuple[str, str]) -> None:
+        self._conversations[key] = value
+        if len(self._conversations) > CONVERSATION_CACHE_SIZE:
+            self._conversations.popitem(last=False)
+
+    async def _store_batch(self, batch: list[_Request]) -> list[list[Accepted]]:
         try:
             return await self._write(batch)
         except asyncpg.ForeignKeyViolationError:
             # A conversation in the cache was deleted (its channel went away): forget and retry.
             for request in batch:
                 for item in request.items:
-                    _conversations.pop((request.channel.id, item.from_phone), None)
+                    self._conversations.pop((request.channel.id, item.from_phone), None)
             return await self._write(batch)
 
     async def _write(self, batch: list[_Request]) -> list[list[Accepted]]:
@@ -212,12 +207,12 @@ class IngressWriter:
             tuple[int, int, InboundItem, str, str, list[str]]
         ] = []  # (request, index, item, conv, id, events)
         new_mappings: list[tuple[tuple[str, str], tuple[str, str]]] = []
-        async with engine.pool().acquire() as conn:
+        async with self.db.acquire() as conn:
             # When every sender's conversation is cached, the batch is a single INSERT, atomic and
             # committed on its own: BEGIN and COMMIT would only add two round trips. (Checked after
             # the acquire: nothing awaits between here and that INSERT, so the cache cannot change.)
             known = all(
-                (request.channel.id, item.from_phone) in _conversations
+                (request.channel.id, item.from_phone) in self._conversations
                 for request in batch
                 for item in request.items
             )
@@ -227,15 +222,15 @@ class IngressWriter:
                 for request in batch:
                     for item in request.items:
                         key = (request.channel.id, item.from_phone)
-                        hit = _conversations.get(key)
+                        hit = self._conversations.get(key)
                         if hit is None:
                             senders.setdefault(key, (request.channel, item))
                         else:
-                            _conversations.move_to_end(key)
+                            self._conversations.move_to_end(key)
                             cached[key] = hit[1]
                 resolved = await _resolve_new_senders(conn, senders) if senders else {}
-                for key, new in resolved.items():
-                    new_mappings.append((key, (new.contact_id, new.conversation_id)))
+                for key, fresh in resolved.items():
+                    new_mappings.append((key, (fresh.contact_id, fresh.conversation_id)))
                 for r, request in enumerate(batch):
                     for i, item in enumerate(request.items):
                         key = (request.channel.id, item.from_phone)
@@ -268,10 +263,10 @@ class IngressWriter:
                     {str(r[0]) for r in await conn.fetch(_INSERT_MESSAGES, *columns)} if rows else set()
                 )
         # Cache new conversations only once their rows are committed.
-        for key, value in new_mappings:
-            _remember(key, value)
+        for key, mapping in new_mappings:
+            self._remember(key, mapping)
         results: list[list[Accepted]] = [[] for _ in batch]
-        pushes: list[buffer_mod.Push] = []
+        pushes: list[Push] = []
         accepted_log: list[dict[str, str]] = []
         for r, _, item, conversation_id, message_id, _raised in rows:
             channel = batch[r].channel
@@ -308,7 +303,7 @@ class IngressWriter:
             )
             # An edit or a deletion is kept for the record; it does not start a turn.
             pushes.append(
-                buffer_mod.Push(
+                Push(
                     conversation_id=conversation_id,
                     channel_id=channel.id,
                     provider_message_id=item.provider_message_id,
@@ -322,78 +317,3 @@ class IngressWriter:
             # One line per committed batch (with every id): a line per message costs more than the insert.
             log.info("messages accepted", extra={"count": len(accepted_log), "messages": accepted_log})
         return results
-
-
-async def apply_status(
-    channel: ChannelRecord, *, provider_message_id: str, status: str, timestamp: float, errors: list[dict]
-) -> bool:
-    """Move an outbound message forward (never back: callbacks arrive out of order).
-
-    A callback that arrives before the send recorded its wamid is parked in Redis and
-    applied by `replay_parked_statuses` when the wamid is stored.
-    """
-    if status not in STATUS_RANK:
-        log.info("status ignored", extra={"status": status, "provider_message_id": provider_message_id})
-        return False
-    error = {"errors": errors} if errors else {}
-    row = await engine.pool().fetchrow(
-        _UPDATE_STATUS,
-        uuid.UUID(channel.id),
-        provider_message_id,
-        status,
-        timestamp,
-        _json.encode(error).decode(),
-        _STATUS_ORDER,
-    )
-    if row is None:
-        exists = await engine.pool().fetchval(
-            "SELECT 1 FROM messages WHERE channel = $1 AND direction = 'out' AND provider_message_id = $2",
-            uuid.UUID(channel.id),
-            provider_message_id,
-        )
-        if not exists:
-            await _park_status(channel.id, provider_message_id, status, timestamp, errors)
-        return False
-    await events.publish(
-        channel.workspace_id,
-        events.LiveEvent(
-            kind="status",
-            conversation_id=str(row["conversation"]),
-            data={"message_id": str(row["id"]), "status": status},
-        ),
-    )
-    return True
-
-
-def _parked_key(channel_id: str, provider_message_id: str) -> str:
-    return f"sb:status:{channel_id}:{provider_message_id}"
-
-
-async def _park_status(
-    channel_id: str, provider_message_id: str, status: str, timestamp: float, errors: list[dict]
-) -> None:
-    from app.services import redis_conn
-
-    key = _parked_key(channel_id, provider_message_id)
-    payload = _json.encode({"status": status, "timestamp": timestamp, "errors": errors})
-    await redis_conn.client().pipeline(transaction=False).rpush(key, payload).expire(key, 3600).execute()
-
-
-async def replay_parked_statuses(channel: ChannelRecord, provider_message_id: str) -> None:
-    from app.services import redis_conn
-
-    key = _parked_key(channel.id, provider_message_id)
-    # Asked after every send, and nearly always empty: it shares the round trip of other turns.
-    [parked] = await redis_conn.pipeliner().execute(("LRANGE", key, 0, -1))
-    if not parked:
-        return
-    await redis_conn.client().delete(key)
-    for raw in parked:
-        item = msgspec.json.decode(raw)
-        await apply_status(
-            channel,
-            provider_message_id=provider_message_id,
-            status=item["status"],
-            timestamp=item["timestamp"],
-            errors=item["errors"],
-        )

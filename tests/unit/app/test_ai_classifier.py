@@ -123,7 +123,7 @@ def test_round_trip_gives_identical_scores(workspace: LocalClassifier) -> None:
 
 
 def test_from_bytes_rejects_garbage() -> None:
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError):  # msgspec.DecodeError is a ValueError
         LocalClassifier.from_bytes(b"not a model")
 
 

@@ -98,7 +98,7 @@ def test_jsonl_loading(tmp_path: Path) -> None:
 def test_jsonl_error_names_the_line(tmp_path: Path) -> None:
     path = tmp_path / "bad.jsonl"
     path.write_text('{"text": "a", "intent": "b"}\nnot json\n', encoding="utf-8")
-    with pytest.raises(ValueError, match="bad.jsonl:2"):
+    with pytest.raises(ValueError, match=r"bad\.jsonl:2"):
         load_labeled(path)
 
 

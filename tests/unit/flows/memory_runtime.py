@@ -260,5 +260,5 @@ def chain(name: str, trigger: dict, *actions: dict, priority: int = 0) -> dict:
         "status": "active",
         "priority": priority,
         "nodes": nodes,
-        "edges": [{"from": a, "to": b} for a, b in zip(ids, ids[1:])],
+        "edges": [{"from": a, "to": b} for a, b in itertools.pairwise(ids)],
     }

@@ -1,4 +1,10 @@
-"""The service's implementation of flows.runtime.Runtime for one conversation's turn."""
+"""Step 7, effects: what the interpreter asks for during a turn, done for real (flows.runtime.Runtime).
+
+Comes from: the turn (app.pipeline.turn), which hands a `TurnEffects` to the interpreter.
+Goes to: replies to the outbox (app.pipeline.outbox), webhook calls to
+app.pipeline.webhook_calls, the AI state keys to Redis (app.services.ai_state), tags and
+statuses to PostgreSQL, understanding to app.services.ai.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +13,15 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import msgspec
 
-from app.db import engine
-from app.services import events
+from app.pipeline.outbox import Outbox
+from app.pipeline.webhook_calls import WebhookCalls
+from app.services import conversations, events
+from app.services.ai.understanding import Understanding
 from app.services.ai_state import AIControl, AIStateStore
 from app.services.channels.store import ChannelRecord
-from app.services.outbound import Outbox
 from flows.nodes.call_webhook import WebhookCall
 from flows.runtime import (
     ActionRunStatus,
@@ -27,7 +35,6 @@ from flows.schema import VariableSpec
 from flows.turn import AIState, PendingAction, Turn
 
 log = logging.getLogger(__name__)
-_json = msgspec.json.Encoder()
 
 _WAITING = [ActionRunStatus.PENDING.value, ActionRunStatus.AWAITING_CONFIRMATION.value]
 # Each status an external action can move to, and the statuses it may come from.
@@ -52,28 +59,32 @@ class TurnScope(msgspec.Struct, frozen=True):
     flow_versions: dict[str, int] = {}  # flow id -> the version this turn runs
 
 
-class ServiceRuntime:
+class TurnEffects:
     """Effects go to Redis, PostgreSQL and the channel; understanding and webhooks to their services."""
 
     def __init__(
         self,
         scope: TurnScope,
         *,
+        db: asyncpg.Pool,
         channel: ChannelRecord,
         outbox: Outbox,
         ai_store: AIStateStore,
-        understanding: Any,
-        webhooks: Any,
+        understanding: Understanding,
+        webhooks: WebhookCalls,
+        publisher: events.LiveEvents,
         history_turns: int,
         confirmation_ttl_s: int,
         live: events.LiveBatch | None = None,
     ) -> None:
         self.scope = scope
+        self.db = db
         self.channel = channel
         self.outbox = outbox
         self.ai_store = ai_store
         self.understanding = understanding
         self.webhooks = webhooks
+        self.publisher = publisher
         self.history_turns = history_turns
         self.confirmation_ttl_s = confirmation_ttl_s
         # Live events wait here and go out in one round trip with the turn's end (or before a
@@ -126,8 +137,8 @@ class ServiceRuntime:
 
     # --- conversation ----------------------------------------------------------------
     async def set_conversation_status(self, status: str) -> None:
-        await engine.pool().execute(
-            "UPDATE conversations SET status = $3 WHERE id = $1 AND workspace = $2",
+        await self.db.execute(
+            conversations.SET_STATUS,
             uuid.UUID(self.scope.conversation_id),
             uuid.UUID(self.scope.workspace_id),
             status,
@@ -135,9 +146,8 @@ class ServiceRuntime:
         await self._live("conversation")
 
     async def add_tag(self, tag: str) -> bool:
-        added = await engine.pool().fetchval(
-            "UPDATE conversations SET tags = tags || to_jsonb($3::text) "
-            "WHERE id = $1 AND workspace = $2 AND NOT tags ? $3 RETURNING id",
+        added = await self.db.fetchval(
+            conversations.ADD_TAG,
             uuid.UUID(self.scope.conversation_id),
             uuid.UUID(self.scope.workspace_id),
             tag,
@@ -147,8 +157,8 @@ class ServiceRuntime:
         return added is not None
 
     async def remove_tag(self, tag: str) -> bool:
-        removed = await engine.pool().fetchval(
-            "UPDATE conversations SET tags = tags - $3 WHERE id = $1 AND workspace = $2 AND tags ? $3 RETURNING id",
+        removed = await self.db.fetchval(
+            conversations.REMOVE_TAG,
             uuid.UUID(self.scope.conversation_id),
             uuid.UUID(self.scope.workspace_id),
             tag,
@@ -159,19 +169,19 @@ class ServiceRuntime:
 
     # --- external actions ----------------------------------------------------------------
     async def call_webhook(self, call: WebhookCall) -> WebhookOutcome:
-        await self._flush_live()
+        await self._publish_held()
         return await self.webhooks.execute(call, scope=self.scope)
 
     async def detect_intent(self, text: str, candidates: list[IntentCandidate]) -> Detection:
-        await self._flush_live()
+        await self._publish_held()
         return await self.understanding.detect_intent(self.scope.workspace_id, text, candidates)
 
     async def extract_variables(self, text: str, variables: list[VariableSpec]) -> Extraction:
-        await self._flush_live()
+        await self._publish_held()
         return await self.understanding.extract_variables(self.scope.workspace_id, text, variables)
 
     async def classify_reply(self, text: str) -> str:
-        await self._flush_live()
+        await self._publish_held()
         return await self.understanding.classify_reply(self.scope.workspace_id, text)
 
     async def save_pending(self, pending: PendingAction, *, message: str) -> None:
@@ -182,7 +192,7 @@ class ServiceRuntime:
             else ActionRunStatus.PENDING
         )
         expires_at = datetime.now(UTC) + timedelta(seconds=self.confirmation_ttl_s)
-        await engine.pool().execute(
+        await self.db.execute(
             """
             INSERT INTO action_executions (id, workspace, flow_id, flow_version, node_id, webhook_node_id,
                 conversation, run_id, status, kind, vars, missing, asked_count, confidence, original_message,
@@ -202,8 +212,8 @@ class ServiceRuntime:
             uuid.UUID(self.scope.run_id),
             status.value,
             pending.kind.value,
-            _json.encode(pending.vars).decode(),
-            _json.encode(pending.missing).decode(),
+            pending.vars,
+            pending.missing,
             pending.asked_count,
             pending.confidence,
             self.scope.original_message,
@@ -219,7 +229,7 @@ class ServiceRuntime:
         allowed_from = _ALLOWED_FROM.get(status)
         if allowed_from is None:
             raise ValueError(f"{status!r} is not a status an external action can move to")
-        moved = await engine.pool().fetchval(
+        moved = await self.db.fetchval(
             "UPDATE action_executions SET status = $3, updated_at = now() "
             "WHERE id = $1 AND workspace = $2 AND status = ANY($4::text[]) RETURNING id",
             uuid.UUID(pending.id),
@@ -234,7 +244,7 @@ class ServiceRuntime:
             self.scope.conversation_id, role="user", text=turn.text, keep=self.history_turns
         )
         history = await self.ai_store.history(self.scope.conversation_id)
-        await self._flush_live()
+        await self._publish_held()
         return await self.understanding.answer(self.scope.workspace_id, turn, ai, history=history)
 
     # --- helpers ------------------------------------------------------------------------
@@ -242,12 +252,12 @@ class ServiceRuntime:
         return self.scope.flow_versions.get(flow_id, 0)
 
     async def _live(self, kind: str) -> None:
-        await events.publish_or_hold(
+        await self.publisher.publish_or_hold(
             self.scope.workspace_id,
             events.LiveEvent(kind=kind, conversation_id=self.scope.conversation_id),
             self.live,
         )
 
-    async def _flush_live(self) -> None:
+    async def _publish_held(self) -> None:
         if self.live is not None:
-            await self.live.flush()
+            await self.live.publish_held()

@@ -1,4 +1,4 @@
-"""The action tester: run a message through the real interpreter without touching the world.
+"""The tester's dry run: a message through the real interpreter without touching the world.
 
 A dry run records what would be sent and written, and answers webhooks with a sample
 response; with `execute`, webhooks are really called (and logged) so a user can see status,
@@ -20,9 +20,12 @@ from typing import Any
 import msgspec
 from jinja2 import Environment, TemplateSyntaxError, nodes
 
-from app.services import flows_store, lifecycle
+from app.http.client import WebhookClient
+from app.http.request import URLTemplateError, mask_secrets, prepare_request
+from app.services import flows_store
 from app.services.ai.evaluate import OOS_LABELS
-from app.services.webhooks import URLTemplateError, mask_secrets, prepare_request
+from app.services.ai.understanding import Understanding
+from app.settings import Settings
 from flows.graph import CompiledFlow, compile_flow
 from flows.interpreter import run_turn
 from flows.nodes.call_webhook import WebhookCall
@@ -131,6 +134,7 @@ class DryRunRuntime:
 
     def __init__(
         self,
+        tester: Tester,
         workspace_id: str,
         *,
         execute: bool,
@@ -140,9 +144,9 @@ class DryRunRuntime:
         sample_response: Any = None,
         history: list[dict[str, str]] | None = None,
     ) -> None:
+        self.tester = tester
         self.workspace_id = workspace_id
         self.execute = execute
-        self.svc = lifecycle.services()
         self.messages: list[dict[str, Any]] = []
         self.ai = ai
         self.tags = list(tags)
@@ -222,10 +226,10 @@ class DryRunRuntime:
                 sample = sample_response(plan.inputs.values() if plan else [call.config])
             self.webhook.update(response=sample, sample=True)
             return WebhookOutcome(status=WebhookStatus.SUCCESS, response=sample, attempts=0)
-        result = await self.svc.webhooks.client.attempt(
+        result = await self.tester.webhook_client.attempt(
             request,
-            allow_private=self.svc.settings.webhooks.allow_private,
-            max_response_bytes=self.svc.settings.webhooks.max_response_bytes,
+            allow_private=self.tester.settings.webhooks.allow_private,
+            max_response_bytes=self.tester.settings.webhooks.max_response_bytes,
         )
         self.webhook.update(
             executed=True,
@@ -246,15 +250,15 @@ class DryRunRuntime:
 
     async def detect_intent(self, text: str, candidates: list[IntentCandidate]) -> Detection:
         # Every action's score, not only the best five: the tester shows each against its threshold.
-        return await self.svc.understanding.detect_intent(
+        return await self.tester.understanding.detect_intent(
             self.workspace_id, text, candidates, top_k=len(candidates)
         )
 
     async def extract_variables(self, text: str, variables: list[VariableSpec]) -> Extraction:
-        return await self.svc.understanding.extract_variables(self.workspace_id, text, variables)
+        return await self.tester.understanding.extract_variables(self.workspace_id, text, variables)
 
     async def classify_reply(self, text: str) -> str:
-        return await self.svc.understanding.classify_reply(self.workspace_id, text)
+        return await self.tester.understanding.classify_reply(self.workspace_id, text)
 
     async def save_pending(self, pending: PendingAction, *, message: str) -> None:
         self.pending = {**msgspec.to_builtins(pending), "message": message}
@@ -268,7 +272,7 @@ class DryRunRuntime:
 
     async def answer_with_ai(self, turn: Turn, ai: AIState) -> AIAnswer:
         history = [*self.history, {"role": "user", "text": turn.text}]
-        return await self.svc.understanding.answer(
+        return await self.tester.understanding.answer(
             self.workspace_id, turn, ai, history=history, offline=not self.execute
         )
 
@@ -332,17 +336,42 @@ def sample_response(configs: Any) -> Any:
     return sample
 
 
-async def _plans(workspace_id: str, request: TesterRequest) -> list[CompiledFlow]:
+class Tester:
+    """Runs dry runs for the tester page and `POST /api/tester/run`; one per process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        plans: flows_store.PlanCache,
+        understanding: Understanding,
+        webhook_client: WebhookClient,
+    ) -> None:
+        self.settings = settings
+        self.plans = plans
+        self.understanding = understanding
+        self.webhook_client = webhook_client
+
+    async def run(self, workspace_id: str, request: TesterRequest) -> TesterResponse:
+        return await _run_test(self, workspace_id, request)
+
+    async def run_batch(
+        self, workspace_id: str, filename: str, raw: bytes, *, flow_id: str | None
+    ) -> BatchReport:
+        return await _run_batch(self, workspace_id, filename, raw, flow_id=flow_id)
+
+
+async def _plans(tester: Tester, workspace_id: str, request: TesterRequest) -> list[CompiledFlow]:
     """The active flows; the tested flow's draft (or the given document) replaces its published version."""
-    svc = lifecycle.services()
-    plans = list(await svc.plans.active_plans(workspace_id))
+    plans = list(await tester.plans.active_plans(workspace_id))
     if not (request.flow_id or request.document is not None):
         return plans
-    flow_id, version = request.flow_id or DRAFT_FLOW_ID, 1
+    flow_id, version, raw = request.flow_id or DRAFT_FLOW_ID, 1, request.document
     if request.flow_id:
         flow = await flows_store.get_flow(workspace_id, request.flow_id)
         version = flow.latest_version + 1
-    raw = request.document if request.document is not None else flow.document
+        if raw is None:
+            raw = flow.document
     doc = flows_store.parse_document(raw)
     return [p for p in plans if p.flow_id != flow_id] + [compile_flow(doc, flow_id=flow_id, version=version)]
 
@@ -354,11 +383,10 @@ def _next_pending(runtime: DryRunRuntime, before: PendingAction | None) -> Pendi
     return None if runtime.resolved else before
 
 
-async def run_test(workspace_id: str, request: TesterRequest) -> TesterResponse:
+async def _run_test(tester: Tester, workspace_id: str, request: TesterRequest) -> TesterResponse:
     if not request.message.strip():
         raise ValueError("message: type the message to test")
-    svc = lifecycle.services()
-    plans = await _plans(workspace_id, request)
+    plans = await _plans(tester, workspace_id, request)
     contact = request.contact or TesterContact()
     state = request.state or TesterState(
         ai=AIState(
@@ -386,6 +414,7 @@ async def run_test(workspace_id: str, request: TesterRequest) -> TesterResponse:
         phone_number=contact.phone,
     )
     runtime = DryRunRuntime(
+        tester,
         workspace_id,
         execute=request.execute,
         ai=ai,
@@ -400,8 +429,8 @@ async def run_test(workspace_id: str, request: TesterRequest) -> TesterResponse:
         turn,
         runtime,
         strict=True,
-        auto_execute_threshold=svc.settings.ai.auto_execute_threshold,
-        ambiguity_margin=svc.settings.ai.ambiguity_margin,
+        auto_execute_threshold=tester.settings.ai.auto_execute_threshold,
+        ambiguity_margin=tester.settings.ai.ambiguity_margin,
     )
     duration_ms = (time.perf_counter() - started) * 1000
     names = {(c.flow_id, c.node_id): c.display_name for p in plans for c in p.intents}
@@ -540,7 +569,9 @@ def parse_batch(filename: str, raw: bytes) -> list[BatchRow]:
     return out
 
 
-async def run_batch(workspace_id: str, filename: str, raw: bytes, *, flow_id: str | None) -> BatchReport:
+async def _run_batch(
+    tester: Tester, workspace_id: str, filename: str, raw: bytes, *, flow_id: str | None
+) -> BatchReport:
     """Every row through the tester (dry run), with accuracy and the confusion counts."""
     try:
         rows = parse_batch(filename, raw)
@@ -552,8 +583,10 @@ async def run_batch(workspace_id: str, filename: str, raw: bytes, *, flow_id: st
         )
     results = []
     for row in rows:
-        res = await run_test(
-            workspace_id, TesterRequest(message=row.message, language=row.language or None, flow_id=flow_id)
+        res = await _run_test(
+            tester,
+            workspace_id,
+            TesterRequest(message=row.message, language=row.language or None, flow_id=flow_id),
         )
         results.append(
             BatchResult(

@@ -1,4 +1,8 @@
-"""Webhook ingress: WhatsApp Cloud API (signed by Meta) and the generic signed JSON format."""
+"""The inbound controller: where a message enters (WhatsApp Cloud API, signed by Meta, and our generic signed JSON).
+
+Goes to: app.pipeline.ingress (messages) and app.pipeline.statuses (delivery callbacks).
+The app's services come from the Litestar app state (`state.services`, set by app.roots).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,9 @@ import hmac
 import logging
 
 from litestar import Request, Response, get, post
+from litestar.datastructures import State
 from litestar.exceptions import NotAuthorizedException, NotFoundException, PermissionDeniedException
 
-from app.services import ingress, lifecycle
 from app.services.channels import store as channel_store
 from app.services.channels.generic_wire import parse_generic
 from app.services.channels.signatures import verify_sha256
@@ -45,7 +49,7 @@ async def whatsapp_verify(request: Request, channel_id: str) -> str:
 
 
 @post("/webhooks/whatsapp/{channel_id:str}", tags=["webhooks"], status_code=200, request_class=Request)
-async def whatsapp_receive(request: Request, channel_id: str) -> Response:
+async def whatsapp_receive(request: Request, state: State, channel_id: str) -> Response:
     """Store messages and statuses; no AI or outbound work happens in the request."""
     body = await request.body()  # first, so an oversized body is refused (413) whatever the URL
     channel = await _channel(channel_id, ChannelKind.WHATSAPP)
@@ -54,10 +58,10 @@ async def whatsapp_receive(request: Request, channel_id: str) -> Response:
             "X-Hub-Signature-256 is missing or does not match the body and the app secret"
         )
     parsed = parse_webhook(body)
-    svc = lifecycle.services()
+    svc = state.services
     accepted = await svc.ingress.accept(channel, parsed.messages) if parsed.messages else []
     for status in parsed.statuses:
-        await ingress.apply_status(
+        await svc.statuses.apply(
             channel,
             provider_message_id=status.provider_message_id,
             status=status.status,
@@ -77,7 +81,7 @@ async def whatsapp_receive(request: Request, channel_id: str) -> Response:
 
 
 @post("/webhooks/generic/{channel_id:str}", tags=["webhooks"], status_code=200, request_class=Request)
-async def generic_receive(request: Request, channel_id: str) -> Response:
+async def generic_receive(request: Request, state: State, channel_id: str) -> Response:
     """Our own format, signed with `X-Switchboard-Signature: sha256=<hex HMAC of the body>`."""
     body = await request.body()
     channel = await _channel(channel_id, ChannelKind.GENERIC, ChannelKind.CONSOLE)
@@ -95,7 +99,7 @@ async def generic_receive(request: Request, channel_id: str) -> Response:
             "X-Switchboard-Signature is missing or does not match the body and the secret"
         )
     item = parse_generic(body, channel_ref=channel.id)
-    accepted = await lifecycle.services().ingress.accept(channel, [item])
+    accepted = await state.services.ingress.accept(channel, [item])
     first = accepted[0]
     return Response(
         content={

@@ -1,5 +1,5 @@
-"""The asyncio network backend, under httpx (webhook calls) and under the sharded pool (Graph API
-sends), against real servers on 127.0.0.1."""
+"""The keep-alive pool and its asyncio streams, directly (Graph API sends, webhook calls) and under
+httpx (app.http.transport: the LLM client, channel checks), against real servers on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -10,19 +10,29 @@ import httpcore
 import httpx
 import pytest
 
-from app.services.netguard import GuardedTransport, parse_networks
-from app.services.netstream import FLUSH_BYTES, AsyncioBackend, KeepAlivePool
+from app.http.guard import GuardedBackend, parse_networks
+from app.http.pool import KeepAlivePool
+from app.http.stream import HOLD_BYTES, AsyncioBackend
+from app.http.transport import httpx_client
 from tests.support.http_peer import HttpPeer, PeerRequest, PeerResponse
 from tests.support.stack import wait_until
 
 
-def client() -> httpx.AsyncClient:
-    """An httpx client as webhook calls make them (the address guard lets loopback through here)."""
-    transport = GuardedTransport(
-        limits=httpx.Limits(max_connections=4, max_keepalive_connections=4),
-        allowed_networks=parse_networks(["127.0.0.0/8"]),
-    )
-    return httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(2.0))
+def guarded_pool(**options) -> KeepAlivePool:
+    """A pool behind the address guard, with loopback opened as an operator's allow-list would."""
+    backend = GuardedBackend(allowed_networks=parse_networks(["127.0.0.0/8"]))
+    return KeepAlivePool(max_connections=4, network_backend=backend, **options)
+
+
+@contextlib.asynccontextmanager
+async def client(pool: KeepAlivePool | None = None):
+    """An httpx client on a guarded pool, as the LLM client and channel checks get one."""
+    pool = pool or guarded_pool()
+    try:
+        async with httpx_client(pool, timeout=httpx.Timeout(2.0)) as http:
+            yield http
+    finally:
+        await pool.aclose()
 
 
 class RawServer:
@@ -93,7 +103,7 @@ class CountingBackend(AsyncioBackend):
     def __init__(self) -> None:
         self.writes: list[bytes] = []
 
-    async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+    async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):  # noqa: ASYNC109
         stream = await super().connect_tcp(host, port, timeout, local_address, socket_options)
         stream._writer = CountingWriter(stream._writer, self.writes)
         return stream
@@ -141,12 +151,40 @@ async def test_a_connection_closed_by_the_server_is_replaced() -> None:
             assert response.status == 200
             # The server's FIN reaches the idle connection before the next request.
             await wait_until(
-                lambda: all(c.has_expired() for c in pool._idle.get((url.scheme, url.host, url.port), [])),
+                lambda: all(c.has_expired() for c in pool.idle_connections(url)),
                 timeout_s=5,
                 what="the idle connection to see the server's close",
             )
         await pool.aclose()
     assert len(server.connections) == 3
+
+
+async def test_an_idle_connection_past_its_keep_alive_is_closed_when_another_origin_connects() -> None:
+    """A webhook host called once must not keep its socket open until it is called again."""
+    async with RawServer(close_after_response=True) as once, RawServer() as other:
+        pool = KeepAlivePool(max_connections=4)
+        first = httpcore.URL(f"{once.url}/x")
+        await pool.request(b"GET", first, headers=[], content=b"", timeout_s=2.0)
+        await wait_until(
+            lambda: all(c.has_expired() for c in pool.idle_connections(first)),
+            timeout_s=5,
+            what="the idle connection to see the server's close",
+        )
+        assert len(pool.idle_connections(first)) == 1  # kept until something looks at it
+        await pool.request(b"GET", httpcore.URL(f"{other.url}/y"), headers=[], content=b"", timeout_s=2.0)
+        assert pool.idle_connections(first) == []
+        await pool.aclose()
+
+
+async def test_idle_connections_never_outnumber_the_pool() -> None:
+    async with RawServer() as a, RawServer() as b, RawServer() as c:
+        pool = KeepAlivePool(max_connections=2)
+        urls = [httpcore.URL(f"{server.url}/x") for server in (a, b, c)]
+        for url in urls:
+            response = await pool.request(b"GET", url, headers=[], content=b"", timeout_s=2.0)
+            assert response.status == 200
+        assert sum(len(pool.idle_connections(url)) for url in urls) == 2
+        await pool.aclose()
 
 
 async def test_a_slow_answer_times_out_and_its_connection_is_not_reused() -> None:
@@ -173,7 +211,7 @@ async def test_a_slow_answer_times_out_and_its_connection_is_not_reused() -> Non
 
 
 async def test_a_large_body_arrives_whole() -> None:
-    body = bytes(range(256)) * (3 * FLUSH_BYTES // 256 + 7)
+    body = bytes(range(256)) * (3 * HOLD_BYTES // 256 + 7)
     seen: list[bytes] = []
 
     async def echo(request: PeerRequest) -> PeerResponse:
@@ -197,13 +235,15 @@ async def test_a_slow_answer_is_a_read_timeout() -> None:
 
 
 async def test_a_connection_the_server_closed_is_not_reused() -> None:
-    async with RawServer(close_after_response=True) as server, client() as http:
+    pool = guarded_pool()
+    async with RawServer(close_after_response=True) as server, client(pool) as http:
+        url = httpcore.URL(f"{server.url}/x")
         for _ in range(3):
             response = await http.get(f"{server.url}/x")
             assert response.status_code == 200
             # The server's FIN reaches the idle connection before the next request.
             await wait_until(
-                lambda: all(c.has_expired() for c in http._transport._pool.connections),
+                lambda: all(c.has_expired() for c in pool.idle_connections(url)),
                 timeout_s=5,
                 what="the idle connection to see the server's close",
             )
@@ -256,7 +296,7 @@ def _self_signed(tmp_path) -> tuple[str, str]:
     return str(cert_path), str(key_path)
 
 
-async def test_https_through_the_pool_and_the_guarded_transport(tmp_path) -> None:
+async def test_https_through_the_pool_directly_and_under_httpx(tmp_path) -> None:
     """The Graph API and most webhooks are HTTPS: the TLS handshake runs on these streams."""
     import ssl
 
@@ -291,10 +331,7 @@ async def test_https_through_the_pool_and_the_guarded_transport(tmp_path) -> Non
             await pool.request(b"POST", url, headers=[], content=b"{}", timeout_s=5.0) for _ in range(2)
         ]
         await pool.aclose()
-        transport = GuardedTransport(
-            ssl_context=client_tls, allowed_networks=parse_networks(["127.0.0.1/32"])
-        )
-        async with httpx.AsyncClient(transport=transport) as http:
+        async with client(guarded_pool(ssl_context=client_tls)) as http:
             guarded = await http.post(f"https://127.0.0.1:{port}/hook", content=b"{}")
         # Nothing answers a client that does not trust the certificate.
         untrusting = KeepAlivePool(max_connections=1)
@@ -306,3 +343,29 @@ async def test_https_through_the_pool_and_the_guarded_transport(tmp_path) -> Non
         await server.wait_closed()
     assert [a.content for a in answers] == [b"secure", b"secure"] and guarded.text == "secure"
     assert served == [b"POST /106540/messages HTTP/1.1 {}"] * 2 + [b"POST /hook HTTP/1.1 {}"]
+
+
+async def test_the_openai_sdk_sends_through_the_pool() -> None:
+    """The LLM engine's client, built as the roots build it (app.http.transport on a KeepAlivePool)."""
+    from app.services.ai.llm import LLMClient, LLMConfig
+    from flows.runtime import IntentCandidate
+    from flows.schema import TrainingExample
+    from tests.support.fake_openai import API_KEY, fake_openai
+
+    backend = CountingBackend()
+    pool = KeepAlivePool(max_connections=2, network_backend=backend)
+    async with fake_openai() as fake, client(pool) as http:
+        fake.detect = {"action": "Create order", "confidence": 0.93, "reasons": "wants to buy"}
+        llm = LLMClient(timeout_s=5, http_client=http)
+        candidate = IntentCandidate(
+            flow_id="f1",
+            node_id="intent",
+            display_name="Create order",
+            description="The customer wants to buy something.",
+            training_examples=[TrainingExample(text="I want 2 phones")],
+        )
+        config = LLMConfig(api_key=API_KEY, base_url=fake.base_url, model="gpt-test")
+        detection, _ = await llm.detect(config, "three phones please", [candidate])
+        await llm.aclose()
+    assert detection.match is not None and detection.match.confidence == 0.93
+    assert len(fake.calls) == 1 and backend.writes, "the request did not go through the pool"

@@ -1,9 +1,15 @@
-"""call_webhook executions: first attempt inline, retries as scheduled SAQ jobs, logs and counters.
+"""Step 7b, webhook calls: call_webhook executions, first attempt inline, retries as SAQ jobs.
+
+Comes from: the turn's effects (app.pipeline.effects, `call_webhook`), and the retry job
+and dead-letter replay, which app.pipeline.turn continues after the execution ends.
+Goes to: the customer's endpoint through app.http (guarded, one attempt per call), and
+the execution's rows in PostgreSQL.
 
 One execution = one row in `action_executions` with a stable idempotency key; every HTTP
 attempt is a row in `external_action_logs`; `action_stats` counts final outcomes. A
-retryable failure returns `scheduled` to the interpreter (the branch halts), and the
-retry job resumes the flow after the success or failure port when the execution ends.
+retryable failure returns `scheduled` to the interpreter (the branch halts); when a
+retried execution ends, the turn (app.pipeline.turn) resumes the flow after its success
+or failure port.
 
 Database round trips per execution: one insert before the call (so an in-flight call is
 visible and a retry can find its request), and one statement after each attempt that
@@ -18,25 +24,17 @@ import math
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
+import asyncpg
 import msgspec
+from redis.asyncio import Redis
 from saq import Queue
 
-from app.db import engine
-from app.services import flows_store, redis_conn
-from app.services.outbound import Outbox
-from app.services.webhooks import (
-    AttemptResult,
-    AttemptStatus,
-    URLTemplateError,
-    WebhookClient,
-    WebhookRequest,
-    apply_auth,
-    backoff_seconds,
-    prepare_request,
-)
+from app.http.client import AttemptResult, WebhookClient
+from app.http.request import HttpMethod, URLTemplateError, WebhookRequest, apply_auth, prepare_request
+from app.http.retry import AttemptStatus, backoff_seconds
+from app.services import flows_store
 from app.settings import Settings
 from flows.nodes.call_webhook import WebhookCall
 from flows.runtime import ActionRunStatus, WebhookOutcome, WebhookStatus
@@ -78,8 +76,6 @@ class Execution(msgspec.Struct, frozen=True, kw_only=True):
     original_message: str
     confidence: float | None
 
-
-ResumeHook = Callable[[str, WebhookOutcome], Awaitable[None]]
 
 _INSERT_EXECUTION = """
 INSERT INTO action_executions (id, workspace, flow_id, flow_version, node_id, webhook_node_id, conversation, run_id,
@@ -144,7 +140,8 @@ class RateLimiter:
     on the strict side, by at most one lease per process.
     """
 
-    def __init__(self, limit_per_minute: int, *, window_s: int = RATE_WINDOW_S) -> None:
+    def __init__(self, redis: Redis, limit_per_minute: int, *, window_s: int = RATE_WINDOW_S) -> None:
+        self.redis = redis
         self.limit = limit_per_minute
         self.window_s = window_s
         # Small leases keep a busy process from starving the others under a low limit.
@@ -161,10 +158,9 @@ class RateLimiter:
             if self._take(workspace_id, window):  # another caller refilled while we waited
                 return True
             key = f"sb:rl:webhooks:{workspace_id}:{window}"
-            redis = redis_conn.client()
-            count = await redis.incrby(key, self.lease)
+            count = await self.redis.incrby(key, self.lease)
             if count == self.lease:
-                await redis.expire(key, self.window_s * 2)
+                await self.redis.expire(key, self.window_s * 2)
             granted = self.lease - max(0, count - self.limit)
             if granted <= 0:
                 self._leases[workspace_id] = (window, 0)
@@ -180,23 +176,18 @@ class RateLimiter:
         return True
 
 
-class WebhookActions:
-    """One per process; owns the pooled webhook HTTP client."""
+class WebhookCalls:
+    """One per process; sends through the process's WebhookClient."""
 
-    def __init__(self, settings: Settings, *, queue: Queue, outbox: Outbox) -> None:
+    def __init__(
+        self, settings: Settings, *, db: asyncpg.Pool, redis: Redis, queue: Queue, client: WebhookClient
+    ) -> None:
         self.settings = settings
+        self.db = db
         self.queue = queue
-        self.outbox = outbox
-        self.client = WebhookClient(retry_after_cap_seconds=settings.webhooks.retry_after_cap_seconds)
+        self.client = client
         self.rng = random.Random()
-        self.rate_limiter = RateLimiter(settings.webhooks.rate_limit_per_minute)
-        self.resume: ResumeHook | None = None  # continues the flow after a retried execution ends
-
-    async def aclose(self) -> None:
-        await self.client.aclose()
-
-    def job_functions(self) -> list:
-        return [retry_webhook]
+        self.rate_limiter = RateLimiter(redis, settings.webhooks.rate_limit_per_minute)
 
     # --- the interpreter's port --------------------------------------------------------
     async def execute(self, call: WebhookCall, *, scope: Any) -> WebhookOutcome:
@@ -261,7 +252,7 @@ class WebhookActions:
             max_retries=config.max_retries,
             retry_delay_seconds=config.retry_delay_seconds,
         )
-        inserted = await engine.pool().fetchval(
+        inserted = await self.db.fetchval(
             _INSERT_EXECUTION,
             execution.id,
             execution.workspace,
@@ -285,7 +276,7 @@ class WebhookActions:
 
     async def _earlier_outcome(self, execution_id: uuid.UUID) -> WebhookOutcome | None:
         """The outcome of this batch's earlier try, or None when its inline attempt never finished."""
-        row = await engine.pool().fetchrow(_EARLIER, execution_id)
+        row = await self.db.fetchrow(_EARLIER, execution_id)
         if row is None or (row["status"] == ActionRunStatus.PROCESSING.value and row["attempts"] == 0):
             return None  # the worker died during the first attempt: send it again, same key
         if row["status"] == ActionRunStatus.PROCESSING.value:
@@ -324,7 +315,7 @@ class WebhookActions:
                 rng=self.rng,
             )
             # Recorded before the job exists: a job that runs at once must find this attempt counted.
-            await engine.pool().execute(_LOG_AND_RETRY, *log_args, attempt)
+            await self.db.execute(_LOG_AND_RETRY, *log_args, attempt)
             execution_id = str(execution.id)
             # SAQ schedules in whole seconds; rounding up keeps a Retry-After from being undercut.
             await self.queue.enqueue(
@@ -354,7 +345,7 @@ class WebhookActions:
             )
         ok = result.succeeded
         final = ActionRunStatus.COMPLETED if ok else ActionRunStatus.FAILED
-        await engine.pool().execute(
+        await self.db.execute(
             _LOG_AND_FINISH, *log_args, final.value, attempt, not ok, uuid.uuid4(), int(ok), int(not ok)
         )
         if not ok:
@@ -378,11 +369,10 @@ class WebhookActions:
 
     async def retry(self, execution_id: str, attempt: int) -> WebhookOutcome | None:
         """The scheduled retry: attempt again unless the execution already ended."""
-        row = await engine.pool().fetchrow(_LOAD, uuid.UUID(execution_id))
+        row = await self.db.fetchrow(_LOAD, uuid.UUID(execution_id))
         if row is None or row["status"] != ActionRunStatus.PROCESSING.value or row["attempts"] != attempt - 1:
             return None  # ended, replayed or a duplicate job: nothing to do
-        state = msgspec.json.decode(row["state"]) if isinstance(row["state"], (str, bytes)) else row["state"]
-        stored = msgspec.convert(state["request"], StoredRequest)
+        stored = msgspec.convert(row["state"]["request"], StoredRequest)
         execution = Execution(
             id=row["id"],
             workspace=row["workspace"],
@@ -396,7 +386,7 @@ class WebhookActions:
         secret = await flows_store.resolve_secret(str(row["workspace"]), stored.auth_secret_ref)
         if stored.auth_type != "none" and not secret:
             result = _unsendable(stored, "the auth secret is no longer set in this workspace; enter it again")
-            await engine.pool().execute(
+            await self.db.execute(
                 _LOG_AND_FINISH,
                 *_log_args(execution, result, retry_count=attempt - 1),
                 ActionRunStatus.FAILED.value,
@@ -420,7 +410,7 @@ class WebhookActions:
             )
             request = WebhookRequest(
                 url=stored.url,
-                method=stored.method,
+                method=HttpMethod(stored.method),
                 headers=headers,
                 json_body=stored.json_body,
                 timeout_seconds=stored.timeout_seconds,
@@ -428,8 +418,6 @@ class WebhookActions:
                 secret_values=[secret] if secret else [],
             )
             outcome = await self._attempt(execution, request, stored, attempt=attempt)
-        if outcome.status is not WebhookStatus.SCHEDULED and self.resume is not None:
-            await self.resume(execution_id, outcome)
         return outcome
 
     # --- dead letters --------------------------------------------------------------------
@@ -440,7 +428,7 @@ class WebhookActions:
         except ValueError:
             raise LookupError(f"{execution_id!r} is not an execution id") from None
         # Compare-and-set: two replays of one dead letter send it once.
-        row = await engine.pool().fetchrow(
+        row = await self.db.fetchrow(
             "UPDATE action_executions SET status = 'processing', dead_letter = false, attempts = 0, "
             "updated_at = now() WHERE id = $1 AND workspace = $2 AND status = 'failed' AND kind = 'webhook' "
             "RETURNING id",
@@ -493,13 +481,3 @@ def _unsendable(stored: StoredRequest, error: str) -> AttemptResult:
         },
         final_url=stored.url,
     )
-
-
-async def retry_webhook(ctx: dict[str, Any], *, execution_id: str, attempt: int) -> dict[str, Any]:
-    """SAQ job: one scheduled retry of a webhook execution."""
-    from app.services import lifecycle
-
-    outcome = await lifecycle.services().webhooks.retry(execution_id, attempt)
-    if outcome is None:
-        return {"status": "skipped"}
-    return {"status": outcome.status.value, "attempts": outcome.attempts}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 
-from app.services.lifecycle import freeze_startup_heap
+from app.roots import freeze_startup_heap
 
 
 def test_freezing_moves_live_objects_out_of_the_collected_generations() -> None:
