@@ -370,9 +370,8 @@ async def _plans(tester: Tester, workspace_id: str, request: TesterRequest) -> l
     if request.flow_id:
         flow = await flows_store.get_flow(workspace_id, request.flow_id)
         version = flow.latest_version + 1
-        if raw is None:
-            raw = flow.document
-    doc = flows_store.parse_document(raw)
+        raw = flow.document if raw is None else raw
+    doc = flows_store.parse_document(raw or {})
     return [p for p in plans if p.flow_id != flow_id] + [compile_flow(doc, flow_id=flow_id, version=version)]
 
 
