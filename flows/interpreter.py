@@ -531,23 +531,33 @@ def _render_prompt(st: _State, text: str, vars: dict[str, Any]) -> str:
     return "" if value is None else str(value)
 
 
-def _variable_prompt(st: _State, cand: IntentCandidate, name: str, vars: dict[str, Any]) -> str:
+def _language(st: _State, pending: PendingAction | None = None) -> str:
+    """The customer's language: this turn's detection, else the pending action's (no detection on a reply)."""
+    detected = st.detection.language if st.detection else ""
+    return detected or (pending.language if pending is not None else "")
+
+
+def _variable_prompt(
+    st: _State, cand: IntentCandidate, name: str, vars: dict[str, Any], language: str
+) -> str:
     for spec in cand.variables:
         if spec.name == name and spec.prompt:
             text = _render_prompt(st, spec.prompt, vars)
             if text.strip():
                 return text
-    return ask_variable(name, st.detection.language if st.detection else "")
+    return ask_variable(name, language)
 
 
-def _confirmation_prompt(st: _State, plan: CompiledFlow, cand: IntentCandidate, vars: dict[str, Any]) -> str:
+def _confirmation_prompt(
+    st: _State, plan: CompiledFlow, cand: IntentCandidate, vars: dict[str, Any], language: str
+) -> str:
     action = plan.intent_action(cand.node_id)
     prompt = getattr(action.config, "confirmation_message", "") if action is not None else ""
     if prompt:
         text = _render_prompt(st, prompt, vars)
         if text.strip():
             return text
-    return confirm_action(cand.display_name, st.detection.language if st.detection else "")
+    return confirm_action(cand.display_name, language)
 
 
 async def _execute(
@@ -636,8 +646,9 @@ async def _decide(
             missing=[],
             asked_count=0,
             confidence=confidence,
+            language=_language(st, pending),
         )
-        await _ask(st, confirm, _confirmation_prompt(st, plan, cand, vars))
+        await _ask(st, confirm, _confirmation_prompt(st, plan, cand, vars, confirm.language))
         return
     if pending is not None:
         moved, ok = await _guarded(
@@ -708,7 +719,7 @@ async def _handle_pending(st: _State, pending: PendingAction, auto_execute_thres
         if pending.asked_count == 0:
             st.layer = Layer.PENDING
             again = msgspec.structs.replace(pending, asked_count=pending.asked_count + 1)
-            await _ask(st, again, _confirmation_prompt(st, plan, cand, dict(pending.vars)))
+            await _ask(st, again, _confirmation_prompt(st, plan, cand, dict(pending.vars), again.language))
             return True
         await _guarded(st, "pending.resolve", st.runtime.resolve_pending(pending, ActionRunStatus.EXPIRED))
         return False
@@ -745,7 +756,7 @@ async def _handle_pending(st: _State, pending: PendingAction, auto_execute_thres
         again = msgspec.structs.replace(
             pending, vars=vars, missing=missing, asked_count=0 if got else pending.asked_count + 1
         )
-        await _ask(st, again, _variable_prompt(st, cand, missing[0], vars))
+        await _ask(st, again, _variable_prompt(st, cand, missing[0], vars, again.language))
         return True
     await _decide(
         st,
@@ -810,8 +821,9 @@ async def _external_actions(st: _State, *, auto_execute_threshold: float, ambigu
             missing=missing,
             asked_count=0,
             confidence=confidence,
+            language=_language(st),
         )
-        await _ask(st, ask, _variable_prompt(st, cand, missing[0], vars))
+        await _ask(st, ask, _variable_prompt(st, cand, missing[0], vars, ask.language))
         return True
     await _decide(
         st,

@@ -75,6 +75,9 @@ class PendingAction(msgspec.Struct, frozen=True, kw_only=True):
     missing: list[str] = []
     asked_count: int = 0
     confidence: float = 0.0
+    language: str = ""
+    """The customer's language when the action matched: questions on later turns (where no detection
+    runs) are asked in it."""
 
 
 class Turn(msgspec.Struct, frozen=True, kw_only=True):

@@ -198,10 +198,10 @@ class TurnEffects:
                 conversation, run_id, status, kind, vars, missing, asked_count, confidence, original_message,
                 phone, idempotency_key, attempts, state, dead_letter, created_at, updated_at, expires_at)
             VALUES ($1, $2, $3, $4, $5, '', $6, $7, $8, $9, $10::jsonb, $11::jsonb, $12, $13, $14, $15, $16, 0,
-                    '{}'::jsonb, false, now(), now(), $17)
+                    $18::jsonb, false, now(), now(), $17)
             ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, kind = EXCLUDED.kind, vars = EXCLUDED.vars,
                 missing = EXCLUDED.missing, asked_count = EXCLUDED.asked_count, updated_at = now(),
-                expires_at = EXCLUDED.expires_at
+                expires_at = EXCLUDED.expires_at, state = EXCLUDED.state
             """,
             uuid.UUID(pending.id),
             uuid.UUID(self.scope.workspace_id),
@@ -220,6 +220,8 @@ class TurnEffects:
             self.scope.contact_phone,
             uuid.uuid4().hex,
             expires_at,
+            # The customer's language travels with the question: the next turn runs no detection.
+            {"language": pending.language},
         )
         if message:
             await self.send_message(message, message_type="support")

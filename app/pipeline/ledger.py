@@ -65,7 +65,8 @@ WITH claimed AS (
 )
 SELECT ctx.*, coalesce(claimed_by.rows, '[]')::text AS claimed,
        (SELECT row_to_json(a) FROM (
-          SELECT id, flow_id, node_id, kind, vars, missing, asked_count, confidence FROM action_executions
+          SELECT id, flow_id, node_id, kind, vars, missing, asked_count, confidence, state->>'language' AS language
+            FROM action_executions
            WHERE conversation = ctx.conversation AND status IN ('pending', 'awaiting_confirmation')
              AND expires_at > now()
            ORDER BY created_at DESC LIMIT 1) a)::text AS pending

@@ -203,6 +203,7 @@ class TurnRunner:
                 missing=row["missing"] or [],
                 asked_count=row["asked_count"],
                 confidence=row["confidence"] or 0.0,
+                language=row.get("language") or "",
             )
         contact, conversation = _contact_and_conversation(conversation_id, context)
         turn = Turn(

@@ -495,6 +495,39 @@ async def test_unclear_reply_asks_once_more_then_expires(tenant: Tenant, http_pe
     assert http_peer.requests_to("/orders") == []
 
 
+async def test_a_confirmation_asked_again_follows_the_customers_language(
+    tenant: Tenant, http_peer: HttpPeer, db
+) -> None:
+    """No detection runs on a reply to a pending action: the language is remembered with the action."""
+    flow = order_flow(http_peer.url("/orders"), requires_confirmation=True)
+    del flow["nodes"][1]["config"][
+        "confirmation_message"
+    ]  # the built-in question, in the customer's language
+    await tenant.create_flow(flow)
+    channel = await tenant.generic_channel()
+    conversation, sent = await say(tenant, channel, db, "+1555816", "Quiero comprar 3 iPhones", replies=1)
+    assert sent[0]["text"].startswith("¿Quieres que siga adelante con «Create order»?")
+    _, sent = await say(tenant, channel, db, "+1555816", "mmm", replies=2)
+    assert sent[1]["text"] == sent[0]["text"]
+    assert await pending_status(db, conversation) == ["awaiting_confirmation"]
+
+
+async def test_an_article_is_not_a_count_when_the_flow_requires_one(
+    tenant: Tenant, http_peer: HttpPeer, db
+) -> None:
+    """ "a pizza" does not answer a required quantity with no default: the flow's question is asked."""
+    http_peer.reply("POST", "/orders", PeerResponse.json({"ok": True}))
+    variables = [
+        {"name": "quantity", "prompt": "How many would you like?", "required": True, "type": "integer"}
+    ]
+    await tenant.create_flow(order_flow(http_peer.url("/orders"), variables=variables))
+    channel = await tenant.generic_channel()
+    conversation, sent = await say(tenant, channel, db, "+1555817", "I want to order a laptop", replies=1)
+    assert sent[0]["text"] == "How many would you like?"
+    _, sent = await say(tenant, channel, db, "+1555817", "two", replies=2)
+    assert [r.json() for r in http_peer.requests_to("/orders")] == [{"quantity": 2}]
+
+
 async def test_concurrent_and_duplicate_replies_run_the_action_once(
     tenant: Tenant, http_peer: HttpPeer, db
 ) -> None:

@@ -195,8 +195,9 @@ _NUMBER_WORDS: dict[str, int] = {
 _TENS_AR = frozenset({"عشر", "عشره"})
 """After an Arabic unit, "عشر" makes a teen: "خمسه عشر" is 15 (and "احد/اثنا عشر" 11 and 12)."""
 _AND_WORDS = frozenset({"y", "and", "e"})
-# Articles count as 1 only for quantities, never when a digit is there ("a 20% discount").
-_WEAK_NUMBER_WORDS = frozenset({"a", "an", "un", "una", "uno"})
+# Articles are not stated counts: "a pizza" is one pizza only when the flow leaves the count optional
+# (extract_variables); "una" alone at the end of a reply ("quiero una") is the pronoun "one".
+_WEAK_NUMBER_WORDS = frozenset({"a", "an", "un", "una"})
 _DIGITS_ONLY_RE = re.compile(r"\d+(?:[.,]\d+)?")
 _TOKEN_WITH_DIGITS_RE = re.compile(r"[^\W_]+(?:[.,]\d+)?", re.UNICODE)
 _NUM_RE = re.compile(r"(?<![\w.])(\d+(?:[.,]\d+)?)(?![\w])|(?<![\w.])(\d+)(?=[^\W\d])")
@@ -287,9 +288,16 @@ def extract_quantity(text: str) -> int | float | None:
     numbers = extract_numbers(cleaned)
     if numbers:
         return numbers[0]
-    for word in _WORD_RE.findall(normalize_text(cleaned)):
-        if word in _WEAK_NUMBER_WORDS:
-            return 1
+    words = _WORD_RE.findall(cleaned)
+    if words and words[-1] in _WEAK_NUMBER_WORDS - {"a"}:
+        return 1  # "quiero una", "dame un": a reply that ends on the article means "one"
+    return None
+
+
+def implied_quantity(text: str) -> int | None:
+    """1 when the text names one item with an article ("a pizza", "una camisa") and states no count."""
+    if any(word in _WEAK_NUMBER_WORDS for word in _WORD_RE.findall(normalize_text(text))):
+        return 1
     return None
 
 
@@ -646,9 +654,14 @@ def extract_variables(
     values: dict[str, Any] = {}
     missing: list[str] = []
     for spec in variables:
-        value = extract_value(text, infer_type(spec), now=now)
+        kind = infer_type(spec)
+        value = extract_value(text, kind, now=now)
         if value is None:
             value = spec.default
+        if value is None and kind is VariableType.NUMBER and not spec.required:
+            # "a pizza" is one pizza, but only an optional count reads it so: a required count with no
+            # default is the flow asking the customer to say how many.
+            value = implied_quantity(text)
         if value is None:
             if spec.required:
                 missing.append(spec.name)

@@ -178,3 +178,34 @@ def test_lower_case_products_with_plurals_and_number_words(text: str, product: s
 )
 def test_spanish_and_arabic_number_words(text: str, quantity: int) -> None:
     assert extract_variables(text, [VariableSpec("quantity")]).values == {"quantity": quantity}
+
+
+# An article is not a stated count: "a pizza" leaves the quantity to the flow's variable spec. The seed
+# "Create order" flow (flows/examples) gives `quantity` a default of 1; a flow that makes it required with
+# no default wants the customer to say how many, so the question must be asked.
+@pytest.mark.parametrize(
+    "text", ["I want to order a pizza", "can I get an iced tea", "quiero una pizza", "me das un café"]
+)
+def test_an_article_leaves_a_required_quantity_without_default_missing(text: str) -> None:
+    result = extract_variables(text, [VariableSpec("quantity", required=True, type="integer")])
+    assert result.values == {} and result.missing == ["quantity"]
+
+
+def test_an_article_takes_the_variables_default() -> None:
+    spec = VariableSpec("quantity", required=True, default=2, type="integer")
+    assert extract_variables("I want to order a pizza", [spec]).values == {"quantity": 2}
+
+
+@pytest.mark.parametrize(
+    ("text", "quantity"),
+    [
+        ("I want to order one pizza", 1),
+        ("quiero uno", 1),
+        ("quiero una", 1),
+        ("I want to order 3 pizzas", 3),
+        ("I want to order a pizza", 1),  # optional with no default: the article's reading, one
+    ],
+)
+def test_a_stated_count_wins_and_an_optional_quantity_reads_the_article(text: str, quantity: int) -> None:
+    spec = VariableSpec("quantity", required="order a" not in text, type="integer")
+    assert extract_variables(text, [spec]).values == {"quantity": quantity}

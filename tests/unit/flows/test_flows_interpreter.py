@@ -387,6 +387,44 @@ async def test_match_below_auto_execute_threshold_asks_for_confirmation_then_app
     assert second.layer == "external_action"
 
 
+def spanish(confidence: float):
+    """A detector that matches Create order and says the customer writes Spanish."""
+
+    def detect(text: str, candidates: list) -> Detection:
+        (cand,) = [c for c in candidates if c.display_name == "Create order"]
+        score = IntentScore(flow_id=cand.flow_id, node_id=cand.node_id, confidence=confidence)
+        return Detection(match=score, top=[score], engine="memory", language="es")
+
+    return detect
+
+
+async def test_a_confirmation_asked_again_on_a_later_turn_keeps_the_customers_language():
+    rt = order_runtime(confidence=0.85)
+    rt._intents = spanish(0.85)
+    plans = [example("create-order-webhook")]
+    await run_turn(plans, make_turn("quiero comprar 3 iPhones"), rt)
+    first = confirmation(rt)
+    assert first.language == "es" and rt.asked[-1][1].startswith("¿Quieres que siga adelante")
+    # No intent detection runs on a reply to a pending action: the language comes from the pending action.
+    await run_turn(plans, make_turn("mmm", pending=first), rt)
+    again = confirmation(rt)
+    assert again.asked_count == 1 and again.language == "es"
+    assert rt.asked[-1][1].startswith("¿Quieres que siga adelante")
+
+
+async def test_a_question_after_a_missing_variable_keeps_the_customers_language():
+    rt = order_runtime(confidence=0.85, extract={"quantity": 2})
+    rt._intents = spanish(0.85)
+    plans = [example("create-order-webhook")]
+    await run_turn(plans, make_turn("quiero comprar"), rt)
+    asked = rt.asked[-1][0]
+    assert asked.kind == PendingKind.MISSING_VARIABLES and asked.language == "es"
+    rt._extract = {"product": "iPad"}
+    await run_turn(plans, make_turn("un iPad", pending=asked), rt)
+    # All variables known on a later turn; confidence under the auto-execute threshold: confirm, in Spanish.
+    assert confirmation(rt).language == "es" and rt.asked[-1][1].startswith("¿Quieres que siga adelante")
+
+
 async def test_reject_cancels_without_running():
     rt = order_runtime(confidence=0.85)
     plans = [example("create-order-webhook")]
