@@ -522,7 +522,7 @@ async def test_an_article_is_not_a_count_when_the_flow_requires_one(
     ]
     await tenant.create_flow(order_flow(http_peer.url("/orders"), variables=variables))
     channel = await tenant.generic_channel()
-    conversation, sent = await say(tenant, channel, db, "+1555817", "I want to order a laptop", replies=1)
+    _, sent = await say(tenant, channel, db, "+1555817", "I want to order a laptop", replies=1)
     assert sent[0]["text"] == "How many would you like?"
     _, sent = await say(tenant, channel, db, "+1555817", "two", replies=2)
     assert [r.json() for r in http_peer.requests_to("/orders")] == [{"quantity": 2}]
