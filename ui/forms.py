@@ -119,7 +119,14 @@ _MATCH_FIELDS = {
     "any": (),
     "keywords": ("keywords", "mode"),
     "regex": ("pattern",),
-    "intent": ("display_name", "description", "training_examples", "confidence_threshold", "variables"),
+    "intent": (
+        "display_name",
+        "description",
+        "training_examples",
+        "negative_examples",
+        "confidence_threshold",
+        "variables",
+    ),
 }
 
 

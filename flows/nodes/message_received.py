@@ -91,6 +91,9 @@ NODE = NodeType(
         "match.pattern": "Write the regular expression to look for in the message.",
         "match.display_name": "Name the action (up to 200 characters), like Create order.",
         "match.training_examples": "Add at least one example of what a customer would write.",
+        "match.negative_examples": (
+            "Write each negative example as a message that must not run this action, like where is my order."
+        ),
         "match.confidence_threshold": "Set the confidence threshold between 0 and 1, like 0.65.",
         "match.variables": "Name each variable with letters, digits and underscores, starting with a letter.",
     },

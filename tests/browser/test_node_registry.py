@@ -174,6 +174,58 @@ async def test_decimals_round_trip_through_the_forms(page, tenant):
     await shot(page, "editor-webhook-decimals")
 
 
+async def test_negative_examples_round_trip_through_the_intent_form(page, tenant):
+    """A negative example added by a correction shows in the form, survives an edit, and one can be added."""
+    flow = await tenant.create_flow(
+        {
+            "schema": "switchboard.flow/v1",
+            "name": "Negatives",
+            "nodes": [
+                {
+                    "id": "n1",
+                    "type": "when.message_received",
+                    "config": {
+                        "match": {
+                            "kind": "intent",
+                            "display_name": "Create order",
+                            "training_examples": [{"text": "I want to order a pizza", "language": "en"}],
+                            "negative_examples": [{"text": "where is my order", "language": "en"}],
+                        }
+                    },
+                    "position": {"x": 40, "y": 40},
+                }
+            ],
+            "edges": [],
+        }
+    )
+    await page.goto(f"/flows/{flow['id']}/edit")
+    await page.wait_for_function("window.sbEditor !== undefined")
+    await page.locator(".drawflow-node", has=page.locator(".sb-node-id", has_text="n1")).click()
+    form = page.locator("#node-form[data-node-id='n1']")
+    await form.wait_for()
+    negatives = form.locator("[name='match.negative_examples[].text']")
+    assert await negatives.first.input_value() == "where is my order"
+    assert await form.locator(".hint", has_text="must not run this action").is_visible()
+    await form.locator("[data-list-add='list-match-negative_examples']").click()
+    await negatives.last.fill("cancel my order")
+    await form.locator("[name='match.negative_examples[].language']").last.fill("en")
+    await page.locator("#node-form .saved").wait_for()  # forms apply as you type
+    await page.click('[data-editor-action="save"]')
+    await page.locator("#editor-status", has_text="Draft saved").wait_for()
+    await page.reload()
+    await page.wait_for_function("window.sbEditor !== undefined")
+    saved = await page.evaluate("window.sbEditor.configs['n1']")
+    assert saved["match"]["negative_examples"] == [
+        {"text": "where is my order", "language": "en"},
+        {"text": "cancel my order", "language": "en"},
+    ]
+    await page.locator(".drawflow-node", has=page.locator(".sb-node-id", has_text="n1")).click()
+    await form.wait_for()
+    assert [await e.input_value() for e in await negatives.all()] == ["where is my order", "cancel my order"]
+    await shot(page, "editor-intent-negative-examples")
+    assert page.js_errors == []
+
+
 VIEWPORTS = {"desktop": {"width": 1440, "height": 900}, "phone": {"width": 390, "height": 844}}
 
 
