@@ -7,16 +7,16 @@ import json
 import math
 import re
 import unicodedata
-from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from importlib import resources
 from itertools import pairwise
 from typing import Any
 
 import msgspec
+import numpy as np
 
 ENGINE_LOCAL = "local"
-MODEL_FORMAT_VERSION = 1
+MODEL_FORMAT_VERSION = 2
 CORE_INTENTS = ("sales", "support", "general", "technical", "billing")
 
 
@@ -248,17 +248,26 @@ def _background(config: ClassifierConfig) -> tuple[int, dict[str, int]]:
 
 
 class _State(msgspec.Struct, frozen=True):
-    """What a trained classifier is made of; serialised as msgpack."""
+    """What a trained classifier is made of; serialised as msgpack (arrays as raw little-endian bytes).
+
+    The example and centroid vectors are kept feature-major (a feature's rows and weights side by side),
+    so a query gathers the postings of its features with a few numpy calls and no per-entry objects.
+    """
 
     version: int
     config: ClassifierConfig
     keys: list[str]
-    labels: list[int]
-    vectors: list[dict[str, float]]
-    centroids: list[dict[str, float]]
-    train_df: dict[str, int]
+    labels: bytes
+    """int32 class index per example, grouped by class in key order."""
+    vocab: list[str]
+    """Every feature of the examples; the arrays below index it."""
+    train_df: bytes
+    train_cf: bytes
     train_docs: int
-    train_cf: dict[str, int]
+    examples: tuple[bytes, bytes, bytes]
+    """Feature-major example vectors: (int32 offsets per feature + 1, int32 example ids, float32 weights)."""
+    centroids: tuple[bytes, bytes, bytes]
+    """The same for the (refined) class centroids."""
 
 
 def _dot(a: dict[str, float], b: dict[str, float]) -> float:
@@ -272,8 +281,47 @@ def _normalized(vec: dict[str, float]) -> dict[str, float]:
     return {k: v / norm for k, v in vec.items()} if norm else {}
 
 
+class _Postings:
+    """Feature-major sparse rows: for feature f, rows[offsets[f]:offsets[f+1]] with their weights."""
+
+    def __init__(self, packed: tuple[bytes, bytes, bytes], n_rows: int) -> None:
+        self.offsets = np.frombuffer(packed[0], dtype=np.int32)
+        self.rows = np.frombuffer(packed[1], dtype=np.int32)
+        self.weights = np.frombuffer(packed[2], dtype=np.float32)
+        self.n_rows = n_rows
+
+    @staticmethod
+    def pack(vectors: Sequence[dict[str, float]], index: dict[str, int]) -> tuple[bytes, bytes, bytes]:
+        per_feature: list[list[tuple[int, float]]] = [[] for _ in index]
+        for row, vec in enumerate(vectors):
+            for key, value in vec.items():
+                per_feature[index[key]].append((row, value))
+        offsets = np.zeros(len(index) + 1, dtype=np.int32)
+        offsets[1:] = np.cumsum([len(p) for p in per_feature])
+        rows = np.fromiter((r for p in per_feature for r, _ in p), dtype=np.int32, count=int(offsets[-1]))
+        weights = np.fromiter(
+            (v for p in per_feature for _, v in p), dtype=np.float32, count=int(offsets[-1])
+        )
+        return offsets.tobytes(), rows.tobytes(), weights.tobytes()
+
+    def dot(self, features: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Each row's dot product with the query (its features' ids and weights)."""
+        starts = self.offsets[features]
+        lengths = self.offsets[features + 1] - starts
+        total = int(lengths.sum())
+        if total == 0:
+            return np.zeros(self.n_rows, dtype=np.float64)
+        ends = np.cumsum(lengths)
+        positions = np.arange(total) + np.repeat(starts - (ends - lengths), lengths)
+        return np.bincount(
+            self.rows[positions],
+            weights=self.weights[positions] * np.repeat(values, lengths),
+            minlength=self.n_rows,
+        )
+
+
 class LocalClassifier:
-    """Scores a message against every intent's examples through an inverted index."""
+    """Scores a message against every intent's examples and centroids through feature-major postings."""
 
     def __init__(self, state: _State) -> None:
         self._state = state
@@ -286,8 +334,17 @@ class LocalClassifier:
             "w:": math.sqrt(state.config.word_weight),
             "k:": math.sqrt(state.config.concept_weight),
         }
-        self._example_index = _invert(state.vectors)
-        self._centroid_index = _invert(state.centroids)
+        self._index = {key: i for i, key in enumerate(state.vocab)}
+        self._train_df = np.frombuffer(state.train_df, dtype=np.int32)
+        self._train_cf = np.frombuffer(state.train_cf, dtype=np.int32)
+        self._labels = np.frombuffer(state.labels, dtype=np.int32)
+        self._class_starts = (
+            np.flatnonzero(np.r_[True, self._labels[1:] != self._labels[:-1]])
+            if len(self._labels)
+            else np.zeros(0, dtype=np.int64)
+        )
+        self._examples = _Postings(state.examples, len(self._labels))
+        self._centroids = _Postings(state.centroids, len(state.keys))
 
     # -- training -------------------------------------------------------------------------------
 
@@ -317,9 +374,14 @@ class LocalClassifier:
         for feats, label in zip(raw, labels):
             for key in feats:
                 classes_of.setdefault(key, set()).add(label)
-        train_cf = {k: len(v) for k, v in classes_of.items()}
+        vocab = list(train_df)
+        index = {key: i for i, key in enumerate(vocab)}
+        df = np.array([train_df[k] for k in vocab], dtype=np.int32).tobytes()
+        cf = np.array([len(classes_of[k]) for k in vocab], dtype=np.int32).tobytes()
+        packed_labels = np.array(labels, dtype=np.int32).tobytes()
+        empty = _Postings.pack([], index)
         provisional = _State(
-            MODEL_FORMAT_VERSION, config, keys, labels, [], [], train_df, len(texts), train_cf
+            MODEL_FORMAT_VERSION, config, keys, packed_labels, vocab, df, cf, len(texts), empty, empty
         )
         shell = cls(provisional)
         vectors = [shell._weigh(feats) for feats in raw]
@@ -334,16 +396,27 @@ class LocalClassifier:
         centroids = [{k: v for k, v in _normalized(s).items() if abs(v) >= config.prune_below} for s in sums]
         return cls(
             _State(
-                MODEL_FORMAT_VERSION, config, keys, labels, vectors, centroids, train_df, len(texts), train_cf
+                MODEL_FORMAT_VERSION,
+                config,
+                keys,
+                packed_labels,
+                vocab,
+                df,
+                cf,
+                len(texts),
+                _Postings.pack(vectors, index),
+                _Postings.pack(centroids, index),
             )
         )
 
     def _idf(self, key: str) -> float:
-        df = self._bg_df.get(key, 0) + self._state.train_df.get(key, 0)
+        i = self._index.get(key)
+        train_df = int(self._train_df[i]) if i is not None else 0
+        df = self._bg_df.get(key, 0) + train_df
         idf = math.log((self._total_docs + 1) / (df + 1)) + 1.0
         if self._config.class_weight:
             n_classes = len(self._state.keys)
-            cf = self._state.train_cf.get(key, 1)
+            cf = int(self._train_cf[i]) if i is not None else 1
             idf *= (1.0 + math.log(n_classes / cf)) ** self._config.class_weight
         return idf
 
@@ -372,30 +445,28 @@ class LocalClassifier:
     def keys(self) -> list[str]:
         return list(self._state.keys)
 
-    def scores(self, text: str) -> list[float]:
-        """One score in [0, 1] per intent: nearest example and centroid similarity combined."""
-        state = self._state
-        query = self.vectorize(text)
-        n_intents = len(state.keys)
-        example_sims = [0.0] * len(state.labels)
-        centroid_sims = [0.0] * n_intents
-        ex_index = self._example_index
-        ce_index = self._centroid_index
-        for key, weight in query.items():
-            posting = ex_index.get(key)
-            if posting is not None:
-                for i, v in zip(*posting):
-                    example_sims[i] += weight * v
-            posting = ce_index.get(key)
-            if posting is not None:
-                for i, v in zip(*posting):
-                    centroid_sims[i] += weight * v
-        nearest = [0.0] * n_intents
-        for label, sim in zip(state.labels, example_sims):
-            nearest[label] = max(nearest[label], sim)
+    def scores(self, text: str, *, query: dict[str, float] | None = None) -> np.ndarray:
+        """One score in [0, 1] per intent: nearest example and centroid similarity combined.
+
+        `query` is `vectorize(text)` when the caller has it already."""
+        n_intents = len(self._state.keys)
+        if not n_intents:
+            return np.zeros(0)
+        features: list[int] = []
+        values: list[float] = []
+        index = self._index
+        for key, weight in (self.vectorize(text) if query is None else query).items():
+            i = index.get(key)
+            if i is not None:
+                features.append(i)
+                values.append(weight)
+        ids = np.array(features, dtype=np.int64)
+        weights = np.array(values, dtype=np.float64)
+        nearest = np.maximum(np.maximum.reduceat(self._examples.dot(ids, weights), self._class_starts), 0.0)
+        centroid = self._centroids.dot(ids, weights)
         share = self._config.max_weight
         # Refined centroids may hold negative weights; a score below zero means "unlike", i.e. zero.
-        return [max(0.0, min(1.0, share * m + (1.0 - share) * c)) for m, c in zip(nearest, centroid_sims)]
+        return np.clip(share * nearest + (1.0 - share) * centroid, 0.0, 1.0)
 
     def confidence(self, score: float, margin: float) -> float:
         """Probability that a match is right, from its score and its lead over the runner-up."""
@@ -406,7 +477,7 @@ class LocalClassifier:
     def classify(self, text: str, *, top_k: int = 5) -> Classification:
         if not self._state.keys:
             return Classification(best=None, top=[], out_of_scope=True)
-        scores = self.scores(text)
+        scores = self.scores(text).tolist()
         order = sorted(range(len(scores)), key=lambda i: -scores[i])
         first = scores[order[0]]
         second = scores[order[1]] if len(order) > 1 else 0.0
@@ -490,17 +561,6 @@ def _drag_push(
             if v:
                 out[c][k] = v
     return out
-
-
-def _invert(vectors: Iterable[dict[str, float]]) -> dict[str, tuple[array, array]]:
-    """feature -> (row ids, weights) as typed arrays: no per-entry tuples for the garbage collector to walk."""
-    lists: dict[str, tuple[list[int], list[float]]] = {}
-    for i, vec in enumerate(vectors):
-        for key, value in vec.items():
-            ids, weights = lists.setdefault(key, ([], []))
-            ids.append(i)
-            weights.append(value)
-    return {k: (array("l", ids), array("d", weights)) for k, (ids, weights) in lists.items()}
 
 
 def core_intent_specs() -> list[IntentSpec]:

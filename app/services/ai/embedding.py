@@ -4,13 +4,16 @@ The `wordllama` wheel ships its token embeddings (32,000 x 256, float16) and its
 both files straight from the installed package: `WordLlama.load()` would look for the tokenizer in
 `tokenizer/` (the wheel ships `tokenizers/`) and try to download it, and importing the package pulls
 in its training and config machinery, which a worker does not need. One model per process, loaded on
-first use (about 17 MB resident: the float16 table stays float16; only looked-up rows are widened).
+first use; the float16 table is memory-mapped, so only the rows looked up are resident (and shared by
+the processes of one machine), and only looked-up rows are widened to float32.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib.util
+import json
+import struct
 import threading
 from pathlib import Path
 
@@ -37,20 +40,43 @@ def package_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+_DTYPES = {"F16": np.float16, "F32": np.float32}
+
+
+def map_table(path: Path) -> np.ndarray:
+    """The one tensor of a safetensors file, memory-mapped read-only (rows are read from the page cache).
+
+    The format is an 8-byte little-endian header length, a JSON header naming each tensor's dtype, shape
+    and byte range, then the raw data. Mapping it keeps only the rows a process has looked up resident,
+    and the file's pages are shared by every worker process on the machine.
+    """
+    with path.open("rb") as f:
+        (length,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(length))
+    tensors = {k: v for k, v in header.items() if k != "__metadata__"}
+    if len(tensors) != 1:
+        raise EmbeddingModelMissing(f"{path}: expected one embedding table, found {list(tensors)}")
+    (info,) = tensors.values()
+    dtype = _DTYPES.get(info["dtype"])
+    if dtype is None or len(info["shape"]) != 2:
+        raise EmbeddingModelMissing(f"{path}: expected a 2-D float16/float32 table, found {info}")
+    begin, end = info["data_offsets"]
+    rows, dim = info["shape"]
+    if end - begin != rows * dim * np.dtype(dtype).itemsize:
+        raise EmbeddingModelMissing(f"{path}: the table's byte range does not match its shape {info}")
+    return np.memmap(path, dtype=dtype, mode="r", offset=8 + length + begin, shape=(rows, dim))
+
+
 class StaticEmbedder:
     """Mean of the message's token vectors, L2-normalised; thread-safe after construction."""
 
     def __init__(self, weights_path: Path, tokenizer_path: Path) -> None:
-        from safetensors.numpy import load_file
         from tokenizers import Tokenizer
 
         for path in (weights_path, tokenizer_path):
             if not path.is_file():
                 raise EmbeddingModelMissing(f"{path} is missing; reinstall the {PACKAGE!r} package")
-        tables = load_file(str(weights_path))
-        if len(tables) != 1:
-            raise EmbeddingModelMissing(f"{weights_path}: expected one embedding table, found {list(tables)}")
-        self.table: np.ndarray = next(iter(tables.values()))
+        self.table: np.ndarray = map_table(weights_path)
         self.dim = int(self.table.shape[1])
         self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
         self.tokenizer.no_padding()

@@ -129,10 +129,13 @@ def _fit(keys: list[str], rows: _Rows, mask: np.ndarray, config: HybridConfig) -
     return _Model(keys=keys, theta=theta, sparse=sparse, sparse_columns=present)
 
 
-def _sparse_scores(model: _Model, texts: Sequence[str]) -> np.ndarray:
+def _sparse_scores(
+    model: _Model, texts: Sequence[str], *, queries: Sequence[dict[str, float]] | None = None
+) -> np.ndarray:
     out = np.zeros((len(texts), len(model.keys) + 1), dtype=np.float32)
     for row, text in enumerate(texts):
-        out[row, model.sparse_columns] = model.sparse.scores(text)
+        query = None if queries is None else queries[row]
+        out[row, model.sparse_columns] = model.sparse.scores(text, query=query)
     return out
 
 
@@ -356,20 +359,24 @@ class HybridClassifier:
     def cuts(self) -> dict[str, float]:
         return {k: float(c) for k, c in zip(self._model.keys, self._cuts)}
 
-    def probabilities(self, text: str, *, sparse: np.ndarray | None = None) -> np.ndarray:
+    def probabilities(
+        self, text: str, *, sparse: np.ndarray | None = None, vector: np.ndarray | None = None
+    ) -> np.ndarray:
         """One probability per action, then "none of these" (they sum to 1)."""
-        vector = self._emb.embed(text)[None, :]
-        return _probabilities(self._model, vector, [text], self._config, sparse=sparse)[0]
+        vector = self._emb.embed(text) if vector is None else vector
+        return _probabilities(self._model, vector[None, :], [text], self._config, sparse=sparse)[0]
 
     def classify(self, text: str, *, top_k: int = 5) -> Classification:
         keys = self._model.keys
         if not keys:
             return Classification(best=None, top=[], out_of_scope=True)
-        sparse = _sparse_scores(self._model, [text])
-        probs = self.probabilities(text, sparse=sparse)
+        query = self._model.sparse.vectorize(text)
+        vector = self._emb.embed(text)
+        sparse = _sparse_scores(self._model, [text], queries=[query])
+        probs = self.probabilities(text, sparse=sparse, vector=vector)
         actions = probs[: len(keys)].copy()
         if self._vetoes:
-            point = (self._emb.embed(text), self._model.sparse.vectorize(text))
+            point = (vector, query)
             for a, (positives, negatives) in self._vetoes.items():
                 actions[a] *= _veto(point, positives, negatives)
         order = np.argsort(-actions, kind="stable")[: max(top_k, 1)]
