@@ -82,11 +82,14 @@ def test_core_intent_accuracy_on_the_labelled_set() -> None:
     rows = [json.loads(line) for line in EVAL.read_text(encoding="utf-8").splitlines() if line.strip()]
     assert len(rows) >= 200 and {r["language"] for r in rows} == set(language.LANGUAGES)
     model = core_intent_model()
-    right = 0
+    right: dict[str, list[bool]] = {}
     for row in rows:
         result = model.classify(row["text"])
         best = result.top[0]
         predicted = "general" if (result.none_probability or 0) > (best.probability or 0) else best.key
-        right += predicted == row["intent"]
-    # Measured 0.756 when written (the previous engine: 0.712); a floor, so a regression shows.
-    assert right / len(rows) >= 0.72
+        right.setdefault(row["language"], []).append(predicted == row["intent"])
+    overall = sum(sum(v) for v in right.values()) / len(rows)
+    # Measured 0.756 when written (the previous engine: 0.712), 0.795 once the shipped French and
+    # Portuguese examples were widened (fr 0.60 -> 0.83, pt 0.57 -> 0.73); floors, so a regression shows.
+    assert overall >= 0.76
+    assert all(sum(right[lang]) / len(right[lang]) >= 0.7 for lang in ("fr", "pt")), right
