@@ -7,6 +7,7 @@ import json
 import math
 import re
 import unicodedata
+from array import array
 from collections.abc import Sequence
 from importlib import resources
 from itertools import pairwise
@@ -292,17 +293,23 @@ class _Postings:
 
     @staticmethod
     def pack(vectors: Sequence[dict[str, float]], index: dict[str, int]) -> tuple[bytes, bytes, bytes]:
-        per_feature: list[list[tuple[int, float]]] = [[] for _ in index]
+        features = array("i")
+        rows = array("i")
+        weights = array("f")
         for row, vec in enumerate(vectors):
             for key, value in vec.items():
-                per_feature[index[key]].append((row, value))
+                features.append(index[key])
+                rows.append(row)
+                weights.append(value)
+        order = np.argsort(np.frombuffer(features, dtype=np.int32), kind="stable")
+        counts = np.bincount(np.frombuffer(features, dtype=np.int32), minlength=len(index))
         offsets = np.zeros(len(index) + 1, dtype=np.int32)
-        offsets[1:] = np.cumsum([len(p) for p in per_feature])
-        rows = np.fromiter((r for p in per_feature for r, _ in p), dtype=np.int32, count=int(offsets[-1]))
-        weights = np.fromiter(
-            (v for p in per_feature for _, v in p), dtype=np.float32, count=int(offsets[-1])
+        offsets[1:] = np.cumsum(counts)
+        return (
+            offsets.tobytes(),
+            np.frombuffer(rows, dtype=np.int32)[order].tobytes(),
+            np.frombuffer(weights, dtype=np.float32)[order].tobytes(),
         )
-        return offsets.tobytes(), rows.tobytes(), weights.tobytes()
 
     def dot(self, features: np.ndarray, values: np.ndarray) -> np.ndarray:
         """Each row's dot product with the query (its features' ids and weights)."""
@@ -385,6 +392,7 @@ class LocalClassifier:
         )
         shell = cls(provisional)
         vectors = [shell._weigh(feats) for feats in raw]
+        del raw, classes_of  # training's peak memory stays with the process (the allocator keeps its arenas)
         sums: list[dict[str, float]] = [{} for _ in keys]
         for label, vec in zip(labels, vectors):
             acc = sums[label]
@@ -394,6 +402,7 @@ class LocalClassifier:
             sums = _drag_push(sums, vectors, labels, config)
         # Refinement spreads tiny weights over many features; dropping them keeps postings short.
         centroids = [{k: v for k, v in _normalized(s).items() if abs(v) >= config.prune_below} for s in sums]
+        del sums
         return cls(
             _State(
                 MODEL_FORMAT_VERSION,
@@ -556,7 +565,8 @@ def _drag_push(
         if not changed:
             break
     out: list[dict[str, float]] = [{} for _ in range(n)]
-    for k, post in index.items():
+    while index:
+        k, post = index.popitem()
         for c, v in post.items():
             if v:
                 out[c][k] = v
