@@ -59,8 +59,8 @@ class HybridConfig(msgspec.Struct, frozen=True):
     sparse_weights: tuple[float, ...] = (2.0, 5.0, 10.0, 20.0)
     """Candidates for `sparse_weight`, chosen per workspace by the accuracy of the cut-learning folds on
     the workspace's own held-out examples (so no constant is tuned on any test split). Where the
-    embedding is weak (Spanish and typos: the tokenizer splits words into bytes) the examples' own folds
-    pick more TF-IDF; a log-spaced range around the default, x0.4 to x4."""
+    embedding is weak (Spanish and typos: its tokenizer cuts such words into short pieces) the examples'
+    own folds pick more TF-IDF; a log-spaced range around the default, x0.4 to x4."""
     none_weight: float = 0.5
     """Sample weight of each everyday sentence and negative example in the "none of these" class."""
     folds: int = 4
