@@ -388,7 +388,8 @@ def tune() -> dict:
         "impostor_cost=0.15": HybridConfig(impostor_cost=0.15),
         "impostor_cost=0.2": HybridConfig(impostor_cost=0.2),
         "impostor_cost=0.5": HybridConfig(impostor_cost=0.5),
-        "sparse_weight fixed at 5 (no per-workspace choice)": HybridConfig(sparse_weights=(5.0,)),
+        "sparse_weight=2": HybridConfig(sparse_weight=2.0),
+        "sparse_weight=10": HybridConfig(sparse_weight=10.0),
     }
     out: dict = {}
     for label, config in candidates.items():
