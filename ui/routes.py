@@ -15,6 +15,7 @@ from ui.flows import FlowsController
 from ui.logs import LogsController
 from ui.security import csrf_guard, login_redirect, provide_principal, session_middleware
 from ui.settings_pages import SettingsController
+from ui.setup import SetupController
 from ui.tester import TesterController
 
 ROUTERS: list[Router] = [
@@ -29,6 +30,7 @@ ROUTERS: list[Router] = [
             LogsController,
             TesterController,
             SettingsController,
+            SetupController,
         ],
         middleware=[session_middleware],
         guards=[csrf_guard],

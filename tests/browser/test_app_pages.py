@@ -15,28 +15,8 @@ from tests.support.stack import wait_until
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 PASSWORD = "correct horse battery"
 SHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
-
-
-@pytest_asyncio.fixture(scope="session")
-async def chromium() -> AsyncIterator[object]:
-    from playwright.async_api import async_playwright
-
-    await wait_until(lambda: Path(CHROMIUM).exists(), timeout_s=300, interval_s=1, what="/usr/bin/chromium")
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield browser
-        await browser.close()
 
 
 @pytest_asyncio.fixture
