@@ -34,6 +34,7 @@ async def quiet_redis(stack: Stack):
         ("run", signal.SIGINT),
         ("run", signal.SIGTERM),
         ("run", signal.SIGHUP),
+        ("web", signal.SIGTERM),
         ("worker", signal.SIGTERM),
         ("worker", signal.SIGHUP),
     ],
@@ -42,7 +43,8 @@ async def test_stop_signals_stop_cleanly(
     stack: Stack, quiet_redis: str, tmp_path, command: str, stop: signal.Signals
 ) -> None:
     port = free_port()
-    args = ["run", "--port", str(port)] if command == "run" else ["worker"]
+    args = [command, "--port", str(port)] if command in ("run", "web") else [command]
+    ready = "stop with Ctrl-C" if command == "web" else "worker started"
     log_path = tmp_path / "out.log"
     with open(log_path, "wb") as out:
         proc = subprocess.Popen(
@@ -55,11 +57,11 @@ async def test_stop_signals_stop_cleanly(
         )
     try:
         await wait_until(
-            lambda: "worker started" in log_path.read_text(),
+            lambda: ready in log_path.read_text(),
             timeout_s=60,
             what=f"`switchboard {command}` to start",
         )
-        if command == "run":
+        if command in ("run", "web"):
             async with httpx.AsyncClient() as client:
                 assert (await client.get(f"http://127.0.0.1:{port}/health")).status_code == 200
         proc.send_signal(stop)
@@ -73,5 +75,5 @@ async def test_stop_signals_stop_cleanly(
     assert f'"msg":"stopped","signal":"{stop.name}"' in log, log[-2000:]
     assert "did not finish within the shutdown grace period" not in log, log[-2000:]
     assert "Traceback" not in log, log[-2000:]
-    if command == "run":
+    if command in ("run", "web"):
         assert f"Switchboard on http://127.0.0.1:{port}" in log and "stop with Ctrl-C" in log
