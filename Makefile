@@ -8,13 +8,15 @@ LOCK := requirements.lock
 DEV_LOCK := requirements-dev.lock
 LOCK_FLAGS ?=
 
-.PHONY: run test test-fast bench install lock clean
+.PHONY: run test test-fast test-flows-pure lint bench install lock clean
 
 $(STAMP): pyproject.toml $(DEV_LOCK)
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required")'
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r $(DEV_LOCK)
-	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@# setuptools' notice about editable installs says nothing to act on: filtered by its message.
+	PYTHONWARNINGS="ignore:Editable installation" \
+		$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 ## Set up .venv from requirements-dev.lock (the app, embedded PostgreSQL/Redis, test tools)
@@ -41,9 +43,21 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit tests/conformance
 
+## flows/ unit tests in a venv with only flows' dependencies (msgspec, jinja2) and the test runner
+test-flows-pure:
+	rm -rf .venv-flows && $(PYTHON) -m venv .venv-flows
+	.venv-flows/bin/pip install --quiet 'msgspec>=0.18' 'jinja2>=3.1' pytest pytest-asyncio hypothesis
+	.venv-flows/bin/python -m pytest -q -p no:cacheprovider tests/unit/flows
+
+## ruff (lint and format check) and mypy (app/ and flows/)
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
 ## Benchmarks print JSON (they never pass or fail on time)
 bench: $(STAMP)
 	for b in tests/bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
 
 clean:
-	rm -rf $(VENV) .data artifacts .pytest_cache
+	rm -rf $(VENV) .venv-flows .data artifacts .pytest_cache

@@ -1,6 +1,8 @@
-"""create_app(): the Litestar application, its plugins and routers, nothing else.
+"""create_app(): the Litestar application, its plugins and routers, and the web process's root.
 
-The composition root is the one place in app/ that imports ui/ (to mount its routers).
+On start-up it opens the process's services (app.roots) into `app.state.services`;
+controllers receive them as the `services` dependency (or `state.services`). This is the
+one place in app/ that imports ui/ (to mount its routers).
 """
 
 from __future__ import annotations
@@ -10,19 +12,19 @@ from pathlib import Path
 from litestar import Litestar, Router
 from litestar.config.compression import CompressionConfig
 from litestar.contrib.jinja import JinjaTemplateEngine
-from litestar.datastructures import CacheControlHeader
+from litestar.datastructures import CacheControlHeader, State
 from litestar.di import Provide
+from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.plugins.htmx import HTMXPlugin
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
-from app import __version__
-from app.api import actions, channels, conversations, flows, health, tester, webhooks
+from app import __version__, roots
+from app.api import actions, channels, conversations, corrections, flows, health, inbound, tester
 from app.api.deps import current_principal
 from app.api.errors import HANDLERS
-from app.services import lifecycle
 from app.settings import get_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,17 +34,29 @@ SWAGGER_UI = "5.18.2"
 
 def create_app(*, with_worker: bool = False, worker_concurrency: int = 20) -> Litestar:
     """The web app; `with_worker` also runs a SAQ worker in the same event loop (`switchboard run`)."""
-    from ui.render import static
-    from ui.routes import ROUTERS as UI_ROUTERS
-    from ui.security import session_middleware
+    # ui/ imports app/ services: importing it here, not at the top, keeps `import app.asgi` acyclic.
+    from ui.errors import pages_for_browsers  # noqa: PLC0415
+    from ui.render import static  # noqa: PLC0415
+    from ui.routes import ROUTERS as UI_ROUTERS  # noqa: PLC0415
+    from ui.security import session_middleware  # noqa: PLC0415
 
     settings = get_settings()
 
-    async def on_startup() -> None:
-        await lifecycle.start(run_worker=with_worker, worker_concurrency=worker_concurrency)
+    async def on_startup(app: Litestar) -> None:
+        services = await roots.open_services(settings)
+        app.state.services = services
+        if with_worker:
+            app.state.worker = roots.InProcessWorker(services, concurrency=worker_concurrency)
+            app.state.worker.start()
+        roots.freeze_startup_heap()
 
-    async def on_shutdown() -> None:
-        await lifecycle.stop()
+    async def on_shutdown(app: Litestar) -> None:
+        worker = app.state.get("worker")
+        if worker is not None:
+            await worker.stop()
+        services = app.state.get("services")
+        if services is not None:
+            await roots.close_services(services)
 
     api = Router(
         path="/",
@@ -53,6 +67,7 @@ def create_app(*, with_worker: bool = False, worker_concurrency: int = 20) -> Li
             conversations.RunController,
             actions.ActionController,
             tester.TesterController,
+            corrections.CorrectionController,
         ],
         dependencies={"principal": Provide(current_principal)},
         middleware=[session_middleware],
@@ -60,9 +75,9 @@ def create_app(*, with_worker: bool = False, worker_concurrency: int = 20) -> Li
     return Litestar(
         route_handlers=[
             health.health,
-            webhooks.whatsapp_verify,
-            webhooks.whatsapp_receive,
-            webhooks.generic_receive,
+            inbound.whatsapp_verify,
+            inbound.whatsapp_receive,
+            inbound.generic_receive,
             api,
             *UI_ROUTERS,
             # Pages link assets as /static/...?v=<content hash>: a changed file is a new URL.
@@ -73,9 +88,10 @@ def create_app(*, with_worker: bool = False, worker_concurrency: int = 20) -> Li
                 cache_control=CacheControlHeader(max_age=31_536_000, public=True, immutable=True),
             ),
         ],
+        dependencies={"services": Provide(_services, sync_to_thread=False)},
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],
-        exception_handlers=HANDLERS,
+        exception_handlers={**HANDLERS, HTTPException: pages_for_browsers(HANDLERS[HTTPException])},
         plugins=[HTMXPlugin()],
         template_config=TemplateConfig(directory=ROOT / "templates", engine=JinjaTemplateEngine),
         openapi_config=OpenAPIConfig(
@@ -95,5 +111,10 @@ def create_app(*, with_worker: bool = False, worker_concurrency: int = 20) -> Li
         compression_config=CompressionConfig(backend="gzip", minimum_size=2048, exclude=["/webhooks"]),
         request_max_body_size=settings.max_body_bytes,
         debug=settings.debug,
-        logging_config=None,  # app.services.lifecycle.configure_logging owns the format (JSON lines)
+        logging_config=None,  # app.logs.configure_logging owns the format (JSON lines)
     )
+
+
+def _services(state: State) -> roots.AppServices:
+    """The `services` dependency of controllers: the process's services, built once on start-up."""
+    return state.services

@@ -11,7 +11,7 @@ import logging
 import signal
 import socket
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +48,11 @@ class UsageError(Exception):
 def _bootstrap(args: argparse.Namespace, *, log_level: str = "WARNING") -> embedded.Services:
     """Pick PostgreSQL and Redis (configured, shared, local or embedded), publish them, migrate."""
     from app.db import engine
-    from app.services import lifecycle
+    from app.logs import configure_logging
     from app.settings import DEV_SECRET_KEY, get_settings, set_environ
 
     settings = get_settings()
-    lifecycle.configure_logging(settings.log_level or log_level)
+    configure_logging(settings.log_level or log_level)
     if settings.secret_key == DEV_SECRET_KEY:
         log.warning(
             "SWITCHBOARD_SECRET_KEY is the development default: set your own before real use "
@@ -87,13 +87,10 @@ def _with_db(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
 
     def runner(*args: Any, **kwargs: Any) -> Any:
         async def main() -> Any:
-            from app.services import lifecycle
+            from app.roots import cli_services
 
-            await lifecycle.start()
-            try:
+            async with cli_services():
                 return await fn(*args, **kwargs)
-            finally:
-                await lifecycle.stop()
 
         return asyncio.run(main())
 
@@ -191,63 +188,20 @@ def _serve(args: argparse.Namespace, *, with_worker: bool) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from app.roots import run_worker
+
     services = _bootstrap(args, log_level="INFO")
-    stopped_by: list[int] = []
-
-    async def main() -> None:
-        from app.services import jobs, lifecycle
-
-        # The loop's own handlers from the first moment: an exception raised by a plain signal
-        # handler inside uvloop is lost, and with it the stop.
-        loop = asyncio.get_running_loop()
-        stop_requested = asyncio.Event()
-        for sig in STOP_SIGNALS:
-            loop.add_signal_handler(sig, lambda s=sig: (stopped_by.append(s), stop_requested.set()))
-        svc = await lifecycle.start()
-        state = jobs.WorkerState(
-            queue=svc.queue,
-            buffer=svc.buffer,
-            deps=svc.deps,
-            poll_s=svc.settings.buffer.poll_seconds,
-            recovery_interval_s=svc.settings.buffer.recovery_interval_seconds,
-        )
-        svc.worker_state = state
-        worker = jobs.build_worker(
-            state,
-            concurrency=args.concurrency,
-            install_signals=False,
-            extra_functions=svc.webhooks.job_functions(),
-        )
-        running = asyncio.Event()
-
-        async def mark_running(_ctx: dict) -> None:
-            running.set()
-
-        async def stop_when_asked() -> None:
-            await stop_requested.wait()
-            await running.wait()  # SAQ makes its stop event when it starts
-            worker.event.set()
-
-        worker.startup.append(mark_running)
-        watcher = asyncio.create_task(stop_when_asked())
-        sys.stderr.write(f"Switchboard worker · {services.summary()} · stop with Ctrl-C\n")
-        try:
-            if not stop_requested.is_set():
-                await worker.start()
-        finally:
-            watcher.cancel()
-            await lifecycle.stop()
-
+    sys.stderr.write(f"Switchboard worker · {services.summary()} · stop with Ctrl-C\n")
     try:
-        _run_loop(main())
+        stopped_by = _run_loop(run_worker(concurrency=args.concurrency, stop_signals=STOP_SIGNALS))
     finally:
         _install_stop_signals()  # the loop's handlers are gone; ours cover the clean-up
-    if stopped_by:
-        raise Interrupted(stopped_by[0])
+    if stopped_by is not None:
+        raise Interrupted(stopped_by)
     return 0
 
 
-def _run_loop(coro: Awaitable[Any]) -> Any:
+def _run_loop(coro: Coroutine[Any, Any, Any]) -> Any:
     """asyncio.run, on uvloop when it is installed (it comes with uvicorn[standard])."""
     try:
         import uvloop

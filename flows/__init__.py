@@ -1,1 +1,1 @@
-"""The flow language of Switchboard: schema, validation, compiled plans, templates and the interpreter (pure, no I/O)."""
+"""The flow language: schema, validation, compiled plans, templates and the interpreter (pure, no I/O)."""

@@ -56,10 +56,11 @@ import msgspec
 
 from flows.graph import CompiledFlow, order_plans
 from flows.matching import TextView, search
-from flows.nodes import call_webhook as call_webhook_node
 from flows.nodes.base import NodeContext, NodeError
 from flows.nodes.registry import NODE_TYPES
-from flows.ports import (
+from flows.phrases import ask_variable, confirm_action
+from flows.runtime import (
+    ActionRunStatus,
     AIAnswer,
     Detection,
     IntentCandidate,
@@ -68,22 +69,13 @@ from flows.ports import (
     WebhookOutcome,
     WebhookStatus,
 )
-from flows.schema import CallWebhookConfig
+from flows.schema import NodeGroup
 from flows.templates import TemplateError, render_str, template_names
-from flows.turn import AIState, EventKind, PendingAction, PendingKind, Turn, TurnEvent, value_of
+from flows.turn import AIState, PendingAction, PendingKind, Turn, TurnEvent, value_of
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-# Keyed by plain strings: callers may build TurnEvent with the enum or its value.
-_EVENT_TRIGGERS = {
-    EventKind.CONVERSATION_CREATED.value: "when.conversation_created",
-    EventKind.CONTACT_CREATED.value: "when.contact_created",
-    EventKind.TAG_ADDED.value: "when.tag_added",
-    EventKind.TAG_REMOVED.value: "when.tag_removed",
-}
-_TAG_EVENTS = frozenset({EventKind.TAG_ADDED.value, EventKind.TAG_REMOVED.value})
 
 
 class Layer(str, Enum):
@@ -118,6 +110,9 @@ class TurnResult(msgspec.Struct, kw_only=True):
     steps: int
     pending: PendingAction | None = None  # the pending action saved during this turn, if any
     messages_sent: int = 0
+    # Flows whose message triggers (any / keywords / regex) fired on the text: more than one
+    # means the message was answered by overlapping flows.
+    message_flows: list[str] = []
 
 
 class _State:
@@ -135,6 +130,7 @@ class _State:
         "layer",
         "max_event_depth",
         "max_steps",
+        "message_flows",
         "pending",
         "plans",
         "runtime",
@@ -180,6 +176,7 @@ class _State:
         self.pending: PendingAction | None = None
         self.answer: AIAnswer | None = None
         self.chains = 0
+        self.message_flows: list[str] = []
         self.text = turn.text
         # Names shared by every chain of the turn; each chain adds vars, event and response.
         self.base_names = template_names(turn, vars={}, response=None, event=None)
@@ -235,6 +232,7 @@ class _State:
             steps=self.steps,
             pending=self.pending,
             messages_sent=self.sent,
+            message_flows=self.message_flows,
         )
 
 
@@ -311,7 +309,8 @@ async def _run_chain(
             if not st.budget_tripped:
                 st.budget_tripped = True
                 st.guard(
-                    f"step budget of {st.max_steps} node runs used up; node {node_id!r} and the rest of the turn's chains were skipped",
+                    f"step budget of {st.max_steps} node runs used up; node {node_id!r} and the rest of "
+                    "the turn's chains were skipped",
                     flow_id=plan.flow_id,
                     version=plan.version,
                     node_id=node_id,
@@ -371,7 +370,7 @@ async def _run_chain(
                 version=plan.version,
                 node_id=node_id,
                 type=node.type,
-                input=trigger if spec.group == "trigger" else plan.inputs[node_id],
+                input=trigger if spec.group == NodeGroup.TRIGGER else plan.inputs[node_id],
                 output=out.output,
                 port=out.port,
                 duration_us=duration,
@@ -386,15 +385,12 @@ async def _run_chain(
 
 
 def _event_matches(plan: CompiledFlow, event: TurnEvent) -> list[str]:
-    kind = value_of(event.kind)
-    trigger_type = _EVENT_TRIGGERS.get(kind)
-    found = plan.triggers.get(trigger_type) if trigger_type else None
+    # Keyed by the plain string: callers may build TurnEvent with the enum or its value.
+    found = plan.triggers.get(value_of(event.kind))
     if not found:
         return []
-    if kind in _TAG_EVENTS:
-        tag = str(event.data.get("tag", "")).casefold()
-        return [t.node_id for t in found if t.tag == tag]
-    return [t.node_id for t in found]
+    tag = str(event.data.get("tag", "")).casefold()
+    return [t.node_id for t in found if t.tag is None or t.tag == tag]
 
 
 async def _run_events(st: _State, queue: deque[tuple[TurnEvent | None, int, str | None, bool]]) -> bool:
@@ -421,10 +417,12 @@ async def _run_events(st: _State, queue: deque[tuple[TurnEvent | None, int, str 
                     if trig.kind == "any":
                         starts.append((trig.node_id, {"text": text}, {}))
                     elif trig.kind == "keywords":
+                        assert trig.keywords is not None  # compiled for every keywords trigger
                         found = trig.keywords.matches(view.words, view.padded)
                         if found:
                             starts.append((trig.node_id, {"text": text, "keywords": found}, {}))
                     else:
+                        assert trig.regex is not None  # compiled for every regex trigger
                         m = search(trig.regex, text)
                         if m is not None:
                             groups = {k: v for k, v in m.groupdict().items() if v is not None}
@@ -432,6 +430,8 @@ async def _run_events(st: _State, queue: deque[tuple[TurnEvent | None, int, str 
                                 (trig.node_id, {"text": text, "match": m.group(0), "groups": groups}, groups)
                             )
                 event_data = {"kind": "message_received", "text": text}
+                if starts:
+                    st.message_flows.append(plan.flow_id)
             else:
                 matched = _event_matches(plan, event)
                 if not matched:
@@ -458,7 +458,8 @@ async def _run_events(st: _State, queue: deque[tuple[TurnEvent | None, int, str 
                 for new in raised:
                     if depth + 1 > st.max_event_depth:
                         st.guard(
-                            f"event {value_of(new.kind)} {new.data} not propagated: event depth limit {st.max_event_depth} reached (possible tag loop)",
+                            f"event {value_of(new.kind)} {new.data} not propagated: event depth limit "
+                            f"{st.max_event_depth} reached (possible tag loop)",
                             flow_id=plan.flow_id,
                             version=plan.version,
                             node_id=node_id,
@@ -536,17 +537,17 @@ def _variable_prompt(st: _State, cand: IntentCandidate, name: str, vars: dict[st
             text = _render_prompt(st, spec.prompt, vars)
             if text.strip():
                 return text
-    return f"Could you tell me the {name.replace('_', ' ')}?"
+    return ask_variable(name, st.detection.language if st.detection else "")
 
 
 def _confirmation_prompt(st: _State, plan: CompiledFlow, cand: IntentCandidate, vars: dict[str, Any]) -> str:
-    hook_id = plan.intent_webhooks.get(cand.node_id)
-    hook = plan.nodes[hook_id].config if hook_id else None
-    if isinstance(hook, CallWebhookConfig) and hook.confirmation_message:
-        text = _render_prompt(st, hook.confirmation_message, vars)
+    action = plan.intent_action(cand.node_id)
+    prompt = getattr(action.config, "confirmation_message", "") if action is not None else ""
+    if prompt:
+        text = _render_prompt(st, prompt, vars)
         if text.strip():
             return text
-    return f"Do you want me to go ahead with {cand.display_name!r}? Please reply yes or no."
+    return confirm_action(cand.display_name, st.detection.language if st.detection else "")
 
 
 async def _execute(
@@ -580,7 +581,8 @@ async def _execute(
         outcome = st.webhook
         if outcome is not None and outcome.status == WebhookStatus.SCHEDULED:
             return  # the background retry settles it
-        status = "failed" if outcome is not None and outcome.status == WebhookStatus.FAILURE else "completed"
+        failed = outcome is not None and outcome.status == WebhookStatus.FAILURE
+        status = ActionRunStatus.FAILED if failed else ActionRunStatus.COMPLETED
         await _guarded(
             st,
             "pending.resolve",
@@ -641,7 +643,7 @@ async def _decide(
         moved, ok = await _guarded(
             st,
             "pending.resolve",
-            st.runtime.resolve_pending(pending, "processing"),
+            st.runtime.resolve_pending(pending, ActionRunStatus.PROCESSING),
             flow_id=pending.flow_id,
             node_id=pending.node_id,
         )
@@ -650,7 +652,7 @@ async def _decide(
                 "pending.taken",
                 flow_id=pending.flow_id,
                 node_id=pending.node_id,
-                output={"status": "processing"},
+                output={"status": ActionRunStatus.PROCESSING.value},
             )
             return
     await _execute(st, plan, cand, vars=vars, confidence=confidence, pending=pending)
@@ -663,7 +665,7 @@ async def _handle_pending(st: _State, pending: PendingAction, auto_execute_thres
         st.warnings.append(
             f"pending action {pending.id} refers to a flow or intent that is no longer active; expired"
         )
-        await _guarded(st, "pending.resolve", st.runtime.resolve_pending(pending, "expired"))
+        await _guarded(st, "pending.resolve", st.runtime.resolve_pending(pending, ActionRunStatus.EXPIRED))
         return False
     text = st.text
     if pending.kind == PendingKind.CONFIRMATION:
@@ -688,7 +690,7 @@ async def _handle_pending(st: _State, pending: PendingAction, auto_execute_thres
             moved, ok = await _guarded(
                 st,
                 "pending.resolve",
-                st.runtime.resolve_pending(pending, "processing"),
+                st.runtime.resolve_pending(pending, ActionRunStatus.PROCESSING),
                 flow_id=pending.flow_id,
                 node_id=pending.node_id,
             )
@@ -699,14 +701,16 @@ async def _handle_pending(st: _State, pending: PendingAction, auto_execute_thres
             return True
         if reply == ReplyClass.REJECT:
             st.layer = Layer.PENDING
-            await _guarded(st, "pending.resolve", st.runtime.resolve_pending(pending, "rejected"))
+            await _guarded(
+                st, "pending.resolve", st.runtime.resolve_pending(pending, ActionRunStatus.REJECTED)
+            )
             return True
         if pending.asked_count == 0:
             st.layer = Layer.PENDING
             again = msgspec.structs.replace(pending, asked_count=pending.asked_count + 1)
             await _ask(st, again, _confirmation_prompt(st, plan, cand, dict(pending.vars)))
             return True
-        await _guarded(st, "pending.resolve", st.runtime.resolve_pending(pending, "expired"))
+        await _guarded(st, "pending.resolve", st.runtime.resolve_pending(pending, ActionRunStatus.EXPIRED))
         return False
 
     specs = [v for v in cand.variables if v.name in pending.missing]
@@ -733,7 +737,9 @@ async def _handle_pending(st: _State, pending: PendingAction, auto_execute_thres
     )
     if missing:
         if not got and pending.asked_count >= 1:
-            await _guarded(st, "pending.resolve", st.runtime.resolve_pending(pending, "expired"))
+            await _guarded(
+                st, "pending.resolve", st.runtime.resolve_pending(pending, ActionRunStatus.EXPIRED)
+            )
             return False
         st.layer = Layer.PENDING
         again = msgspec.structs.replace(
@@ -899,7 +905,7 @@ async def continue_from(
 ) -> TurnResult:
     """Run the nodes after `node_id`'s `port` (after a background webhook retry, or an approved confirmation).
 
-    When `node_id` is a call_webhook node and `port` is "success"/"failure", that node's
+    When `node_id`'s type can resume (a call_webhook node, `port` "success"/"failure"), that node's
     success/failure message is sent first (rendered with `response`), exactly as if the call had
     finished inline. Tag events raised here reach `plans` (other flows), if given.
     """
@@ -923,7 +929,8 @@ async def continue_from(
         )
         return st.result()
     raised: list[TurnEvent] = []
-    if isinstance(node.config, CallWebhookConfig) and port in ("success", "failure"):
+    spec = NODE_TYPES[node.type]
+    if spec.resume is not None and port is not None and port in spec.out_ports:
         names = template_names(turn, vars=vars, response=response, event=None)
         ctx = NodeContext(
             turn=turn,
@@ -938,10 +945,9 @@ async def continue_from(
             warnings=st.warnings,
             templates=plan.templates,
         )
-        outcome = WebhookOutcome(status=WebhookStatus(port), response=response)
         started = time.perf_counter_ns()
         try:
-            out = await call_webhook_node.finish(ctx, node.config, outcome)
+            out = await spec.resume(ctx, node.config, port, response)
             st.sent += out.sent
             st.trace.append(
                 NodeTrace(

@@ -6,9 +6,9 @@ import re
 import unicodedata
 
 try:  # Python 3.11+ ships the parser as re._parser; sre_parse is its deprecated alias.
-    import re._parser as _sre_parse
+    import re._parser as _sre_parse  # type: ignore[import-not-found]  # typeshed has no stub for it
 except ImportError:  # pragma: no cover
-    import sre_parse as _sre_parse  # type: ignore[no-redef]
+    import sre_parse as _sre_parse
 
 MAX_REGEX_CHARS = 500
 # Python's re has no timeout, so a match only ever sees this much text.
@@ -90,7 +90,7 @@ def _has_nested_quantifier(parsed: object, *, inside_repeat: bool) -> bool:
     for op, arg in parsed:  # type: ignore[attr-defined]
         name = str(op)
         if name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
-            low, high, sub = arg
+            _low, high, sub = arg
             repeats = high is _sre_parse.MAXREPEAT or high > 1
             if repeats and inside_repeat:
                 return True
@@ -105,9 +105,8 @@ def _has_nested_quantifier(parsed: object, *, inside_repeat: bool) -> bool:
         elif name in ("ASSERT", "ASSERT_NOT"):
             if _has_nested_quantifier(arg[1], inside_repeat=inside_repeat):
                 return True
-        elif name == "ATOMIC_GROUP":
-            if _has_nested_quantifier(arg, inside_repeat=inside_repeat):
-                return True
+        elif name == "ATOMIC_GROUP" and _has_nested_quantifier(arg, inside_repeat=inside_repeat):
+            return True
     return False
 
 

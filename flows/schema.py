@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
-SCHEMA_V1 = "switchboard.flow/v1"
+SCHEMA_V1: Final = "switchboard.flow/v1"
 
 NodeId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Tag = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
@@ -31,7 +31,7 @@ class _Shape(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
 
 
 class NodeConfig(_Shape):
-    """Base of every node config; the concrete class is picked by the node type."""
+    """Base of every node config; each node module (flows/nodes/) declares its own subclass."""
 
 
 # --- triggers -----------------------------------------------------------------
@@ -71,101 +71,11 @@ class MatchIntent(_Shape, tag_field="kind", tag="intent"):
     training_examples: list[TrainingExample] = []
     confidence_threshold: Probability = 0.8
     variables: list[VariableSpec] = []
+    negative_examples: list[TrainingExample] = []
+    """Messages that must NOT run this action ("where is my order" for "create order"); optional."""
 
 
-Match = Union[MatchAny, MatchKeywords, MatchRegex, MatchIntent]
-
-
-class MessageReceivedConfig(NodeConfig):
-    match: Match
-
-
-class ConversationCreatedConfig(NodeConfig):
-    pass
-
-
-class ContactCreatedConfig(NodeConfig):
-    pass
-
-
-class TagAddedConfig(NodeConfig):
-    tag: Tag
-
-
-class TagRemovedConfig(NodeConfig):
-    tag: Tag
-
-
-# --- actions ------------------------------------------------------------------
-
-
-class SendMessageConfig(NodeConfig):
-    text: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
-    message_type: Literal["marketing", "support", "ai"] = "support"
-
-
-class ControlAIResponseConfig(NodeConfig):
-    action: Literal["enable", "disable", "custom_prompt", "reset_context"]
-    custom_prompt: str = ""
-
-
-class UpdateAIContextConfig(NodeConfig):
-    context_data: dict[str, Any]
-
-
-class WebhookAuth(_Shape):
-    type: Literal["none", "bearer", "api_key"] = "none"
-    # In a stored document this is a "secret://<id>" reference; flows/ treats it as opaque.
-    secret: str = ""
-    header_name: str = "X-API-Key"
-
-
-class CallWebhookConfig(NodeConfig):
-    url: Annotated[str, msgspec.Meta(min_length=1, max_length=2048)]
-    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
-    headers: dict[str, str] = {}
-    auth: WebhookAuth = msgspec.field(default_factory=WebhookAuth)
-    payload_template: Any = None
-    timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=60)] = 5.0
-    max_retries: Annotated[int, msgspec.Meta(ge=0, le=10)] = 3
-    retry_delay_seconds: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 1.0
-    success_message: str = ""
-    failure_message: str = ""
-    requires_confirmation: bool = False
-    confirmation_message: str = ""
-
-
-class SetConversationStatusConfig(NodeConfig):
-    status: Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z_]{0,31}$")]
-
-
-class AddTagConfig(NodeConfig):
-    tag: Tag
-
-
-class RemoveTagConfig(NodeConfig):
-    tag: Tag
-
-
-# --- logic --------------------------------------------------------------------
-
-ConditionOp = Literal[
-    "equals",
-    "not_equals",
-    "contains",
-    "not_contains",
-    "greater_than",
-    "less_than",
-    "exists",
-    "is_empty",
-    "matches",
-]
-
-
-class ConditionConfig(NodeConfig):
-    left: Any
-    op: ConditionOp
-    right: Any = None
+Match = MatchAny | MatchKeywords | MatchRegex | MatchIntent
 
 
 # --- the document ---------------------------------------------------------------
@@ -177,7 +87,12 @@ class Position(_Shape):
 
 
 class Node(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
-    """A node; `config` is the concrete config Struct of `type` (see flows.nodes.registry)."""
+    """A node as the document writes it (id, type, config, position: DESIGN's field order).
+
+    Decoding goes through the tagged union of flows.nodes.registry (`type` picks the config
+    Struct); this plain shape is what the plan reads and what export encodes, since msgspec
+    writes a tag first and the exported bytes keep DESIGN's order.
+    """
 
     id: NodeId
     type: str
@@ -194,8 +109,8 @@ class Edge(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True
 class FlowDocument(_Shape, kw_only=True):
     """The JSON that the editor saves, the API takes and export writes.
 
-    Decode it with `flows.validate.decode_document` (node configs are typed per node type,
-    which a plain `msgspec.json.decode(..., type=FlowDocument)` cannot know).
+    Decode it with `flows.validate.decode_document`: it decodes each node through the
+    registry's tagged union and reports every error at once.
     """
 
     schema: Literal["switchboard.flow/v1"] = SCHEMA_V1

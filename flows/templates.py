@@ -116,11 +116,12 @@ class _Sandbox(ImmutableSandboxedEnvironment):
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         if operator == "*":
             for seq, times in ((left, right), (right, left)):
-                if isinstance(seq, (str, list, tuple)) and isinstance(times, int):
-                    if len(seq) * times > MAX_OUTPUT_CHARS:
-                        raise SecurityError(
-                            f"repeating a sequence past {MAX_OUTPUT_CHARS} items is not allowed"
-                        )
+                if (
+                    isinstance(seq, (str, list, tuple))
+                    and isinstance(times, int)
+                    and len(seq) * times > MAX_OUTPUT_CHARS
+                ):
+                    raise SecurityError(f"repeating a sequence past {MAX_OUTPUT_CHARS} items is not allowed")
         if operator == "**" and isinstance(right, (int, float)) and abs(right) > MAX_POWER_EXPONENT:
             raise SecurityError(f"exponents above {MAX_POWER_EXPONENT} are not allowed")
         return super().call_binop(context, operator, left, right)
@@ -340,7 +341,8 @@ def check_template(text: str) -> str | None:
     try:
         tree = _STRICT_ENV.parse(text)
     except TemplateSyntaxError as exc:
-        return f"Template syntax error on line {exc.lineno}: {(exc.message or '').rstrip('.')}. Fix the {{{{ ... }}}} expression."
+        reason = (exc.message or "").rstrip(".")
+        return f"Template syntax error on line {exc.lineno}: {reason}. Fix the {{{{ ... }}}} expression."
     for flt in tree.find_all(nodes.Filter):
         if flt.name not in ALLOWED_FILTERS:
             allowed = ", ".join(sorted(ALLOWED_FILTERS))

@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import logging
+import re
 from enum import Enum
 from typing import Any
 
 import msgspec
 
-from flows.nodes.registry import NODE_TYPES, TRIGGER_TYPES
-from flows.schema import SCHEMA_V1, Edge, FlowDocument, FlowStatus, MatchIntent, Node, Position
+from flows.nodes.base import NodeType
+from flows.nodes.registry import NODE_TYPES, TRIGGER_TYPES, TypedNode
+from flows.schema import (
+    SCHEMA_V1,
+    Edge,
+    FlowDocument,
+    FlowStatus,
+    MatchIntent,
+    Node,
+    NodeConfig,
+    Position,
+    document_to_dict,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -21,7 +33,7 @@ _TOP_FIELDS = ("schema", "name", "description", "status", "priority", "nodes", "
 _NODE_FIELDS = ("id", "type", "config", "position")
 _EDGE_FIELDS = ("from", "to", "port")
 _STATUSES = tuple(s.value for s in FlowStatus)
-_CONFIG_FIELDS = {name: tuple(spec.config.__struct_encode_fields__) for name, spec in NODE_TYPES.items()}
+_CONFIG_FIELDS = {name: spec.fields for name, spec in NODE_TYPES.items()}
 
 
 class ErrorCode(str, Enum):
@@ -73,8 +85,9 @@ def _err(node_id: str | None, field: str | None, message: str, code: ErrorCode) 
     return FlowError(node_id=node_id, field=field, message=message, code=code.value)
 
 
-def _parse(raw: bytes | str | dict, errors: list[FlowError]) -> Any:
-    if isinstance(raw, dict):
+def _parse(raw: bytes | str | dict | list, errors: list[FlowError]) -> Any:
+    # Already decoded JSON (an importer's file): an array is then "not an object", below.
+    if isinstance(raw, (dict, list)):
         try:
             size = len(msgspec.json.encode(raw))
         except (TypeError, msgspec.EncodeError, OverflowError, RecursionError) as exc:
@@ -148,16 +161,83 @@ def _unknown_keys(
             )
 
 
-def _convert_error(exc: msgspec.ValidationError, node_id: str, prefix: str) -> FlowError:
+_KINDS = {
+    "str": "text",
+    "int": "a whole number",
+    "float": "a number",
+    "bool": "yes or no",
+    "object": "a set of names and values",
+    "array": "a list",
+    "null": "empty",
+}
+_BOUNDS = {"<=": "at most", ">=": "at least", "<": "less than", ">": "more than"}
+_INDEX = re.compile(r"\[[^\]]*\]")
+
+
+def _label(field: str) -> str:
+    last = _INDEX.sub("", field).rsplit(".", 1)[-1]
+    return last.replace("_", " ") or "this value"
+
+
+def _hint(hints: dict[str, str], field: str) -> str | None:
+    """The node's own sentence for this field or the nearest field around it."""
+    path = _INDEX.sub("", field)
+    while path:
+        if path in hints:
+            return hints[path]
+        path = path.rpartition(".")[0]
+    return None
+
+
+def _number(text: str) -> str:
+    return text[:-2] if text.endswith(".0") else text
+
+
+def _plain_words(problem: str, field: str, hints: dict[str, str]) -> str:
+    """A msgspec complaint about `field` said as what to write (DESIGN: errors say what to do)."""
+    hint = _hint(hints, field)
+    if hint is not None:
+        return hint
+    label = _label(field)
+    if m := re.match(r"Expected `(\w+)`, got `(\w+)`", problem):
+        return f"{label.capitalize()} must be {_KINDS.get(m.group(1), m.group(1))}."
+    if m := re.match(r"Expected `str` of length >= (\d+)", problem):
+        return (
+            f"Fill in {label}."
+            if m.group(1) == "1"
+            else f"Write at least {m.group(1)} characters in {label}."
+        )
+    if m := re.match(r"Expected `str` of length <= (\d+)", problem):
+        return f"Shorten {label} to {m.group(1)} characters or fewer."
+    if m := re.match(r"Expected `(?:int|float)` (<=|>=|<|>) (\S+)", problem):
+        return f"{label.capitalize()} must be {_BOUNDS[m.group(1)]} {_number(m.group(2))}."
+    if m := re.match(r"Expected `array` of length (<=|>=) (\d+)", problem):
+        return f"{label.capitalize()} must have {_BOUNDS[m.group(1)]} {m.group(2)} entries."
+    if m := re.match(r"Invalid enum value (.+)", problem):
+        return f"{label.capitalize()} cannot be {m.group(1)}; pick one of the choices."
+    if problem.startswith("Expected `str` matching regex"):
+        return f"{label.capitalize()} has characters it cannot use: use letters, digits and underscores."
+    return f"Check {label}: {problem.rstrip('.')}."
+
+
+def _convert_error(
+    exc: msgspec.ValidationError, node_id: str, prefix: str, hints: dict[str, str] | None = None
+) -> FlowError:
+    """A msgspec error at `prefix` + its path, as a FlowError with a plain-words message."""
     text = str(exc)
     path = ""
     if " - at `$" in text:
         text, _, path = text.partition(" - at `$")
         path = path.rstrip("`")
-    field = prefix + path
+    field = prefix + path if prefix else path.lstrip(".")
+    within = field.partition(".")[2] if field.startswith("config.") else ""  # relative to the config
     if text.startswith("Object missing required field `"):
         name = text.split("`")[1]
-        return _err(node_id, f"{field}.{name}", f"Add the required field {name!r}.", ErrorCode.MISSING_FIELD)
+        where = f"{within}.{name}" if within else name
+        message = _hint(hints or {}, where) if within or field == "config" else None
+        return _err(
+            node_id, f"{field}.{name}", message or f"Fill in {_label(name)}.", ErrorCode.MISSING_FIELD
+        )
     if text.startswith("Object contains unknown field `"):
         name = text.split("`")[1]
         return _err(
@@ -165,7 +245,7 @@ def _convert_error(exc: msgspec.ValidationError, node_id: str, prefix: str) -> F
         )
     if field.endswith("match.kind"):
         return _err(node_id, field, "Set match kind to any, keywords, regex or intent.", ErrorCode.BAD_VALUE)
-    return _err(node_id, field, f"{text.rstrip('.')}; fix {field}.", ErrorCode.BAD_VALUE)
+    return _err(node_id, field, _plain_words(text, within or field, hints or {}), ErrorCode.BAD_VALUE)
 
 
 def _check_top(doc: dict, errors: list[FlowError]) -> None:
@@ -277,19 +357,28 @@ def _check_node(i: int, raw: Any, seen: set[str], errors: list[FlowError]) -> No
         return None
     allowed = _CONFIG_FIELDS[spec.type]
     _unknown_keys(config, allowed, label, "config.", errors)
+    cfg, found = check_config(spec, {k: v for k, v in config.items() if k in allowed}, node_id=label or where)
+    errors.extend(found)
+    if cfg is None or not ok or found or any(k not in allowed for k in config):
+        return None
+    # ok: node_id and node_type were checked to be text above.
+    return Node(id=str(node_id), type=str(node_type), config=cfg, position=pos_struct)
+
+
+def check_config(
+    spec: NodeType, config: dict[str, Any], *, node_id: str
+) -> tuple[NodeConfig | None, list[FlowError]]:
+    """One node's config on its own (no graph rules): the typed config, or every error found in it."""
     try:
-        cfg = msgspec.convert({k: v for k, v in config.items() if k in allowed}, spec.config, strict=True)
+        typed = msgspec.convert({"type": spec.type, "id": "n", "config": config}, TypedNode, strict=True)
     except msgspec.ValidationError as exc:
-        errors.append(_convert_error(exc, label or where, "config"))
-        return None
-    issues = spec.check(cfg)
-    for issue in issues:
-        errors.append(
-            FlowError(node_id=label, field=f"config.{issue.field}", message=issue.message, code=issue.code)
-        )
-    if not ok or issues or any(k not in allowed for k in config):
-        return None
-    return Node(id=node_id, type=node_type, config=cfg, position=pos_struct)
+        return None, [_convert_error(exc, node_id, "", spec.hints)]
+    issues = spec.check(typed.config)
+    found = [
+        FlowError(node_id=node_id, field=f"config.{issue.field}", message=issue.message, code=issue.code)
+        for issue in issues
+    ]
+    return (None, found) if found else (typed.config, [])
 
 
 def _check_edges(raw_edges: list, types: dict[str, str], errors: list[FlowError]) -> list[Edge]:
@@ -322,7 +411,8 @@ def _check_edges(raw_edges: list, types: dict[str, str], errors: list[FlowError]
                     _err(
                         value if key == "from" else owner,
                         f"{where}.{key}",
-                        f"The edge points to node {value!r}, which does not exist; connect it to an existing node or delete it.",
+                        f"The edge points to node {value!r}, which does not exist; "
+                        "connect it to an existing node or delete it.",
                         ErrorCode.DANGLING_EDGE,
                     )
                 )
@@ -334,6 +424,7 @@ def _check_edges(raw_edges: list, types: dict[str, str], errors: list[FlowError]
             good = False
         if not good:
             continue
+        src, dst = str(src), str(dst)  # checked above: both are node ids
         if types[dst] in TRIGGER_TYPES:
             errors.append(
                 _err(
@@ -359,8 +450,8 @@ def _check_edges(raw_edges: list, types: dict[str, str], errors: list[FlowError]
             )
             errors.append(_err(src, f"{where}.port", f"{problem}; {hint}.", ErrorCode.WRONG_PORT))
             good = False
-        key = (src, dst, port)
-        if key in seen:
+        edge_key = (src, dst, port)
+        if edge_key in seen:
             errors.append(
                 _err(
                     src,
@@ -370,7 +461,7 @@ def _check_edges(raw_edges: list, types: dict[str, str], errors: list[FlowError]
                 )
             )
             good = False
-        seen.add(key)
+        seen.add(edge_key)
         if good:
             edges.append(Edge(from_=src, to=dst, port=port))
     return edges
@@ -401,7 +492,7 @@ def _check_cycles(ids: list[str], pairs: list[tuple[str, str]], errors: list[Flo
             if mark == 1:
                 if nxt not in reported:
                     reported.add(nxt)
-                    loop = " -> ".join(path[path.index(nxt) :] + [nxt])
+                    loop = " -> ".join([*path[path.index(nxt) :], nxt])
                     errors.append(
                         _err(
                             nxt,
@@ -421,21 +512,22 @@ def _check_confirmations(nodes: list[Node], edges: list[Edge], errors: list[Flow
     for e in edges:
         succ.setdefault(e.from_, []).append(e.to)
     reachable: set[str] = set()
-    todo = [
-        n.id for n in nodes if n.type == "when.message_received" and isinstance(n.config.match, MatchIntent)
-    ]
+    todo = [n.id for n in nodes if isinstance(getattr(n.config, "match", None), MatchIntent)]
     while todo:
         for nxt in succ.get(todo.pop(), ()):
             if nxt not in reachable:
                 reachable.add(nxt)
                 todo.append(nxt)
     for n in nodes:
-        if n.type == "action.call_webhook" and n.config.requires_confirmation and n.id not in reachable:
+        confirms = getattr(n.config, "requires_confirmation", False)
+        if NODE_TYPES[n.type].external_action and confirms and n.id not in reachable:
             errors.append(
                 _err(
                     n.id,
                     "config.requires_confirmation",
-                    "Confirmation is asked only for webhooks after an intent trigger; connect it after one or turn requires_confirmation off.",
+                    "Confirmation needs an intent trigger before this webhook: connect it after a "
+                    "Message received trigger that matches an intent, or untick "
+                    "'Ask the customer to confirm first'.",
                     ErrorCode.CONFIRMATION_WITHOUT_INTENT,
                 )
             )
@@ -490,7 +582,8 @@ def _validate(raw: bytes | str | dict) -> tuple[FlowDocument | None, list[FlowEr
     types: dict[str, str] = {}
     for raw_node in raw_nodes:
         if isinstance(raw_node, dict) and isinstance(raw_node.get("id"), str) and raw_node["id"] not in types:
-            types[raw_node["id"]] = raw_node.get("type") if isinstance(raw_node.get("type"), str) else ""
+            node_type = raw_node.get("type")
+            types[raw_node["id"]] = node_type if isinstance(node_type, str) else ""
     edges = _check_edges(raw_edges, types, errors)
     if not any(t in TRIGGER_TYPES for t in types.values()):
         errors.append(
@@ -544,3 +637,55 @@ def decode_document(raw: bytes | str | dict) -> FlowDocument:
     if doc is None:
         raise FlowValidationError(errors)
     return doc
+
+
+_BLOCKING_CODES = frozenset(
+    {
+        ErrorCode.TOO_LARGE,
+        ErrorCode.INVALID_JSON,
+        ErrorCode.NOT_AN_OBJECT,
+        ErrorCode.BAD_SCHEMA,
+        ErrorCode.TOO_MANY_NODES,
+        ErrorCode.DUPLICATE_NODE_ID,
+        ErrorCode.INTERNAL,
+    }
+)
+_BLOCKING_FIELDS = re.compile(r"^(name|description|status|priority|nodes|edges|(nodes|edges)\[\d+\](\.id)?)$")
+
+
+class Draft(msgspec.Struct, frozen=True, kw_only=True):
+    """What a draft save stores, and what is still wrong with it."""
+
+    document: dict[str, Any] | None  # the canonical document when valid, else the JSON as sent
+    valid: FlowDocument | None
+    errors: list[FlowError]  # every problem; only Publish needs none
+    blocking: list[FlowError]  # why it cannot be stored at all (not JSON, no name, nodes without ids...)
+
+
+def _blocks(error: FlowError) -> bool:
+    if error.code in _BLOCKING_CODES:
+        return True
+    if error.node_id is not None or error.code == ErrorCode.MISSING_TRIGGER:
+        return False
+    return bool(error.field and _BLOCKING_FIELDS.match(error.field))
+
+
+def check_draft(raw: bytes | str | dict) -> Draft:
+    """A draft keeps whatever state the graph is in, as long as the editor can load it back."""
+    doc, errors = validate_document(raw)
+    if doc is not None:
+        return Draft(document=document_to_dict(doc), valid=doc, errors=[], blocking=[])
+    blocking = [e for e in errors if _blocks(e)]
+    if blocking:
+        return Draft(document=None, valid=None, errors=errors, blocking=blocking)
+    document = raw if isinstance(raw, dict) else msgspec.json.decode(raw)
+    return Draft(document=document, valid=None, errors=errors, blocking=[])
+
+
+def errors_by_node(errors: list[FlowError]) -> dict[str, list[str]]:
+    """Node id -> its problems in plain words (what the editor shows on each node)."""
+    found: dict[str, list[str]] = {}
+    for e in errors:
+        if e.node_id is not None:
+            found.setdefault(e.node_id, []).append(e.message)
+    return found

@@ -1,4 +1,9 @@
-"""Suite-wide fixtures: a private database and Redis key space, and the running service."""
+"""Suite-wide fixtures: a private database and Redis key space, and the running service.
+
+Unit tests of flows/ need none of this and run with only flows' own dependencies installed
+(msgspec, jinja2; .ci/run checks it): this module imports the service side (asyncpg, redis,
+httpx, app/) inside the fixtures that need it, never at the top.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +11,16 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import pytest
 import pytest_asyncio
 
-from app.services import embedded
-from tests.support import stack as stack_mod
 from tests.support.http_peer import http_peer  # noqa: F401  (a fresh peer per test, for every test module)
 
-# Unit tests of flows/ need none of this; the service fixtures start only when asked for.
+if TYPE_CHECKING:
+    from tests.support import stack as stack_mod
+
 _TEST_ENV = {
     "SWITCHBOARD_BUFFER_SECONDS": "0.4",
     "SWITCHBOARD_DB_POOL_SIZE": "6",  # several stacks may share one PostgreSQL (max_connections)
@@ -31,6 +37,8 @@ _TEST_ENV = {
 
 @pytest.fixture(scope="session")
 def service_urls() -> tuple[str, str]:
+    from tests.support import stack as stack_mod
+
     database_url, redis_url = stack_mod.resolve_test_services()
     asyncio.run(stack_mod.create_database(database_url))
     # This process talks to the same database (Piccolo reads DATABASE_URL on first use).
@@ -55,6 +63,8 @@ async def graph_api() -> AsyncIterator[object]:
 
 @pytest_asyncio.fixture(scope="session")
 async def stack(service_urls: tuple[str, str], graph_api) -> AsyncIterator[stack_mod.Stack]:
+    from tests.support import stack as stack_mod
+
     database_url, redis_url = service_urls
     redis = stack_mod.redis_client(redis_url)
     await redis.flushdb()
@@ -77,6 +87,9 @@ async def stack(service_urls: tuple[str, str], graph_api) -> AsyncIterator[stack
 @pytest_asyncio.fixture(scope="module")
 async def empty_stack(service_urls: tuple[str, str], graph_api) -> AsyncIterator[stack_mod.Stack]:
     """Web + worker on a database of their own with no user yet (what a new install looks like)."""
+    from app.services import embedded
+    from tests.support import stack as stack_mod
+
     database_url, redis_url = service_urls
     name = f"{database_url.rsplit('/', 1)[1]}_empty_{uuid.uuid4().hex[:6]}"
     empty_db = embedded.with_database(database_url, name)
@@ -104,6 +117,8 @@ async def empty_stack(service_urls: tuple[str, str], graph_api) -> AsyncIterator
 
 @pytest_asyncio.fixture
 async def tenant(stack: stack_mod.Stack) -> AsyncIterator[stack_mod.Tenant]:
+    from tests.support import stack as stack_mod
+
     created = await stack_mod.create_tenant(stack)
     yield created
     await created.aclose()
@@ -120,6 +135,8 @@ async def db(service_urls: tuple[str, str]) -> AsyncIterator[object]:
 
 @pytest_asyncio.fixture
 async def redis(service_urls: tuple[str, str]) -> AsyncIterator[object]:
+    from tests.support import stack as stack_mod
+
     client = stack_mod.redis_client(service_urls[1])
     yield client
     await client.aclose()

@@ -9,7 +9,7 @@ from litestar import Controller, Request, get, post
 from litestar.exceptions import NotFoundException
 from litestar.response import ServerSentEvent, ServerSentEventMessage, Template
 
-from app.services import auth, conversations, events
+from app.services import auth, conversations
 from ui.forms import form_to_config
 from ui.render import fragment, page
 from ui.security import csrf_token
@@ -39,8 +39,14 @@ def _one_line(html: str) -> str:
     return html.replace("\r\n", "\n").replace("\n", "&#10;")
 
 
-async def _load(principal: auth.Principal, conversation_id: str) -> conversations.ConversationRead:
-    convo = await conversations.get_conversation(principal.workspace_id, conversation_id)
+def _conversations(request: Request) -> conversations.Conversations:
+    return request.app.state.services.conversations
+
+
+async def _load(
+    request: Request, principal: auth.Principal, conversation_id: str
+) -> conversations.ConversationRead:
+    convo = await _conversations(request).get_conversation(principal.workspace_id, conversation_id)
     if convo is None:
         raise NotFoundException("This conversation does not exist in your workspace.")
     return convo
@@ -53,7 +59,7 @@ class ConversationsController(Controller):
     async def list_page(
         self, request: Request, principal: auth.Principal, status: str | None = None
     ) -> Template:
-        items = await conversations.list_conversations(
+        items = await _conversations(request).list_conversations(
             principal.workspace_id, status=status or None, limit=100
         )
         return page(
@@ -71,7 +77,7 @@ class ConversationsController(Controller):
             request,
             "pages/conversation.html",
             nav="conversations",
-            convo=await _load(principal, conversation_id),
+            convo=await _load(request, principal, conversation_id),
         )
 
     @get("/{conversation_id:str}/events", name="conversation_events")
@@ -79,12 +85,12 @@ class ConversationsController(Controller):
         self, request: Request, principal: auth.Principal, conversation_id: str
     ) -> ServerSentEvent:
         """Server-sent events: re-rendered partials of this conversation whenever the service publishes a change."""
-        await _load(principal, conversation_id)
+        await _load(request, principal, conversation_id)
         engine = request.app.template_engine
         token = csrf_token(request)
 
         async def render(parts: tuple[str, ...]) -> list[ServerSentEventMessage]:
-            convo = await conversations.get_conversation(principal.workspace_id, conversation_id)
+            convo = await _conversations(request).get_conversation(principal.workspace_id, conversation_id)
             if convo is None:
                 return []
             return [
@@ -99,7 +105,7 @@ class ConversationsController(Controller):
 
         async def stream() -> AsyncGenerator[ServerSentEventMessage, None]:
             yield ServerSentEventMessage(comment="live", retry=2000)
-            async with events.Subscription(principal.workspace_id) as subscription:
+            async with request.app.state.services.publisher.subscribe(principal.workspace_id) as subscription:
                 # Subscribed: the state rendered now plus every later event misses nothing that
                 # changed since the page was rendered.
                 for message in await render(tuple(_TEMPLATES)):
@@ -118,9 +124,12 @@ class ConversationsController(Controller):
         error = None
         if not text:
             error = "Write a message first."
-        elif await conversations.send_agent_message(principal.workspace_id, conversation_id, text) is None:
+        elif (
+            await _conversations(request).send_agent_message(principal.workspace_id, conversation_id, text)
+            is None
+        ):
             error = "The message could not be sent: check the conversation's channel in Settings."
-        convo = await _load(principal, conversation_id)
+        convo = await _load(request, principal, conversation_id)
         return fragment(
             request,
             "partials/send_box.html",
@@ -143,8 +152,8 @@ class ConversationsController(Controller):
             reset_context=bool(values.get("reset_context")),
         )
         if not errors:
-            await conversations.update_ai_state(principal.workspace_id, conversation_id, update)
-        convo = await _load(principal, conversation_id)
+            await _conversations(request).update_ai_state(principal.workspace_id, conversation_id, update)
+        convo = await _load(request, principal, conversation_id)
         return fragment(
             request,
             "partials/ai_state.html",
@@ -159,9 +168,9 @@ class ConversationsController(Controller):
         update = conversations.ConversationUpdate(
             status=(form.get("status") or "").strip() or None,
             add_tags=[t.strip() for t in (form.get("add_tag") or "").split(",") if t.strip()],
-            remove_tags=[t for t in form.getall("remove_tag")] if "remove_tag" in form else [],
+            remove_tags=list(form.getall("remove_tag")) if "remove_tag" in form else [],
         )
-        await conversations.update_conversation(principal.workspace_id, conversation_id, update)
+        await _conversations(request).update_conversation(principal.workspace_id, conversation_id, update)
         return fragment(
-            request, "partials/conversation_meta.html", convo=await _load(principal, conversation_id)
+            request, "partials/conversation_meta.html", convo=await _load(request, principal, conversation_id)
         )

@@ -42,24 +42,7 @@ class FlowsController(Controller):
     @post("/", name="flows_create")
     async def create(self, request: Request, principal: auth.Principal) -> Redirect | Template:
         form = await request.form()
-        name = (form.get("name") or "").strip() or "Untitled flow"
-        # A new flow starts with a trigger so it is valid from its first save.
-        doc = {
-            "schema": "switchboard.flow/v1",
-            "name": name[:200],
-            "description": "",
-            "status": "draft",
-            "priority": 0,
-            "nodes": [
-                {
-                    "id": "n1",
-                    "type": "when.message_received",
-                    "config": {"match": {"kind": "any"}},
-                    "position": {"x": 80, "y": 120},
-                }
-            ],
-            "edges": [],
-        }
+        doc = flows_store.starter_document(form.get("name") or "")
         flow = await flows_store.create_flow(principal.workspace_id, doc, author=principal.email)
         return Redirect(path=f"/flows/{flow.id}/edit")
 
@@ -85,7 +68,7 @@ class FlowsController(Controller):
                 flow=flow,
                 headers={"HX-Trigger": json.dumps({"sb:flash": message})},
             )
-        if request.headers.get("hx-request") != "true":
+        if not request.htmx:
             return Redirect(path="/flows")
         return fragment(request, "partials/flow_row.html", flow=flow)
 
@@ -95,7 +78,7 @@ class FlowsController(Controller):
     ) -> Template | Redirect:
         await _get(principal, flow_id)
         await flows_store.duplicate_flow(principal.workspace_id, flow_id, author=principal.email)
-        if request.headers.get("hx-request") != "true":
+        if not request.htmx:
             return Redirect(path="/flows")
         return fragment(
             request, "partials/flows_table.html", flows=await flows_store.list_flows(principal.workspace_id)
@@ -107,7 +90,7 @@ class FlowsController(Controller):
     ) -> Response[str] | Redirect:
         await _get(principal, flow_id)
         await flows_store.delete_flow(principal.workspace_id, flow_id)
-        if request.headers.get("hx-request") != "true":
+        if not request.htmx:
             return Redirect(path="/flows")
         return Response(content="", media_type="text/html")  # the row swaps itself away
 

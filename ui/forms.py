@@ -1,4 +1,7 @@
-"""Node forms -> config dicts: field names encode the shape (`a.b`, `a[]`, `a[].b`, `a{}.key`, `:int`/`:float`/`:bool`/`:json`/`:auto`)."""
+"""Node forms -> config dicts: field names encode the shape.
+
+`a.b`, `a[]`, `a[].b`, `a{}.key`, and the types `:int`/`:float`/`:bool`/`:json`/`:auto`.
+"""
 
 from __future__ import annotations
 
@@ -10,21 +13,7 @@ from typing import Any
 import msgspec
 
 from flows.nodes.registry import NODE_TYPES
-from flows.schema import document_to_dict
-from flows.validate import validate_document
-
-# Graph-level findings that a single node cannot fix from its own form.
-_GRAPH_CODES = frozenset(
-    {
-        "confirmation_without_intent",
-        "missing_trigger",
-        "dangling_edge",
-        "cycle",
-        "wrong_port",
-        "trigger_incoming_edge",
-        "duplicate_edge",
-    }
-)
+from flows.validate import check_config
 
 
 class FieldError(msgspec.Struct, frozen=True):
@@ -146,26 +135,19 @@ def prune_match(config: dict[str, Any]) -> dict[str, Any]:
 def check_node_config(
     node_id: str, type_: str, config: dict[str, Any]
 ) -> tuple[dict[str, Any] | None, list[FieldError]]:
-    """Validate one node's config with the flow language; returns the normalised config or field errors."""
-    node = {"id": node_id, "type": type_, "config": prune_match(dict(config))}
-    nodes = [node]
-    edges = []
-    if NODE_TYPES[type_].group != "trigger":
-        # A synthetic trigger keeps graph rules quiet: only this node's own findings matter here.
-        nodes = [{"id": "__trigger", "type": "when.conversation_created", "config": {}}, node]
-        edges = [{"from": "__trigger", "to": node_id}]
-    doc, flow_errors = validate_document(
-        {"schema": "switchboard.flow/v1", "name": "node", "nodes": nodes, "edges": edges}
-    )
-    errors = [
-        FieldError(_field(e.field), e.message)
-        for e in flow_errors
-        if e.node_id == node_id and e.code not in _GRAPH_CODES
-    ]
-    if errors or doc is None:
+    """Validate one node's config on its own; graph rules (what it is connected to) are the flow's to check.
+
+    Returns the normalised config, or field errors in plain words.
+    """
+    spec = NODE_TYPES[type_]
+    pruned = prune_match(dict(config))
+    unknown = [FieldError(k, f"Unknown field {k!r}; remove it.") for k in pruned if k not in spec.fields]
+    known = {k: v for k, v in pruned.items() if k in spec.fields}
+    typed, flow_errors = check_config(spec, known, node_id=node_id)
+    errors = unknown + [FieldError(_field(e.field), e.message) for e in flow_errors]
+    if errors or typed is None:
         return None, errors
-    normalised = next(n for n in document_to_dict(doc)["nodes"] if n["id"] == node_id)
-    return normalised["config"], []
+    return msgspec.to_builtins(typed, order="deterministic"), []
 
 
 def _field(field: str | None) -> str:

@@ -1,4 +1,4 @@
-"""The editor's palette: every node type of the registry as JSON, with a starting config for new nodes."""
+"""The editor's palette: every node type of the registry as JSON, with its starting config and summary."""
 
 from __future__ import annotations
 
@@ -6,22 +6,10 @@ import json
 from functools import lru_cache
 from typing import Any
 
-from flows.nodes.registry import NODE_TYPES
+import msgspec
 
-# Only the required fields: a fresh node starts minimal and Validate says what is missing.
-_STARTING_CONFIG: dict[str, dict[str, Any]] = {
-    "when.message_received": {"match": {"kind": "any"}},
-    "when.tag_added": {"tag": ""},
-    "when.tag_removed": {"tag": ""},
-    "action.send_message": {"text": "", "message_type": "support"},
-    "action.control_ai_response": {"action": "enable"},
-    "action.update_ai_context": {"context_data": {}},
-    "action.call_webhook": {"url": "", "method": "POST"},
-    "action.set_conversation_status": {"status": "resolved"},
-    "action.add_tag": {"tag": ""},
-    "action.remove_tag": {"tag": ""},
-    "logic.condition": {"left": "", "op": "equals", "right": ""},
-}
+from flows.nodes.base import NodeType
+from flows.nodes.registry import NODE_TYPES
 
 TEMPLATE_NAMES = (
     "contact.first_name",
@@ -46,7 +34,8 @@ def node_types() -> list[dict[str, Any]]:
             "label": t.label,
             "description": t.description,
             "out_ports": list(t.out_ports),
-            "defaults": _STARTING_CONFIG.get(t.type, {}),
+            "defaults": t.starting_config,
+            "summary": t.summary(t.starting_config),
         }
         for t in NODE_TYPES.values()
     ]
@@ -56,6 +45,19 @@ def node_types() -> list[dict[str, Any]]:
 def node_types_json() -> str:
     # Embedded in a <script type="application/json"> block: "</" must not close it.
     return json.dumps(node_types()).replace("</", "<\\/")
+
+
+def form_values(spec: NodeType, config: dict[str, Any]) -> dict[str, Any]:
+    """The config a form shows: the node's (maybe partial) config over its type's defaults."""
+    values = {
+        f.encode_name: msgspec.to_builtins(
+            f.default if f.default is not msgspec.NODEFAULT else f.default_factory()
+        )
+        for f in msgspec.structs.fields(spec.config)
+        if f.default is not msgspec.NODEFAULT or f.default_factory is not msgspec.NODEFAULT
+    }
+    values.update(config)
+    return values
 
 
 def template_names(variables: list[str]) -> list[str]:

@@ -29,7 +29,7 @@ def static(path: str) -> str:
 
 
 def is_htmx(request: Request) -> bool:
-    return request.headers.get("hx-request") == "true" and request.headers.get("hx-boosted") != "true"
+    return bool(request.htmx) and not request.htmx.boosted
 
 
 def context(request: Request, **values: Any) -> dict[str, Any]:

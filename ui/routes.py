@@ -9,6 +9,7 @@ from litestar.exceptions import HTTPException, NotAuthorizedException
 from ui.actions import ActionsController
 from ui.auth import AuthController
 from ui.conversations import ConversationsController
+from ui.corrections import CorrectionsController
 from ui.editor import EditorController
 from ui.errors import html_error
 from ui.flows import FlowsController
@@ -29,6 +30,7 @@ ROUTERS: list[Router] = [
             ActionsController,
             LogsController,
             TesterController,
+            CorrectionsController,
             SettingsController,
             SetupController,
         ],

@@ -108,7 +108,7 @@ async def provide_principal(request: Request) -> auth.Principal:
 
 def login_redirect(request: Request, exc: Exception) -> Response[Any]:
     target = "/login?next=" + request.url.path
-    if request.headers.get("hx-request") == "true":
+    if request.htmx:
         return Response(content="", status_code=401, headers={"HX-Redirect": target})
     return Redirect(path=target)
 

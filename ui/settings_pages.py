@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import secrets as pysecrets
-
-import httpx
 from litestar import Controller, Request, get, post
 from litestar.exceptions import NotFoundException
 from litestar.response import Template
@@ -84,37 +81,13 @@ class SettingsController(Controller):
         read = await channel_store.get_channel_read(principal.workspace_id, channel_id)
         if record is None or read is None:
             raise NotFoundException("This channel does not exist in your workspace.")
-        url = _webhook_url(request, read)
-        challenge = pysecrets.token_hex(8)
-        if read.kind is channel_store.ChannelKind.WHATSAPP:
-            params = {
-                "hub.mode": "subscribe",
-                "hub.verify_token": record.verify_token,
-                "hub.challenge": challenge,
-            }
-            try:
-                async with httpx.AsyncClient(timeout=5.0) as client:
-                    resp = await client.get(url, params=params)
-                ok = resp.status_code == 200 and resp.text.strip() == challenge
-                detail = (
-                    "Meta's verification will succeed."
-                    if ok
-                    else f"The webhook answered {resp.status_code}: {resp.text[:200]}"
-                )
-            except httpx.HTTPError as exc:
-                ok, detail = False, f"Could not reach {url}: {exc}. Is the public URL right?"
-        else:
-            ok = bool(record.secret) or read.kind is channel_store.ChannelKind.CONSOLE
-            detail = (
-                "Signed requests will be accepted."
-                if ok
-                else "Set a secret: generic webhooks must be HMAC-signed."
-            )
+        checks = request.app.state.services.channel_checks
+        result = await checks.verify(record, read, webhook_url=_webhook_url(request, read))
         return fragment(
             request,
             "partials/channels.html",
             channel_error=None,
-            verify={"id": channel_id, "ok": ok, "detail": detail},
+            verify={"id": channel_id, "ok": result.ok, "detail": result.detail},
             **await _channels_context(request, principal),
         )
 

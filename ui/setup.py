@@ -5,7 +5,7 @@ from __future__ import annotations
 from litestar import Controller, Request, get, post
 from litestar.response import Redirect, Template
 
-from app.services import auth, first_run, lifecycle
+from app.services import auth, first_run
 from app.services.channels.store import ChannelError
 from app.settings import get_settings
 from ui.render import page
@@ -97,7 +97,7 @@ class SetupController(Controller):
         else:
             try:
                 conversation_id = await first_run.send_try_message(
-                    principal.workspace_id, text, ingress=lifecycle.services().ingress
+                    principal.workspace_id, text, ingress=request.app.state.services.ingress
                 )
             except ChannelError as exc:
                 error = f"{str(exc).capitalize()}."

@@ -1,58 +1,83 @@
-"""Action tester: one message (dry run or execute) with the full explanation, and a batch test with a confusion table."""
+"""Action tester: a test conversation explained turn by turn (dry run or for real); a batch test."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-from collections import Counter
 from typing import Annotated, Any
 
+import msgspec
 from litestar import Controller, Request, get, post
 from litestar.datastructures import UploadFile
 from litestar.enums import RequestEncodingType
 from litestar.params import Body
 from litestar.response import Template
 
-from app.services import auth, flows_store, tester
-from ui.render import page
-
-MAX_BATCH_ROWS = 500
-NO_MATCH = "(none)"
-
-
-def predicted_label(result: tester.TesterResponse) -> str:
-    """What answered, in the words a batch file uses: the action's name, the core intent, or (none)."""
-    if result.layer == "external_action" and result.match:
-        return str(result.match.get("display_name") or result.match.get("node_id"))
-    if result.layer == "core_intent" and result.answer and result.answer.get("intent"):
-        return str(result.answer["intent"])
-    if result.layer == "trigger":
-        return "trigger"
-    return NO_MATCH
+from app.services import auth, flows_store
+from app.services import dry_run as tester
+from flows.nodes.registry import NODE_TYPES
+from ui.render import is_htmx, page
 
 
-def parse_batch(filename: str, raw: bytes) -> list[tuple[str, str, str]]:
-    """(message, language, expected) rows from CSV (header: message/text, expected, language) or JSON lines."""
-    text = raw.decode("utf-8-sig")
-    rows: list[dict[str, Any]]
-    if filename.endswith((".jsonl", ".json")) or text.lstrip().startswith("{"):
-        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-    else:
-        rows = list(csv.DictReader(io.StringIO(text)))
-    out = []
-    for row in rows[:MAX_BATCH_ROWS]:
-        message = str(row.get("message") or row.get("text") or "").strip()
-        expected = row.get("expected", row.get("intent"))
-        if message:
-            out.append(
-                (
-                    message,
-                    str(row.get("language") or ""),
-                    str(expected) if expected not in (None, "", "oos") else NO_MATCH,
-                )
-            )
-    return out
+class TurnInput(msgspec.Struct):
+    """The tester form, parsed: the request to run, or the reasons it cannot run (field -> message)."""
+
+    request: tester.TesterRequest | None
+    errors: dict[str, str]
+
+
+def _json_field(form: Any, name: str, errors: dict[str, str], what: str) -> Any:
+    raw = (form.get(name) or "").strip()
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        errors[name] = f"{what} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})."
+        return None
+
+
+def parse_turn(form: Any) -> TurnInput:
+    errors: dict[str, str] = {}
+    message = (form.get("message") or "").strip()
+    if not message:
+        errors["message"] = "Type what the customer says."
+    sample = _json_field(form, "sample_response", errors, "The sample response")
+    document = _json_field(form, "document", errors, "The flow on the canvas")
+    state = None
+    raw_state = (form.get("state") or "").strip()
+    if raw_state:
+        try:
+            state = msgspec.json.decode(raw_state, type=tester.TesterState)
+        except msgspec.DecodeError:
+            errors["state"] = "This test conversation cannot be continued: press Restart."
+    if errors:
+        return TurnInput(request=None, errors=errors)
+    request = tester.TesterRequest(
+        message=message,
+        language=form.get("language") or None,
+        execute=form.get("mode") == "execute",
+        flow_id=form.get("flow_id") or None,
+        document=document if isinstance(document, dict) else None,
+        state=state,
+        sample_response=sample,
+    )
+    return TurnInput(request=request, errors={})
+
+
+def steps_of(result: tester.TesterResponse, flow_names: dict[str, str]) -> list[dict[str, Any]]:
+    """The nodes that ran, in order, with the port each took: what the canvas highlights."""
+    return [
+        {
+            "flow_id": t["flow_id"],
+            "flow_name": flow_names.get(t["flow_id"], "this draft"),
+            "node_id": t["node_id"],
+            "label": NODE_TYPES[t["type"]].label,
+            "port": t["port"],
+            "error": t["error"],
+        }
+        for t in result.trace
+        if t["type"] in NODE_TYPES
+    ]
 
 
 class TesterController(Controller):
@@ -65,55 +90,60 @@ class TesterController(Controller):
         principal: auth.Principal,
         flow_id: str | None = None,
         node_id: str | None = None,
+        embedded: bool = False,
     ) -> Template:
+        """The tester page; for htmx, a fresh test conversation panel (Restart)."""
         flows = await flows_store.list_flows(principal.workspace_id)
         return page(
             request,
             "pages/tester.html",
+            partial="partials/tester_panel.html",
             nav="tester",
             flows=flows,
-            flow_id=flow_id or "",
-            result=None,
+            tester_flow_id=flow_id or "",
+            tester_in_editor=embedded,
             batch=None,
-            message="",
-            language="",
-            error=None,
         )
 
     @post("/run", name="tester_run")
     async def run(self, request: Request, principal: auth.Principal) -> Template:
+        """One turn of the test conversation: the customer's message, the replies, and why."""
         form = await request.form()
-        message = (form.get("message") or "").strip()
-        execute = form.get("mode") == "execute"
-        req = tester.TesterRequest(
-            message=message,
-            language=form.get("language") or None,
-            execute=execute,
-            flow_id=form.get("flow_id") or None,
-        )
-        result, error = None, None
-        try:
-            result = await tester.run_test(principal.workspace_id, req)
-        except (ValueError, flows_store.FlowInvalid, flows_store.FlowNotFound) as exc:
-            error = (
-                "; ".join(e.message for e in exc.errors)
-                if isinstance(exc, flows_store.FlowInvalid)
-                else str(exc)
-            )
+        parsed = parse_turn(form)
         flows = await flows_store.list_flows(principal.workspace_id)
+        flow_names = {f.id: f.name for f in flows}
+        result, errors, node_errors = None, dict(parsed.errors), []
+        if parsed.request is not None:
+            try:
+                result = await request.app.state.services.tester.run(principal.workspace_id, parsed.request)
+            except flows_store.FlowInvalid as exc:
+                node_errors = msgspec.to_builtins(exc.errors)
+                errors["document"] = "Fix the flow first: " + " ".join(e.message for e in exc.errors[:3])
+            except flows_store.FlowNotFound:
+                errors["flow_id"] = "This flow does not exist any more (deleted?)."
+            except ValueError as exc:
+                errors["message"] = str(exc)
+        steps = steps_of(result, flow_names) if result else []
+        trigger = {"sb:tester-turn": {"steps": steps, "errors": node_errors}}
         return page(
             request,
             "pages/tester.html",
-            partial="partials/tester_result.html",
-            status_code=422 if error else 200,
+            partial="partials/tester_turn.html",
+            status_code=422 if errors else 200,
+            headers={"HX-Trigger": json.dumps(trigger)},
             nav="tester",
             flows=flows,
-            flow_id=form.get("flow_id") or "",
+            flow_names=flow_names,
+            tester_flow_id=form.get("flow_id") or "",
+            tester_in_editor=form.get("embedded") == "1",
+            message=(form.get("message") or "").strip(),
+            mode="execute" if form.get("mode") == "execute" else "dry",
             result=result,
+            steps=steps,
+            errors=errors,
+            state_json=msgspec.json.encode(result.state).decode() if result else (form.get("state") or ""),
+            turn_in_page=not is_htmx(request),  # without htmx the whole page shows this turn
             batch=None,
-            message=message,
-            language=form.get("language") or "",
-            error=error,
         )
 
     @post("/batch", name="tester_batch")
@@ -124,44 +154,17 @@ class TesterController(Controller):
         data: Annotated[dict[str, Any], Body(media_type=RequestEncodingType.MULTI_PART)],
     ) -> Template:
         upload = data.get("file")
-        error, rows = None, []
-        if not isinstance(upload, UploadFile):
-            error = "Choose a CSV or JSONL file."
-        else:
-            try:
-                rows = parse_batch(upload.filename or "", await upload.read())
-            except (ValueError, UnicodeDecodeError) as exc:
-                error = f"Could not read {upload.filename}: {exc}."
         flow_id = data.get("flow_id") or None
-        results = []
-        for message, language, expected in rows:
-            res = await tester.run_test(
+        if not isinstance(upload, UploadFile):
+            batch = tester.BatchReport(error="Choose a CSV or JSONL file.")
+        else:
+            batch = await request.app.state.services.tester.run_batch(
                 principal.workspace_id,
-                tester.TesterRequest(
-                    message=message,
-                    language=language or None,
-                    flow_id=flow_id if isinstance(flow_id, str) else None,
-                ),
+                upload.filename or "",
+                await upload.read(),
+                flow_id=flow_id if isinstance(flow_id, str) else None,
             )
-            results.append(
-                {
-                    "message": message,
-                    "expected": expected,
-                    "predicted": predicted_label(res),
-                    "confidence": (res.match or {}).get("confidence"),
-                }
-            )
-        labels = sorted({r["expected"] for r in results} | {r["predicted"] for r in results})
-        confusion = Counter((r["expected"], r["predicted"]) for r in results)
-        correct = sum(1 for r in results if r["expected"] == r["predicted"])
-        batch = {
-            "results": results,
-            "labels": labels,
-            "confusion": confusion,
-            "total": len(results),
-            "accuracy": correct / len(results) if results else None,
-            "error": error,
-        }
+        error = batch.error
         return page(
             request,
             "pages/tester.html",
@@ -169,10 +172,7 @@ class TesterController(Controller):
             status_code=422 if error else 200,
             nav="tester",
             flows=await flows_store.list_flows(principal.workspace_id),
-            flow_id=flow_id or "",
-            result=None,
+            tester_flow_id=flow_id or "",
+            tester_in_editor=False,
             batch=batch,
-            message="",
-            language="",
-            error=None,
         )

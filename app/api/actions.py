@@ -8,7 +8,8 @@ import msgspec
 from litestar import Controller, get, post
 from litestar.exceptions import NotFoundException
 
-from app.services import lifecycle, runs
+from app.roots import AppServices
+from app.services import runs
 from app.services.auth import Principal
 from app.services.runs import LogPage
 
@@ -54,9 +55,9 @@ class ActionController(Controller):
     @post(
         "/executions/{execution_id:str}/replay", status_code=200, summary="Replay a dead-lettered execution"
     )
-    async def replay(self, principal: Principal, execution_id: str) -> ReplayResult:
+    async def replay(self, principal: Principal, services: AppServices, execution_id: str) -> ReplayResult:
         try:
-            outcome = await lifecycle.services().webhooks.replay(principal.workspace_id, execution_id)
+            outcome = await services.turns.replay_webhook(principal.workspace_id, execution_id)
         except LookupError as exc:
             raise NotFoundException(str(exc)) from exc
         return ReplayResult(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import builtins  # the handlers named `list` shadow the name in their class
 from datetime import datetime
 
 from litestar import Controller, get, patch, post, put
 from litestar.exceptions import NotFoundException, ValidationException
 
-from app.services import conversations, runs
+from app.roots import AppServices
+from app.services import runs
 from app.services.auth import Principal
 from app.services.conversations import (
     AgentMessage,
@@ -27,46 +29,66 @@ class ConversationController(Controller):
 
     @get("/")
     async def list(
-        self, principal: Principal, limit: int = 50, offset: int = 0, status: str | None = None
+        self,
+        principal: Principal,
+        services: AppServices,
+        limit: int = 50,
+        offset: int = 0,
+        status: str | None = None,
     ) -> list[ConversationSummary]:
-        return await conversations.list_conversations(
+        return await services.conversations.list_conversations(
             principal.workspace_id, limit=min(limit, 500), offset=offset, status=status
         )
 
     @get("/{conversation_id:str}")
-    async def read(self, principal: Principal, conversation_id: str) -> ConversationRead:
-        found = await conversations.get_conversation(principal.workspace_id, conversation_id)
+    async def read(
+        self, principal: Principal, services: AppServices, conversation_id: str
+    ) -> ConversationRead:
+        found = await services.conversations.get_conversation(principal.workspace_id, conversation_id)
         if found is None:
             raise NotFoundException(f"no conversation {conversation_id} in this workspace")
         return found
 
     @get("/{conversation_id:str}/messages")
-    async def messages(self, principal: Principal, conversation_id: str) -> list[MessageRead]:
-        found = await conversations.get_conversation(principal.workspace_id, conversation_id)
+    async def messages(
+        self, principal: Principal, services: AppServices, conversation_id: str
+    ) -> builtins.list[MessageRead]:
+        found = await services.conversations.get_conversation(principal.workspace_id, conversation_id)
         if found is None:
             raise NotFoundException(f"no conversation {conversation_id} in this workspace")
         return found.messages
 
     @put("/{conversation_id:str}/ai", summary="Edit the AI state (ai_control_/ai_context_ keys)")
-    async def update_ai(self, principal: Principal, conversation_id: str, data: AIStateUpdate) -> AIStateRead:
-        state = await conversations.update_ai_state(principal.workspace_id, conversation_id, data)
+    async def update_ai(
+        self, principal: Principal, services: AppServices, conversation_id: str, data: AIStateUpdate
+    ) -> AIStateRead:
+        state = await services.conversations.update_ai_state(principal.workspace_id, conversation_id, data)
         if state is None:
             raise NotFoundException(f"no conversation {conversation_id} in this workspace")
         return state
 
     @patch("/{conversation_id:str}")
     async def update(
-        self, principal: Principal, conversation_id: str, data: ConversationUpdate
+        self, principal: Principal, services: AppServices, conversation_id: str, data: ConversationUpdate
     ) -> ConversationRead:
-        if not await conversations.update_conversation(principal.workspace_id, conversation_id, data):
+        if not await services.conversations.update_conversation(
+            principal.workspace_id, conversation_id, data
+        ):
             raise NotFoundException(f"no conversation {conversation_id} in this workspace")
-        return await self.read(principal, conversation_id)
+        found = await services.conversations.get_conversation(principal.workspace_id, conversation_id)
+        if found is None:
+            raise NotFoundException(f"no conversation {conversation_id} in this workspace")
+        return found
 
     @post("/{conversation_id:str}/messages", status_code=201, summary="Send a message as an agent")
-    async def send(self, principal: Principal, conversation_id: str, data: AgentMessage) -> MessageRead:
+    async def send(
+        self, principal: Principal, services: AppServices, conversation_id: str, data: AgentMessage
+    ) -> MessageRead:
         if not data.text.strip():
             raise ValidationException("text: write the message to send")
-        sent = await conversations.send_agent_message(principal.workspace_id, conversation_id, data.text)
+        sent = await services.conversations.send_agent_message(
+            principal.workspace_id, conversation_id, data.text
+        )
         if sent is None:
             raise NotFoundException(f"no conversation {conversation_id} in this workspace")
         return sent
@@ -87,7 +109,7 @@ class RunController(Controller):
         until: datetime | None = None,
         limit: int = 50,
         offset: int = 0,
-    ) -> list[RunSummary]:
+    ) -> builtins.list[RunSummary]:
         return await runs.list_runs(
             principal.workspace_id,
             conversation_id=conversation_id,

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.types import ExceptionHandlersMap
 
+from app.pipeline.ingress import IngressError
 from app.services.channels.items import WireError
 from app.services.channels.store import ChannelError
 from app.services.flows_store import FlowInvalid, FlowNotFound
-from app.services.ingress import IngressError
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,7 @@ def validation(request: Request, exc: ValidationException) -> Response:
 
 
 def http_error(request: Request, exc: HTTPException) -> Response:
-    body = {"error": exc.detail}
+    body: dict[str, Any] = {"error": exc.detail}
     if exc.extra:
         body["details"] = exc.extra
     return Response(
@@ -69,7 +71,7 @@ def server_error(request: Request, exc: Exception) -> Response:
     return _json(500, {"error": "internal error; the server log has the details"})
 
 
-HANDLERS = {
+HANDLERS: ExceptionHandlersMap = {
     Exception: server_error,
     IngressError: unavailable,
     FlowInvalid: flow_invalid,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins  # the handlers named `list` shadow the name in their class
 from typing import Any
 
 import msgspec
@@ -139,7 +140,7 @@ class FlowController(Controller):
         return await flows_store.duplicate_flow(principal.workspace_id, flow_id, author=principal.email)
 
     @get("/{flow_id:str}/versions")
-    async def versions(self, principal: Principal, flow_id: str) -> list[FlowVersionRead]:
+    async def versions(self, principal: Principal, flow_id: str) -> builtins.list[FlowVersionRead]:
         return await flows_store.list_versions(principal.workspace_id, flow_id)
 
     @post("/{flow_id:str}/rollback", status_code=200)

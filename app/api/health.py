@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from litestar import Response, get
-
-from app.db import engine
-from app.services import lifecycle, redis_conn
+from litestar.datastructures import State
 
 
 async def _check(coro) -> str:
@@ -19,11 +17,11 @@ async def _check(coro) -> str:
 
 
 @get("/health", tags=["health"])
-async def health() -> Response:
-    svc = lifecycle.services()
+async def health(state: State) -> Response:
+    svc = state.services
     checks = {
-        "database": await _check(engine.pool().fetchval("SELECT 1")),
-        "redis": await _check(redis_conn.client().ping()),
+        "database": await _check(svc.db.fetchval("SELECT 1")),
+        "redis": await _check(svc.redis.ping()),
         "queue": await _check(svc.queue.count("queued")),
     }
     status = 200 if all(v == "ok" for v in checks.values()) else 503

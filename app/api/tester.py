@@ -1,22 +1,26 @@
-"""/api/tester/run: which layer answers a message, with scores, variables, payload and trace."""
+"""/api/tester/run: which layer answers a message: scores, variables, payload, trace, conversation state."""
 
 from __future__ import annotations
 
 from litestar import Controller, post
 from litestar.exceptions import ValidationException
 
-from app.services import tester
+from app.roots import AppServices
 from app.services.auth import Principal
-from app.services.tester import TesterRequest, TesterResponse
+from app.services.dry_run import TesterRequest, TesterResponse
 
 
 class TesterController(Controller):
     path = "/api/tester"
     tags = ["tester"]
 
-    @post("/run", status_code=200, summary="Dry-run a message (execute=true really calls the webhook)")
-    async def run(self, principal: Principal, data: TesterRequest) -> TesterResponse:
+    @post(
+        "/run",
+        status_code=200,
+        summary="Dry-run a message (execute=true really calls the webhook); send `state` back to continue",
+    )
+    async def run(self, principal: Principal, services: AppServices, data: TesterRequest) -> TesterResponse:
         try:
-            return await tester.run_test(principal.workspace_id, data)
+            return await services.tester.run(principal.workspace_id, data)
         except ValueError as exc:
             raise ValidationException(str(exc)) from exc

@@ -246,6 +246,22 @@ class Secret(Table, tablename="secrets"):
     created_at = Timestamptz(default=TimestamptzNow())
 
 
+class IntentCorrection(Table, tablename="intent_corrections"):
+    """A person said which action a message should have matched (or none): it became training data."""
+
+    id = UUID(primary_key=True, default=_uuid)
+    workspace = ForeignKey(Workspace, null=False, index=True)
+    flow = ForeignKey(Flow, null=False)
+    node_id = Varchar(length=100)  # the intent trigger whose examples (or negatives) grew
+    kind = Varchar(length=20)  # example | negative
+    text = Text()
+    run_id = UUID(null=True, default=None)  # the run it corrects, when it came from the logs
+    matched_node_id = Varchar(length=100, null=True, default=None)  # what the engine had chosen
+    draft_revision = Integer(default=0)  # the flow's draft revision the correction produced
+    created_by = Varchar(length=320, default="")
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
 class Personality(Table, tablename="personalities"):
     id = UUID(primary_key=True, default=_uuid)
     workspace = ForeignKey(Workspace, null=False)
@@ -286,6 +302,7 @@ TABLES: list[type[Table]] = [
     Secret,
     Personality,
     UsageCounter,
+    IntentCorrection,
 ]
 
 __all__ = [t.__name__ for t in TABLES] + ["TABLES"]

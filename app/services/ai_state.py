@@ -96,13 +96,11 @@ class AIStateStore:
     async def append_history(self, conversation_id: str, *, role: str, text: str, keep: int) -> None:
         key = history_key(conversation_id)
         entry = _encode({"role": role, "text": text})
-        await (
-            self.redis.pipeline(transaction=True)
-            .rpush(key, entry)
-            .ltrim(key, -keep, -1)
-            .expire(key, self.ttl_s)
-            .execute()
-        )
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.rpush(key, entry)
+        pipe.ltrim(key, -keep, -1)
+        pipe.expire(key, self.ttl_s)
+        await pipe.execute()
 
     async def history(self, conversation_id: str) -> list[dict[str, str]]:
         return [msgspec.json.decode(e) for e in await self.redis.lrange(history_key(conversation_id), 0, -1)]

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
+import asyncpg
 import msgspec
 
-from app.db import engine
-from app.services import events, lifecycle
-from app.services.ai_state import AIControl
+from app.services import events
+from app.services.ai_state import AIControl, AIStateStore
 from app.services.channels import store as channel_store
+from app.services.values import iso, parse_uuid
 
 
 class MessageRead(msgspec.Struct):
@@ -72,20 +72,15 @@ class ConversationUpdate(msgspec.Struct, forbid_unknown_fields=True):
     remove_tags: list[str] = []
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
-def _uuid(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        return None
-
-
-def _decode(value: Any) -> Any:
-    return msgspec.json.decode(value) if isinstance(value, (str, bytes)) else value
-
+# A conversation's status and tags, as agents (below) and flows (app.pipeline.effects) change them.
+SET_STATUS = "UPDATE conversations SET status = $3 WHERE id = $1 AND workspace = $2"
+ADD_TAG = (
+    "UPDATE conversations SET tags = tags || to_jsonb($3::text) "
+    "WHERE id = $1 AND workspace = $2 AND NOT tags ? $3 RETURNING id"
+)
+REMOVE_TAG = (
+    "UPDATE conversations SET tags = tags - $3 WHERE id = $1 AND workspace = $2 AND tags ? $3 RETURNING id"
+)
 
 _SUMMARY = """
 SELECT c.id, c.channel, c.contact, c.status, c.tags, c.created_at, c.last_message_at, p.phone, p.first_name,
@@ -96,170 +91,197 @@ SELECT c.id, c.channel, c.contact, c.status, c.tags, c.created_at, c.last_messag
 
 
 def _summary(row: Any) -> dict[str, Any]:
-    return dict(
-        id=str(row["id"]),
-        channel_id=str(row["channel"]),
-        contact_id=str(row["contact"]),
-        contact_phone=row["phone"],
-        contact_name=" ".join(x for x in (row["first_name"], row["last_name"]) if x),
-        status=row["status"],
-        tags=list(_decode(row["tags"]) or []),
-        created_at=_iso(row["created_at"]),
-        last_message_at=_iso(row["last_message_at"]),
-        last_message=row["last_message"],
-    )
+    return {
+        "id": str(row["id"]),
+        "channel_id": str(row["channel"]),
+        "contact_id": str(row["contact"]),
+        "contact_phone": row["phone"],
+        "contact_name": " ".join(x for x in (row["first_name"], row["last_name"]) if x),
+        "status": row["status"],
+        "tags": list(row["tags"] or []),
+        "created_at": iso(row["created_at"]),
+        "last_message_at": iso(row["last_message_at"]),
+        "last_message": row["last_message"],
+    }
 
 
-async def list_conversations(
-    workspace_id: str, *, limit: int = 50, offset: int = 0, status: str | None = None
-) -> list[ConversationSummary]:
-    args: list[Any] = [uuid.UUID(workspace_id), limit, offset]
-    where = "c.workspace = $1"
-    if status:
-        args.append(status)
-        where += " AND c.status = $4"
-    rows = await engine.pool().fetch(
-        f"{_SUMMARY} WHERE {where} ORDER BY c.last_message_at DESC LIMIT $2 OFFSET $3", *args
-    )
-    return [ConversationSummary(**_summary(r)) for r in rows]
+class ReplySender(Protocol):
+    """What an agent's message goes through: the outbox of the message path (app.pipeline.outbox)."""
+
+    async def send(
+        self,
+        channel: channel_store.ChannelRecord,
+        *,
+        conversation_id: str,
+        to: str,
+        text: str,
+        message_type: str,
+        dedupe_key: str | None,
+    ) -> Any: ...
 
 
-async def get_conversation(
-    workspace_id: str, conversation_id: str, *, message_limit: int = 200
-) -> ConversationRead | None:
-    cid = _uuid(conversation_id)
-    if cid is None:
-        return None
-    pool = engine.pool()
-    row = await pool.fetchrow(
-        f"{_SUMMARY} WHERE c.id = $1 AND c.workspace = $2", cid, uuid.UUID(workspace_id)
-    )
-    if row is None:
-        return None
-    messages = await pool.fetch(
-        "SELECT * FROM (SELECT id, direction, type, text, status, message_type, provider_message_id, media_id, "
-        "error, created_at, processed_at, run_id FROM messages WHERE conversation = $1 AND workspace = $2 "
-        "ORDER BY created_at DESC LIMIT $3) t ORDER BY created_at",
-        cid,
-        uuid.UUID(workspace_id),
-        message_limit,
-    )
-    control, context = await lifecycle.services().ai_store.read(conversation_id)
-    return ConversationRead(
-        **_summary(row),
-        messages=[
-            MessageRead(
-                id=str(m["id"]),
-                direction=m["direction"],
-                type=m["type"],
-                text=m["text"],
-                status=m["status"],
-                message_type=m["message_type"],
-                provider_message_id=m["provider_message_id"],
-                media_id=m["media_id"],
-                error=_decode(m["error"]) or {},
-                created_at=_iso(m["created_at"]),
-                processed_at=_iso(m["processed_at"]),
-                run_id=str(m["run_id"]) if m["run_id"] else None,
-            )
-            for m in messages
-        ],
-        ai=AIStateRead(ai_enabled=control.ai_enabled, custom_prompt=control.custom_prompt, context=context),
-        contact={
-            "id": str(row["contact"]),
-            "phone": row["phone"],
-            "first_name": row["first_name"],
-            "last_name": row["last_name"],
-            "tags": list(_decode(row["contact_tags"]) or []),
-            "attributes": _decode(row["attributes"]) or {},
-        },
-    )
+class Conversations:
+    """Reads and agent actions on conversations; one per process."""
 
+    def __init__(
+        self, db: asyncpg.Pool, *, ai_store: AIStateStore, outbox: ReplySender, publisher: events.LiveEvents
+    ) -> None:
+        self.db = db
+        self.ai_store = ai_store
+        self.outbox = outbox
+        self.publisher = publisher
 
-async def _exists(workspace_id: str, conversation_id: str) -> bool:
-    cid = _uuid(conversation_id)
-    return cid is not None and bool(
-        await engine.pool().fetchval(
-            "SELECT 1 FROM conversations WHERE id = $1 AND workspace = $2", cid, uuid.UUID(workspace_id)
+    async def list_conversations(
+        self, workspace_id: str, *, limit: int = 50, offset: int = 0, status: str | None = None
+    ) -> list[ConversationSummary]:
+        args: list[Any] = [uuid.UUID(workspace_id), limit, offset]
+        where = "c.workspace = $1"
+        if status:
+            args.append(status)
+            where += " AND c.status = $4"
+        rows = await self.db.fetch(
+            f"{_SUMMARY} WHERE {where} ORDER BY c.last_message_at DESC LIMIT $2 OFFSET $3", *args
         )
-    )
+        return [ConversationSummary(**_summary(r)) for r in rows]
 
-
-async def update_ai_state(workspace_id: str, conversation_id: str, data: AIStateUpdate) -> AIStateRead | None:
-    """An agent edits the AI state by hand (same keys the flows write)."""
-    if not await _exists(workspace_id, conversation_id):
-        return None
-    store = lifecycle.services().ai_store
-    control, _ = await store.read(conversation_id)
-    if data.ai_enabled is not None or data.custom_prompt is not None or data.clear_custom_prompt:
-        prompt = (
-            None
-            if data.clear_custom_prompt
-            else (data.custom_prompt if data.custom_prompt is not None else control.custom_prompt)
+    async def get_conversation(
+        self, workspace_id: str, conversation_id: str, *, message_limit: int = 200
+    ) -> ConversationRead | None:
+        cid = parse_uuid(conversation_id)
+        if cid is None:
+            return None
+        pool = self.db
+        row = await pool.fetchrow(
+            f"{_SUMMARY} WHERE c.id = $1 AND c.workspace = $2", cid, uuid.UUID(workspace_id)
         )
-        enabled = control.ai_enabled if data.ai_enabled is None else data.ai_enabled
-        await store.write_control(
-            conversation_id, AIControl(ai_enabled=enabled, custom_prompt=prompt or None)
-        )
-    if data.reset_context:
-        await store.reset_context(conversation_id)
-    if data.context:
-        await store.merge_context(conversation_id, data.context)
-    await events.publish(workspace_id, events.LiveEvent(kind="ai_state", conversation_id=conversation_id))
-    control, context = await store.read(conversation_id)
-    return AIStateRead(ai_enabled=control.ai_enabled, custom_prompt=control.custom_prompt, context=context)
-
-
-async def update_conversation(workspace_id: str, conversation_id: str, data: ConversationUpdate) -> bool:
-    cid = _uuid(conversation_id)
-    if cid is None or not await _exists(workspace_id, conversation_id):
-        return False
-    ws = uuid.UUID(workspace_id)
-    pool = engine.pool()
-    if data.status:
-        await pool.execute(
-            "UPDATE conversations SET status = $3 WHERE id = $1 AND workspace = $2", cid, ws, data.status
-        )
-    for tag in data.add_tags:
-        await pool.execute(
-            "UPDATE conversations SET tags = tags || to_jsonb($3::text) "
-            "WHERE id = $1 AND workspace = $2 AND NOT tags ? $3",
+        if row is None:
+            return None
+        messages = await pool.fetch(
+            "SELECT * FROM (SELECT id, direction, type, text, status, message_type, provider_message_id, media_id, "
+            "error, created_at, processed_at, run_id FROM messages WHERE conversation = $1 AND workspace = $2 "
+            "ORDER BY created_at DESC LIMIT $3) t ORDER BY created_at",
             cid,
-            ws,
-            tag,
+            uuid.UUID(workspace_id),
+            message_limit,
         )
-    for tag in data.remove_tags:
-        await pool.execute(
-            "UPDATE conversations SET tags = tags - $3 WHERE id = $1 AND workspace = $2", cid, ws, tag
+        control, context = await self.ai_store.read(conversation_id)
+        return ConversationRead(
+            **_summary(row),
+            messages=[
+                MessageRead(
+                    id=str(m["id"]),
+                    direction=m["direction"],
+                    type=m["type"],
+                    text=m["text"],
+                    status=m["status"],
+                    message_type=m["message_type"],
+                    provider_message_id=m["provider_message_id"],
+                    media_id=m["media_id"],
+                    error=m["error"] or {},
+                    created_at=iso(m["created_at"]),
+                    processed_at=iso(m["processed_at"]),
+                    run_id=str(m["run_id"]) if m["run_id"] else None,
+                )
+                for m in messages
+            ],
+            ai=AIStateRead(
+                ai_enabled=control.ai_enabled, custom_prompt=control.custom_prompt, context=context
+            ),
+            contact={
+                "id": str(row["contact"]),
+                "phone": row["phone"],
+                "first_name": row["first_name"],
+                "last_name": row["last_name"],
+                "tags": list(row["contact_tags"] or []),
+                "attributes": row["attributes"] or {},
+            },
         )
-    await events.publish(workspace_id, events.LiveEvent(kind="conversation", conversation_id=conversation_id))
-    return True
 
+    async def _exists(self, workspace_id: str, conversation_id: str) -> bool:
+        cid = parse_uuid(conversation_id)
+        return cid is not None and bool(
+            await self.db.fetchval(
+                "SELECT 1 FROM conversations WHERE id = $1 AND workspace = $2", cid, uuid.UUID(workspace_id)
+            )
+        )
 
-async def send_agent_message(workspace_id: str, conversation_id: str, text: str) -> MessageRead | None:
-    cid = _uuid(conversation_id)
-    if cid is None or not text.strip():
-        return None
-    row = await engine.pool().fetchrow(
-        "SELECT c.channel, p.phone FROM conversations c JOIN contacts p ON p.id = c.contact "
-        "WHERE c.id = $1 AND c.workspace = $2",
-        cid,
-        uuid.UUID(workspace_id),
-    )
-    if row is None:
-        return None
-    channel = await channel_store.lookup_scoped(workspace_id, str(row["channel"]))
-    if channel is None:
-        return None
-    result = await lifecycle.services().outbox.send(
-        channel,
-        conversation_id=conversation_id,
-        to=row["phone"],
-        text=text.strip(),
-        message_type="agent",
-        dedupe_key=None,
-    )
-    conversation = await get_conversation(workspace_id, conversation_id, message_limit=20)
-    return (
-        next((m for m in conversation.messages if m.id == result.message_id), None) if conversation else None
-    )
+    async def update_ai_state(
+        self, workspace_id: str, conversation_id: str, data: AIStateUpdate
+    ) -> AIStateRead | None:
+        """An agent edits the AI state by hand (same keys the flows write)."""
+        if not await self._exists(workspace_id, conversation_id):
+            return None
+        store = self.ai_store
+        control, _ = await store.read(conversation_id)
+        if data.ai_enabled is not None or data.custom_prompt is not None or data.clear_custom_prompt:
+            prompt = (
+                None
+                if data.clear_custom_prompt
+                else (data.custom_prompt if data.custom_prompt is not None else control.custom_prompt)
+            )
+            enabled = control.ai_enabled if data.ai_enabled is None else data.ai_enabled
+            await store.write_control(
+                conversation_id, AIControl(ai_enabled=enabled, custom_prompt=prompt or None)
+            )
+        if data.reset_context:
+            await store.reset_context(conversation_id)
+        if data.context:
+            await store.merge_context(conversation_id, data.context)
+        await self.publisher.publish(
+            workspace_id, events.LiveEvent(kind="ai_state", conversation_id=conversation_id)
+        )
+        control, context = await store.read(conversation_id)
+        return AIStateRead(
+            ai_enabled=control.ai_enabled, custom_prompt=control.custom_prompt, context=context
+        )
+
+    async def update_conversation(
+        self, workspace_id: str, conversation_id: str, data: ConversationUpdate
+    ) -> bool:
+        cid = parse_uuid(conversation_id)
+        if cid is None or not await self._exists(workspace_id, conversation_id):
+            return False
+        ws = uuid.UUID(workspace_id)
+        pool = self.db
+        if data.status:
+            await pool.execute(SET_STATUS, cid, ws, data.status)
+        for tag in data.add_tags:
+            await pool.execute(ADD_TAG, cid, ws, tag)
+        for tag in data.remove_tags:
+            await pool.execute(REMOVE_TAG, cid, ws, tag)
+        await self.publisher.publish(
+            workspace_id, events.LiveEvent(kind="conversation", conversation_id=conversation_id)
+        )
+        return True
+
+    async def send_agent_message(
+        self, workspace_id: str, conversation_id: str, text: str
+    ) -> MessageRead | None:
+        cid = parse_uuid(conversation_id)
+        if cid is None or not text.strip():
+            return None
+        row = await self.db.fetchrow(
+            "SELECT c.channel, p.phone FROM conversations c JOIN contacts p ON p.id = c.contact "
+            "WHERE c.id = $1 AND c.workspace = $2",
+            cid,
+            uuid.UUID(workspace_id),
+        )
+        if row is None:
+            return None
+        channel = await channel_store.lookup_scoped(workspace_id, str(row["channel"]))
+        if channel is None:
+            return None
+        result = await self.outbox.send(
+            channel,
+            conversation_id=conversation_id,
+            to=row["phone"],
+            text=text.strip(),
+            message_type="agent",
+            dedupe_key=None,
+        )
+        conversation = await self.get_conversation(workspace_id, conversation_id, message_limit=20)
+        return (
+            next((m for m in conversation.messages if m.id == result.message_id), None)
+            if conversation
+            else None
+        )

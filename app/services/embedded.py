@@ -601,7 +601,8 @@ def _start_redis(root: Path) -> dict[str, Any]:
     )
     if not started:
         raise ServiceError(
-            f"embedded Redis did not start ({binary}): {out[-300:]}\nredis.log says:\n{_log_tail(redis_dir / 'redis.log')}"
+            f"embedded Redis did not start ({binary}): {out[-300:]}\n"
+            f"redis.log says:\n{_log_tail(redis_dir / 'redis.log')}"
         )
     pid = int(pid_file.read_text().strip())
     log.info("embedded Redis started", extra={"port": port, "pid": pid, "binary": binary})

@@ -6,8 +6,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
 
-from app.services import redis_conn
+from app.services.redis_conn import Pipeliner
 
 
 def channel_name(workspace_id: str) -> str:
@@ -26,10 +28,6 @@ _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(LiveEvent)
 
 
-async def publish(workspace_id: str, event: LiveEvent) -> None:
-    await redis_conn.client().publish(channel_name(workspace_id), _encoder.encode(event))
-
-
 def wire(workspace_id: str, event: LiveEvent) -> tuple[str, bytes]:
     """The (channel, payload) a publish sends, for callers that publish from a Lua script."""
     return channel_name(workspace_id), _encoder.encode(event)
@@ -38,7 +36,8 @@ def wire(workspace_id: str, event: LiveEvent) -> tuple[str, bytes]:
 class LiveBatch:
     """Live events held back to go out together: at the end of a turn, or before a slow call."""
 
-    def __init__(self) -> None:
+    def __init__(self, pipeliner: Pipeliner) -> None:
+        self.pipeliner = pipeliner
         self.items: list[tuple[str, LiveEvent]] = []
 
     def add(self, workspace_id: str, event: LiveEvent) -> None:
@@ -50,32 +49,49 @@ class LiveBatch:
         self.items.clear()
         return commands
 
-    async def flush(self) -> None:
+    async def publish_held(self) -> None:
+        """Send the held events now (before a slow call), in a round trip shared with other turns."""
         if self.items:
-            await redis_conn.pipeliner().execute(*self.take_commands())
+            await self.pipeliner.execute(*self.take_commands())
 
 
-async def publish_or_hold(workspace_id: str, event: LiveEvent, live: LiveBatch | None) -> None:
-    """Publish now, or hold the event in `live` when the caller sends a batch later."""
-    if live is None:
-        await publish(workspace_id, event)
-    else:
-        live.add(workspace_id, event)
+class LiveEvents:
+    """Publishes and subscribes to the workspaces' live events; one per process."""
+
+    def __init__(self, redis: Redis, pipeliner: Pipeliner) -> None:
+        self.redis = redis
+        self.pipeliner = pipeliner
+
+    async def publish(self, workspace_id: str, event: LiveEvent) -> None:
+        await self.redis.publish(channel_name(workspace_id), _encoder.encode(event))
+
+    async def publish_or_hold(self, workspace_id: str, event: LiveEvent, held: LiveBatch | None) -> None:
+        """Publish now, or hold the event in `held` when the caller sends a batch later."""
+        if held is None:
+            await self.publish(workspace_id, event)
+        else:
+            held.add(workspace_id, event)
+
+    def batch(self) -> LiveBatch:
+        return LiveBatch(self.pipeliner)
+
+    def subscribe(self, workspace_id: str) -> Subscription:
+        return Subscription(self.redis, workspace_id)
 
 
 class Subscription:
-    """The workspace's live events: `async with Subscription(ws) as events: async for event in events`.
+    """The workspace's live events: `async with live.subscribe(ws) as events: async for event in events`.
 
     The subscription is active when the `async with` body starts, so a caller can render the
     current state there and miss nothing that changes after it.
     """
 
-    def __init__(self, workspace_id: str) -> None:
+    def __init__(self, redis: Redis, workspace_id: str) -> None:
+        self.redis = redis
         self.workspace_id = workspace_id
-        self._pubsub = None
+        self._pubsub: PubSub = redis.pubsub()  # no I/O until subscribe
 
     async def __aenter__(self) -> Subscription:
-        self._pubsub = redis_conn.client().pubsub()
         await self._pubsub.subscribe(channel_name(self.workspace_id))
         return self
 

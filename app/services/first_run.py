@@ -6,13 +6,13 @@ import logging
 import time
 import uuid
 from pathlib import Path
+from typing import Any, Protocol
 
 import msgspec
 
 from app.services import auth, flows_store
 from app.services.channels import store as channel_store
 from app.services.channels.items import InboundItem, MessageType
-from app.services.ingress import IngressWriter
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +20,12 @@ EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "flows" / "examples"
 CONSOLE_NAME = "Local console"
 TRY_SENDER = "+15550100"
 """The customer that the welcome page's form writes as: one conversation for every try."""
+
+
+class Accepts(Protocol):
+    """The ingress of the message path (app.pipeline.ingress.Ingress), as the roots built it."""
+
+    async def accept(self, channel: channel_store.ChannelRecord, items: list[InboundItem]) -> list[Any]: ...
 
 
 class Welcome(msgspec.Struct, frozen=True):
@@ -59,7 +65,7 @@ async def welcome(workspace_id: str) -> Welcome:
     return Welcome(console_channel_id=console.id if console else None, flow_names=[f.name for f in flows])
 
 
-async def send_try_message(workspace_id: str, text: str, *, ingress: IngressWriter) -> str:
+async def send_try_message(workspace_id: str, text: str, *, ingress: Accepts) -> str:
     """Receive `text` on the console channel as a customer would send it; returns the conversation id."""
     channel = await console_channel(workspace_id)
     record = await channel_store.lookup_scoped(workspace_id, channel.id)

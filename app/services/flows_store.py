@@ -16,12 +16,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
+from redis.asyncio import Redis
 
 from app.db.tables import Flow, FlowVersion, Secret
-from app.services import redis_conn, secrets
+from app.services import secrets
+from app.services.values import iso
 from flows.graph import CompiledFlow, compile_flow
-from flows.schema import FlowDocument, FlowStatus, document_to_dict
-from flows.validate import FlowError, validate_document
+from flows.nodes.registry import NODE_TYPES, summaries
+from flows.overlap import MessageTrigger, Overlap, find_overlaps, message_triggers
+from flows.schema import SCHEMA_V1, FlowDocument, FlowStatus, document_to_dict
+from flows.validate import FlowError, check_draft, errors_by_node, validate_document
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +46,13 @@ class FlowRead(msgspec.Struct):
     last_run_at: str | None
     document: dict[str, Any]
     version: int | None = None  # the active version (DESIGN's `{id, version, ...}`)
+    # What is still wrong with the draft (a draft saves in any state; only Publish needs none):
+    # every error with node id and field, and the same messages grouped per node for the editor.
+    errors: list[FlowError] = []
+    node_errors: dict[str, list[str]] = {}
+    summaries: dict[str, str] = {}  # node id -> the line its card shows (from its node type)
+    # Message triggers of this flow that also fire an active flow ("'order' also fires Hand-off").
+    overlaps: list[Overlap] = []
 
 
 class FlowVersionRead(msgspec.Struct):
@@ -97,10 +108,6 @@ class ImportResult(msgspec.Struct):
         return "; ".join(parts) + ": importing as is would make two active flows answer the same messages"
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
 def _to_uuid(value: str) -> uuid.UUID:
     try:
         return uuid.UUID(str(value))
@@ -116,8 +123,44 @@ def revision_key(workspace_id: str) -> str:
     return f"sb:flows:rev:{workspace_id}"
 
 
+class Revisions:
+    """The per-workspace revision counters (`sb:flows:rev:{workspace}`) that tell workers to reload."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+
+    async def bump(self, workspace_id: str) -> None:
+        await self.redis.incr(revision_key(workspace_id))
+
+    async def current(self, workspace_id: str) -> int:
+        return int(await self.redis.get(revision_key(workspace_id)) or 0)
+
+    async def ensure(self, workspace_id: str) -> int:
+        """The revision, starting the counter at 1 when Redis has none (a first load, or Redis lost it)."""
+        await self.redis.set(revision_key(workspace_id), 1, nx=True)
+        return int(await self.redis.get(revision_key(workspace_id)) or 1)
+
+
+_revisions: Revisions | None = None
+
+
+def use_revisions(revisions: Revisions) -> None:
+    """Bind the process's counters; the composition roots (app.roots) call this once.
+
+    The flow-editing functions of this module are called as plain functions by ui/ and
+    app/api (sixteen call sites), so their one Redis need is bound here at start-up; the
+    worker's hot path (PlanCache) gets its Revisions through its constructor.
+    """
+    global _revisions  # noqa: PLW0603  (bound once at start-up; see the docstring)
+    _revisions = revisions
+
+
 async def _bump_revision(workspace_id: str) -> None:
-    await redis_conn.client().incr(revision_key(workspace_id))
+    if _revisions is None:
+        raise RuntimeError(
+            "flow revisions are not bound: the process's root calls use_revisions() at start-up"
+        )
+    await _revisions.bump(workspace_id)
 
 
 def parse_document(raw: bytes | str | dict) -> FlowDocument:
@@ -130,30 +173,43 @@ def parse_document(raw: bytes | str | dict) -> FlowDocument:
 # --- secrets inside documents -------------------------------------------------------
 
 
-def _webhook_auths(doc_dict: dict[str, Any]) -> list[dict[str, Any]]:
-    return [
-        node["config"]["auth"]
-        for node in doc_dict.get("nodes", [])
-        if node.get("type") == "action.call_webhook" and isinstance(node.get("config", {}).get("auth"), dict)
-    ]
+def _secret_slots(doc_dict: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
+    """(holder, key) of every secret the node types declare (`NodeType.secrets`), in any draft."""
+    slots = []
+    for node in doc_dict.get("nodes") or []:
+        spec = NODE_TYPES.get(str(node.get("type"))) if isinstance(node, dict) else None
+        if spec is None:
+            continue
+        for path in spec.secrets:
+            holder: Any = node.get("config")
+            *parents, key = path.split(".")
+            for part in parents:
+                holder = holder.get(part) if isinstance(holder, dict) else None
+            if isinstance(holder, dict):
+                slots.append((holder, key))
+    return slots
 
 
 async def _store_secrets(workspace_id: str, doc_dict: dict[str, Any]) -> dict[str, Any]:
     """Swap clear secrets for `secret://<id>` references (the clear value goes to `secrets`)."""
-    for auth in _webhook_auths(doc_dict):
-        value = auth.get("secret") or ""
-        if value and not value.startswith(SECRET_REF_PREFIX):
-            row = Secret(workspace=workspace_id, name=auth.get("type", ""), value_enc=secrets.encrypt(value))
+    for holder, key in _secret_slots(doc_dict):
+        value = holder.get(key) or ""
+        if isinstance(value, str) and value and not value.startswith(SECRET_REF_PREFIX):
+            row = Secret(
+                workspace=workspace_id, name=str(holder.get("type", key)), value_enc=secrets.encrypt(value)
+            )
             await row.save()
-            auth["secret"] = f"{SECRET_REF_PREFIX}{row.id}"
+            holder[key] = f"{SECRET_REF_PREFIX}{row.id}"
+        elif not isinstance(value, str):
+            holder[key] = ""  # a secret is text; anything else is dropped rather than stored in clear
     return doc_dict
 
 
 async def missing_secret_refs(workspace_id: str, doc_dict: dict[str, Any]) -> list[str]:
     refs = {
-        a["secret"]
-        for a in _webhook_auths(doc_dict)
-        if str(a.get("secret", "")).startswith(SECRET_REF_PREFIX)
+        holder[key]
+        for holder, key in _secret_slots(doc_dict)
+        if str(holder.get(key, "")).startswith(SECRET_REF_PREFIX)
     }
     missing = []
     for ref in sorted(refs):
@@ -193,9 +249,9 @@ async def set_secret(workspace_id: str, ref: str, value: str) -> str:
 
 
 def _replace_refs(doc_dict: dict[str, Any], mapping: dict[str, str]) -> None:
-    for auth in _webhook_auths(doc_dict):
-        if auth.get("secret") in mapping:
-            auth["secret"] = mapping[auth["secret"]]
+    for holder, key in _secret_slots(doc_dict):
+        if holder.get(key) in mapping:
+            holder[key] = mapping[holder[key]]
 
 
 # --- reads ----------------------------------------------------------------------
@@ -204,6 +260,7 @@ def _replace_refs(doc_dict: dict[str, Any], mapping: dict[str, str]) -> None:
 def _read(row: dict[str, Any]) -> FlowRead:
     document = dict(row["draft"])
     document["status"] = row["status"]
+    _, errors = validate_document(document)
     return FlowRead(
         id=str(row["id"]),
         name=row["name"],
@@ -213,39 +270,53 @@ def _read(row: dict[str, Any]) -> FlowRead:
         active_version=row["active_version"],
         latest_version=row["latest_version"],
         draft_revision=row["draft_revision"],
-        created_at=_iso(row["created_at"]),
-        updated_at=_iso(row["updated_at"]),
-        last_run_at=_iso(row["last_run_at"]),
+        created_at=iso(row["created_at"]),
+        updated_at=iso(row["updated_at"]),
+        last_run_at=iso(row["last_run_at"]),
         document=document,
         version=row["active_version"],
+        errors=errors,
+        node_errors=errors_by_node(errors),
+        summaries=summaries(document),
     )
 
 
 async def _row(workspace_id: str, flow_id: str) -> dict[str, Any]:
-    row = (
-        await Flow.select()
-        .where((Flow.id == _to_uuid(flow_id)) & (Flow.workspace == workspace_id))
-        .output(load_json=True)
-        .first()
-    )
+    row = await Flow.select().where((Flow.id == _to_uuid(flow_id)) & (Flow.workspace == workspace_id)).first()
     if row is None:
         raise FlowNotFound(flow_id)
     return row
 
 
+def _triggers(flow: FlowRead) -> list[MessageTrigger]:
+    return message_triggers(flow.id, flow.name, flow.document)
+
+
+def _with_overlaps(flow: FlowRead, active: list[MessageTrigger]) -> FlowRead:
+    flow.overlaps = find_overlaps(_triggers(flow), active)
+    return flow
+
+
 async def get_flow(workspace_id: str, flow_id: str) -> FlowRead:
-    return _read(await _row(workspace_id, flow_id))
+    flow = _read(await _row(workspace_id, flow_id))
+    rows = await Flow.select(Flow.id, Flow.name, Flow.draft).where(
+        (Flow.workspace == workspace_id) & (Flow.status == FlowStatus.ACTIVE.value) & (Flow.id != flow.id)
+    )
+    active = [t for r in rows for t in message_triggers(str(r["id"]), r["name"], r["draft"])]
+    return _with_overlaps(flow, active)
 
 
 async def list_flows(workspace_id: str) -> list[FlowRead]:
+    """Every flow, priority first, each with the active flows its message triggers overlap."""
     rows = (
         await Flow.select()
         .where(Flow.workspace == workspace_id)
         .order_by(Flow.priority, ascending=False)
         .order_by(Flow.name)
-        .output(load_json=True)
     )
-    return [_read(r) for r in rows]
+    flows = [_read(r) for r in rows]
+    active = [t for f in flows if f.status is FlowStatus.ACTIVE for t in _triggers(f)]
+    return [_with_overlaps(f, active) for f in flows]
 
 
 async def export_flow(workspace_id: str, flow_id: str) -> FlowDocument:
@@ -282,17 +353,44 @@ async def create_flow(workspace_id: str, raw: bytes | str | dict, *, author: str
     return await get_flow(workspace_id, str(flow.id))
 
 
+def starter_document(name: str) -> dict[str, Any]:
+    """A new flow: a "Message received (any)" trigger, so it is valid from its first save."""
+    return {
+        "schema": SCHEMA_V1,
+        "name": (name.strip() or "Untitled flow")[:200],
+        "description": "",
+        "status": FlowStatus.DRAFT.value,
+        "priority": 0,
+        "nodes": [
+            {
+                "id": "n1",
+                "type": "when.message_received",
+                "config": NODE_TYPES["when.message_received"].starting_config,
+                "position": {"x": 80, "y": 120},
+            }
+        ],
+        "edges": [],
+    }
+
+
 async def update_flow(
     workspace_id: str, flow_id: str, raw: bytes | str | dict, *, expected_revision: int | None = None
 ) -> FlowRead:
-    """Save the draft. The status in the document can pause or resume a published flow."""
+    """Save the draft in whatever state the graph is in; the answer lists what is still wrong.
+
+    Refused only when the editor could not load it back (not JSON, no name, nodes without ids).
+    The status in the document can pause or resume a published flow.
+    """
     row = await _row(workspace_id, flow_id)
-    doc = parse_document(raw)
-    doc_dict = await _store_secrets(workspace_id, document_to_dict(doc))
+    draft = check_draft(raw)
+    if draft.document is None:
+        raise FlowInvalid(draft.blocking)
+    doc_dict = await _store_secrets(workspace_id, dict(draft.document))
+    wanted = doc_dict.get("status")
     status = row["status"]
-    if doc.status is FlowStatus.PAUSED and status == FlowStatus.ACTIVE.value:
+    if wanted == FlowStatus.PAUSED.value and status == FlowStatus.ACTIVE.value:
         status = FlowStatus.PAUSED.value
-    elif doc.status is FlowStatus.ACTIVE and status == FlowStatus.PAUSED.value:
+    elif wanted == FlowStatus.ACTIVE.value and status == FlowStatus.PAUSED.value:
         status = FlowStatus.ACTIVE.value
     doc_dict["status"] = status
     where = (Flow.id == row["id"]) & (Flow.workspace == workspace_id)
@@ -302,10 +400,10 @@ async def update_flow(
         await Flow.update(
             {
                 Flow.draft: doc_dict,
-                Flow.name: doc.name,
-                Flow.slug: slugify(doc.name),
-                Flow.description: doc.description,
-                Flow.priority: doc.priority,
+                Flow.name: doc_dict["name"],
+                Flow.slug: slugify(doc_dict["name"]),
+                Flow.description: doc_dict.get("description", ""),
+                Flow.priority: doc_dict.get("priority", 0),
                 Flow.status: status,
                 Flow.draft_revision: Flow.draft_revision + 1,
                 Flow.updated_at: datetime.now(UTC),
@@ -389,7 +487,7 @@ async def list_versions(workspace_id: str, flow_id: str) -> list[FlowVersionRead
         FlowVersionRead(
             version=v["version"],
             created_by=v["created_by"],
-            created_at=_iso(v["created_at"]),
+            created_at=iso(v["created_at"]),
             active=v["version"] == row["active_version"],
         )
         for v in versions
@@ -405,7 +503,6 @@ async def get_version_document(workspace_id: str, flow_id: str, version: int) ->
             & (FlowVersion.version == version)
             & (FlowVersion.workspace == workspace_id)
         )
-        .output(load_json=True)
         .first()
     )
     if found is None:
@@ -543,27 +640,21 @@ async def _replace(workspace_id: str, flow_id: str, doc_dict: dict[str, Any], *,
     return flow
 
 
-async def mark_run(workspace_id: str, flow_ids: list[str]) -> None:
-    if flow_ids:
-        await Flow.update({Flow.last_run_at: datetime.now(UTC)}).where(
-            (Flow.id.is_in([uuid.UUID(f) for f in flow_ids])) & (Flow.workspace == workspace_id)
-        )
-
-
 # --- compiled plans for the worker ---------------------------------------------------
 
 
 class PlanCache:
     """Active compiled plans per workspace, reloaded when the workspace's revision changes."""
 
-    def __init__(self) -> None:
+    def __init__(self, revisions: Revisions) -> None:
+        self.revisions = revisions
         self._compiled: dict[tuple[str, int], CompiledFlow] = {}
         self._active: dict[str, tuple[int, list[CompiledFlow]]] = {}
 
     async def active_plans(self, workspace_id: str, *, revision: int | None = None) -> list[CompiledFlow]:
         """The plans; `revision` is the workspace's revision when the caller already read it."""
         if revision is None:
-            revision = int(await redis_conn.client().get(revision_key(workspace_id)) or 0)
+            revision = await self.revisions.current(workspace_id)
         cached = self._active.get(workspace_id)
         if cached and cached[0] == revision and revision != 0:
             return cached[1]
@@ -578,10 +669,7 @@ class PlanCache:
             key = (str(row["id"]), row["active_version"])
             plan = self._compiled.get(key)
             if plan is None:
-                document = row["document"]
-                if isinstance(document, str):
-                    document = msgspec.json.decode(document)
-                doc, errs = validate_document(document)
+                doc, errs = validate_document(row["document"])
                 if doc is None:
                     log.error(
                         "active flow version is invalid; skipped",
@@ -592,8 +680,7 @@ class PlanCache:
                 self._compiled[key] = plan
             plans.append(plan)
         if revision == 0:
-            await redis_conn.client().set(revision_key(workspace_id), 1, nx=True)
-            revision = int(await redis_conn.client().get(revision_key(workspace_id)) or 1)
+            revision = await self.revisions.ensure(workspace_id)
         self._active[workspace_id] = (revision, plans)
         return plans
 

@@ -1,4 +1,4 @@
-"""The process's Redis client (redis-py asyncio), opened at start-up and closed at exit."""
+"""Redis connections: a client that waits for a free connection, and the Pipeliner that batches commands."""
 
 from __future__ import annotations
 
@@ -7,9 +7,6 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from app.services.coalesce import Coalescer
-
-_client: aioredis.Redis | None = None
-_pipeliner: Pipeliner | None = None
 
 
 class Pipeliner:
@@ -53,35 +50,10 @@ def connect(url: str, *, max_connections: int = 200, wait_s: float = 30.0) -> ai
     """A client whose commands wait up to `wait_s` for a free connection when all are busy.
 
     redis-py's default pool raises "Too many connections" instead, which under a burst
-    failed turns that only needed to wait a moment.
+    failed turns that only needed to wait a moment. The composition root (app.roots) makes
+    one per process, with its Pipeliner.
     """
-    global _client, _pipeliner
     pool = aioredis.BlockingConnectionPool.from_url(
         url, max_connections=max_connections, timeout=wait_s, health_check_interval=30
     )
-    _client = aioredis.Redis.from_pool(pool)
-    _pipeliner = Pipeliner(_client)
-    return _client
-
-
-def client() -> aioredis.Redis:
-    if _client is None:
-        raise RuntimeError("Redis is not connected: call redis_conn.connect() at start-up")
-    return _client
-
-
-def pipeliner() -> Pipeliner:
-    """The process's Pipeliner, over `client()`."""
-    if _pipeliner is None:
-        raise RuntimeError("Redis is not connected: call redis_conn.connect() at start-up")
-    return _pipeliner
-
-
-async def close() -> None:
-    global _client, _pipeliner
-    if _pipeliner is not None:
-        await _pipeliner.aclose()
-        _pipeliner = None
-    if _client is not None:
-        await _client.aclose()
-        _client = None
+    return aioredis.Redis.from_pool(pool)

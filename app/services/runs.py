@@ -9,18 +9,29 @@ from typing import Any
 import msgspec
 
 from app.db import engine
+from app.services.values import iso, parse_uuid
+
+
+class RunProblem(msgspec.Struct):
+    """The first node (or step) of a run that failed, e.g. a webhook that answered 500."""
+
+    flow_id: str | None
+    node_id: str | None
+    type: str
+    error: str
 
 
 class RunSummary(msgspec.Struct):
     id: str
     conversation_id: str | None
     kind: str
-    status: str
+    status: str  # the turn's own status: "completed" even when a node in it failed
     layer: str | None
     flows: list[dict[str, Any]]
     started_at: str
     finished_at: str | None
     error: str | None
+    problem: RunProblem | None = None
 
 
 class RunRead(RunSummary, kw_only=True):
@@ -68,35 +79,29 @@ class LogPage(msgspec.Struct):
     stats: ActionStatsRead
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
-def _decode(value: Any) -> Any:
-    return msgspec.json.decode(value) if isinstance(value, (str, bytes)) else value
-
-
-def _uuid(value: str | None) -> uuid.UUID | None:
-    if not value:
-        return None
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        return None
+# The first trace entry with an error: a failed webhook, a template that could not render, a guard.
+_PROBLEM = (
+    "(SELECT jsonb_build_object('flow_id', NULLIF(t->>'flow_id', ''), 'node_id', NULLIF(t->>'node_id', ''), "
+    "'type', t->>'type', 'error', t->>'error') "
+    "FROM jsonb_array_elements(CASE WHEN jsonb_typeof(trace) = 'array' THEN trace ELSE '[]'::jsonb END) t "
+    "WHERE t->>'error' IS NOT NULL LIMIT 1)"
+)
 
 
 def _summary(row: Any) -> dict[str, Any]:
-    return dict(
-        id=str(row["id"]),
-        conversation_id=str(row["conversation"]) if row["conversation"] else None,
-        kind=row["kind"],
-        status=row["status"],
-        layer=row["layer"],
-        flows=_decode(row["flows"]) or [],
-        started_at=_iso(row["started_at"]),
-        finished_at=_iso(row["finished_at"]),
-        error=row["error"],
-    )
+    problem = row["problem"]
+    return {
+        "id": str(row["id"]),
+        "conversation_id": str(row["conversation"]) if row["conversation"] else None,
+        "kind": row["kind"],
+        "status": row["status"],
+        "layer": row["layer"],
+        "flows": row["flows"] or [],
+        "started_at": iso(row["started_at"]),
+        "finished_at": iso(row["finished_at"]),
+        "error": row["error"],
+        "problem": RunProblem(**problem) if problem else None,
+    }
 
 
 async def list_runs(
@@ -110,17 +115,22 @@ async def list_runs(
     limit: int = 50,
     offset: int = 0,
 ) -> list[RunSummary]:
-    clauses, args = ["workspace = $1"], [uuid.UUID(workspace_id)]
+    clauses: list[str] = ["workspace = $1"]
+    args: list[Any] = [uuid.UUID(workspace_id)]
 
     def add(sql: str, value: Any) -> None:
         args.append(value)
         clauses.append(sql.format(f"${len(args)}"))
 
     if conversation_id:
-        add("conversation = {}", _uuid(conversation_id))
+        add("conversation = {}", parse_uuid(conversation_id))
     if flow_id:
         add("flows @> {}::jsonb", msgspec.json.encode([{"flow_id": flow_id}]).decode())
-    if status:
+    if status == "failed":  # a completed turn whose webhook failed counts as failed too
+        add("(status = {} OR " + _PROBLEM + " IS NOT NULL)", status)
+    elif status == "completed":
+        add("(status = {} AND " + _PROBLEM + " IS NULL)", status)
+    elif status:
         add("status = {}", status)
     if since:
         add("started_at >= {}", since)
@@ -128,7 +138,8 @@ async def list_runs(
         add("started_at < {}", until)
     args.extend([min(limit, 500), offset])
     rows = await engine.pool().fetch(
-        "SELECT id, conversation, kind, status, layer, flows, started_at, finished_at, error FROM runs "
+        "SELECT id, conversation, kind, status, layer, flows, started_at, finished_at, error, "
+        f"{_PROBLEM} AS problem FROM runs "
         f"WHERE {' AND '.join(clauses)} ORDER BY started_at DESC LIMIT ${len(args) - 1} OFFSET ${len(args)}",
         *args,
     )
@@ -136,53 +147,54 @@ async def list_runs(
 
 
 async def get_run(workspace_id: str, run_id: str) -> RunRead | None:
-    rid = _uuid(run_id)
+    rid = parse_uuid(run_id)
     if rid is None:
         return None
     row = await engine.pool().fetchrow(
-        "SELECT * FROM runs WHERE id = $1 AND workspace = $2", rid, uuid.UUID(workspace_id)
+        f"SELECT *, {_PROBLEM} AS problem FROM runs WHERE id = $1 AND workspace = $2",
+        rid,
+        uuid.UUID(workspace_id),
     )
     if row is None:
         return None
     return RunRead(
         **_summary(row),
-        message_ids=_decode(row["message_ids"]) or [],
-        trace=_decode(row["trace"]) or [],
-        warnings=_decode(row["warnings"]) or [],
-        result=_decode(row["result"]) or {},
+        message_ids=row["message_ids"] or [],
+        trace=row["trace"] or [],
+        warnings=row["warnings"] or [],
+        result=row["result"] or {},
     )
 
 
-async def action_stats(workspace_id: str, flow_id: str, node_id: str) -> ActionStatsRead:
-    row = await engine.pool().fetchrow(
-        "SELECT executions, successes, failures, total_duration_ms, last_executed_at FROM action_stats "
-        "WHERE workspace = $1 AND flow_id = $2 AND node_id = $3",
-        uuid.UUID(workspace_id),
-        _uuid(flow_id),
-        node_id,
-    )
-    if row is None:
-        return ActionStatsRead(
-            flow_id=flow_id,
-            node_id=node_id,
-            executions=0,
-            successes=0,
-            failures=0,
-            success_rate=None,
-            mean_duration_ms=None,
-            last_executed_at=None,
-        )
-    n = row["executions"]
+def _stats(flow_id: str, node_id: str, row: Any) -> ActionStatsRead:
+    n = row["executions"] if row else 0
     return ActionStatsRead(
         flow_id=flow_id,
         node_id=node_id,
         executions=n,
-        successes=row["successes"],
-        failures=row["failures"],
+        successes=row["successes"] if row else 0,
+        failures=row["failures"] if row else 0,
         success_rate=round(row["successes"] / n, 4) if n else None,
         mean_duration_ms=round(row["total_duration_ms"] / n, 2) if n else None,
-        last_executed_at=_iso(row["last_executed_at"]),
+        last_executed_at=iso(row["last_executed_at"]) if row else None,
     )
+
+
+async def action_stats(
+    workspace_id: str, pairs: list[tuple[str, str]]
+) -> dict[tuple[str, str], ActionStatsRead]:
+    """Counters of many (flow id, node id) actions in one query; an action never run counts zero."""
+    wanted = [(fid, node) for fid, node in pairs if parse_uuid(fid) is not None]
+    rows = await engine.pool().fetch(
+        "SELECT flow_id, node_id, executions, successes, failures, total_duration_ms, last_executed_at "
+        "FROM action_stats WHERE workspace = $1 AND (flow_id, node_id) IN "
+        "(SELECT * FROM unnest($2::uuid[], $3::text[]))",
+        uuid.UUID(workspace_id),
+        [parse_uuid(fid) for fid, _ in wanted],
+        [node for _, node in wanted],
+    )
+    found = {(str(r["flow_id"]), r["node_id"]): r for r in rows}
+    return {pair: _stats(pair[0], pair[1], found.get(pair)) for pair in pairs}
 
 
 async def action_logs(
@@ -196,7 +208,7 @@ async def action_logs(
     limit: int = 50,
     offset: int = 0,
 ) -> LogPage | None:
-    fid = _uuid(flow_id)
+    fid = parse_uuid(flow_id)
     if fid is None:
         return None
     pool = engine.pool()
@@ -233,14 +245,14 @@ async def action_logs(
             phone=r["phone"],
             original_message=r["original_message"],
             confidence=r["confidence"],
-            request=_decode(r["request"]) or {},
+            request=r["request"] or {},
             status_code=r["status_code"],
             response_body=r["response_body"],
             status=r["status"],
             error=r["error"],
             duration_ms=r["duration_ms"],
             retry_count=r["retry_count"],
-            created_at=_iso(r["created_at"]),
+            created_at=iso(r["created_at"]),
         )
         for r in rows
     ]
@@ -249,5 +261,5 @@ async def action_logs(
         total=total,
         limit=limit,
         offset=offset,
-        stats=await action_stats(workspace_id, flow_id, node_id),
+        stats=(await action_stats(workspace_id, [(flow_id, node_id)]))[(flow_id, node_id)],
     )

@@ -1,13 +1,14 @@
-"""What a node sees (NodeContext), what it returns (NodeOutcome), and how it is registered (NodeType)."""
+"""What a node sees (NodeContext), what it returns (NodeOutcome), and what a node type declares (NodeType)."""
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
 
-from flows.ports import Runtime, WebhookOutcome
+from flows.runtime import Runtime, WebhookOutcome
 from flows.schema import NodeConfig, NodeGroup
 from flows.templates import (
     SHARED_CACHE,
@@ -17,7 +18,7 @@ from flows.templates import (
     render_tree,
     template_strings,
 )
-from flows.turn import AIState, Turn, TurnEvent
+from flows.turn import AIState, EventKind, Turn, TurnEvent
 
 
 class NodeError(Exception):
@@ -75,21 +76,58 @@ class ConfigIssue(msgspec.Struct, frozen=True):
 
 RunFn = Callable[[NodeContext, Any], Awaitable[NodeOutcome]]
 CheckFn = Callable[[Any], list[ConfigIssue]]
+SummaryFn = Callable[[dict[str, Any]], str]
+# Finishes a node whose work went on in the background (a webhook retried later): the port it
+# took and the response it got.
+ResumeFn = Callable[[NodeContext, Any, str, Any], Awaitable[NodeOutcome]]
 
 
-class NodeType(msgspec.Struct, frozen=True, kw_only=True):
-    type: str
-    group: NodeGroup
-    label: str
-    description: str
-    config: type[NodeConfig]
-    out_ports: tuple[str | None, ...]
-    run: RunFn
-    check: CheckFn
+def no_summary(config: dict[str, Any]) -> str:
+    return ""
 
 
 def no_issues(config: Any) -> list[ConfigIssue]:
     return []
+
+
+class NodeType(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything the app knows about one node type; each flows/nodes/<name>.py declares `NODE`.
+
+    The registry collects them; the validator, the compiled plan, the interpreter, the palette
+    and the node forms all read this, so a new node type touches only its own module, its form
+    template (`form`) and its tests.
+    """
+
+    type: str
+    group: NodeGroup
+    label: str
+    description: str
+    config: builtins.type[NodeConfig]  # builtins.: the field `type` above shadows the name
+    run: RunFn
+    check: CheckFn = no_issues
+    out_ports: tuple[str | None, ...] = (None,)
+    # What the palette drops: only the required fields, so the form opens and says what is missing.
+    starting_config: dict[str, Any] = {}
+    # One line on the node card; gets the JSON config as saved, which a draft may leave invalid.
+    summary: SummaryFn = no_summary
+    # Plain-words sentence per config field (dotted path), shown when the field is missing or wrong.
+    hints: dict[str, str] = {}
+    rank: int = 100  # order inside its palette group
+    event: EventKind | None = None  # triggers: the turn event that starts them
+    # Actions: what an intent trigger runs (the first such node reachable after it). Its config
+    # has `requires_confirmation` and `confirmation_message`.
+    external_action: bool = False
+    resume: ResumeFn | None = None
+    secrets: tuple[str, ...] = ()  # config paths holding secrets (stored as secret:// references)
+    form: str = ""  # the form template; "" means nodes/<type>.html
+
+    @property
+    def form_template(self) -> str:
+        return self.form or f"nodes/{self.type}.html"
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return tuple(field.encode_name for field in msgspec.structs.fields(self.config))
 
 
 def template_issues(field: str, value: Any) -> list[ConfigIssue]:

@@ -2,15 +2,49 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from flows.nodes.base import ConfigIssue, NodeContext, NodeOutcome, template_issues
-from flows.ports import WebhookCall, WebhookOutcome, WebhookStatus
-from flows.schema import CallWebhookConfig
+import msgspec
+
+from flows.nodes.base import ConfigIssue, NodeContext, NodeOutcome, NodeType, template_issues
+from flows.runtime import WebhookOutcome, WebhookStatus
+from flows.schema import NodeConfig, NodeGroup
 from flows.templates import is_templated
 from flows.turn import value_of
 
-Config = CallWebhookConfig
+
+class WebhookAuth(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    type: Literal["none", "bearer", "api_key"] = "none"
+    # In a stored document this is a "secret://<id>" reference; flows/ treats it as opaque.
+    secret: str = ""
+    header_name: str = "X-API-Key"
+
+
+class CallWebhookConfig(NodeConfig):
+    url: Annotated[str, msgspec.Meta(min_length=1, max_length=2048)]
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    headers: dict[str, str] = {}
+    auth: WebhookAuth = msgspec.field(default_factory=WebhookAuth)
+    payload_template: Any = None
+    timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=60)] = 5.0
+    max_retries: Annotated[int, msgspec.Meta(ge=0, le=10)] = 3
+    retry_delay_seconds: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 1.0
+    success_message: str = ""
+    failure_message: str = ""
+    requires_confirmation: bool = False
+    confirmation_message: str = ""
+
+
+class WebhookCall(msgspec.Struct, frozen=True, kw_only=True):
+    """What the Runtime's webhook executor needs; it renders url/headers/payload with flows.templates."""
+
+    flow_id: str
+    node_id: str
+    config: CallWebhookConfig
+    names: dict[str, Any]
+    vars: dict[str, Any] = {}
+    confidence: float | None = None
+    strict: bool = False
 
 
 async def run(ctx: NodeContext, config: CallWebhookConfig) -> NodeOutcome:
@@ -57,9 +91,16 @@ async def finish(ctx: NodeContext, config: CallWebhookConfig, outcome: WebhookOu
     )
 
 
+async def resume(ctx: NodeContext, config: CallWebhookConfig, port: str, response: Any) -> NodeOutcome:
+    """A call whose retries went on in the background ended on `port` (success or failure)."""
+    return await finish(ctx, config, WebhookOutcome(status=WebhookStatus(port), response=response))
+
+
 def check(config: CallWebhookConfig) -> list[ConfigIssue]:
     issues: list[ConfigIssue] = []
-    if not is_templated(config.url) and not config.url.startswith(("http://", "https://")):
+    if not config.url.strip():
+        issues.append(ConfigIssue("url", "Write the URL to call, starting with https://.", "missing_value"))
+    elif not is_templated(config.url) and not config.url.startswith(("http://", "https://")):
         issues.append(ConfigIssue("url", "The URL must start with http:// or https://.", "bad_value"))
     if config.auth.type != "none" and not config.auth.secret:
         issues.append(
@@ -82,3 +123,34 @@ def check(config: CallWebhookConfig) -> list[ConfigIssue]:
     issues += template_issues("headers", config.headers)
     issues += template_issues("payload_template", config.payload_template)
     return issues
+
+
+def summary(config: dict[str, Any]) -> str:
+    return f"{config.get('method') or 'POST'} {config.get('url') or ''}"
+
+
+NODE = NodeType(
+    type="action.call_webhook",
+    group=NodeGroup.ACTION,
+    label="Call webhook",
+    description="Calls an external HTTP endpoint (Zapier, n8n, Make, a shop's API).",
+    config=CallWebhookConfig,
+    run=run,
+    check=check,
+    out_ports=("success", "failure"),
+    starting_config={"url": "", "method": "POST"},
+    summary=summary,
+    hints={
+        "url": "Write the URL to call, starting with https:// (up to 2048 characters).",
+        "method": "Choose the HTTP method: GET, POST, PUT, PATCH or DELETE.",
+        "headers": "Give each header a name and a text value.",
+        "auth.type": "Choose the authentication: none, bearer token or API key header.",
+        "timeout_seconds": "Set the timeout in seconds: more than 0 and at most 60, like 2.5.",
+        "max_retries": "Set the retries as a whole number from 0 to 10.",
+        "retry_delay_seconds": "Set the retry delay in seconds, from 0 to 3600, like 0.5.",
+    },
+    rank=40,
+    external_action=True,
+    resume=resume,
+    secrets=("auth.secret",),
+)

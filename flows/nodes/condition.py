@@ -3,14 +3,31 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
 from flows.matching import check_regex, search
-from flows.nodes.base import ConfigIssue, NodeContext, NodeError, NodeOutcome, template_issues
-from flows.schema import ConditionConfig
+from flows.nodes.base import ConfigIssue, NodeContext, NodeError, NodeOutcome, NodeType, template_issues
+from flows.schema import NodeConfig, NodeGroup
 from flows.templates import is_templated, render_tree
 
-Config = ConditionConfig
+ConditionOp = Literal[
+    "equals",
+    "not_equals",
+    "contains",
+    "not_contains",
+    "greater_than",
+    "less_than",
+    "exists",
+    "is_empty",
+    "matches",
+]
+
+
+class ConditionConfig(NodeConfig):
+    left: Any
+    op: ConditionOp
+    right: Any = None
+
 
 UNARY_OPS = frozenset({"exists", "is_empty"})
 
@@ -31,11 +48,8 @@ def _number(value: Any) -> float:
 
 
 def _equals(left: Any, right: Any) -> bool:
-    if (
-        (isinstance(left, (int, float))
-        and not isinstance(left, bool))
-        or (isinstance(right, (int, float))
-        and not isinstance(right, bool))
+    if (isinstance(left, (int, float)) and not isinstance(left, bool)) or (
+        isinstance(right, (int, float)) and not isinstance(right, bool)
     ):
         try:
             return _number(left) == _number(right)
@@ -110,10 +124,37 @@ def check(config: ConditionConfig) -> list[ConfigIssue]:
     issues = template_issues("left", config.left) + template_issues("right", config.right)
     if config.op not in UNARY_OPS and config.right is None:
         issues.append(
-            ConfigIssue("right", f"Operator {config.op!r} needs a right-hand value.", "missing_value")
+            ConfigIssue(
+                "right", "Write the value to compare with: this comparison needs one.", "missing_value"
+            )
         )
     if config.op == "matches" and isinstance(config.right, str) and not is_templated(config.right):
         problem = check_regex(config.right)
         if problem is not None:
             issues.append(ConfigIssue("right", problem[1], problem[0]))
     return issues
+
+
+def summary(config: dict[str, Any]) -> str:
+    parts = (config.get("left"), config.get("op"), config.get("right"))
+    return " ".join("" if p is None else str(p) for p in parts)
+
+
+NODE = NodeType(
+    type="logic.condition",
+    group=NodeGroup.LOGIC,
+    label="Condition",
+    description="Compares two values and branches on true or false.",
+    config=ConditionConfig,
+    run=run,
+    check=check,
+    out_ports=("true", "false"),
+    starting_config={"left": "", "op": "equals", "right": ""},
+    summary=summary,
+    hints={
+        "left": "Write the value to compare, like {{ vars.quantity }}.",
+        "op": "Choose how to compare the two values.",
+        "right": "Write the value to compare with.",
+    },
+    rank=10,
+)

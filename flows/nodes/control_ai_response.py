@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from flows.nodes.base import ConfigIssue, NodeContext, NodeOutcome, template_issues
-from flows.schema import ControlAIResponseConfig
+from typing import Any, Literal
 
-Config = ControlAIResponseConfig
+from flows.nodes.base import ConfigIssue, NodeContext, NodeOutcome, NodeType, template_issues
+from flows.schema import NodeConfig, NodeGroup
+
+
+class ControlAIResponseConfig(NodeConfig):
+    action: Literal["enable", "disable", "custom_prompt", "reset_context"]
+    custom_prompt: str = ""
 
 
 async def run(ctx: NodeContext, config: ControlAIResponseConfig) -> NodeOutcome:
@@ -37,3 +42,24 @@ def check(config: ControlAIResponseConfig) -> list[ConfigIssue]:
             )
         ]
     return template_issues("custom_prompt", config.custom_prompt)
+
+
+def summary(config: dict[str, Any]) -> str:
+    return str(config.get("action") or "")
+
+
+NODE = NodeType(
+    type="action.control_ai_response",
+    group=NodeGroup.ACTION,
+    label="Control AI response",
+    description="Enables or disables the AI, sets its custom prompt, or resets its context.",
+    config=ControlAIResponseConfig,
+    run=run,
+    check=check,
+    starting_config={"action": "enable"},
+    summary=summary,
+    hints={
+        "action": "Choose what to do with the AI: enable, disable, set a custom prompt or reset its context."
+    },
+    rank=20,
+)

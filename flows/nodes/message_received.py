@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from flows.matching import check_regex, words
-from flows.nodes.base import ConfigIssue, NodeContext, NodeOutcome, template_issues
-from flows.schema import MatchIntent, MatchKeywords, MatchRegex, MessageReceivedConfig
+from typing import Any
 
-Config = MessageReceivedConfig
+from flows.matching import check_regex, words
+from flows.nodes.base import ConfigIssue, NodeContext, NodeOutcome, NodeType, template_issues
+from flows.schema import Match, MatchIntent, MatchKeywords, MatchRegex, NodeConfig, NodeGroup
+
+
+class MessageReceivedConfig(NodeConfig):
+    match: Match
 
 
 async def run(ctx: NodeContext, config: MessageReceivedConfig) -> NodeOutcome:
@@ -54,3 +58,41 @@ def check(config: MessageReceivedConfig) -> list[ConfigIssue]:
             seen.add(var.name)
             issues += template_issues(f"match.variables[{i}].prompt", var.prompt)
     return issues
+
+
+def summary(config: dict[str, Any]) -> str:
+    raw = config.get("match")
+    match: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    kind = match.get("kind")
+    if kind == "keywords":
+        return "keywords: " + ", ".join(str(k) for k in match.get("keywords") or [])
+    if kind == "regex":
+        return f"regex: {match.get('pattern') or ''}"
+    if kind == "intent":
+        return f"intent: {match.get('display_name') or ''}"
+    return "any message"
+
+
+NODE = NodeType(
+    type="when.message_received",
+    group=NodeGroup.TRIGGER,
+    label="Message received",
+    description=(
+        "Starts when a message arrives: any message, keywords, a regex, or a trained intent (external action)."
+    ),
+    config=MessageReceivedConfig,
+    run=run,
+    check=check,
+    starting_config={"match": {"kind": "any"}},
+    summary=summary,
+    hints={
+        "match.kind": "Choose what the message must match: any message, keywords, a regex or an intent.",
+        "match.keywords": "Add at least one keyword (up to 200 characters each).",
+        "match.pattern": "Write the regular expression to look for in the message.",
+        "match.display_name": "Name the action (up to 200 characters), like Create order.",
+        "match.training_examples": "Add at least one example of what a customer would write.",
+        "match.confidence_threshold": "Set the confidence threshold between 0 and 1, like 0.65.",
+        "match.variables": "Name each variable with letters, digits and underscores, starting with a letter.",
+    },
+    rank=10,
+)

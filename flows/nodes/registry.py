@@ -1,135 +1,74 @@
-"""The node-type registry: every node type's config, ports, run() and checks (the UI builds its palette from it)."""
+"""The node-type registry: every flows/nodes/<name>.py that declares `NODE`, and the tagged union of nodes.
+
+Adding a node type means adding its module (config Struct, run(), check(), `NODE`), its form
+template and its tests; nothing here or elsewhere names node types.
+"""
 
 from __future__ import annotations
 
-from types import ModuleType
+import importlib
+import pkgutil
+from typing import Any, Union, cast
 
-from flows.nodes import (
-    add_tag,
-    call_webhook,
-    condition,
-    contact_created,
-    control_ai_response,
-    conversation_created,
-    message_received,
-    remove_tag,
-    send_message,
-    set_conversation_status,
-    tag_added,
-    tag_removed,
-    update_ai_context,
-)
+import msgspec
+
+import flows.nodes
 from flows.nodes.base import NodeType
-from flows.schema import NodeGroup
+from flows.schema import NodeGroup, NodeId, Position
 
-TRIGGER, LOGIC, ACTION = NodeGroup.TRIGGER, NodeGroup.LOGIC, NodeGroup.ACTION
+_GROUP_ORDER = {NodeGroup.TRIGGER: 0, NodeGroup.LOGIC: 1, NodeGroup.ACTION: 2}
+_NOT_NODES = frozenset({"base", "registry"})
 
 
-def _entry(
-    type_: str,
-    group: NodeGroup,
-    label: str,
-    description: str,
-    module: ModuleType,
-    out_ports: tuple[str | None, ...] = (None,),
-) -> NodeType:
-    return NodeType(
-        type=type_,
-        group=group,
-        label=label,
-        description=description,
-        config=module.Config,
-        out_ports=out_ports,
-        run=module.run,
-        check=module.check,
+def _discover() -> list[NodeType]:
+    found = []
+    for info in pkgutil.iter_modules(flows.nodes.__path__):
+        if info.name in _NOT_NODES:
+            continue
+        module = importlib.import_module(f"flows.nodes.{info.name}")
+        spec = getattr(module, "NODE", None)
+        if not isinstance(spec, NodeType):
+            raise TypeError(f"flows/nodes/{info.name}.py declares no NODE = NodeType(...)")
+        found.append(spec)
+    return sorted(found, key=lambda t: (_GROUP_ORDER[t.group], t.rank, t.type))
+
+
+NODE_TYPES: dict[str, NodeType] = {t.type: t for t in _discover()}
+
+TRIGGER_TYPES = frozenset(name for name, t in NODE_TYPES.items() if t.group == NodeGroup.TRIGGER)
+EVENT_TRIGGERS = {t.event.value: name for name, t in NODE_TYPES.items() if t.event is not None}
+
+
+class _TypedNode(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Base of the per-type node Structs: `type` is the tag that picks the config Struct."""
+
+
+def _typed_node(spec: NodeType) -> type[_TypedNode]:
+    name = "".join(part.title() for part in spec.type.replace(".", "_").split("_")) + "Node"
+    return cast(
+        "type[_TypedNode]",
+        msgspec.defstruct(
+            name,
+            [("id", NodeId), ("config", spec.config), ("position", Position | None, None)],
+            bases=(_TypedNode,),
+            tag_field="type",
+            tag=spec.type,
+            module=__name__,
+        ),
     )
 
 
-NODE_TYPES: dict[str, NodeType] = {
-    t.type: t
-    for t in (
-        _entry(
-            "when.message_received",
-            TRIGGER,
-            "Message received",
-            "Starts when a message arrives: any message, keywords, a regex, or a trained intent (external action).",
-            message_received,
-        ),
-        _entry(
-            "when.conversation_created",
-            TRIGGER,
-            "Conversation created",
-            "Starts when a new conversation is opened.",
-            conversation_created,
-        ),
-        _entry(
-            "when.contact_created",
-            TRIGGER,
-            "Contact created",
-            "Starts when a new contact writes for the first time.",
-            contact_created,
-        ),
-        _entry(
-            "when.tag_added",
-            TRIGGER,
-            "Tag added",
-            "Starts when a tag is added to the conversation.",
-            tag_added,
-        ),
-        _entry(
-            "when.tag_removed",
-            TRIGGER,
-            "Tag removed",
-            "Starts when a tag is removed from the conversation.",
-            tag_removed,
-        ),
-        _entry(
-            "action.send_message",
-            ACTION,
-            "Send message",
-            "Sends a (templated) message to the customer.",
-            send_message,
-        ),
-        _entry(
-            "action.control_ai_response",
-            ACTION,
-            "Control AI response",
-            "Enables or disables the AI, sets its custom prompt, or resets its context.",
-            control_ai_response,
-        ),
-        _entry(
-            "action.update_ai_context",
-            ACTION,
-            "Update AI context",
-            "Merges data into the context the AI sees for this conversation.",
-            update_ai_context,
-        ),
-        _entry(
-            "action.call_webhook",
-            ACTION,
-            "Call webhook",
-            "Calls an external HTTP endpoint (Zapier, n8n, Make, a shop's API).",
-            call_webhook,
-            out_ports=("success", "failure"),
-        ),
-        _entry(
-            "action.set_conversation_status",
-            ACTION,
-            "Set conversation status",
-            "Moves the conversation to another status.",
-            set_conversation_status,
-        ),
-        _entry("action.add_tag", ACTION, "Add tag", "Adds a tag to the conversation.", add_tag),
-        _entry("action.remove_tag", ACTION, "Remove tag", "Removes a tag from the conversation.", remove_tag),
-        _entry(
-            "logic.condition",
-            LOGIC,
-            "Condition",
-            "Compares two values and branches on true or false.",
-            condition,
-            out_ports=("true", "false"),
-        ),
-    )
-}
+TYPED_NODES: dict[str, type[_TypedNode]] = {name: _typed_node(spec) for name, spec in NODE_TYPES.items()}
+# The schema of one node: msgspec picks the config Struct by the node's `type`.
+TypedNode: Any = Union[tuple(TYPED_NODES.values())]  # noqa: UP007  (a Union built from the registry)
 
-TRIGGER_TYPES = frozenset(name for name, t in NODE_TYPES.items() if t.group == TRIGGER)
+
+def summaries(document: dict[str, Any]) -> dict[str, str]:
+    """Node id -> the one line its card shows, from a saved document that may be an invalid draft."""
+    lines = {}
+    for node in document.get("nodes") or []:
+        spec = NODE_TYPES.get(str(node.get("type"))) if isinstance(node, dict) else None
+        if spec is not None and isinstance(node.get("id"), str):
+            config = node.get("config")
+            lines[node["id"]] = spec.summary(config if isinstance(config, dict) else {})
+    return lines

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from flows.nodes.base import ConfigIssue, NodeContext, NodeError, NodeOutcome, template_issues
-from flows.schema import SendMessageConfig
+from typing import Annotated, Any, Literal
 
-Config = SendMessageConfig
+import msgspec
+
+from flows.nodes.base import ConfigIssue, NodeContext, NodeError, NodeOutcome, NodeType, template_issues
+from flows.schema import NodeConfig, NodeGroup
+
+
+class SendMessageConfig(NodeConfig):
+    text: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
+    message_type: Literal["marketing", "support", "ai"] = "support"
 
 
 async def run(ctx: NodeContext, config: SendMessageConfig) -> NodeOutcome:
@@ -17,4 +24,28 @@ async def run(ctx: NodeContext, config: SendMessageConfig) -> NodeOutcome:
 
 
 def check(config: SendMessageConfig) -> list[ConfigIssue]:
+    if not config.text.strip():
+        return [ConfigIssue("text", "Write the message to send.", "missing_value")]
     return template_issues("text", config.text)
+
+
+def summary(config: dict[str, Any]) -> str:
+    return str(config.get("text") or "")
+
+
+NODE = NodeType(
+    type="action.send_message",
+    group=NodeGroup.ACTION,
+    label="Send message",
+    description="Sends a (templated) message to the customer.",
+    config=SendMessageConfig,
+    run=run,
+    check=check,
+    starting_config={"text": "", "message_type": "support"},
+    summary=summary,
+    hints={
+        "text": "Write the message to send (up to 4096 characters).",
+        "message_type": "Choose the message type: support, marketing or ai.",
+    },
+    rank=10,
+)

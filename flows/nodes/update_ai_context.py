@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from flows.nodes.base import ConfigIssue, NodeContext, NodeOutcome, template_issues
-from flows.schema import UpdateAIContextConfig
+from typing import Any
 
-Config = UpdateAIContextConfig
+from flows.nodes.base import ConfigIssue, NodeContext, NodeOutcome, NodeType, template_issues
+from flows.schema import NodeConfig, NodeGroup
+
+
+class UpdateAIContextConfig(NodeConfig):
+    context_data: dict[str, Any]
 
 
 async def run(ctx: NodeContext, config: UpdateAIContextConfig) -> NodeOutcome:
@@ -22,3 +26,23 @@ def check(config: UpdateAIContextConfig) -> list[ConfigIssue]:
             ConfigIssue("context_data", "Add at least one key to merge into the AI context.", "missing_value")
         ]
     return template_issues("context_data", config.context_data)
+
+
+def summary(config: dict[str, Any]) -> str:
+    data = config.get("context_data")
+    return ", ".join(str(k) for k in data) if isinstance(data, dict) else ""
+
+
+NODE = NodeType(
+    type="action.update_ai_context",
+    group=NodeGroup.ACTION,
+    label="Update AI context",
+    description="Merges data into the context the AI sees for this conversation.",
+    config=UpdateAIContextConfig,
+    run=run,
+    check=check,
+    starting_config={"context_data": {}},
+    summary=summary,
+    hints={"context_data": "Add at least one key and value to merge into the AI context."},
+    rank=30,
+)

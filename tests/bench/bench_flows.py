@@ -6,6 +6,7 @@ Run: .venv/bin/python tests/bench/bench_flows.py  (prints one JSON object; never
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import pathlib
 import platform
@@ -14,7 +15,7 @@ import sys
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "unit")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "unit" / "flows")]
 
 from memory_runtime import MemoryRuntime, make_turn  # noqa: E402
 
@@ -31,7 +32,7 @@ def keyword_flow(i: int, keyword: str) -> dict:
             "type": "action.control_ai_response",
             "config": {
                 "action": "custom_prompt",
-                "custom_prompt": "Assist {{ contact.first_name }} (flow %d)" % i,
+                "custom_prompt": f"Assist {{{{ contact.first_name }}}} (flow {i})",
             },
         },
         {"type": "action.update_ai_context", "config": {"context_data": {"tier": "gold", "flow": i}}},
@@ -55,7 +56,7 @@ def keyword_flow(i: int, keyword: str) -> dict:
         "name": f"flow-{i:03d}",
         "status": "active",
         "nodes": nodes,
-        "edges": [{"from": a, "to": b} for a, b in zip(ids, ids[1:])],
+        "edges": [{"from": a, "to": b} for a, b in itertools.pairwise(ids)],
     }
 
 
@@ -93,7 +94,7 @@ def big_flow(nodes: int) -> dict:
     kinds = [
         lambda j: {
             "type": "action.send_message",
-            "config": {"text": "Step %d for {{ contact.first_name }}" % j},
+            "config": {"text": f"Step {j} for {{{{ contact.first_name }}}}"},
         },
         lambda j: {
             "type": "action.update_ai_context",

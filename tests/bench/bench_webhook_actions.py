@@ -90,21 +90,26 @@ def prepare_environment() -> str:
 
 
 async def measure(args: argparse.Namespace, url: str) -> dict[str, object]:
+    from app import roots
     from app.db import engine
-    from app.services import auth, jobs, lifecycle, redis_conn
-    from app.services.runtime import TurnScope
-    from app.services.webhook_actions import WebhookActions
+    from app.http.client import WebhookClient
+    from app.pipeline.effects import TurnScope
+    from app.pipeline.schedule import make_queue
+    from app.pipeline.webhook_calls import WebhookCalls
+    from app.services import auth, flows_store, redis_conn
     from app.settings import get_settings
-    from flows.ports import WebhookCall, WebhookStatus
-    from flows.schema import CallWebhookConfig
+    from flows.nodes.call_webhook import CallWebhookConfig, WebhookCall
+    from flows.runtime import WebhookStatus
 
     settings = get_settings()
     await engine.migrate()
-    await engine.open_pool(max_size=settings.database.pool_max_size)
-    redis_conn.connect(settings.redis.url)
-    queue = jobs.make_queue(settings.redis.url)
-    actions = WebhookActions(settings, queue=queue, outbox=None)  # type: ignore[arg-type]  # unused on this path
-    lifecycle.freeze_startup_heap()  # as a worker's start-up does
+    db = await engine.open_pool(max_size=settings.database.pool_max_size)
+    redis = redis_conn.connect(settings.redis.url)
+    flows_store.use_revisions(flows_store.Revisions(redis))
+    queue = make_queue(settings.redis.url)
+    client = WebhookClient(retry_after_cap_seconds=settings.webhooks.retry_after_cap_seconds)
+    actions = WebhookCalls(settings, db=db, redis=redis, queue=queue, client=client)
+    roots.freeze_startup_heap()  # as a worker's start-up does
     principal = await auth.create_admin(
         email=f"bench-{uuid.uuid4().hex[:8]}@example.com",
         password="bench password",
@@ -174,18 +179,18 @@ async def measure(args: argparse.Namespace, url: str) -> dict[str, object]:
         await asyncio.gather(*(worker(per_worker, True) for _ in range(args.concurrency)))
         wall_s = time.perf_counter() - started
         cpu_after = resource.getrusage(resource.RUSAGE_SELF)
-        stats = await engine.pool().fetchrow(
+        stats = await db.fetchrow(
             "SELECT executions, successes FROM action_stats WHERE flow_id = $1 AND node_id = 'create'",
             uuid.UUID(flow_id),
         )
-        logs = await engine.pool().fetchval(
+        logs = await db.fetchval(
             "SELECT count(*) FROM external_action_logs WHERE flow_id = $1", uuid.UUID(flow_id)
         )
         memory = rss_kib()
     finally:
-        await actions.aclose()
+        await client.aclose()
         await queue.disconnect()
-        await redis_conn.close()
+        await redis.aclose()
         await engine.close_pool()
     cpu_s = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     latencies_ms.sort()

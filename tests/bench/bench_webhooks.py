@@ -17,7 +17,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from app.services.webhooks import WebhookClient, WebhookRequest  # noqa: E402
+from app.http.client import WebhookClient  # noqa: E402
+from app.http.request import WebhookRequest  # noqa: E402
 from tests.support.http_peer import HttpPeer, PeerRequest, PeerResponse  # noqa: E402
 
 SINK_BODY = json.dumps({"ok": True, "order_id": "A-1"}).encode()

@@ -21,6 +21,9 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
+PASSWORD = "correct horse battery"  # every tenant's (tests/support/stack.create_tenant)
+DESKTOP = {"width": 1440, "height": 900}
+PHONE = {"width": 390, "height": 844}
 
 
 def require_chromium() -> None:
@@ -36,7 +39,9 @@ def require_chromium() -> None:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
+# Per module: sync Playwright keeps its event loop running while open, which would stop the
+# async app-page fixtures of the modules collected after it.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     require_chromium()
     from playwright.sync_api import sync_playwright
@@ -45,18 +50,6 @@ def browser() -> Iterator[object]:
         chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
-
-
-@pytest_asyncio.fixture(scope="session")
-async def chromium() -> AsyncIterator[object]:
-    """The same Chromium for async tests (the app against the running service)."""
-    require_chromium()
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        await browser.close()
 
 
 @pytest.fixture
@@ -81,4 +74,38 @@ def screenshot(page: object, name: str) -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+@pytest_asyncio.fixture(scope="session")
+async def chromium() -> AsyncIterator[object]:
+    """Chromium for tests against the running app (async Playwright, like the app's own loop)."""
+    from playwright.async_api import async_playwright
+
+    require_chromium()
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        await browser.close()
+
+
+async def logged_in(chromium, tenant, *, viewport: dict[str, int] = DESKTOP, **options: object) -> object:
+    """A new browser context logged in as the tenant's owner; its page collects JS errors in `.js_errors`."""
+    context = await chromium.new_context(viewport=viewport, base_url=tenant.stack.base_url, **options)
+    pg = await context.new_page()
+    pg.js_errors = []
+    pg.on("pageerror", lambda exc: pg.js_errors.append(str(exc)))
+    await pg.goto("/login")
+    await pg.fill("#email", tenant.email)
+    await pg.fill("#password", PASSWORD)
+    await pg.click("#login-form button[type=submit]")
+    await pg.wait_for_url("**/flows")
+    return pg
+
+
+async def shot(pg, name: str) -> Path:
+    """A screenshot of the app under artifacts/screenshots/app-<name>.png (the UI review looks at them)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"app-{name}.png"
+    await pg.screenshot(path=str(path), full_page=True)
     return path

@@ -1,4 +1,7 @@
-"""A static 127.0.0.1 server for browser tests of editor.js without the app: /static from the repo, /harness pages from memory."""
+"""A static 127.0.0.1 server for browser tests of editor.js without the app.
+
+/static is served from the repo, /harness pages from memory.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,8 @@ import threading
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from flows.nodes.registry import summaries
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -115,8 +120,10 @@ PAGE = """<!doctype html>
 <script src="/static/js/editor.js" defer></script>
 </head><body class="bare"><main>
 <div id="flow-editor" class="editor" data-api-base="/api/flows/f1" data-form-url="">
-  <div class="editor-bar"><input id="flow-name" aria-label="Flow name"><input id="flow-description" aria-label="Description">
-  <input id="flow-priority" type="number" aria-label="Priority"><span id="flow-status"></span><span id="editor-status"></span>
+  <div class="editor-bar"><input id="flow-name" aria-label="Flow name">
+  <input id="flow-description" aria-label="Description">
+  <input id="flow-priority" type="number" aria-label="Priority">
+  <span id="flow-status"></span><span id="editor-status"></span>
   <button type="button" data-editor-action="delete">Delete</button></div>
   <aside id="palette" class="palette"></aside>
   <div class="canvas-wrap"><div id="canvas"></div></div>
@@ -124,13 +131,19 @@ PAGE = """<!doctype html>
 </div></main>
 <script type="application/json" id="node-types">__TYPES__</script>
 <script type="application/json" id="flow-document">__DOC__</script>
+<script type="application/json" id="node-summaries">__SUMMARIES__</script>
 </body></html>"""
 
 
 def harness_page(document: dict) -> str:
     """The editor harness page with `document` embedded; '</' is escaped so JSON cannot close the script block."""
     dump = lambda v: json.dumps(v).replace("</", "<\\/")  # noqa: E731
-    return PAGE.replace("__TYPES__", dump(NODE_TYPES)).replace("__DOC__", dump(document))
+    # Card summaries come from the node types in flows/, as the app's editor page embeds them.
+    return (
+        PAGE.replace("__TYPES__", dump(NODE_TYPES))
+        .replace("__DOC__", dump(document))
+        .replace("__SUMMARIES__", dump(summaries(document)))
+    )
 
 
 class _Handler(SimpleHTTPRequestHandler):

@@ -7,7 +7,7 @@ import uuid
 
 import msgspec
 
-from app.services import buffer as buffer_mod
+from app.pipeline import buffer as buffer_mod
 from app.services import events
 
 # Long windows: the test stack's schedulers share this Redis and must not pop these conversations.

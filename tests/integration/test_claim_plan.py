@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from app.services import turns
+from app.pipeline import ledger, recovery
 from tests.support.stack import Stack, Tenant
 
 pytestmark = pytest.mark.slow
@@ -94,7 +94,7 @@ async def test_turn_claim_reads_its_conversations_through_the_partial_index(
     await transaction.start()
     try:
         conversation = await _backlog(db, tenant)
-        nodes = await _generic_plan(db, turns._START_MANY, [conversation], [uuid.uuid4()], ["job"])
+        nodes = await _generic_plan(db, ledger._START_MANY, [conversation], [uuid.uuid4()], ["job"])
     finally:
         await transaction.rollback()
     message_scans = [
@@ -120,7 +120,7 @@ async def test_recovery_scan_reads_only_unprocessed_messages(stack: Stack, tenan
             "UPDATE messages SET processed_at = now() WHERE workspace = $1 AND seq % 2 = 0",
             uuid.UUID(tenant.workspace_id),
         )
-        nodes = await _generic_plan(db, turns._UNPROCESSED, 9.0, 1000)
+        nodes = await _generic_plan(db, recovery._UNPROCESSED, 9.0, 1000)
     finally:
         await transaction.rollback()
     scans = [n for n in nodes if n.get("Relation Name") == "messages" and n["Node Type"] != "ModifyTable"]
@@ -136,7 +136,7 @@ async def test_turn_end_marks_messages_by_primary_key(stack: Stack, tenant: Tena
         await _backlog(db, tenant)
         nodes = await _generic_plan(
             db,
-            turns._FINISH_MANY,
+            ledger._FINISH_MANY,
             [uuid.uuid4()],
             ["trigger"],
             ["[]"],

@@ -36,7 +36,7 @@ def data_dir() -> Iterator[Path]:
 
 
 def _port(url: str) -> int:
-    return int(url.split("@", 1)[1].split("/")[0].rsplit(":", 1)[1])
+    return int(url.split("@", 1)[1].split("/", maxsplit=1)[0].rsplit(":", 1)[1])
 
 
 def _alive(pid: int) -> bool:

@@ -26,7 +26,8 @@ async def conversation_of(tenant: Tenant, db, phone: str) -> str:
     return str(
         await wait_until(
             lambda: db.fetchval(
-                "SELECT c.id FROM conversations c JOIN contacts p ON p.id = c.contact WHERE c.workspace = $1 AND p.phone = $2",
+                "SELECT c.id FROM conversations c JOIN contacts p ON p.id = c.contact "
+                "WHERE c.workspace = $1 AND p.phone = $2",
                 uuid.UUID(tenant.workspace_id),
                 phone,
             ),

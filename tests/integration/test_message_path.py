@@ -567,3 +567,23 @@ async def test_api_is_documented_at_schema(stack: Stack) -> None:
     ):
         assert path in paths, path
     assert docs.status_code == 200
+
+
+async def test_patching_a_conversation_answers_with_the_updated_conversation(
+    tenant: Tenant, graph_api: HttpPeer
+) -> None:
+    """PATCH /api/conversations/{id} changes status and tags and answers with the conversation."""
+    channel = await whatsapp_channel(tenant, graph_api)
+    pnid = channel["phone_number_id"]
+    response = await post_signed(
+        tenant, channel["id"], text_envelope(phone_number_id=pnid, sender="15559990001", text="hello there")
+    )
+    assert response.status_code == 200
+    [conversation] = (await tenant.http.get("/api/conversations")).json()
+    patched = await tenant.http.patch(
+        f"/api/conversations/{conversation['id']}", json={"status": "pending", "add_tags": ["vip"]}
+    )
+    assert patched.status_code == 200, patched.text
+    body = patched.json()
+    assert (body["id"], body["status"], body["tags"]) == (conversation["id"], "pending", ["vip"])
+    assert [m["text"] for m in body["messages"]] == ["hello there"]

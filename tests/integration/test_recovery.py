@@ -4,7 +4,6 @@ mid-turn."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import os
 import uuid
@@ -190,7 +189,7 @@ async def test_a_turn_interrupted_by_redis_gives_its_batch_back(
     stack: Stack, tenant: Tenant, graph_api: HttpPeer, db
 ) -> None:
     """A Redis hiccup mid-turn must not mark the batch processed: the next attempt answers it, once."""
-    from app.services import lifecycle, turns
+    from app import roots
 
     channel = await whatsapp_channel(tenant, graph_api)
     pnid = channel["phone_number_id"]
@@ -199,17 +198,17 @@ async def test_a_turn_interrupted_by_redis_gives_its_batch_back(
         db, tenant, channel, phone="15550007777", text="hiccup?"
     )
 
-    svc = await lifecycle.start()
+    svc = await roots.open_services()
     try:
 
         async def hiccup(*_args, **_kwargs):
             raise RedisConnectionError("Too many connections")  # a saturated or restarting Redis
 
-        deps = dataclasses.replace(svc.deps, ai_store=_AIStoreReading(svc.ai_store, hiccup))
+        runner = _runner_reading(svc, hiccup)
         with pytest.raises(RedisConnectionError):
-            await turns.process_conversation(deps, str(conversation), job_id="test")
+            await runner.run(str(conversation), job_id="test")
     finally:
-        await lifecycle.stop()
+        await roots.close_services(svc)
     await _given_back_then_answered_once(
         db, graph_api, pnid, conversation, message, error="Too many connections", reply="Still here."
     )
@@ -219,7 +218,7 @@ async def test_a_turn_cancelled_by_shutdown_gives_its_batch_back_at_once(
     stack: Stack, tenant: Tenant, graph_api: HttpPeer, db
 ) -> None:
     """A stopping worker cancels its turns: their batches go back now, not after the lock expires."""
-    from app.services import lifecycle, turns
+    from app import roots
 
     channel = await whatsapp_channel(tenant, graph_api)
     pnid = channel["phone_number_id"]
@@ -228,7 +227,7 @@ async def test_a_turn_cancelled_by_shutdown_gives_its_batch_back_at_once(
         db, tenant, channel, phone="15550006666", text="restart?"
     )
 
-    svc = await lifecycle.start()
+    svc = await roots.open_services()
     try:
         reached = asyncio.Event()
 
@@ -236,19 +235,30 @@ async def test_a_turn_cancelled_by_shutdown_gives_its_batch_back_at_once(
             reached.set()
             await asyncio.Event().wait()
 
-        turn = asyncio.create_task(
-            turns.process_conversation(
-                dataclasses.replace(svc.deps, ai_store=_AIStoreReading(svc.ai_store, stall)),
-                str(conversation),
-                job_id="test",
-            )
-        )
+        turn = asyncio.create_task(_runner_reading(svc, stall).run(str(conversation), job_id="test"))
         await asyncio.wait_for(reached.wait(), timeout=10)
         turn.cancel()
         with pytest.raises(asyncio.CancelledError):
             await turn
     finally:
-        await lifecycle.stop()
+        await roots.close_services(svc)
     await _given_back_then_answered_once(
         db, graph_api, pnid, conversation, message, error="cancelled", reply="Back again."
+    )
+
+
+def _runner_reading(svc, read_with):
+    """The process's TurnRunner, except that reading the AI state does `read_with`."""
+    from app.pipeline.turn import TurnRunner
+
+    return TurnRunner(
+        svc.settings,
+        db=svc.db,
+        ledger=svc.ledger,
+        outbox=svc.outbox,
+        ai_store=_AIStoreReading(svc.ai_store, read_with),
+        plans=svc.plans,
+        understanding=svc.understanding,
+        webhooks=svc.webhook_calls,
+        publisher=svc.publisher,
     )

@@ -13,21 +13,29 @@ async def test_a_burst_beyond_the_pool_waits_for_connections_instead_of_failing(
         await client.set("sb:test:burst", "1", ex=60)
         replies = await asyncio.gather(*(client.mget("sb:test:burst", "sb:test:absent") for _ in range(40)))
     finally:
-        await redis_conn.close()
+        await client.aclose()
     assert replies == [[b"1", None]] * 40
 
 
 async def test_concurrent_commands_share_round_trips_and_keep_their_own_replies(service_urls) -> None:
     client = redis_conn.connect(service_urls[1])
-    pipeliner = redis_conn.pipeliner()
-    round_trips = []
-    real_run = pipeliner._run
+    round_trips: list[int] = []
 
-    async def counting_run(items):
-        round_trips.append(len(items))
-        return await real_run(items)
+    class CountingClient:
+        """The client as the Pipeliner sees it; every pipeline it sends is one round trip."""
 
-    pipeliner._batches._run = counting_run
+        def pipeline(self, **options):
+            pipe = client.pipeline(**options)
+            real_execute = pipe.execute
+
+            async def execute(**kwargs):
+                round_trips.append(len(pipe.command_stack))
+                return await real_execute(**kwargs)
+
+            pipe.execute = execute
+            return pipe
+
+    pipeliner = redis_conn.Pipeliner(CountingClient())
     try:
         await client.delete("sb:test:list")
         await client.set("sb:test:text", "not a list", ex=60)
@@ -40,7 +48,8 @@ async def test_concurrent_commands_share_round_trips_and_keep_their_own_replies(
             return_exceptions=True,
         )
     finally:
-        await redis_conn.close()
+        await pipeliner.aclose()
+        await client.aclose()
     assert [r[1] for r in results[:30]] == [str(i).encode() for i in range(30)]
     assert "WRONGTYPE" in str(results[30])
     assert len(round_trips) < 31 and sum(round_trips) >= 31  # shared, and nothing dropped

@@ -5,10 +5,10 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
-
 import pytest_asyncio
 
 from tests.support import stack as stack_mod
@@ -26,6 +26,18 @@ async def quiet_redis(stack: Stack):
     client = stack_mod.redis_client(url)
     await client.flushdb()
     await client.aclose()
+
+
+def _start(args: list[str], *, env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    with log_path.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "app.cli", *args],
+            env=env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 @pytest.mark.parametrize(
@@ -46,15 +58,7 @@ async def test_stop_signals_stop_cleanly(
     args = [command, "--port", str(port)] if command in ("run", "web") else [command]
     ready = "stop with Ctrl-C" if command == "web" else "worker started"
     log_path = tmp_path / "out.log"
-    with open(log_path, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", *args],
-            env={**stack.env, "REDIS_URL": quiet_redis},
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = _start(args, env={**stack.env, "REDIS_URL": quiet_redis}, log_path=log_path)
     try:
         await wait_until(
             lambda: ready in log_path.read_text(),

@@ -16,7 +16,7 @@ import pytest_asyncio
 from app.services.ai import llm_settings, usage
 from app.services.ai.llm import LLMClient, LLMConfig, LLMFailure, VariableRequest
 from app.services.ai.personalities import DEFAULTS, CoreIntent
-from flows.ports import IntentCandidate
+from flows.runtime import IntentCandidate
 from flows.schema import TrainingExample
 from tests.support.fake_openai import API_KEY, FakeOpenAI, fake_openai
 from tests.support.http_peer import HttpPeer, PeerResponse, http_peer  # noqa: F401
@@ -127,7 +127,8 @@ async def conversation_of(tenant: Tenant, db, sender: str) -> str:
     return str(
         await wait_until(
             lambda: db.fetchval(
-                "SELECT c.id FROM conversations c JOIN contacts p ON p.id = c.contact WHERE c.workspace = $1 AND p.phone = $2",
+                "SELECT c.id FROM conversations c JOIN contacts p ON p.id = c.contact "
+                "WHERE c.workspace = $1 AND p.phone = $2",
                 uuid.UUID(tenant.workspace_id),
                 sender,
             ),
@@ -446,6 +447,10 @@ async def pending_status(db, conversation_id: str) -> list[str]:
     return [r["status"] for r in rows]
 
 
+async def _pending_is(db, conversation_id: str, expected: list[str]) -> bool:
+    return await pending_status(db, conversation_id) == expected
+
+
 async def confirm_setup(tenant: Tenant, http_peer: HttpPeer, db, sender: str) -> tuple[dict, str]:
     http_peer.reply("POST", "/orders", PeerResponse.json({"ok": True}))
     await tenant.create_flow(order_flow(http_peer.url("/orders"), requires_confirmation=True))
@@ -464,14 +469,17 @@ async def test_confirmation_approved_runs_the_action_once(
     _, sent = await say(tenant, channel, db, "+1555811", reply, replies=2)
     assert sent[1]["text"] == "Order placed."
     assert [r.json() for r in http_peer.requests_to("/orders")] == [{"quantity": 3}]
-    assert await pending_status(db, conversation) == ["completed"]
+    # The pending action is settled after the chain ran, so after its reply went out.
+    await wait_until(
+        lambda: _pending_is(db, conversation, ["completed"]), what="the pending action completed"
+    )
 
 
 async def test_confirmation_rejected_runs_nothing(tenant: Tenant, http_peer: HttpPeer, db) -> None:
     channel, conversation = await confirm_setup(tenant, http_peer, db, "+1555812")
     await tenant.send_generic(channel, text="no thanks", sender="+1555812")
     await runs_done(db, conversation, 2)
-    assert await pending_status(db, conversation) == ["rejected"]
+    await wait_until(lambda: _pending_is(db, conversation, ["rejected"]), what="the pending action rejected")
     assert http_peer.requests_to("/orders") == []
 
 
@@ -483,7 +491,7 @@ async def test_unclear_reply_asks_once_more_then_expires(tenant: Tenant, http_pe
     # Still unclear: it expires, and the message is answered as a new one (the AI fallback).
     _, sent = await say(tenant, channel, db, "+1555813", "tell me about the warranty", replies=3)
     assert sent[2]["message_type"] == "ai"
-    assert await pending_status(db, conversation) == ["expired"]
+    await wait_until(lambda: _pending_is(db, conversation, ["expired"]), what="the pending action expired")
     assert http_peer.requests_to("/orders") == []
 
 
@@ -557,7 +565,9 @@ async def test_missing_required_variable_is_asked_then_filled(
     _, sent = await say(tenant, channel, db, "+1555815", "four please", replies=2)
     assert sent[1]["text"] == "Order placed."
     assert [r.json() for r in http_peer.requests_to("/orders")] == [{"quantity": 4}]
-    assert await pending_status(db, conversation) == ["completed"]
+    await wait_until(
+        lambda: _pending_is(db, conversation, ["completed"]), what="the pending action completed"
+    )
 
 
 # --- eval-intents --engine llm ----------------------------------------------------------------------------
@@ -614,5 +624,74 @@ async def test_eval_intents_with_the_llm_engine(fake: FakeOpenAI, tmp_path) -> N
     report = json.loads(out)
     assert report["engine"] == "llm" and report["accuracy"] == 1.0
     assert report["oos_precision"] == 1.0 and report["oos_recall"] == 1.0
+    assert report["in_scope_accuracy"] == 1.0 and report["auroc"] == 1.0
     assert report["llm"] == {"model": MODEL, "failed_calls": 0, "prompt_tokens": 60, "completion_tokens": 30}
     assert len(fake.calls_of("choose_action")) == 3
+
+
+# --- scored candidates: thresholds and the ambiguity margin apply to both engines -------------------------
+
+
+def track_flow(url: str) -> dict:
+    doc = order_flow(url)
+    doc["name"] = "Tracking"
+    match = doc["nodes"][0]["config"]["match"]
+    match.update(
+        display_name="Track order",
+        description="The customer asks where an order is.",
+        training_examples=[
+            {"text": t} for t in ["where is my order?", "track my package", "¿dónde está mi pedido?"]
+        ],
+        variables=[],
+    )
+    return doc
+
+
+async def test_llm_scored_candidates_meet_thresholds_and_the_ambiguity_margin(
+    tenant: Tenant, fake: FakeOpenAI, http_peer: HttpPeer
+) -> None:
+    await use_llm(tenant, fake)
+    await tenant.create_flow(order_flow(http_peer.url("/orders")))
+    await tenant.create_flow(track_flow(http_peer.url("/track")))
+    fake.detect = {
+        "action": "Create order",
+        "confidence": 0.93,
+        "scores": {"Create order": 0.93, "Track order": 0.91},
+    }
+    close = (await tenant.http.post("/api/tester/run", json={"message": "my order of 2 phones"})).json()
+    assert close["engine"] == "llm"
+    assert [(s["display_name"], s["confidence"], s["threshold"], s["passes"]) for s in close["scores"]] == [
+        ("Create order", 0.93, 0.8, True),
+        ("Track order", 0.91, 0.8, True),
+    ]
+    assert close["layer"] != "external_action" and close["webhook"] is None
+    assert any("ambiguous" in w for w in close["warnings"])
+
+    fake.detect = {"action": "Create order", "confidence": 0.93, "scores": {"Track order": 0.2}}
+    clear = (await tenant.http.post("/api/tester/run", json={"message": "two phones please"})).json()
+    assert clear["layer"] == "external_action" and clear["match"]["display_name"] == "Create order"
+    assert [(s["display_name"], s["passes"]) for s in clear["scores"]] == [
+        ("Create order", True),
+        ("Track order", False),
+    ]
+
+    fake.detect = {"action": None, "confidence": 0.9, "scores": {"Track order": 0.4}}
+    none = (await tenant.http.post("/api/tester/run", json={"message": "nice weather"})).json()
+    assert none["match"] is None and [s["confidence"] for s in none["scores"]] == [0.4]
+
+
+async def test_local_tester_shows_every_action_against_its_threshold(
+    tenant: Tenant, http_peer: HttpPeer
+) -> None:
+    await tenant.create_flow(order_flow(http_peer.url("/orders")))
+    await tenant.create_flow(track_flow(http_peer.url("/track")))
+    result = (await tenant.http.post("/api/tester/run", json={"message": "where is my package?"})).json()
+    assert result["engine"] == "local"
+    by_name = {s["display_name"]: s for s in result["scores"]}
+    assert set(by_name) == {"Create order", "Track order"}
+    track = by_name["Track order"]
+    assert track["passes"] and track["confidence"] >= track["threshold"] == 0.8
+    assert 0 < track["learned_cut"] < 1 and track["probability"] >= track["learned_cut"]
+    assert not by_name["Create order"]["passes"]
+    assert result["match"]["display_name"] == "Track order"
+    assert 0 <= result["none_probability"] < 1

@@ -81,7 +81,8 @@ def reply_flow(*, keywords: list[str], text: str) -> dict[str, Any]:
 async def conversation_of(tenant: Tenant, db, sender: str = "+15550001") -> str:
     found = await wait_until(
         lambda: db.fetchval(
-            "SELECT c.id FROM conversations c JOIN contacts p ON p.id = c.contact WHERE c.workspace = $1 AND p.phone = $2",
+            "SELECT c.id FROM conversations c JOIN contacts p ON p.id = c.contact "
+            "WHERE c.workspace = $1 AND p.phone = $2",
             uuid.UUID(tenant.workspace_id),
             sender,
         ),
@@ -487,29 +488,18 @@ async def test_logs_api_pages_filters_and_scopes(
 
 @contextlib.asynccontextmanager
 async def in_process_actions(**env: str):
-    """A WebhookActions built as a worker builds it, in this test's loop, with these settings."""
-    from app.db import engine
-    from app.services import jobs, redis_conn
-    from app.services.channels.whatsapp import WhatsAppSender
-    from app.services.outbound import Outbox
-    from app.services.webhook_actions import WebhookActions
+    """The WebhookCalls a worker's root builds, in this test's loop, with these settings."""
+    from app import roots
     from app.settings import get_settings
 
     saved = {name: os.environ.get(name) for name in env}
     os.environ.update(env)
     get_settings.cache_clear()
-    settings = get_settings()
-    await engine.open_pool(max_size=4)
-    redis_conn.connect(settings.redis.url)
-    outbox = Outbox(WhatsAppSender(settings.channels))
-    actions = WebhookActions(settings, queue=jobs.make_queue(settings.redis.url), outbox=outbox)
+    svc = await roots.open_services(get_settings())
     try:
-        yield actions
+        yield svc.webhook_calls
     finally:
-        await actions.aclose()
-        await outbox.aclose()
-        await redis_conn.close()
-        await engine.close_pool()
+        await roots.close_services(svc)
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
@@ -520,9 +510,8 @@ async def in_process_actions(**env: str):
 
 def direct_call(tenant: Tenant, url: str, **config: Any) -> tuple[Any, Any]:
     """A WebhookCall and TurnScope as the interpreter would hand them over, without a conversation."""
-    from app.services.runtime import TurnScope
-    from flows.ports import WebhookCall
-    from flows.schema import CallWebhookConfig
+    from app.pipeline.effects import TurnScope
+    from flows.nodes.call_webhook import CallWebhookConfig, WebhookCall
 
     call = WebhookCall(
         flow_id=str(uuid.uuid4()),
@@ -571,7 +560,7 @@ async def guarded_actions(stack: Stack, monkeypatch):
 async def test_private_addresses_are_refused_when_the_flag_is_off(
     tenant: Tenant, http_peer: HttpPeer, db, guarded_actions, url: str, reason: str
 ) -> None:
-    from flows.ports import WebhookStatus
+    from flows.runtime import WebhookStatus
 
     actions, connected = guarded_actions
     http_peer.reply("POST", "/hook", PeerResponse.json({"ref": "should not be reached"}))
@@ -595,7 +584,7 @@ async def test_private_addresses_are_refused_when_the_flag_is_off(
 
 
 async def test_rate_limit_per_workspace(stack: Stack, tenant: Tenant, http_peer: HttpPeer, db) -> None:
-    from flows.ports import WebhookStatus
+    from flows.runtime import WebhookStatus
 
     http_peer.reply("POST", "/hook", PeerResponse.json({"ref": "ok"}))
     # The limit counts per clock minute: start well inside one.
@@ -618,7 +607,7 @@ async def test_a_batch_run_again_does_not_call_again(
 ) -> None:
     """A worker that dies after the call but before the turn ends makes the batch run again:
     the execution (same batch, same node) is found and its outcome reused, with no second call."""
-    from flows.ports import WebhookStatus
+    from flows.runtime import WebhookStatus
 
     http_peer.reply("POST", "/hook", PeerResponse.json({"ref": "R-1"}))
     async with in_process_actions() as actions:

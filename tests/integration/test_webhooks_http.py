@@ -6,29 +6,24 @@ import email.utils
 import ipaddress
 import random
 import time
-from types import SimpleNamespace
 from typing import Any
 
 import msgspec
 import pytest
-from jinja2.sandbox import SandboxedEnvironment
 
-from app.services import webhooks
-from app.services.netguard import BlockedURLError, check_url
-from app.services.webhooks import (
-    AttemptStatus,
+from app.http.client import WebhookClient
+from app.http.guard import BlockedURLError, check_url
+from app.http.request import (
     AuthType,
     HttpMethod,
     URLTemplateError,
-    WebhookClient,
     WebhookRequest,
     apply_auth,
-    backoff_seconds,
     build_url,
     mask_secrets,
-    parse_retry_after,
     prepare_request,
 )
+from app.http.retry import AttemptStatus, backoff_seconds, parse_retry_after
 from tests.support.http_peer import HttpPeer, PeerRequest, PeerResponse
 
 LOOPBACK_ONLY = (ipaddress.ip_network("127.0.0.1/32"),)
@@ -46,38 +41,6 @@ async def guarded_client():
     """allow_private off, but the test server's 127.0.0.1 opened as an operator allow-list would."""
     async with WebhookClient(allowed_networks=LOOPBACK_ONLY) as webhook_client:
         yield webhook_client
-
-
-class _StandInTemplates:
-    """Used only while flows.templates has not landed: the contract's two functions, minimally."""
-
-    env = SandboxedEnvironment()
-
-    def render_text(self, template: str, names: dict, *, strict: bool) -> Any:
-        return SimpleNamespace(value=self.env.from_string(template).render(**names), warnings=[])
-
-    def render_value(self, value: Any, names: dict, *, strict: bool) -> Any:
-        def walk(item: Any) -> Any:
-            if isinstance(item, dict):
-                return {key: walk(inner) for key, inner in item.items()}
-            if isinstance(item, list):
-                return [walk(inner) for inner in item]
-            if isinstance(item, str):
-                stripped = item.strip()
-                if stripped.startswith("{{") and stripped.endswith("}}") and stripped.count("{{") == 1:
-                    return self.env.compile_expression(stripped[2:-2])(**names)
-                return self.env.from_string(item).render(**names)
-            return item
-
-        return SimpleNamespace(value=walk(value), warnings=[])
-
-
-@pytest.fixture
-def renderer(monkeypatch):
-    try:
-        import flows.templates  # noqa: F401
-    except ImportError:
-        monkeypatch.setattr(webhooks, "_templates", lambda: _StandInTemplates())
 
 
 def hook(url: str, **options: Any) -> WebhookRequest:
@@ -357,25 +320,49 @@ async def test_a_name_with_any_private_record_is_refused():
     async def resolver(host: str, port: int) -> list[str]:
         return ["93.184.216.34", "10.1.2.3"]
 
-    with pytest.raises(BlockedURLError, match="10.1.2.3"):
+    with pytest.raises(BlockedURLError, match=r"10\.1\.2\.3"):
         await check_url("https://shop.example/hook", allow_private=False, resolver=resolver)
 
 
-async def test_dns_rebinding_between_check_and_connect_is_refused(http_peer: HttpPeer):
+async def test_the_guard_resolves_once_per_connection_and_connects_to_the_address_it_checked(
+    http_peer: HttpPeer,
+):
+    """No gap for DNS rebinding: the name is looked up once, at connect time, and that address is used."""
     http_peer.reply("POST", "/hook", PeerResponse.json({"ok": True}))
-    answers = iter([["93.184.216.34"], ["127.0.0.1"]])
+    lookups: list[str] = []
 
-    async def rebinding_resolver(host: str, port: int) -> list[str]:
-        # Public when checked, loopback a moment later when the connector asks again.
-        return next(answers)
+    async def resolver(host: str, port: int) -> list[str]:
+        lookups.append(host)
+        return ["127.0.0.1"]
 
-    async with WebhookClient(resolver=rebinding_resolver) as rebinding:
-        result = await rebinding.attempt(
+    async with WebhookClient(resolver=resolver, allowed_networks=LOOPBACK_ONLY) as guarded:
+        results = [
+            await guarded.attempt(
+                hook(f"http://shop.example:{http_peer.port}/hook", json_body={}), allow_private=False
+            )
+            for _ in range(3)
+        ]
+
+    assert [r.status_code for r in results] == [200, 200, 200]
+    assert lookups == ["shop.example"]  # one connection, checked once, kept alive
+    assert [r.headers.get("host") for r in http_peer.requests] == [f"shop.example:{http_peer.port}"] * 3
+
+
+async def test_a_name_that_resolves_to_loopback_is_refused_before_connecting(http_peer: HttpPeer):
+    lookups: list[str] = []
+
+    async def resolver(host: str, port: int) -> list[str]:
+        lookups.append(host)
+        return ["127.0.0.1"]
+
+    async with WebhookClient(resolver=resolver) as guarded:
+        result = await guarded.attempt(
             hook(f"http://rebind.example:{http_peer.port}/hook", json_body={}), allow_private=False
         )
 
     assert (result.error or "").startswith("blocked:")
     assert "127.0.0.1" in (result.error or "")
+    assert lookups == ["rebind.example"]
     assert http_peer.connections_accepted == 0
 
 
@@ -587,9 +574,7 @@ async def test_methods_with_a_body_send_json(http_peer: HttpPeer, client: Webhoo
 # ---------------------------------------------------------------- templating
 
 
-async def test_url_template_values_are_percent_encoded(
-    http_peer: HttpPeer, client: WebhookClient, renderer: None
-):
+async def test_url_template_values_are_percent_encoded(http_peer: HttpPeer, client: WebhookClient):
     http_peer.route("GET", "/orders/a%20b%2Fc/items", _ok)
     names = {"vars": {"sku": "a b/c", "q": "x&y=z #1"}}
 
@@ -611,13 +596,13 @@ async def test_url_template_values_are_percent_encoded(
         "https://h/{% if x %}a{% endif %}",
     ],
 )
-def test_url_templates_outside_path_and_query_are_refused(renderer: None, template_url: str):
+def test_url_templates_outside_path_and_query_are_refused(template_url: str):
     with pytest.raises(URLTemplateError):
         build_url(template_url, {"vars": {"host": "evil", "url": "http://x"}})
 
 
 async def test_prepared_request_reaches_the_server_as_the_template_says(
-    http_peer: HttpPeer, client: WebhookClient, renderer: None
+    http_peer: HttpPeer, client: WebhookClient
 ):
     http_peer.route("POST", "/shop/orders", _ok)
     names = {

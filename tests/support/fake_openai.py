@@ -48,7 +48,8 @@ class FakeOpenAI:
 
     - `detect`, `extract`, `classify`, `reply`: what a call of that kind answers (a value, or a
       function of the FakeCall). `detect` may name the action by its display name
-      ({"action": "Create order", "confidence": 0.95}); it is turned into the prompt's action id.
+      ({"action": "Create order", "confidence": 0.95}); it is turned into the prompt's action id, and
+      so are the display names of a "scores" mapping ({"Create order": 0.95, "Track order": 0.9}).
     - `errors`: responses (status codes or PeerResponses) served first, one per request.
     - `delay_s`: every answer waits this long.
     - `json_mode`: structured answers come as JSON text in `content` instead of a tool call.
@@ -162,6 +163,9 @@ class FakeOpenAI:
                 name = answer.pop("action")
                 actions = call.detect_payload()["actions"]
                 answer["action_id"] = next((a["id"] for a in actions if a["name"] == name), "none")
+            if isinstance(answer.get("scores"), dict):
+                ids = {a["name"]: a["id"] for a in call.detect_payload()["actions"]}
+                answer["scores"] = [{"action_id": ids[n], "score": v} for n, v in answer["scores"].items()]
             answer.setdefault("reasons", "")
             return answer
         if kind == "extract_variables":

@@ -113,7 +113,8 @@ class Process:
         self.log_path = LOGS / f"{name}.log"
 
     def start(self) -> None:
-        log = open(self.log_path, "ab" if self.proc else "wb")  # a restart keeps the first life's log
+        # Popen keeps its own copy of the descriptor; a restart appends to the first life's log.
+        log = open(self.log_path, "ab" if self.proc else "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "app.cli", *self.args],
             env=self.env,

@@ -10,6 +10,7 @@ import unicodedata
 from array import array
 from collections.abc import Iterable, Sequence
 from importlib import resources
+from itertools import pairwise
 from typing import Any
 
 import msgspec
@@ -28,12 +29,19 @@ class IntentSpec(msgspec.Struct, frozen=True):
     key: str
     examples: list[IntentExample]
     description: str = ""
+    negatives: list[IntentExample] = []
+    """Messages that must not match this intent ("where is my order" for "create order")."""
 
 
 class IntentScoreItem(msgspec.Struct, frozen=True):
     key: str
     confidence: float
+    """Calibrated score; with the hybrid engine the intent's learned cut sits at 0.8."""
     similarity: float
+    probability: float | None = None
+    """The hybrid engine's probability for this intent (softmax over intents and "none of these")."""
+    cut: float | None = None
+    """The probability this intent must reach, learned by cross-validation on the examples."""
 
 
 class Classification(msgspec.Struct, frozen=True):
@@ -41,6 +49,8 @@ class Classification(msgspec.Struct, frozen=True):
     top: list[IntentScoreItem]
     out_of_scope: bool
     engine: str = ENGINE_LOCAL
+    none_probability: float | None = None
+    """The hybrid engine's probability of "none of these" (everyday sentences and negative examples)."""
 
 
 class ClassifierConfig(msgspec.Struct, frozen=True):
@@ -114,7 +124,7 @@ def normalize_text(text: str) -> str:
 
 def tokenize(text: str) -> list[str]:
     """Words of the normalised text (underscores split too: they are not part of chat words)."""
-    return [t for t in _TOKEN_RE.findall(normalize_text(text).replace("_", " "))]
+    return list(_TOKEN_RE.findall(normalize_text(text).replace("_", " ")))
 
 
 def stem(token: str) -> str:
@@ -199,7 +209,7 @@ def _raw_features(
         words[key] = words.get(key, 0) + 1
         for concept in concept_table.get(token) or concept_table.get(st) or ():
             concepts[concept] = concepts.get(concept, 0) + 1
-    for (a, b), (ta, tb) in zip(zip(stems, stems[1:]), zip(tokens, tokens[1:])):
+    for (a, b), (ta, tb) in zip(pairwise(stems), pairwise(tokens)):
         key = a + " " + b
         words[key] = words.get(key, 0) + 1
         for concept in concept_table.get(ta + " " + tb, ()):

@@ -19,8 +19,8 @@ from app.services.ai.classifier import (
     Classification,
     IntentExample,
     IntentSpec,
-    LocalClassifier,
 )
+from app.services.ai.hybrid import HybridClassifier
 
 OOS_LABELS = frozenset({"oos", "none", ""})
 MAX_CONFUSION_LABELS = 20
@@ -50,10 +50,19 @@ class EvalReport(msgspec.Struct, frozen=True):
     train_count: int
     test_count: int
     accuracy: float
+    """Share of all test rows predicted exactly (an out-of-scope row is right when nothing matched)."""
+    in_scope_accuracy: float | None
+    """Share of in-scope rows matched to their intent, after rejection ("none of these" counts as wrong)."""
+    in_scope_accuracy_no_rejection: float | None
+    """The same when the top intent always answers: what rejection costs is the difference."""
     macro_f1: float
     per_intent: dict[str, IntentMetrics]
     oos_precision: float | None
+    """Of the messages that matched nothing, the share that were out of scope."""
     oos_recall: float | None
+    """Of the out-of-scope messages, the share that matched nothing."""
+    auroc: float | None
+    """How well the best score separates in-scope from out-of-scope rows (0.5 = chance, 1 = perfectly)."""
     latency_p50_us: float
     latency_p99_us: float
     train_ms: float
@@ -195,7 +204,7 @@ def evaluate(
     if engine_factory is None:
         if engine != ENGINE_LOCAL:
             raise ValueError(f"engine {engine!r} needs an engine_factory; only {ENGINE_LOCAL!r} is built in")
-        engine_factory = LocalClassifier.train
+        engine_factory = HybridClassifier.train
     sampled = sample_shots(train, shots, seed)
     specs = specs_from_rows(sampled)
     started = time.perf_counter()
@@ -206,12 +215,23 @@ def evaluate(
     reject = has_oos or threshold is not None
     latencies_us: list[float] = []
     pairs: list[tuple[str | None, str | None]] = []
+    top_only: list[str | None] = []
+    best_scores: list[float] = []
     for row in test:
         started = time.perf_counter()
         result = model.classify(row.text)
         latencies_us.append((time.perf_counter() - started) * 1e6)
         pairs.append((row.intent, _predict(result, reject=reject, threshold=threshold)))
+        top_only.append(_predict(result, reject=False, threshold=None))
+        best_scores.append(result.top[0].confidence if result.top else 0.0)
     latencies_us.sort()
+    in_scope = [i for i, (e, _) in enumerate(pairs) if e is not None]
+    in_scope_accuracy = in_scope_no_rejection = None
+    if in_scope:
+        in_scope_accuracy = round(sum(1 for i in in_scope if pairs[i][1] == pairs[i][0]) / len(in_scope), 4)
+        in_scope_no_rejection = round(
+            sum(1 for i in in_scope if top_only[i] == pairs[i][0]) / len(in_scope), 4
+        )
 
     labels = sorted({s.key for s in specs} | {e for e, _ in pairs if e is not None})
     per_intent: dict[str, IntentMetrics] = {}
@@ -239,6 +259,15 @@ def evaluate(
             else 0.0
         )
         oos_recall = round(sum(1 for p in actual_oos if p is None) / len(actual_oos), 4)
+    auroc = None
+    if has_oos and in_scope:
+        auroc = round(
+            auroc_score(
+                [best_scores[i] for i in in_scope],
+                [best_scores[i] for i, (e, _) in enumerate(pairs) if e is None],
+            ),
+            4,
+        )
 
     return EvalReport(
         engine=engine,
@@ -249,15 +278,36 @@ def evaluate(
         train_count=len(sampled),
         test_count=len(test),
         accuracy=round(sum(1 for e, p in pairs if e == p) / len(pairs), 4) if pairs else 0.0,
+        in_scope_accuracy=in_scope_accuracy,
+        in_scope_accuracy_no_rejection=in_scope_no_rejection,
         macro_f1=round(macro_f1, 4),
         per_intent=per_intent,
         oos_precision=oos_precision,
         oos_recall=oos_recall,
+        auroc=auroc,
         latency_p50_us=round(_percentile(latencies_us, 0.5), 1),
         latency_p99_us=round(_percentile(latencies_us, 0.99), 1),
         train_ms=round(train_ms, 2),
         confusion=_confusion(pairs, big=len(labels) > MAX_CONFUSION_LABELS),
     )
+
+
+def auroc_score(positives: Sequence[float], negatives: Sequence[float]) -> float:
+    """Probability that a random in-scope row scores above a random out-of-scope one (ties count half)."""
+    if not positives or not negatives:
+        return 0.5
+    ranked = sorted([(v, 1) for v in positives] + [(v, 0) for v in negatives])
+    rank_sum = 0.0
+    i = 0
+    while i < len(ranked):
+        j = i
+        while j < len(ranked) and ranked[j][0] == ranked[i][0]:
+            j += 1
+        mean_rank = (i + 1 + j) / 2  # ranks i+1 .. j share their mean
+        rank_sum += mean_rank * sum(1 for k in range(i, j) if ranked[k][1])
+        i = j
+    n_pos, n_neg = len(positives), len(negatives)
+    return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
 
 
 def _confusion(pairs: Sequence[tuple[str | None, str | None]], *, big: bool) -> dict[str, dict[str, int]]:

@@ -80,8 +80,9 @@ def infer_type(spec: VariableSpec) -> VariableType:
     declared = (spec.type or "").strip().lower()
     if declared in VARIABLE_TYPES:
         return VariableType(declared)
-    if TYPE_ALIASES.get(declared) is not None:
-        return TYPE_ALIASES[declared]
+    alias = TYPE_ALIASES.get(declared)
+    if alias is not None:
+        return alias
     haystack = normalize_text(f"{spec.name} {spec.prompt}").replace("_", " ")
     words = set(re.findall(r"\w+", haystack))
     for kind, hints in _TYPE_HINTS:
@@ -150,9 +151,54 @@ _NUMBER_WORDS: dict[str, int] = {
     "عشره": 10,
     "عشر": 10,
     "عشرين": 20,
+    **{
+        w: n
+        for n, words in (
+            (13, ["trece"]),
+            (14, ["catorce"]),
+            (15, ["quince"]),
+            (16, ["dieciseis"]),
+            (17, ["diecisiete"]),
+            (18, ["dieciocho"]),
+            (19, ["diecinueve"]),
+            (21, ["veintiuno", "veintiun", "veintiuna"]),
+            (22, ["veintidos"]),
+            (23, ["veintitres"]),
+            (24, ["veinticuatro"]),
+            (25, ["veinticinco"]),
+            (26, ["veintiseis"]),
+            (27, ["veintisiete"]),
+            (28, ["veintiocho"]),
+            (29, ["veintinueve"]),
+            (30, ["treinta", "thirty", "ثلاثين", "ثلاثون"]),
+            (40, ["cuarenta", "forty", "اربعين", "اربعون"]),
+            (50, ["cincuenta", "fifty", "خمسين", "خمسون"]),
+            (60, ["sesenta", "sixty", "ستين", "ستون"]),
+            (70, ["setenta", "seventy", "سبعين", "سبعون"]),
+            (80, ["ochenta", "eighty", "ثمانين", "ثمانون"]),
+            (90, ["noventa", "ninety", "تسعين", "تسعون"]),
+            (100, ["cien", "ciento", "hundred", "مائه", "مئه", "ميه", "ميه", "مية"]),
+            (11, ["احد", "احدى"]),
+            (12, ["اثنا", "اثني"]),
+            (13, ["thirteen"]),
+            (14, ["fourteen"]),
+            (15, ["fifteen"]),
+            (16, ["sixteen"]),
+            (17, ["seventeen"]),
+            (18, ["eighteen"]),
+            (19, ["nineteen"]),
+            (20, ["عشرون"]),
+        )
+        for w in words
+    },
 }
+_TENS_AR = frozenset({"عشر", "عشره"})
+"""After an Arabic unit, "عشر" makes a teen: "خمسه عشر" is 15 (and "احد/اثنا عشر" 11 and 12)."""
+_AND_WORDS = frozenset({"y", "and", "e"})
 # Articles count as 1 only for quantities, never when a digit is there ("a 20% discount").
 _WEAK_NUMBER_WORDS = frozenset({"a", "an", "un", "una", "uno"})
+_DIGITS_ONLY_RE = re.compile(r"\d+(?:[.,]\d+)?")
+_TOKEN_WITH_DIGITS_RE = re.compile(r"[^\W_]+(?:[.,]\d+)?", re.UNICODE)
 _NUM_RE = re.compile(r"(?<![\w.])(\d+(?:[.,]\d+)?)(?![\w])|(?<![\w.])(\d+)(?=[^\W\d])")
 _WORD_RE = re.compile(r"\w+")
 
@@ -173,11 +219,61 @@ def extract_numbers(text: str) -> list[int | float]:
     found: list[tuple[int, int | float]] = []
     for m in _NUM_RE.finditer(norm):
         found.append((m.start(), _to_number(m.group(1) or m.group(2))))
-    for m in _WORD_RE.finditer(norm):
-        word = m.group(0)
-        if word in _NUMBER_WORDS and word not in _WEAK_NUMBER_WORDS:
-            found.append((m.start(), _NUMBER_WORDS[word]))
+    words = [(m.start(), m.group(0)) for m in _WORD_RE.finditer(norm)]
+    found.extend((words[start][0], value) for start, _, value in number_phrases([w for _, w in words]))
+    if not found:
+        # An Arabic dual says two by itself: "قطعتين" (two pieces), "علبتين" (two boxes).
+        found.extend((pos, 2) for pos, w in words if len(w) >= 5 and w.endswith("تين"))
     return [v for _, v in sorted(found, key=lambda p: p[0])]
+
+
+def _word_value(word: str) -> int | None:
+    if word in _WEAK_NUMBER_WORDS:
+        return None
+    if word in _NUMBER_WORDS:
+        return _NUMBER_WORDS[word]
+    # Arabic joins "and" to the next word: "خمسه وعشرين" is 5 + 20.
+    if word.startswith("و") and word[1:] in _NUMBER_WORDS:
+        return _NUMBER_WORDS[word[1:]]
+    return None
+
+
+def number_phrases(words: Sequence[str]) -> list[tuple[int, int, int | float]]:
+    """(first word, word after the phrase, value) for each spelled-out number in normalised words.
+
+    Compounds add up: "treinta y cinco" 35, "twenty one" 21, "خمسه عشر" 15, "خمسه وعشرين" 25.
+    """
+    out: list[tuple[int, int, int | float]] = []
+    i = 0
+    while i < len(words):
+        value = _word_value(words[i])
+        if value is None:
+            i += 1
+            continue
+        start, total, j = i, value, i + 1
+        if value in (11, 12) and j < len(words) and words[j] in _TENS_AR:
+            j += 1  # "احد عشر", "اثنا عشر"
+        elif value < 10 and j < len(words) and words[j] in _TENS_AR:
+            total, j = value + 10, j + 1
+        while j < len(words):
+            joined = words[j] in _AND_WORDS and j + 1 < len(words)
+            nxt = words[j + 1] if joined else words[j]
+            step = 2 if joined else 1
+            more = _word_value(nxt)
+            if more is None:
+                break
+            round_tens = 20 <= total < 100 and total % 10 == 0
+            if round_tens and 0 < more < 10:  # "twenty one", "treinta y cinco"
+                total, j = total + more, j + step
+            elif total < 10 and 20 <= more < 100 and more % 10 == 0 and nxt.startswith("و"):
+                total, j = total + more, j + step  # "خمسه وعشرين": units come first in Arabic
+            elif more == 100 and total < 10:
+                total, j = total * 100, j + step
+            else:
+                break
+        out.append((start, j, total))
+        i = j
+    return out
 
 
 def extract_quantity(text: str) -> int | float | None:
@@ -393,8 +489,115 @@ _SENTENCE_WORDS = frozenset(
 _ARABIC_PRODUCT_RE = re.compile(r"(?:ايفون|ايباد|سامسونج|جالاكسي|بلايستيشن|ماك\s?بوك)(?:\s?\d+)?")
 
 
+# Words that start a product phrase's reading (a purchase verb) or end it (a request's tail).
+_BUY_WORDS = frozenset(
+    normalize_text(w)
+    for w in [
+        "buy",
+        "order",
+        "purchase",
+        "get",
+        "want",
+        "need",
+        "comprar",
+        "compro",
+        "pedir",
+        "pido",
+        "encargar",
+        "quiero",
+        "necesito",
+        "dame",
+        "das",
+        "quisiera",
+        "شراء",
+        "اشتري",
+        "ابغى",
+        "ابي",
+        "اريد",
+        "بدي",
+        "اطلب",
+    ]
+)
+_PHRASE_END = frozenset(
+    normalize_text(w)
+    for w in [
+        "please",
+        "pls",
+        "for",
+        "to",
+        "and",
+        "with",
+        "by",
+        "today",
+        "tomorrow",
+        "now",
+        "asap",
+        "thanks",
+        "por",
+        "favor",
+        "para",
+        "y",
+        "con",
+        "hoy",
+        "manana",
+        "ahora",
+        "gracias",
+        "من",
+        "فضلك",
+        "لو",
+        "سمحت",
+        "اليوم",
+        "بكره",
+        "ل",
+        "الى",
+        "و",
+    ]
+)
+_LEADING_FILLERS = frozenset(
+    {"a", "an", "the", "some", "of", "un", "una", "unos", "unas", "el", "la", "los", "las"}
+)
+_CONNECTORS = frozenset({"of", "de", "del"})
+_MAX_PRODUCT_WORDS = 3
+
+
+def _phrase_after(tokens: list[str], norms: list[str], start: int) -> str | None:
+    words: list[str] = []
+    i = start
+    while i < len(tokens) and norms[i] in _LEADING_FILLERS and not words:
+        i += 1
+    while i < len(tokens) and len(words) < _MAX_PRODUCT_WORDS:
+        norm = norms[i]
+        if norm in _PHRASE_END or norm in _SENTENCE_WORDS or _DIGITS_ONLY_RE.fullmatch(norm):
+            break
+        words.append(tokens[i])
+        i += 1
+    while words and normalize_text(words[-1]) in _CONNECTORS:
+        words.pop()
+    return " ".join(words) or None
+
+
+def _lower_case_product(text: str) -> str | None:
+    """The words after a quantity ("3 iphones", "dos camisas", "ثلاثه قمصان") or a purchase verb."""
+    tokens = _TOKEN_WITH_DIGITS_RE.findall(text)
+    norms = [normalize_text(t) for t in tokens]
+    phrases = number_phrases(norms)
+    anchors = [end for _, end, _ in phrases]
+    anchors += [i + 1 for i, n in enumerate(norms) if _DIGITS_ONLY_RE.fullmatch(n)]
+    for end in sorted(anchors):
+        found = _phrase_after(tokens, norms, end)
+        if found:
+            return found
+    for i, norm in enumerate(norms):
+        if norm in _BUY_WORDS:
+            found = _phrase_after(tokens, norms, i + 1)
+            if found and normalize_text(found.split()[0]) not in _BUY_WORDS:
+                return found
+    return None
+
+
 def extract_product(text: str) -> str | None:
-    """A quoted name, else the first capitalised/camel-case name with its model tokens.
+    """A quoted name, else the first capitalised/camel-case name with its model tokens, else the
+    words after a quantity or a purchase verb ("i want 3 iphones", "quiero dos camisas").
 
     Returns the text as written (plural kept): "I want to buy 3 iPhones" gives "iPhones".
     """
@@ -408,7 +611,9 @@ def extract_product(text: str) -> str | None:
         if words:
             return " ".join(words)
     m = _ARABIC_PRODUCT_RE.search(normalize_text(text))
-    return m.group(0) if m else None
+    if m:
+        return m.group(0)
+    return _lower_case_product(text)
 
 
 # --- variables -----------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The LLM engine: intent detection, variables, reply classification and personality replies over any OpenAI-compatible API.
+"""The LLM engine: intents, variables, reply classification and personality replies over any OpenAI-compatible API.
 
 Structured answers use a forced tool call (the widest-supported structured output of
 OpenAI-compatible servers); an answer that arrives as JSON content instead is accepted too.
@@ -16,19 +16,20 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+import httpx
 import msgspec
 import openai
 from openai import AsyncOpenAI
 
 from app.services.ai.classifier import Classification, IntentScoreItem, IntentSpec
-from flows.ports import Detection, IntentCandidate, IntentScore
+from flows.runtime import Detection, IntentCandidate, IntentScore
 from flows.schema import TrainingExample
 
 log = logging.getLogger(__name__)
 
 ENGINE_LLM = "llm"
 MAX_RETRIES = 2
-"""Retries on 408/409/429/5xx and connection errors (the SDK backs off exponentially with jitter and honours Retry-After)."""
+"""Retries on 408/409/429/5xx and connection errors (the SDK backs off with jitter and honours Retry-After)."""
 MAX_EXAMPLES_PER_ACTION = 8
 """Examples of each action shown to the model: enough to define it, bounded so 100 actions fit a prompt."""
 MAX_TEXT_CHARS = 4000
@@ -78,8 +79,9 @@ DETECT_SYSTEM = (
     "You route a customer's chat message to one of a business's actions. Pick the action the message asks "
     'for, or "none" when no action fits (a question, small talk, a complaint, or a different request). '
     "confidence is your probability, from 0 to 1, that the chosen action is what the customer wants: use "
-    "values under 0.8 when you are unsure. The message may be in any language. Answer only by calling the "
-    "tool choose_action."
+    "values under 0.8 when you are unsure. In scores, give every action that could plausibly fit its own "
+    "probability (the chosen one included; leave out actions that clearly do not fit). The message may be "
+    "in any language. Answer only by calling the tool choose_action."
 )
 EXTRACT_SYSTEM = (
     "You extract values from a customer's chat message for a business action. Fill each field only with "
@@ -211,12 +213,47 @@ def coerce_value(value: Any, kind: str) -> Any:
     return text or None
 
 
+def _scores(raw: Any, ids: Sequence[str]) -> dict[str, float]:
+    """The model's per-action scores by prompt id; unknown ids and non-numbers are dropped."""
+    out: dict[str, float] = {}
+    for item in raw if isinstance(raw, list) else []:
+        if not isinstance(item, dict):
+            continue
+        action_id, score = str(item.get("action_id") or ""), _number(item.get("score"))
+        if action_id in ids and score is not None:
+            out[action_id] = max(out.get(action_id, 0.0), min(1.0, max(0.0, float(score))))
+    return out
+
+
+def _scored(
+    candidates: Sequence[IntentCandidate], ids: Sequence[str], scores: dict[str, float]
+) -> list[IntentScore]:
+    """Scored candidates, best first (ties keep the prompt's order)."""
+    items = [
+        IntentScore(
+            flow_id=candidates[ids.index(i)].flow_id,
+            node_id=candidates[ids.index(i)].node_id,
+            confidence=round(score, 4),
+            probability=round(score, 4),
+        )
+        for i, score in scores.items()
+    ]
+    return sorted(items, key=lambda s: -s.confidence)
+
+
 class LLMClient:
     """Calls chat completions with one AsyncOpenAI client per (base URL, key)."""
 
-    def __init__(self, *, timeout_s: float, max_retries: int = MAX_RETRIES) -> None:
+    def __init__(
+        self,
+        *,
+        timeout_s: float,
+        max_retries: int = MAX_RETRIES,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
         self.timeout_s = timeout_s
         self.max_retries = max_retries
+        self.http_client = http_client  # the process's pool (app.http.transport), when the root gives one
         self._clients: dict[tuple[str, str], AsyncOpenAI] = {}
 
     def client(self, config: LLMConfig) -> AsyncOpenAI:
@@ -228,6 +265,7 @@ class LLMClient:
                 base_url=config.base_url or None,
                 timeout=self.timeout_s,
                 max_retries=self.max_retries,
+                http_client=self.http_client,  # type: ignore[arg-type]  # it takes httpx clients too
             )
             self._clients[key] = client
         return client
@@ -307,6 +345,19 @@ class LLMClient:
             {
                 "action_id": {"type": "string", "enum": [*ids, _NONE]},
                 "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+                "scores": {
+                    "type": "array",
+                    "description": "Each plausible action's probability of being what the customer wants.",
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["action_id", "score"],
+                        "properties": {
+                            "action_id": {"type": "string", "enum": ids},
+                            "score": {"type": "number", "minimum": 0, "maximum": 1},
+                        },
+                    },
+                },
                 "reasons": {"type": "string", "description": "One short sentence."},
             },
         )
@@ -321,17 +372,20 @@ class LLMClient:
         reasons = str(answer.get("reasons") or "")[:500]
         if action_id != _NONE and action_id not in ids:
             raise LLMFailure(f"bad answer: unknown action id {action_id[:40]!r}")
+        scores = _scores(answer.get("scores"), ids)
         if action_id == _NONE:
-            return Detection(match=None, top=[], engine=ENGINE_LLM, reason=reasons or "no action fits"), usage
+            top = _scored(candidates, ids, scores)
+            return Detection(
+                match=None, top=top, engine=ENGINE_LLM, reason=reasons or "no action fits"
+            ), usage
         if confidence is None:
             raise LLMFailure("bad answer: confidence is not a number")
+        # The chosen action's confidence is the model's word for it, whatever its scores list said.
+        scores[action_id] = min(1.0, max(0.0, float(confidence)))
+        top = _scored(candidates, ids, scores)
         chosen = candidates[ids.index(action_id)]
-        match = IntentScore(
-            flow_id=chosen.flow_id,
-            node_id=chosen.node_id,
-            confidence=round(min(1.0, max(0.0, float(confidence))), 4),
-        )
-        return Detection(match=match, top=[match], engine=ENGINE_LLM, reason=reasons), usage
+        match = next(s for s in top if (s.flow_id, s.node_id) == (chosen.flow_id, chosen.node_id))
+        return Detection(match=match, top=top, engine=ENGINE_LLM, reason=reasons), usage
 
     async def extract(
         self, config: LLMConfig, text: str, variables: Sequence[VariableRequest]
@@ -424,14 +478,16 @@ class EvalLLMEngine:
             self.usage.prompt_tokens + usage.prompt_tokens,
             self.usage.completion_tokens + usage.completion_tokens,
         )
+        top = [
+            IntentScoreItem(
+                key=t.flow_id, confidence=t.confidence, similarity=t.confidence, probability=t.confidence
+            )
+            for t in detection.top
+        ]
         if detection.match is None:
-            return Classification(best=None, top=[], out_of_scope=True, engine=ENGINE_LLM)
-        best = IntentScoreItem(
-            key=detection.match.flow_id,
-            confidence=detection.match.confidence,
-            similarity=detection.match.confidence,
-        )
-        return Classification(best=best, top=[best], out_of_scope=False, engine=ENGINE_LLM)
+            return Classification(best=None, top=top, out_of_scope=True, engine=ENGINE_LLM)
+        best = next(t for t in top if t.key == detection.match.flow_id)
+        return Classification(best=best, top=top, out_of_scope=False, engine=ENGINE_LLM)
 
     def close(self) -> None:
         self._loop.run_until_complete(self.client.aclose())

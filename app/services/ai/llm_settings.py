@@ -10,12 +10,15 @@ workspace's when set, else `SWITCHBOARD_LLM_MODEL`.
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import msgspec
+from piccolo.columns import Column
 
 from app.db import engine
 from app.db.tables import Workspace
-from app.services import netguard, secrets
+from app.http import guard as netguard
+from app.services import secrets
 from app.services.ai.llm import LLMConfig
 from app.services.ai.usage import current_month
 from app.settings import get_settings
@@ -113,7 +116,10 @@ async def update(workspace_id: str, data: LLMSettingsUpdate) -> LLMSettingsRead:
             raise LLMSettingsError(f"base_url: the host does not resolve ({exc}); check the URL") from exc
     if data.monthly_token_quota is not None and data.monthly_token_quota < 0:
         raise LLMSettingsError("monthly_token_quota: use 0 for no quota, or a positive number of tokens")
-    values = {Workspace.llm_model: data.model.strip(), Workspace.llm_base_url: base_url}
+    values: dict[Column | str, Any] = {
+        Workspace.llm_model: data.model.strip(),
+        Workspace.llm_base_url: base_url,
+    }
     if data.api_key is not None:
         values[Workspace.llm_api_key_enc] = secrets.encrypt(data.api_key.strip())
     if data.monthly_token_quota is not None:

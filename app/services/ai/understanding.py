@@ -9,6 +9,7 @@ personality replies "fallback ..." (the personality's fallback text) in the same
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
@@ -19,7 +20,9 @@ import msgspec
 
 from app.services.ai import classifier as local
 from app.services.ai import extract as local_extract
+from app.services.ai import language as languages
 from app.services.ai import lexicon, llm_settings, usage
+from app.services.ai.hybrid import HybridClassifier, core_intent_model
 from app.services.ai.llm import (
     ENGINE_LLM,
     LLMClient,
@@ -28,9 +31,15 @@ from app.services.ai.llm import (
     VariableRequest,
     personality_system_prompt,
 )
-from app.services.ai.personalities import CoreIntent, get_personality
+from app.services.ai.personalities import CoreIntent, PersonalityRead, get_personality
 from app.settings import get_settings
-from flows.ports import AIAnswer, Detection, Extraction, IntentCandidate, IntentScore
+from flows.runtime import (
+    AIAnswer,
+    Detection,
+    Extraction,
+    IntentCandidate,
+    IntentScore,
+)
 from flows.schema import VariableSpec
 from flows.turn import AIState, Turn
 
@@ -79,14 +88,29 @@ def _local_specs(variables: list[VariableSpec]) -> list[local_extract.VariableSp
 def _candidates_key(candidates: list[IntentCandidate]) -> str:
     digest = hashlib.sha256()
     for c in candidates:
-        digest.update(f"{c.flow_id}\x00{c.node_id}\x00{c.description}\x00".encode())
+        digest.update(f"{c.flow_id}\x00{c.node_id}\x00{c.description}\x00{c.display_name}\x00".encode())
         for ex in c.training_examples:
             digest.update(ex.text.encode() + b"\x01")
+        for ex in c.negative_examples:
+            digest.update(ex.text.encode() + b"\x02")
     return digest.hexdigest()
 
 
 def candidate_key(c: IntentCandidate) -> str:
     return f"{c.flow_id}/{c.node_id}"
+
+
+def intent_specs(candidates: list[IntentCandidate]) -> list[local.IntentSpec]:
+    return [
+        local.IntentSpec(
+            key=candidate_key(c),
+            examples=[local.IntentExample(text=e.text, language=e.language) for e in c.training_examples]
+            or [local.IntentExample(text=c.display_name)],
+            description=c.description,
+            negatives=[local.IntentExample(text=e.text, language=e.language) for e in c.negative_examples],
+        )
+        for c in candidates
+    ]
 
 
 class LocalEngine:
@@ -95,24 +119,16 @@ class LocalEngine:
     name = local.ENGINE_LOCAL
 
     def __init__(self) -> None:
-        self._models: OrderedDict[str, local.LocalClassifier] = OrderedDict()
+        self._models: OrderedDict[str, HybridClassifier] = OrderedDict()
 
-    def model_for(self, candidates: list[IntentCandidate]) -> local.LocalClassifier:
+    def cached(self, candidates: list[IntentCandidate]) -> bool:
+        return _candidates_key(candidates) in self._models
+
+    def model_for(self, candidates: list[IntentCandidate]) -> HybridClassifier:
         key = _candidates_key(candidates)
         model = self._models.get(key)
         if model is None:
-            specs = [
-                local.IntentSpec(
-                    key=candidate_key(c),
-                    examples=[
-                        local.IntentExample(text=e.text, language=e.language) for e in c.training_examples
-                    ]
-                    or [local.IntentExample(text=c.display_name)],
-                    description=c.description,
-                )
-                for c in candidates
-            ]
-            model = local.LocalClassifier.train(specs)
+            model = HybridClassifier.train(intent_specs(candidates))
             self._models[key] = model
             if len(self._models) > _MODEL_CACHE_SIZE:
                 self._models.popitem(last=False)
@@ -120,40 +136,53 @@ class LocalEngine:
             self._models.move_to_end(key)
         return model
 
-    def detect(self, text: str, candidates: list[IntentCandidate], *, ambiguity_margin: float) -> Detection:
+    def detect(
+        self, text: str, candidates: list[IntentCandidate], *, ambiguity_margin: float, top_k: int = 5
+    ) -> Detection:
         if not candidates or not text.strip():
             return Detection(match=None, top=[], engine=self.name, reason="no intent actions or no text")
         by_key = {candidate_key(c): c for c in candidates}
-        result = self.model_for(candidates).classify(text, top_k=5)
-        top = [
-            IntentScore(
-                flow_id=by_key[s.key].flow_id,
-                node_id=by_key[s.key].node_id,
-                confidence=round(s.confidence, 4),
-            )
-            for s in result.top
-            if s.key in by_key
-        ]
+        result = self.model_for(candidates).classify(text, top_k=top_k)
+        top = [_intent_score(by_key[s.key], s) for s in result.top if s.key in by_key]
         if result.out_of_scope or result.best is None:
             return Detection(
-                match=None, top=top, engine=self.name, reason="out of scope: no example is close"
+                match=None,
+                top=top,
+                engine=self.name,
+                reason="none of these: no action reached its learned cut",
+                none_probability=result.none_probability,
             )
-        best = by_key[result.best.key]
-        match = IntentScore(
-            flow_id=best.flow_id, node_id=best.node_id, confidence=round(result.best.confidence, 4)
-        )
-        ambiguous = (
-            len(result.top) > 1
-            and (result.top[0].confidence - result.top[1].confidence) < ambiguity_margin
-            and result.top[1].confidence >= by_key[result.top[1].key].confidence_threshold
-        )
+        match = _intent_score(by_key[result.best.key], result.best)
+        ambiguous = is_ambiguous(top, candidates, ambiguity_margin)
         return Detection(
             match=match,
             top=top,
             engine=self.name,
             ambiguous=ambiguous,
             reason="two actions match almost equally" if ambiguous else "",
+            none_probability=result.none_probability,
         )
+
+
+def _intent_score(c: IntentCandidate, item: local.IntentScoreItem) -> IntentScore:
+    return IntentScore(
+        flow_id=c.flow_id,
+        node_id=c.node_id,
+        confidence=round(item.confidence, 4),
+        probability=None if item.probability is None else round(item.probability, 4),
+        learned_cut=None if item.cut is None else round(item.cut, 4),
+    )
+
+
+def is_ambiguous(top: list[IntentScore], candidates: list[IntentCandidate], margin: float) -> bool:
+    """The runner-up also passes its threshold and is within `margin` of the best: both engines alike."""
+    if len(top) < 2:
+        return False
+    thresholds = {(c.flow_id, c.node_id): c.confidence_threshold for c in candidates}
+    first, second = top[0], top[1]
+    return (first.confidence - second.confidence) < margin and second.confidence >= thresholds.get(
+        (second.flow_id, second.node_id), 1.0
+    )
 
 
 class Understanding:
@@ -247,8 +276,9 @@ class Understanding:
     # --- the ports ------------------------------------------------------------------------------------
 
     async def detect_intent(
-        self, workspace_id: str, text: str, candidates: list[IntentCandidate]
+        self, workspace_id: str, text: str, candidates: list[IntentCandidate], *, top_k: int = 5
     ) -> Detection:
+        """The best action (or none) with the `top_k` best-scored actions, from the LLM or the local engine."""
         why = ""
         if candidates and text.strip():
             config, why = await self._llm_for(workspace_id)
@@ -259,8 +289,21 @@ class Understanding:
                     why = self._failed(workspace_id, "detect", exc)
                 else:
                     await self._count_llm(workspace_id, used)
-                    return detection
-        detection = self.local.detect(text, candidates, ambiguity_margin=self.ambiguity_margin)
+                    ambiguous = detection.match is not None and is_ambiguous(
+                        detection.top, candidates, self.ambiguity_margin
+                    )
+                    return msgspec.structs.replace(
+                        detection,
+                        top=detection.top[: max(top_k, 1)],
+                        ambiguous=ambiguous,
+                        reason="two actions match almost equally" if ambiguous else detection.reason,
+                        language=languages.detect(text),
+                    )
+        if candidates and not self.local.cached(candidates):
+            # Training takes up to seconds for a large workspace: off the event loop, so other turns go on.
+            await asyncio.to_thread(self.local.model_for, candidates)
+        detection = self.local.detect(text, candidates, ambiguity_margin=self.ambiguity_margin, top_k=top_k)
+        detection = msgspec.structs.replace(detection, language=languages.detect(text))
         self._count_local(workspace_id)
         if not why:
             return detection
@@ -321,11 +364,14 @@ class Understanding:
         return decision
 
     def core_intent(self, text: str) -> tuple[CoreIntent, float, list[dict[str, Any]]]:
-        result = local.core_intent_classifier().classify(text, top_k=5)
-        top = [{"intent": s.key, "confidence": round(s.confidence, 4)} for s in result.top]
-        if result.best is None or result.out_of_scope:
-            return CoreIntent.GENERAL, result.best.confidence if result.best else 0.0, top
-        return CoreIntent(result.best.key), result.best.confidence, top
+        """The core intent of a message; "general" when everyday talk ("none") outweighs every intent."""
+        result = core_intent_model().classify(text, top_k=5)
+        top = [{"intent": s.key, "confidence": round(s.probability or 0.0, 4)} for s in result.top]
+        best = result.top[0]
+        probability = best.probability or 0.0
+        if (result.none_probability or 0.0) > probability:
+            return CoreIntent.GENERAL, probability, top
+        return CoreIntent(best.key), probability, top
 
     async def answer(
         self,
@@ -362,6 +408,17 @@ class Understanding:
         return AIAnswer(
             intent=intent.value,
             confidence=round(confidence, 4),
-            text=personality.fallback_text,
+            text=fallback_reply(personality, turn.text, custom_prompt=ai.custom_prompt),
             engine=self._named(FALLBACK, why),
         )
+
+
+def fallback_reply(personality: PersonalityRead, text: str, *, custom_prompt: str | None) -> str:
+    """The personality's fallback text in the language the custom prompt names, else the customer's.
+
+    A workspace's own fallback text is its words: it is sent as written, in whatever language it is.
+    """
+    if personality.customised:
+        return personality.fallback_text
+    language = languages.requested(custom_prompt) or languages.detect(text)
+    return languages.fallback_text(personality.intent.value, language) or personality.fallback_text

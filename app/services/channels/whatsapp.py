@@ -8,10 +8,10 @@ import random
 
 import httpcore
 
+from app.http.pool import KeepAlivePool
 from app.services.channels.items import WireError
 from app.services.channels.store import ChannelRecord
 from app.services.channels.whatsapp_wire import build_text_message, parse_send_response
-from app.services.netstream import KeepAlivePool
 from app.settings import ChannelSettings
 
 log = logging.getLogger(__name__)
@@ -32,17 +32,19 @@ class SendError(Exception):
 
 
 class WhatsAppSender:
-    """One pooled HTTP client per process."""
+    """Sends through the process's pool for trusted endpoints (app.http.pool)."""
 
-    def __init__(self, settings: ChannelSettings) -> None:
+    def __init__(self, settings: ChannelSettings, *, pool: KeepAlivePool | None = None) -> None:
         self.settings = settings
-        # httpcore connections without httpx's models or httpcore's pool machinery: the Graph
-        # API needs no cookies, auth flows or redirects, and each layer costs CPU on every send.
-        self.pool = KeepAlivePool(max_connections=128)
+        # The pool without httpx's models: the Graph API needs no cookies, auth flows or
+        # redirects, and each layer costs CPU on every send.
+        self._owns_pool = pool is None
+        self.pool = pool or KeepAlivePool(max_connections=128)
         self._urls: dict[str, httpcore.URL] = {}
 
     async def aclose(self) -> None:
-        await self.pool.aclose()
+        if self._owns_pool:  # a shared pool is closed by the process that built it
+            await self.pool.aclose()
 
     def _messages_url(self, phone_number_id: str) -> httpcore.URL:
         url = self._urls.get(phone_number_id)

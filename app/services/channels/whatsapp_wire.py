@@ -28,7 +28,6 @@ __all__ = [
     "build_text_message",
     "parse_send_response",
     "parse_webhook",
-    "status_rank",
 ]
 
 log = logging.getLogger(__name__)
@@ -267,19 +266,6 @@ class DeliveryStatus(str, enum.Enum):
 
 
 TERMINAL_STATUSES = frozenset({DeliveryStatus.READ, DeliveryStatus.PLAYED, DeliveryStatus.FAILED})
-# Callbacks arrive out of order; a status only replaces one of lower rank.
-_STATUS_RANK = {
-    DeliveryStatus.SENT.value: 1,
-    DeliveryStatus.DELIVERED.value: 2,
-    DeliveryStatus.READ.value: 3,
-    DeliveryStatus.PLAYED.value: 4,
-    DeliveryStatus.FAILED.value: 5,
-}
-
-
-def status_rank(status: str) -> int:
-    """Order of progress of a delivery status (0 for an unknown one), for out-of-order callbacks."""
-    return _STATUS_RANK.get(status, 0)
 
 
 class ErrorDetail(msgspec.Struct, kw_only=True):

@@ -1,0 +1,226 @@
+"""Step 2, the buffer: collect a conversation's messages in Redis, decide when its batch is due, lock it.
+
+Comes from: ingress (app.pipeline.ingress), one `push_many` per committed batch.
+Goes to: the scheduler (app.pipeline.schedule) pops due conversations; the flush job
+(app.pipeline.flush) takes their locks and closes their windows.
+
+Redis only holds signals here; PostgreSQL holds the messages. A push records that a
+conversation has news and when its batch falls due (`SWITCHBOARD_BUFFER_SECONDS` after
+the last message, at most `SWITCHBOARD_BUFFER_MAX_SECONDS` after the first). Schedulers
+in the workers pop due conversations and enqueue flush jobs of a few dozen each. If Redis
+loses its data, recovery (app.pipeline.recovery) re-signals unprocessed rows.
+Ingress signals a whole committed batch, live events included, in one Redis command.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+import msgspec
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
+
+from app.services.redis_conn import Pipeliner
+
+DUE_KEY = "sb:due"
+SEEN_TTL_S = 24 * 3600
+
+
+def buffer_key(conversation_id: str) -> str:
+    return f"sb:buf:{conversation_id}"
+
+
+def first_key(conversation_id: str) -> str:
+    return f"sb:buf:first:{conversation_id}"
+
+
+def lock_key(conversation_id: str) -> str:
+    return f"sb:lock:{conversation_id}"
+
+
+def seen_key(channel_id: str, provider_message_id: str) -> str:
+    return f"sb:seen:{channel_id}:{provider_message_id}"
+
+
+# A batch of stored messages in one command. Each signalled message (SET NX on its seen key
+# keeps a redelivery from being signalled twice) joins its conversation's buffer and moves
+# the conversation's due time; every message, signalled or not, is announced on its live channel.
+# KEYS: due, then buffer, first, seen per message
+# ARGV: now, quiet s, max s, seen ttl, then per message: message id, conversation id,
+#       signal (1, or 0 for an amendment), live channel, live payload
+# -> 1 per message signalled, else 0
+_PUSH_MANY = """
+local now = tonumber(ARGV[1])
+local pushed = {}
+for m = 0, (#KEYS - 1) / 3 - 1 do
+  local k, a = 2 + m * 3, 5 + m * 5
+  local ok = 0
+  if ARGV[a + 2] == '1' and redis.call('SET', KEYS[k + 2], '1', 'NX', 'EX', ARGV[4]) then
+    redis.call('RPUSH', KEYS[k], ARGV[a])
+    local first = redis.call('GET', KEYS[k + 1])
+    if not first then
+      redis.call('SET', KEYS[k + 1], ARGV[1])
+      first = ARGV[1]
+    end
+    redis.call('ZADD', KEYS[1], math.min(now + tonumber(ARGV[2]), tonumber(first) + tonumber(ARGV[3])), ARGV[a + 1])
+    ok = 1
+  end
+  redis.call('PUBLISH', ARGV[a + 3], ARGV[a + 4])
+  pushed[m + 1] = ok
+end
+return pushed
+"""
+
+# KEYS: due, queued job list (optional)   ARGV: now, limit
+# While flush jobs wait in the queue the workers are saturated: leaving conversations in the
+# due set lets their later messages join the same batch instead of queueing empty jobs.
+_POP_DUE = """
+if KEYS[2] and redis.call('LLEN', KEYS[2]) > 0 then return {} end
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+if #ids > 0 then redis.call('ZREM', KEYS[1], unpack(ids)) end
+return ids
+"""
+
+# Take each lock and close its window in one step; many conversations in one call.
+# KEYS: lock, buffer, first (per conversation)   ARGV: ttl ms, token (per conversation)
+# -> 1 per conversation whose lock was taken, else 0
+_ACQUIRE_AND_TAKE = """
+local taken = {}
+for i = 1, #KEYS, 3 do
+  if redis.call('SET', KEYS[i], ARGV[(i + 2) / 3 + 1], 'NX', 'PX', ARGV[1]) then
+    redis.call('DEL', KEYS[i + 1], KEYS[i + 2])
+    taken[#taken + 1] = 1
+  else
+    taken[#taken + 1] = 0
+  end
+end
+return taken
+"""
+
+# KEYS: lock (per conversation)   ARGV: ttl ms, token (per conversation)   -> 1 per lock still held
+_EXTEND = """
+local held = {}
+for i = 1, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[i + 1] then
+    held[i] = redis.call('PEXPIRE', KEYS[i], ARGV[1])
+  else
+    held[i] = 0
+  end
+end
+return held
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class Push(msgspec.Struct, frozen=True):
+    """One stored message for `Buffer.push_many`; `signal=False` (an edit or a deletion) only announces it."""
+
+    conversation_id: str
+    channel_id: str
+    provider_message_id: str
+    message_id: str
+    live: tuple[str, bytes]  # (channel, payload) of its live event, from events.wire
+    signal: bool = True
+
+
+class Buffer:
+    """Buffer operations over one Redis client; scripts are registered once."""
+
+    def __init__(self, redis: Redis, *, quiet_s: float, max_s: float, lock_s: float) -> None:
+        self.redis = redis
+        self.quiet_s = quiet_s
+        self.max_s = max_s
+        self.lock_s = lock_s
+        self._push_many = redis.register_script(_PUSH_MANY)
+        self._pop_due = redis.register_script(_POP_DUE)
+        self._acquire_and_take = redis.register_script(_ACQUIRE_AND_TAKE)
+        self._extend = redis.register_script(_EXTEND)
+        self._release = redis.register_script(_RELEASE)
+
+    async def push_many(self, pushes: list[Push]) -> list[bool]:
+        """Signal stored messages and publish their live events in one command; whether each was signalled.
+
+        False for an amendment and for a provider id already signalled (a redelivery).
+        """
+        if not pushes:
+            return []
+        keys: list[str] = [DUE_KEY]
+        args: list = [time.time(), self.quiet_s, self.max_s, SEEN_TTL_S]
+        for push in pushes:
+            keys += (
+                buffer_key(push.conversation_id),
+                first_key(push.conversation_id),
+                seen_key(push.channel_id, push.provider_message_id),
+            )
+            args += (push.message_id, push.conversation_id, 1 if push.signal else 0, *push.live)
+        # Called on the client, not a pipeline: EVALSHA, and SCRIPT LOAD only on NoScriptError,
+        # with no SCRIPT EXISTS round trip first.
+        return [bool(p) for p in await self._push_many(keys=keys, args=args)]
+
+    async def in_flight(self, conversation_ids: list[str]) -> list[bool]:
+        """Whether Redis still knows about each conversation's batch (signalled, due or locked)."""
+        if not conversation_ids:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for conversation_id in conversation_ids:
+            pipe.zscore(DUE_KEY, conversation_id)
+            pipe.exists(buffer_key(conversation_id), lock_key(conversation_id))
+        replies = await pipe.execute()
+        return [replies[i] is not None or replies[i + 1] > 0 for i in range(0, len(replies), 2)]
+
+    async def pop_due(self, *, limit: int = 200, unless_queued: str | None = None) -> list[str]:
+        """Take up to `limit` due conversations; none while the Redis list `unless_queued` is not empty."""
+        keys = [DUE_KEY, unless_queued] if unless_queued else [DUE_KEY]
+        ids = await self._pop_due(keys=keys, args=[time.time(), limit])
+        return [i.decode() if isinstance(i, bytes) else i for i in ids]
+
+    async def mark_due(
+        self, conversation_id: str, *, delay_s: float = 0.0, only_if_absent: bool = False
+    ) -> None:
+        await self.redis.zadd(DUE_KEY, {conversation_id: time.time() + delay_s}, nx=only_if_absent)
+
+    async def mark_due_many(self, conversation_ids: list[str], *, delay_s: float = 0.0) -> None:
+        if conversation_ids:
+            due_at = time.time() + delay_s
+            await self.redis.zadd(DUE_KEY, dict.fromkeys(conversation_ids, due_at))
+
+    async def acquire_many(self, conversation_ids: list[str]) -> list[str | None]:
+        """Take each conversation's lock and close its window (later messages start a new batch).
+
+        One round trip for all; a lock token for each, or None where another flush holds the lock.
+        """
+        if not conversation_ids:
+            return []
+        tokens = [secrets.token_hex(8) for _ in conversation_ids]
+        keys = [k for c in conversation_ids for k in (lock_key(c), buffer_key(c), first_key(c))]
+        taken = await self._acquire_and_take(keys=keys, args=[int(self.lock_s * 1000), *tokens])
+        return [token if ok else None for token, ok in zip(tokens, taken)]
+
+    async def extend_many(self, tokens: dict[str, str]) -> list[bool]:
+        """Extend several locks (conversation id -> token) in one round trip; whether each is still held."""
+        if not tokens:
+            return []
+        held = await self._extend(
+            keys=[lock_key(c) for c in tokens], args=[int(self.lock_s * 1000), *tokens.values()]
+        )
+        return [bool(h) for h in held]
+
+    async def release(self, conversation_id: str, token: str) -> None:
+        await self._release(keys=[lock_key(conversation_id)], args=[token])
+
+    async def release_with(
+        self, pipeliner: Pipeliner, conversation_id: str, token: str, commands: list[tuple]
+    ) -> None:
+        """Release the lock, sending `commands` (a turn's live events) in the same round trip."""
+        try:
+            # EVALSHA itself: a registered script would first ask SCRIPT EXISTS.
+            await pipeliner.execute(
+                *commands, ("EVALSHA", self._release.sha, 1, lock_key(conversation_id), token)
+            )
+        except NoScriptError:  # Redis restarted since the script was loaded; the commands went out
+            await self.release(conversation_id, token)

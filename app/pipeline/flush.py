@@ -1,0 +1,93 @@
+"""Step 4, the flush job: lock due conversations and run their turns, a few dozen per SAQ job.
+
+Comes from: the scheduler (app.pipeline.schedule), which enqueues `flush_conversations`
+jobs of conversation ids; the worker root (app.roots) hands them to `Flusher.flush`.
+Goes to: the turn (app.pipeline.turn), one per conversation whose lock was taken; the
+locks are kept alive while the turns run and released with their live events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from app.pipeline.buffer import Buffer
+from app.pipeline.ledger import RunLedger
+from app.pipeline.turn import TurnRunner
+from app.services.events import LiveBatch
+from app.services.redis_conn import Pipeliner
+
+log = logging.getLogger(__name__)
+
+FLUSH_BATCH_JOB = "flush_conversations"
+# Conversations per flush job: SAQ's own bookkeeping (enqueue, dequeue, status updates,
+# finish: about seven Redis round trips and three log lines) is paid once per job.
+FLUSH_BATCH_MAX = 64
+
+
+class Flusher:
+    """Runs flush jobs in a worker process; counts the turns it runs so the scheduler can hold back."""
+
+    def __init__(self, buffer: Buffer, turns: TurnRunner, ledger: RunLedger, *, pipeliner: Pipeliner) -> None:
+        self.buffer = buffer
+        self.turns = turns
+        self.ledger = ledger
+        self.pipeliner = pipeliner
+        self.active_turns = 0  # turns this process is running now (all flush jobs)
+
+    async def flush(self, conversation_ids: list[str], *, job_id: str) -> list[dict[str, Any]]:
+        """Process several conversations' due batches concurrently, each under its own lock; idempotent."""
+        conversation_ids = list(dict.fromkeys(conversation_ids))
+        tokens = await self.buffer.acquire_many(conversation_ids)
+        held = {c: t for c, t in zip(conversation_ids, tokens) if t is not None}
+        # Another worker is on these conversations: come back right after it.
+        await self.buffer.mark_due_many(
+            [c for c, t in zip(conversation_ids, tokens) if t is None], delay_s=0.2
+        )
+        beat = asyncio.create_task(self._keep_alive(held))
+        try:
+            outcomes = await asyncio.gather(
+                *(self._flush_one(c, t, held, job_id=job_id) for c, t in list(held.items()))
+            )
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+        results = iter(outcomes)
+        return [next(results) if t is not None else {"status": "locked"} for t in tokens]
+
+    async def _flush_one(
+        self, conversation_id: str, token: str, held: dict[str, str], *, job_id: str
+    ) -> dict[str, Any]:
+        self.active_turns += 1
+        live = LiveBatch(self.pipeliner)  # the turn's live events, sent with the lock's release
+        try:
+            return await self.turns.run(conversation_id, job_id=job_id, live=live)
+        except Exception as exc:  # one conversation's failure must not fail the others of the job
+            log.exception(
+                "flush failed; conversation signalled again",
+                extra={"conversation_id": conversation_id, "job_id": job_id},
+            )
+            await self.buffer.mark_due(conversation_id, delay_s=1.0)
+            return {"status": "error", "error": repr(exc)}
+        finally:
+            held.pop(conversation_id, None)
+            self.active_turns -= 1
+            # The turn's live events and the lock's release, in the round trip other turns share.
+            await self.buffer.release_with(self.pipeliner, conversation_id, token, live.take_commands())
+
+    async def _keep_alive(self, held: dict[str, str]) -> None:
+        """Extend the locks and the runs' heartbeats while long turns run (webhooks, LLM calls)."""
+        interval_s = max(self.buffer.lock_s / 3, 0.05)
+        while held:
+            await asyncio.sleep(interval_s)
+            tokens = dict(held)
+            still_held = await self.buffer.extend_many(tokens)
+            for conversation_id, ok in zip(tokens, still_held):
+                if not ok:
+                    log.warning("conversation lock lost", extra={"conversation_id": conversation_id})
+                    held.pop(conversation_id, None)
+            if held:
+                await self.ledger.heartbeat(list(held))

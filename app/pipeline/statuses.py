@@ -1,0 +1,131 @@
+"""Delivery statuses: the provider's sent/delivered/read/failed callbacks move our replies forward.
+
+Comes from: the inbound controller (app.api.inbound), for status items of a WhatsApp
+delivery; and from the outbox (app.pipeline.outbox), which replays callbacks that arrived
+before the send recorded its provider id.
+Goes to: the `messages` row of the reply, and a live event for the conversation's views.
+This is where one message's path ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import asyncpg
+import msgspec
+from redis.asyncio import Redis
+
+from app.services import events
+from app.services.channels.store import ChannelRecord
+from app.services.channels.whatsapp_wire import DeliveryStatus
+from app.services.redis_conn import Pipeliner
+
+log = logging.getLogger(__name__)
+_json = msgspec.json.Encoder()
+
+# The order of progress of a reply; callbacks arrive out of order, and a status only replaces
+# one that comes before it here. "queued" and "sending" are ours, the rest the provider's.
+DELIVERY_ORDER: tuple[str, ...] = (
+    "queued",
+    "sending",
+    DeliveryStatus.SENT.value,
+    DeliveryStatus.DELIVERED.value,
+    DeliveryStatus.READ.value,
+    DeliveryStatus.PLAYED.value,
+    DeliveryStatus.FAILED.value,
+)
+PARKED_TTL_S = 3600
+
+_UPDATE_STATUS = """
+UPDATE messages
+   SET status = $3, status_at = to_timestamp($4), error = $5::jsonb
+ WHERE channel = $1 AND direction = 'out' AND provider_message_id = $2
+   AND coalesce(array_position($6::text[], status), 0) < array_position($6::text[], $3)
+RETURNING id, conversation
+"""
+_EXISTS = "SELECT 1 FROM messages WHERE channel = $1 AND direction = 'out' AND provider_message_id = $2"
+
+
+def parked_key(channel_id: str, provider_message_id: str) -> str:
+    return f"sb:status:{channel_id}:{provider_message_id}"
+
+
+class Statuses:
+    """Applies status callbacks; one per process."""
+
+    def __init__(
+        self, db: asyncpg.Pool, redis: Redis, pipeliner: Pipeliner, publisher: events.LiveEvents
+    ) -> None:
+        self.db = db
+        self.redis = redis
+        self.pipeliner = pipeliner
+        self.publisher = publisher
+
+    async def apply(
+        self,
+        channel: ChannelRecord,
+        *,
+        provider_message_id: str,
+        status: str,
+        timestamp: float,
+        errors: list[dict],
+    ) -> bool:
+        """Move an outbound message forward (never back); whether it moved.
+
+        A callback that arrives before the send recorded its provider id is parked in Redis
+        and applied by `replay_parked` when the id is stored.
+        """
+        if status not in DELIVERY_ORDER:
+            log.info("status ignored", extra={"status": status, "provider_message_id": provider_message_id})
+            return False
+        row = await self.db.fetchrow(
+            _UPDATE_STATUS,
+            uuid.UUID(channel.id),
+            provider_message_id,
+            status,
+            timestamp,
+            {"errors": errors} if errors else {},
+            list(DELIVERY_ORDER),
+        )
+        if row is None:
+            if not await self.db.fetchval(_EXISTS, uuid.UUID(channel.id), provider_message_id):
+                await self._park(channel.id, provider_message_id, status, timestamp, errors)
+            return False
+        await self.publisher.publish(
+            channel.workspace_id,
+            events.LiveEvent(
+                kind="status",
+                conversation_id=str(row["conversation"]),
+                data={"message_id": str(row["id"]), "status": status},
+            ),
+        )
+        return True
+
+    async def _park(
+        self, channel_id: str, provider_message_id: str, status: str, timestamp: float, errors: list[dict]
+    ) -> None:
+        key = parked_key(channel_id, provider_message_id)
+        payload = _json.encode({"status": status, "timestamp": timestamp, "errors": errors})
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.rpush(key, payload)
+        pipe.expire(key, PARKED_TTL_S)
+        await pipe.execute()
+
+    async def replay_parked(self, channel: ChannelRecord, provider_message_id: str) -> None:
+        """Apply the callbacks that arrived before this reply's provider id was stored."""
+        key = parked_key(channel.id, provider_message_id)
+        # Asked after every send, and nearly always empty: it shares the round trip of other turns.
+        [parked] = await self.pipeliner.execute(("LRANGE", key, 0, -1))
+        if not parked:
+            return
+        await self.redis.delete(key)
+        for raw in parked:
+            item = msgspec.json.decode(raw)
+            await self.apply(
+                channel,
+                provider_message_id=provider_message_id,
+                status=item["status"],
+                timestamp=item["timestamp"],
+                errors=item["errors"],
+            )

@@ -1,0 +1,483 @@
+"""Step 7b, webhook calls: call_webhook executions, first attempt inline, retries as SAQ jobs.
+
+Comes from: the turn's effects (app.pipeline.effects, `call_webhook`), and the retry job
+and dead-letter replay, which app.pipeline.turn continues after the execution ends.
+Goes to: the customer's endpoint through app.http (guarded, one attempt per call), and
+the execution's rows in PostgreSQL.
+
+One execution = one row in `action_executions` with a stable idempotency key; every HTTP
+attempt is a row in `external_action_logs`; `action_stats` counts final outcomes. A
+retryable failure returns `scheduled` to the interpreter (the branch halts); when a
+retried execution ends, the turn (app.pipeline.turn) resumes the flow after its success
+or failure port.
+
+Database round trips per execution: one insert before the call (so an in-flight call is
+visible and a retry can find its request), and one statement after each attempt that
+writes the log row, moves the execution and, at the end, bumps the counters together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+import time
+import uuid
+from typing import Any
+
+import asyncpg
+import msgspec
+from redis.asyncio import Redis
+from saq import Queue
+
+from app.http.client import AttemptResult, WebhookClient
+from app.http.request import HttpMethod, URLTemplateError, WebhookRequest, apply_auth, prepare_request
+from app.http.retry import AttemptStatus, backoff_seconds
+from app.services import flows_store
+from app.settings import Settings
+from flows.nodes.call_webhook import WebhookCall
+from flows.runtime import ActionRunStatus, WebhookOutcome, WebhookStatus
+from flows.templates import TemplateError
+
+log = logging.getLogger(__name__)
+_json = msgspec.json.Encoder()
+
+RETRY_JOB = "retry_webhook"
+MAX_LOG_BODY_CHARS = 16 * 1024
+RATE_WINDOW_S = 60
+MAX_LEASE = 16
+
+
+class StoredRequest(msgspec.Struct):
+    """What a retry needs to send the same request again; the secret stays a reference."""
+
+    url: str
+    method: str
+    headers: dict[str, str]
+    json_body: Any
+    timeout_seconds: float
+    auth_type: str
+    auth_secret_ref: str
+    auth_header_name: str
+    max_retries: int
+    retry_delay_seconds: float
+
+
+class Execution(msgspec.Struct, frozen=True, kw_only=True):
+    """The identity of one execution, copied onto each of its log rows."""
+
+    id: uuid.UUID
+    workspace: uuid.UUID
+    flow_id: uuid.UUID
+    node_id: str
+    conversation: uuid.UUID | None
+    phone: str
+    original_message: str
+    confidence: float | None
+
+
+_INSERT_EXECUTION = """
+INSERT INTO action_executions (id, workspace, flow_id, flow_version, node_id, webhook_node_id, conversation, run_id,
+    status, kind, vars, missing, asked_count, confidence, original_message, phone, idempotency_key, attempts, state,
+    dead_letter, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $5, $6, $7, 'processing', 'webhook', $8::jsonb, '[]'::jsonb, 0, $9, $10, $11, $12, 0,
+        $13::jsonb, false, now(), now())
+ON CONFLICT (id) DO NOTHING
+RETURNING id
+"""
+# What an earlier try of the same batch left behind (a worker died and the batch runs again).
+_EARLIER = """
+SELECT e.status, e.attempts, l.status_code, l.response_body, l.error, l.duration_ms
+  FROM action_executions e
+  LEFT JOIN LATERAL (SELECT status_code, response_body, error, duration_ms FROM external_action_logs
+                      WHERE execution = e.id ORDER BY created_at DESC LIMIT 1) l ON true
+ WHERE e.id = $1
+"""
+# Executions of one batch get the same id (and so the same Idempotency-Key) every time the batch runs.
+_EXECUTION_NAMESPACE = uuid.UUID("5b0b1d2e-8f7a-4c1e-9b7d-3f2a1c0d9e8f")
+_LOG = """
+INSERT INTO external_action_logs (id, workspace, execution, flow_id, node_id, conversation_id, phone,
+    original_message, confidence, request, status_code, response_body, status, error, duration_ms, retry_count,
+    created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11, $12, $13, $14, $15, $16, clock_timestamp())
+"""
+# The attempt's log row and the move to "retry later", in one round trip.
+_LOG_AND_RETRY = f"""
+WITH logged AS ({_LOG})
+UPDATE action_executions SET attempts = $17, last_error = $14, updated_at = now() WHERE id = $3
+"""
+# The last attempt's log row, the compare-and-set to the final status and the counters, in one
+# statement: concurrent executions never lose a count, and a duplicate end never counts twice.
+_LOG_AND_FINISH = f"""
+WITH logged AS ({_LOG}),
+ended AS (
+  UPDATE action_executions SET status = $17, attempts = $18, last_error = $14, dead_letter = $19, updated_at = now()
+   WHERE id = $3 AND status = 'processing' RETURNING id
+)
+INSERT INTO action_stats (id, workspace, flow_id, node_id, executions, successes, failures, total_duration_ms,
+                          last_executed_at)
+SELECT $20, $2, $4, $5, 1, $21, $22, $15, now() FROM ended
+ON CONFLICT (workspace, flow_id, node_id) DO UPDATE SET
+  executions = action_stats.executions + 1,
+  successes = action_stats.successes + EXCLUDED.successes,
+  failures = action_stats.failures + EXCLUDED.failures,
+  total_duration_ms = action_stats.total_duration_ms + EXCLUDED.total_duration_ms,
+  last_executed_at = now()
+"""
+_LOAD = """
+SELECT id, workspace, flow_id, node_id, conversation, phone, original_message, confidence, status, attempts,
+       idempotency_key, state
+  FROM action_executions WHERE id = $1
+"""
+
+
+class RateLimiter:
+    """Executions per workspace per minute, counted in Redis across all processes.
+
+    Each process takes tokens in small leases (INCRBY), so most executions need no Redis
+    round trip. A lease left unused when its minute ends is lost: the limit can only err
+    on the strict side, by at most one lease per process.
+    """
+
+    def __init__(self, redis: Redis, limit_per_minute: int, *, window_s: int = RATE_WINDOW_S) -> None:
+        self.redis = redis
+        self.limit = limit_per_minute
+        self.window_s = window_s
+        # Small leases keep a busy process from starving the others under a low limit.
+        self.lease = max(1, min(MAX_LEASE, limit_per_minute // 100))
+        self._leases: dict[str, tuple[int, int]] = {}  # workspace -> (window, tokens left)
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def allow(self, workspace_id: str) -> bool:
+        window = int(time.time() // self.window_s)
+        if self._take(workspace_id, window):
+            return True
+        lock = self._locks.setdefault(workspace_id, asyncio.Lock())
+        async with lock:
+            if self._take(workspace_id, window):  # another caller refilled while we waited
+                return True
+            key = f"sb:rl:webhooks:{workspace_id}:{window}"
+            count = await self.redis.incrby(key, self.lease)
+            if count == self.lease:
+                await self.redis.expire(key, self.window_s * 2)
+            granted = self.lease - max(0, count - self.limit)
+            if granted <= 0:
+                self._leases[workspace_id] = (window, 0)
+                return False
+            self._leases[workspace_id] = (window, granted - 1)
+            return True
+
+    def _take(self, workspace_id: str, window: int) -> bool:
+        lease_window, left = self._leases.get(workspace_id, (window, 0))
+        if lease_window != window or left <= 0:
+            return False
+        self._leases[workspace_id] = (window, left - 1)
+        return True
+
+
+class WebhookCalls:
+    """One per process; sends through the process's WebhookClient."""
+
+    def __init__(
+        self, settings: Settings, *, db: asyncpg.Pool, redis: Redis, queue: Queue, client: WebhookClient
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.queue = queue
+        self.client = client
+        self.rng = random.Random()
+        self.rate_limiter = RateLimiter(redis, settings.webhooks.rate_limit_per_minute)
+
+    # --- the interpreter's port --------------------------------------------------------
+    async def execute(self, call: WebhookCall, *, scope: Any) -> WebhookOutcome:
+        config = call.config
+        if not await self.rate_limiter.allow(scope.workspace_id):
+            limit = self.settings.webhooks.rate_limit_per_minute
+            return WebhookOutcome(
+                status=WebhookStatus.FAILURE,
+                error=(
+                    f"webhook rate limit reached ({limit} per minute for this workspace); raise "
+                    "SWITCHBOARD_WEBHOOK_RATE_LIMIT_PER_MINUTE or slow the traffic down"
+                ),
+            )
+        secret = await flows_store.resolve_secret(scope.workspace_id, config.auth.secret)
+        if config.auth.type != "none" and not secret:
+            return WebhookOutcome(
+                status=WebhookStatus.FAILURE,
+                error=(
+                    f"the {config.auth.type} secret of node {call.node_id} is not set in this workspace; "
+                    "enter it again in the action's auth settings"
+                ),
+            )
+        execution = Execution(
+            id=uuid.uuid5(_EXECUTION_NAMESPACE, f"{scope.batch_key}/{call.flow_id}/{call.node_id}"),
+            workspace=uuid.UUID(scope.workspace_id),
+            flow_id=uuid.UUID(call.flow_id),
+            node_id=call.node_id,
+            conversation=uuid.UUID(scope.conversation_id) if scope.conversation_id else None,
+            phone=scope.contact_phone,
+            original_message=scope.original_message,
+            confidence=call.confidence,
+        )
+        try:
+            prepared = prepare_request(
+                url_template=config.url,
+                names=call.names,
+                idempotency_key=execution.id.hex,
+                method=config.method,
+                headers_template=config.headers,
+                payload_template=config.payload_template,
+                auth_type=config.auth.type,
+                secret=secret,
+                header_name=config.auth.header_name,
+                timeout_seconds=config.timeout_seconds,
+                strict=call.strict,
+            )
+        except (URLTemplateError, TemplateError, ValueError) as exc:
+            return WebhookOutcome(
+                status=WebhookStatus.FAILURE, error=f"the request could not be built: {exc}"
+            )
+        request = prepared.request
+        stored = StoredRequest(
+            url=request.url,
+            method=request.method.value,
+            json_body=request.json_body,
+            # The auth header is added again from the reference at each retry; never stored in clear.
+            headers={k: v for k, v in request.headers.items() if not secret or secret not in v},
+            timeout_seconds=request.timeout_seconds,
+            auth_type=config.auth.type,
+            auth_secret_ref=config.auth.secret,
+            auth_header_name=config.auth.header_name,
+            max_retries=config.max_retries,
+            retry_delay_seconds=config.retry_delay_seconds,
+        )
+        inserted = await self.db.fetchval(
+            _INSERT_EXECUTION,
+            execution.id,
+            execution.workspace,
+            execution.flow_id,
+            scope.flow_versions.get(call.flow_id, 0),
+            call.node_id,
+            execution.conversation,
+            uuid.UUID(scope.run_id) if scope.run_id else None,
+            _json.encode(call.vars).decode(),
+            call.confidence,
+            execution.original_message,
+            execution.phone,
+            execution.id.hex,
+            _json.encode({"request": stored, "vars": call.vars}).decode(),
+        )
+        if inserted is None:
+            earlier = await self._earlier_outcome(execution.id)
+            if earlier is not None:
+                return earlier
+        return await self._attempt(execution, request, stored, attempt=1)
+
+    async def _earlier_outcome(self, execution_id: uuid.UUID) -> WebhookOutcome | None:
+        """The outcome of this batch's earlier try, or None when its inline attempt never finished."""
+        row = await self.db.fetchrow(_EARLIER, execution_id)
+        if row is None or (row["status"] == ActionRunStatus.PROCESSING.value and row["attempts"] == 0):
+            return None  # the worker died during the first attempt: send it again, same key
+        if row["status"] == ActionRunStatus.PROCESSING.value:
+            return WebhookOutcome(status=WebhookStatus.SCHEDULED, attempts=row["attempts"])
+        ok = row["status"] == ActionRunStatus.COMPLETED.value
+        try:
+            response = msgspec.json.decode(row["response_body"] or "null")
+        except msgspec.DecodeError:
+            response = row["response_body"]
+        return WebhookOutcome(
+            status=WebhookStatus.SUCCESS if ok else WebhookStatus.FAILURE,
+            status_code=row["status_code"],
+            response=response,
+            error=row["error"],
+            duration_ms=row["duration_ms"] or 0.0,
+            attempts=row["attempts"],
+        )
+
+    # --- attempts ------------------------------------------------------------------------
+    async def _attempt(
+        self, execution: Execution, request: WebhookRequest, stored: StoredRequest, *, attempt: int
+    ) -> WebhookOutcome:
+        result = await self.client.attempt(
+            request,
+            allow_private=self.settings.webhooks.allow_private,
+            max_response_bytes=self.settings.webhooks.max_response_bytes,
+        )
+        duration_ms = round(result.duration_ms, 2)
+        log_args = _log_args(execution, result, retry_count=attempt - 1)
+        if not result.succeeded and result.retryable and attempt <= stored.max_retries:
+            delay_s = backoff_seconds(
+                attempt,
+                base_s=stored.retry_delay_seconds,
+                retry_after_s=result.retry_after_seconds,
+                cap_s=self.settings.webhooks.retry_after_cap_seconds,
+                rng=self.rng,
+            )
+            # Recorded before the job exists: a job that runs at once must find this attempt counted.
+            await self.db.execute(_LOG_AND_RETRY, *log_args, attempt)
+            execution_id = str(execution.id)
+            # SAQ schedules in whole seconds; rounding up keeps a Retry-After from being undercut.
+            await self.queue.enqueue(
+                RETRY_JOB,
+                execution_id=execution_id,
+                attempt=attempt + 1,
+                key=f"webhook:{execution_id}:{attempt + 1}",
+                scheduled=math.ceil(time.time() + delay_s),
+                timeout=int(stored.timeout_seconds * 2 + 30),
+                retries=2,
+            )
+            log.info(
+                "webhook retry scheduled",
+                extra={
+                    "execution_id": execution_id,
+                    "attempt": attempt,
+                    "delay_s": round(delay_s, 3),
+                    "error": result.error,
+                },
+            )
+            return WebhookOutcome(
+                status=WebhookStatus.SCHEDULED,
+                status_code=result.status_code,
+                error=result.error,
+                duration_ms=duration_ms,
+                attempts=attempt,
+            )
+        ok = result.succeeded
+        final = ActionRunStatus.COMPLETED if ok else ActionRunStatus.FAILED
+        await self.db.execute(
+            _LOG_AND_FINISH, *log_args, final.value, attempt, not ok, uuid.uuid4(), int(ok), int(not ok)
+        )
+        if not ok:
+            log.warning(
+                "webhook failed",
+                extra={
+                    "execution_id": str(execution.id),
+                    "attempts": attempt,
+                    "error": result.error,
+                    "status_code": result.status_code,
+                },
+            )
+        return WebhookOutcome(
+            status=WebhookStatus.SUCCESS if ok else WebhookStatus.FAILURE,
+            status_code=result.status_code,
+            response=result.response,
+            error=result.error,
+            duration_ms=duration_ms,
+            attempts=attempt,
+        )
+
+    async def retry(self, execution_id: str, attempt: int) -> WebhookOutcome | None:
+        """The scheduled retry: attempt again unless the execution already ended."""
+        row = await self.db.fetchrow(_LOAD, uuid.UUID(execution_id))
+        if row is None or row["status"] != ActionRunStatus.PROCESSING.value or row["attempts"] != attempt - 1:
+            return None  # ended, replayed or a duplicate job: nothing to do
+        stored = msgspec.convert(row["state"]["request"], StoredRequest)
+        execution = Execution(
+            id=row["id"],
+            workspace=row["workspace"],
+            flow_id=row["flow_id"],
+            node_id=row["node_id"],
+            conversation=row["conversation"],
+            phone=row["phone"],
+            original_message=row["original_message"],
+            confidence=row["confidence"],
+        )
+        secret = await flows_store.resolve_secret(str(row["workspace"]), stored.auth_secret_ref)
+        if stored.auth_type != "none" and not secret:
+            result = _unsendable(stored, "the auth secret is no longer set in this workspace; enter it again")
+            await self.db.execute(
+                _LOG_AND_FINISH,
+                *_log_args(execution, result, retry_count=attempt - 1),
+                ActionRunStatus.FAILED.value,
+                attempt,
+                True,
+                uuid.uuid4(),
+                0,
+                1,
+            )
+            outcome = WebhookOutcome(status=WebhookStatus.FAILURE, error=result.error, attempts=attempt)
+        else:
+            headers = (
+                apply_auth(
+                    stored.headers,
+                    auth_type=stored.auth_type,
+                    secret=secret,
+                    header_name=stored.auth_header_name,
+                )
+                if stored.auth_type != "none"
+                else stored.headers
+            )
+            request = WebhookRequest(
+                url=stored.url,
+                method=HttpMethod(stored.method),
+                headers=headers,
+                json_body=stored.json_body,
+                timeout_seconds=stored.timeout_seconds,
+                idempotency_key=row["idempotency_key"],
+                secret_values=[secret] if secret else [],
+            )
+            outcome = await self._attempt(execution, request, stored, attempt=attempt)
+        return outcome
+
+    # --- dead letters --------------------------------------------------------------------
+    async def replay(self, workspace_id: str, execution_id: str) -> WebhookOutcome | None:
+        """Send a failed execution's request again (a new attempt series, same idempotency key)."""
+        try:
+            execution_uuid = uuid.UUID(execution_id)
+        except ValueError:
+            raise LookupError(f"{execution_id!r} is not an execution id") from None
+        # Compare-and-set: two replays of one dead letter send it once.
+        row = await self.db.fetchrow(
+            "UPDATE action_executions SET status = 'processing', dead_letter = false, attempts = 0, "
+            "updated_at = now() WHERE id = $1 AND workspace = $2 AND status = 'failed' AND kind = 'webhook' "
+            "RETURNING id",
+            execution_uuid,
+            uuid.UUID(workspace_id),
+        )
+        if row is None:
+            raise LookupError(f"no failed webhook execution {execution_id} in this workspace")
+        return await self.retry(execution_id, 1)
+
+
+def _log_args(execution: Execution, result: AttemptResult, *, retry_count: int) -> tuple[Any, ...]:
+    """Parameters $1..$16 of _LOG."""
+    return (
+        uuid.uuid4(),
+        execution.workspace,
+        execution.id,
+        execution.flow_id,
+        execution.node_id,
+        execution.conversation,
+        execution.phone,
+        execution.original_message,
+        execution.confidence,
+        _json.encode(result.payload_masked).decode(),
+        result.status_code,
+        result.response_text[:MAX_LOG_BODY_CHARS],
+        result.status.value,
+        result.error,
+        result.duration_ms,
+        retry_count,
+    )
+
+
+def _unsendable(stored: StoredRequest, error: str) -> AttemptResult:
+    return AttemptResult(
+        status=AttemptStatus.FAILED,
+        status_code=None,
+        response=None,
+        response_text="",
+        truncated=False,
+        error=error,
+        duration_ms=0.0,
+        retryable=False,
+        retry_after_seconds=None,
+        payload_masked={
+            "method": stored.method,
+            "url": stored.url,
+            "headers": stored.headers,
+            "body": stored.json_body,
+        },
+        final_url=stored.url,
+    )
