@@ -317,9 +317,9 @@ def _choose_postgres(pg_dir: Path) -> PostgresBinaries:
     have = ", ".join(f"{b.major} ({b.source}, {b.bin_dir})" for b in available) or "none"
     raise ServiceError(
         f"the embedded data in {pg_dir} was made by PostgreSQL {data_major}, and this machine has "
-        f"PostgreSQL {have}. To keep the data, install PostgreSQL {data_major} (the machine's "
-        f"package, or the pgserver package that ships it). To start over with an empty database, move "
-        f"the folder aside: mv {pg_dir} {pg_dir}-{data_major}.old"
+        f"PostgreSQL {have}. To keep the data, install PostgreSQL {data_major}'s server (the machine's "
+        f"package; pgserver ships one version only). To start over with an empty database, move the "
+        f"folder aside: mv {pg_dir} {pg_dir}-{data_major}.old"
     )
 
 

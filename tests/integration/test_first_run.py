@@ -15,6 +15,19 @@ from tests.support.stack import Stack, wait_until
 PASSWORD = "correct horse battery"
 
 
+def _setup_form(csrf: str, **fields: str) -> dict[str, str]:
+    """The first-run form as a person fills it in, with `fields` changed."""
+    return {
+        "_csrf": csrf,
+        "workspace": "Acme",
+        "email": "owner@example.com",
+        "password": PASSWORD,
+        "password_again": PASSWORD,
+        "with_examples": "1",
+        **fields,
+    }
+
+
 def _csrf(html: str) -> str:
     return re.search(r'name="_csrf" value="([^"]+)"', html).group(1)
 
@@ -42,23 +55,9 @@ async def test_first_run_creates_the_owner_once_and_then_refuses(empty_stack: St
         assert (await first.get("/login")).headers["location"] == "/setup"
 
         token = await _form(first)
-        differ = await first.post(
-            "/setup",
-            data={
-                "_csrf": token,
-                "workspace": "Acme",
-                "email": "owner@example.com",
-                "password": PASSWORD,
-                "password_again": PASSWORD + "!",
-                "with_examples": "1",
-            },
-        )
+        differ = await first.post("/setup", data=_setup_form(token, password_again=PASSWORD + "!"))
         assert differ.status_code == 422 and "The two passwords differ" in differ.text
-        short = await first.post(
-            "/setup",
-            data={"_csrf": token, "workspace": "Acme", "email": "owner@example.com"}
-            | {"password": "short", "password_again": "short"},
-        )
+        short = await first.post("/setup", data=_setup_form(token, password="short", password_again="short"))
         assert short.status_code == 422 and "at least 8 characters" in short.text
         assert 'value="owner@example.com"' in short.text  # what was typed is kept
         assert await empty_db.fetchval("SELECT count(*) FROM users") == 0
@@ -66,27 +65,9 @@ async def test_first_run_creates_the_owner_once_and_then_refuses(empty_stack: St
         # Two forms posted at once make one owner: the other is told to log in.
         other_token = await _form(second)
         owner, intruder = await asyncio.gather(
-            first.post(
-                "/setup",
-                data={
-                    "_csrf": token,
-                    "workspace": "Acme",
-                    "email": "owner@example.com",
-                    "password": PASSWORD,
-                    "password_again": PASSWORD,
-                    "with_examples": "1",
-                },
-            ),
+            first.post("/setup", data=_setup_form(token)),
             second.post(
-                "/setup",
-                data={
-                    "_csrf": other_token,
-                    "workspace": "Mallory",
-                    "email": "mallory@example.com",
-                    "password": PASSWORD,
-                    "password_again": PASSWORD,
-                    "with_examples": "1",
-                },
+                "/setup", data=_setup_form(other_token, workspace="Mallory", email="mallory@example.com")
             ),
         )
         statuses = sorted([owner.status_code, intruder.status_code])
@@ -99,16 +80,12 @@ async def test_first_run_creates_the_owner_once_and_then_refuses(empty_stack: St
 
         # Afterwards the page is closed to everyone: GET goes to the login page, POST is refused.
         assert (await loser.get("/setup")).headers["location"] == "/login"
-        again = await loser.post(
-            "/setup",
-            data={
-                "_csrf": _csrf((await loser.get("/login")).text),
-                "workspace": "Late",
-                "email": f"late-{uuid.uuid4().hex[:6]}@example.com",
-                "password": PASSWORD,
-                "password_again": PASSWORD,
-            },
+        late = _setup_form(
+            _csrf((await loser.get("/login")).text),
+            workspace="Late",
+            email=f"late-{uuid.uuid4().hex[:6]}@example.com",
         )
+        again = await loser.post("/setup", data=late)
         assert again.status_code == 403 and "already set up" in again.text
         assert await empty_db.fetchval("SELECT count(*) FROM users") == 1
         assert (await loser.get("/")).headers["location"] == "/flows"

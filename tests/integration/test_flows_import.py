@@ -6,13 +6,11 @@ import json
 import os
 import pty
 import re
-import subprocess
-import sys
 from collections import Counter
 
 import httpx
 
-from tests.support.stack import ROOT, Stack, Tenant, create_tenant
+from tests.support.stack import ROOT, Stack, Tenant, create_tenant, run_cli
 
 EXAMPLES = sorted((ROOT / "flows" / "examples").glob("*.flow.json"))
 PASSWORD = "correct horse battery"
@@ -63,38 +61,25 @@ async def test_api_import_of_existing_names_needs_a_choice(tenant: Tenant) -> No
     assert unknown.status_code == 400 and "replace" in unknown.json()["error"]
 
 
-def _cli(stack: Stack, *args: str, stdin=None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        env=stack.env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=stdin if stdin is not None else subprocess.DEVNULL,
-        check=False,
-    )
-
-
 async def test_cli_reimport_of_the_examples_keeps_one_active_flow_per_name(stack: Stack) -> None:
     tenant = await create_tenant(stack)
     files = [str(p) for p in EXAMPLES]
     try:
-        assert _cli(stack, "flows", "import", *files, "--email", tenant.email).returncode == 0
-        refused = _cli(stack, "flows", "import", *files, "--email", tenant.email)
+        assert run_cli(stack, "flows", "import", *files, "--email", tenant.email).returncode == 0
+        refused = run_cli(stack, "flows", "import", *files, "--email", tenant.email)
         assert refused.returncode == 2, refused.stderr
         assert "--replace" in refused.stderr and "--copy" in refused.stderr
         assert "Premium support" in refused.stderr
         flows = await _flows(tenant)
         assert len(flows) == 4 and set(_active_per_name(flows).values()) == {1}
 
-        replaced = _cli(stack, "flows", "import", *files, "--email", tenant.email, "--replace")
+        replaced = run_cli(stack, "flows", "import", *files, "--email", tenant.email, "--replace")
         assert replaced.returncode == 0, replaced.stderr
         assert "replaced" in replaced.stdout
         flows = await _flows(tenant)
         assert len(flows) == 4 and set(_active_per_name(flows).values()) == {1}
 
-        copied = _cli(stack, "flows", "import", files[0], "--email", tenant.email, "--copy")
+        copied = run_cli(stack, "flows", "import", files[0], "--email", tenant.email, "--copy")
         assert copied.returncode == 0, copied.stderr
         flows = await _flows(tenant)
         assert len(flows) == 5 and set(_active_per_name(flows).values()) == {1}
@@ -106,11 +91,13 @@ async def test_cli_reimport_of_the_examples_keeps_one_active_flow_per_name(stack
 async def test_cli_asks_on_a_terminal(stack: Stack) -> None:
     tenant = await create_tenant(stack)
     try:
-        assert _cli(stack, "flows", "import", str(EXAMPLES[0]), "--email", tenant.email).returncode == 0
+        assert run_cli(stack, "flows", "import", str(EXAMPLES[0]), "--email", tenant.email).returncode == 0
         controller, terminal = pty.openpty()
         try:
             os.write(controller, b"c\n")
-            asked = _cli(stack, "flows", "import", str(EXAMPLES[0]), "--email", tenant.email, stdin=terminal)
+            asked = run_cli(
+                stack, "flows", "import", str(EXAMPLES[0]), "--email", tenant.email, stdin=terminal
+            )
         finally:
             os.close(terminal)
             os.close(controller)

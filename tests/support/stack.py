@@ -142,6 +142,20 @@ class Process:
         return self.proc is not None and self.proc.poll() is None
 
 
+def run_cli(stack: Stack, *args: str, stdin: Any = subprocess.DEVNULL) -> subprocess.CompletedProcess:
+    """`switchboard ARGS...` in a process of its own against the stack's database and Redis."""
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        env=stack.env,
+        cwd=ROOT,
+        stdin=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 class Stack:
     """Web + worker processes against the test database and Redis key space."""
 
