@@ -13,6 +13,7 @@ pytestmark = pytest.mark.browser
 
 PASSWORD = "correct horse battery"
 SHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
+EXAMPLES = Path(__file__).resolve().parents[2] / "flows" / "examples"
 SIZES = {"desktop": {"width": 1440, "height": 900}, "phone": {"width": 390, "height": 844}}
 
 
@@ -70,9 +71,22 @@ async def test_first_run_page_to_a_reply_in_the_live_view(chromium, empty_stack:
     await shot(pg, "reply-1440x900")
     assert errors == []
 
-    # The page is closed now: the owner, or anyone, is sent to the login page.
+    # Importing an example again asks instead of making a second active flow answer the same messages.
+    await pg.goto("/flows")
+    await pg.set_input_files("#import-form input[type=file]", str(EXAMPLES / "premium-support.flow.json"))
+    await pg.click("#import-form button[type=submit]")
+    await pg.locator("#import-choice").wait_for()
+    assert "already exists" in await pg.locator("#import-result").inner_text()
+    await shot(pg, "import-question-1440x900")
+    await pg.click("#import-choice button[value=copy]")
+    await pg.locator("#import-result .flash.ok").wait_for()
+    statuses = await pg.locator("#flows-table tbody tr .badge").all_inner_texts()
+    assert sorted(statuses) == ["active"] * 4 + ["paused"]
+
+    # The first-run page is closed now: the owner, or anyone, is sent to the login page.
     await pg.goto("/setup")
     assert urlsplit(pg.url).path == "/login"
+    assert errors == []
     await context.close()
 
 
