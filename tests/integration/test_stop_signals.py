@@ -43,9 +43,8 @@ def _start(args: list[str], *, env: dict[str, str], log_path: Path) -> subproces
 @pytest.mark.parametrize(
     ("command", "stop"),
     [
+        # `run` on SIGTERM and SIGHUP: test_fresh_machine, with embedded services.
         ("run", signal.SIGINT),
-        ("run", signal.SIGTERM),
-        ("run", signal.SIGHUP),
         ("web", signal.SIGTERM),
         ("worker", signal.SIGTERM),
         ("worker", signal.SIGHUP),
