@@ -378,6 +378,7 @@ def expose(paths: list[Path], uid: int) -> None:
         for path, keep in kept:
             path.mkdir(parents=True, exist_ok=True)
             _mount("--move", str(keep), str(path))
+            keep.rmdir()  # an empty folder again once its mount moved
 
 
 def hide_machine_services() -> None:
