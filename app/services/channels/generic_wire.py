@@ -15,6 +15,8 @@ __all__ = ["GenericContact", "GenericMessage", "InboundItem", "WireError", "pars
 
 # Seconds since 1970 stay below this until the year 5138; a larger number is milliseconds.
 _MAX_TIMESTAMP_S = 1e11
+# Unix seconds sent as a JSON string, as WhatsApp itself sends them ("1796135399").
+_DIGITS = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 _Id = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 
 
@@ -30,7 +32,7 @@ class GenericMessage(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, r
     from_: _Id
     text: Annotated[str, msgspec.Meta(min_length=1)]
     type: str = MessageType.TEXT.value
-    # Unix seconds (int or float) or an ISO 8601 string; absent means "now".
+    # Unix seconds (a number or a digit string) or an ISO 8601 string; absent means "now".
     timestamp: int | float | str | None = None
     contact: GenericContact | None = None
 
@@ -92,7 +94,9 @@ def _seconds(value: int | float | str | None, *, now_s: float | None) -> float:
     if value is None:
         return time.time() if now_s is None else now_s
     if isinstance(value, str):
-        return _iso_seconds(value)
+        if not _DIGITS.fullmatch(value.strip()):
+            return _iso_seconds(value)
+        value = value.strip()
     seconds = float(value)
     if seconds < 0:
         raise WireError(f"timestamp {value} is negative: send unix seconds or an ISO 8601 string")
