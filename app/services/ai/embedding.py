@@ -4,8 +4,8 @@ The `wordllama` wheel ships its token embeddings (32,000 x 256, float16) and its
 both files straight from the installed package: `WordLlama.load()` would look for the tokenizer in
 `tokenizer/` (the wheel ships `tokenizers/`) and try to download it, and importing the package pulls
 in its training and config machinery, which a worker does not need. One model per process, loaded on
-first use; the float16 table is memory-mapped, so only the rows looked up are resident (and shared by
-the processes of one machine), and only looked-up rows are widened to float32.
+first use; the float16 table (16 MB) is memory-mapped: its pages are file-backed, shared by the
+processes of one machine and given back under memory pressure, and only looked-up rows are widened.
 """
 
 from __future__ import annotations
@@ -47,8 +47,7 @@ def map_table(path: Path) -> np.ndarray:
     """The one tensor of a safetensors file, memory-mapped read-only (rows are read from the page cache).
 
     The format is an 8-byte little-endian header length, a JSON header naming each tensor's dtype, shape
-    and byte range, then the raw data. Mapping it keeps only the rows a process has looked up resident,
-    and the file's pages are shared by every worker process on the machine.
+    and byte range, then the raw data. Mapped pages are shared by every process that maps the file.
     """
     with path.open("rb") as f:
         (length,) = struct.unpack("<Q", f.read(8))

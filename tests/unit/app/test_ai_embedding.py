@@ -1,0 +1,52 @@
+"""The packaged embedding table, read with our safetensors reader and memory-mapped."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.services.ai.embedding import WEIGHTS, EmbeddingModelMissing, map_table, package_dir
+
+
+def write_safetensors(path: Path, header: dict, data: bytes) -> Path:
+    raw = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + data)
+    return path
+
+
+def test_the_packaged_table_reads_as_the_safetensors_library_reads_it() -> None:
+    from safetensors.numpy import load_file
+
+    path = package_dir() / WEIGHTS
+    (expected,) = load_file(str(path)).values()
+    table = map_table(path)
+    assert isinstance(table, np.memmap) and table.shape == (32000, 256) and table.dtype == np.float16
+    assert np.array_equal(np.asarray(table), expected)
+
+
+def test_a_small_table_round_trips(tmp_path: Path) -> None:
+    values = np.arange(6, dtype=np.float32).reshape(3, 2)
+    header = {"__metadata__": {}, "emb": {"dtype": "F32", "shape": [3, 2], "data_offsets": [0, 24]}}
+    table = map_table(write_safetensors(tmp_path / "t.safetensors", header, values.tobytes()))
+    assert np.array_equal(table, values)
+
+
+@pytest.mark.parametrize(
+    ("header", "reason"),
+    [
+        (
+            {"a": {"dtype": "F16", "shape": [2, 2], "data_offsets": [0, 8]}, "b": {}},
+            "expected one embedding table",
+        ),
+        ({"a": {"dtype": "I8", "shape": [2, 2], "data_offsets": [0, 4]}}, "expected a 2-D float16/float32"),
+        ({"a": {"dtype": "F16", "shape": [2, 2], "data_offsets": [0, 6]}}, "does not match its shape"),
+    ],
+)
+def test_a_malformed_table_says_what_is_wrong(tmp_path: Path, header: dict, reason: str) -> None:
+    path = write_safetensors(tmp_path / "bad.safetensors", header, bytes(8))
+    with pytest.raises(EmbeddingModelMissing, match=reason):
+        map_table(path)
