@@ -59,7 +59,7 @@ class ErrorCode(str, Enum):
     TEMPLATE_SYNTAX = "template_syntax"
     REGEX_TOO_LONG = "regex_too_long"
     REGEX_INVALID = "regex_invalid"
-    REGEX_UNSAFE = "regex_unsafe"
+    REGEX_UNSUPPORTED = "regex_unsupported"
     MISSING_VALUE = "missing_value"
     DUPLICATE_VARIABLE = "duplicate_variable"
 
