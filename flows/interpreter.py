@@ -78,8 +78,8 @@ from flows.turn import AIState, PendingAction, PendingKind, Turn, TurnEvent, val
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-YIELD_AFTER_S = 0.005
-"""A turn that has computed this long since it last awaited lets other tasks run before its next node."""
+YIELD_AFTER_S = 0.002
+"""A turn that has computed this long since it last paused pauses as long before its next node."""
 
 
 class Layer(str, Enum):
@@ -336,10 +336,12 @@ async def _run_chain(
                     node_id=node_id,
                 )
             break
-        if st.clock.spent_s - st.yielded_at >= YIELD_AFTER_S:
-            # Templates run on the event loop: let other conversations' turns go between nodes.
+        computed_s = st.clock.spent_s - st.yielded_at
+        if computed_s >= YIELD_AFTER_S:
+            # Templates run on the event loop: give other conversations' turns as much time as
+            # this one just took, so a turn that computes gets at most half of the loop.
             st.yielded_at = st.clock.spent_s
-            await asyncio.sleep(0)
+            await asyncio.sleep(computed_s)
         st.steps += 1
         node = nodes[node_id]
         spec = NODE_TYPES[node.type]
