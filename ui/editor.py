@@ -1,19 +1,20 @@
-"""The flow editor page and its node-form fragments (rendered per node type, validated by the flow language)."""
+"""The flow editor page, its node forms (rendered per node type, checked by flows/) and its versions."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+import msgspec
 from litestar import Controller, Request, get, post
 from litestar.exceptions import NotFoundException
-from litestar.response import Template
+from litestar.response import Redirect, Template
 
 from app.services import actions, auth, flows_store
 from flows.nodes.registry import NODE_TYPES, summaries
-from ui.forms import FieldError, check_node_config, form_to_config
+from ui.forms import FieldError, check_node_config, form_to_config, prune_match
 from ui.palette import form_values, node_types_json, template_names
-from ui.render import fragment, page
+from ui.render import fragment, is_htmx, page
 
 
 def _json_list(raw: str | None) -> list[Any]:
@@ -64,6 +65,13 @@ def _node_form(
     )
 
 
+async def _flow(principal: auth.Principal, flow_id: str) -> flows_store.FlowRead:
+    try:
+        return await flows_store.get_flow(principal.workspace_id, flow_id)
+    except flows_store.FlowNotFound as exc:
+        raise NotFoundException("This flow does not exist (deleted?).") from exc
+
+
 async def _advice(request: Request, workspace_id: str, cfg: dict[str, Any]) -> actions.ThresholdAdvice | None:
     """For an intent trigger: what its examples score, shown beside the confidence threshold."""
     match = cfg.get("match")
@@ -87,10 +95,7 @@ class EditorController(Controller):
 
     @get("/flows/{flow_id:str}/edit", name="editor")
     async def editor(self, request: Request, principal: auth.Principal, flow_id: str) -> Template:
-        try:
-            flow = await flows_store.get_flow(principal.workspace_id, flow_id)
-        except flows_store.FlowNotFound as exc:
-            raise NotFoundException("This flow does not exist (deleted?).") from exc
+        flow = await _flow(principal, flow_id)
         document = flows_store.get_document_dict({"draft": flow.document, "status": flow.status.value})
         return page(
             request,
@@ -100,6 +105,7 @@ class EditorController(Controller):
             node_types_json=node_types_json(),
             document_json=json.dumps(document).replace("</", "<\\/"),
             summaries_json=json.dumps(summaries(document)).replace("</", "<\\/"),
+            draft_errors_json=json.dumps(msgspec.to_builtins(flow.errors)).replace("</", "<\\/"),
         )
 
     @post("/editor/node-form", name="node_form")
@@ -129,7 +135,11 @@ class EditorController(Controller):
 
     @post("/editor/node-form/save", name="node_form_save")
     async def node_form_save(self, request: Request, principal: auth.Principal) -> Template:
-        """Validate a submitted node form; on success the editor receives the normalised config via HX-Trigger."""
+        """Apply a node form: the editor receives the config and its problems via HX-Trigger.
+
+        A config with problems answers 422 with its reasons in the form, and is applied too
+        (drafts keep whatever state the graph is in): the node shows what to fix until fixed.
+        """
         form = await request.form()
         node_id, type_ = form.get("_node_id", ""), form.get("_type", "")
         if type_ not in NODE_TYPES:
@@ -142,31 +152,63 @@ class EditorController(Controller):
         normalised = None
         if not errors:
             normalised, errors = check_node_config(node_id, type_, cfg)
-        if normalised is None:
-            return _node_form(
-                request,
-                node_id=node_id,
-                type_=type_,
-                cfg=cfg,
-                variables=variables,
-                errors=errors,
-                applied=False,
-                status_code=422,
-            )
-        summary = NODE_TYPES[type_].summary(normalised)
-        trigger = json.dumps(
-            {"sb:node-config": {"node_id": node_id, "config": normalised, "summary": summary}}
-        )
+        applied = normalised if normalised is not None else prune_match(cfg)
+        detail = {
+            "node_id": node_id,
+            "config": applied,
+            "summary": NODE_TYPES[type_].summary(applied),
+            "errors": msgspec.to_builtins(errors),
+        }
         return _node_form(
             request,
             node_id=node_id,
             type_=type_,
-            cfg=normalised,
+            cfg=applied,
             variables=variables,
-            errors=[],
+            errors=errors,
             applied=True,
-            headers={"HX-Trigger": trigger},
-            advice=await _advice(request, principal.workspace_id, normalised),
+            status_code=422 if errors else 200,  # applied all the same: the node shows what to fix
+            headers={"HX-Trigger": json.dumps({"sb:node-config": detail})},
+            advice=await _advice(request, principal.workspace_id, applied),
+        )
+
+    @get("/flows/{flow_id:str}/versions", name="flow_versions")
+    async def versions(self, request: Request, principal: auth.Principal, flow_id: str) -> Template:
+        """Published versions, newest first, each with Roll back (the editor's Versions tab)."""
+        flow = await _flow(principal, flow_id)
+        versions = await flows_store.list_versions(principal.workspace_id, flow_id)
+        return page(
+            request,
+            "pages/versions.html",
+            partial="partials/versions.html",
+            nav="flows",
+            flow=flow,
+            versions=versions,
+            rolled_back=None,
+        )
+
+    @post("/flows/{flow_id:str}/rollback", name="flow_rollback")
+    async def rollback(
+        self, request: Request, principal: auth.Principal, flow_id: str
+    ) -> Template | Redirect:
+        """Make an older version run again; its document becomes the draft (the editor reloads it)."""
+        form = await request.form()
+        await _flow(principal, flow_id)
+        try:
+            version = int(form.get("version") or "")
+            flow = await flows_store.rollback(principal.workspace_id, flow_id, version)
+        except (ValueError, flows_store.FlowNotFound) as exc:
+            raise NotFoundException("That version does not exist; reload the list of versions.") from exc
+        if not is_htmx(request):
+            return Redirect(path=f"/flows/{flow_id}/edit")
+        versions = await flows_store.list_versions(principal.workspace_id, flow_id)
+        return fragment(
+            request,
+            "partials/versions.html",
+            headers={"HX-Trigger": json.dumps({"sb:rolled-back": {"version": version}})},
+            flow=flow,
+            versions=versions,
+            rolled_back=version,
         )
 
 

@@ -1,4 +1,4 @@
-"""/api/tester/run: which layer answers a message, with scores, variables, payload and trace."""
+"""/api/tester/run: which layer answers a message: scores, variables, payload, trace, conversation state."""
 
 from __future__ import annotations
 
@@ -14,7 +14,11 @@ class TesterController(Controller):
     path = "/api/tester"
     tags = ["tester"]
 
-    @post("/run", status_code=200, summary="Dry-run a message (execute=true really calls the webhook)")
+    @post(
+        "/run",
+        status_code=200,
+        summary="Dry-run a message (execute=true really calls the webhook); send `state` back to continue",
+    )
     async def run(self, principal: Principal, services: AppServices, data: TesterRequest) -> TesterResponse:
         try:
             return await services.tester.run(principal.workspace_id, data)

@@ -1,7 +1,10 @@
-"""The tester's dry run: one message through the real interpreter without touching the world.
+"""The tester's dry run: a message through the real interpreter without touching the world.
 
-A dry run records what would be sent and written; with `execute`, webhooks are really
-called (and logged) so a user can see status, response and duration.
+A dry run records what would be sent and written, and answers webhooks with a sample
+response; with `execute`, webhooks are really called (and logged) so a user can see status,
+response and duration. A test conversation lasts several turns: each result carries a
+`state` (pending question, AI state, tags, history) that the next request sends back, so
+follow-up questions can be answered without a real conversation.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections import Counter
 from typing import Any
 
 import msgspec
+from jinja2 import Environment, TemplateSyntaxError, nodes
 
 from app.http.client import WebhookClient
 from app.http.request import URLTemplateError, mask_secrets, prepare_request
@@ -22,7 +26,7 @@ from app.services import flows_store
 from app.services.ai.evaluate import OOS_LABELS
 from app.services.ai.understanding import Understanding
 from app.settings import Settings
-from flows.graph import compile_flow
+from flows.graph import CompiledFlow, compile_flow
 from flows.interpreter import run_turn
 from flows.nodes.call_webhook import WebhookCall
 from flows.runtime import (
@@ -34,8 +38,11 @@ from flows.runtime import (
     WebhookStatus,
 )
 from flows.schema import VariableSpec
-from flows.templates import TemplateError
+from flows.templates import TemplateError, template_strings
 from flows.turn import AIState, ContactInfo, ConversationInfo, PendingAction, Turn, TurnMessage
+
+HISTORY_ENTRIES = 40  # what a test conversation keeps: enough for the LLM's window and the panel
+DRAFT_FLOW_ID = "draft"  # a document tested without a saved flow behind it
 
 
 class TesterContact(msgspec.Struct, forbid_unknown_fields=True):
@@ -44,6 +51,22 @@ class TesterContact(msgspec.Struct, forbid_unknown_fields=True):
     phone: str = "+10000000000"
     tags: list[str] = []
     attributes: dict[str, Any] = {}
+
+
+class HistoryEntry(msgspec.Struct, forbid_unknown_fields=True):
+    role: str  # "user" or "assistant"
+    text: str
+
+
+class TesterState(msgspec.Struct, forbid_unknown_fields=True):
+    """A test conversation between turns: what a real conversation keeps in the database and Redis."""
+
+    pending: PendingAction | None = None
+    ai: AIState = msgspec.field(default_factory=AIState)
+    tags: list[str] = []
+    status: str = "open"
+    history: list[HistoryEntry] = []
+    turns: int = 0
 
 
 class TesterRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -55,9 +78,13 @@ class TesterRequest(msgspec.Struct, forbid_unknown_fields=True):
     conversation_id: str | None = None
     execute: bool = False
     flow_id: str | None = None  # also test this flow's draft, published or not
-    ai_enabled: bool = True
+    # Test this document (the editor's canvas, saved or not) in place of the flow's saved draft.
+    document: dict[str, Any] | None = None
+    ai_enabled: bool = True  # the first turn's AI state; later turns take it from `state`
     custom_prompt: str | None = None
     context: dict[str, Any] = {}
+    state: TesterState | None = None  # the previous result's `state`: continue that conversation
+    sample_response: Any = None  # a dry run's webhook answer; None = a sample of the fields the flow reads
 
 
 class ActionScore(msgspec.Struct):
@@ -93,6 +120,7 @@ class TesterResponse(msgspec.Struct):
     warnings: list[str]
     executed: bool
     duration_ms: float
+    state: TesterState
     # Names of the flows whose message triggers fired: two or more answer the same message.
     answered_by: list[str] = []
     scores: list[ActionScore] = []
@@ -105,7 +133,16 @@ class DryRunRuntime:
     """Implements flows.runtime.Runtime in memory; understanding is real, effects are recorded."""
 
     def __init__(
-        self, tester: Tester, workspace_id: str, *, execute: bool, ai: AIState, tags: list[str]
+        self,
+        tester: Tester,
+        workspace_id: str,
+        *,
+        execute: bool,
+        ai: AIState,
+        tags: list[str],
+        plans: list[CompiledFlow],
+        sample_response: Any = None,
+        history: list[dict[str, str]] | None = None,
     ) -> None:
         self.tester = tester
         self.workspace_id = workspace_id
@@ -116,6 +153,11 @@ class DryRunRuntime:
         self.status: str | None = None
         self.webhook: dict[str, Any] | None = None
         self.pending: dict[str, Any] | None = None
+        self.saved_pending: PendingAction | None = None
+        self.resolved = False
+        self.plans = {p.flow_id: p for p in plans}
+        self.sample_response = sample_response
+        self.history = history or []
 
     async def send_message(self, text: str, *, message_type: str) -> None:
         self.messages.append({"text": text, "message_type": message_type})
@@ -178,7 +220,12 @@ class DryRunRuntime:
             "executed": False,
         }
         if not self.execute:
-            return WebhookOutcome(status=WebhookStatus.SUCCESS, response={}, attempts=0)
+            sample = self.sample_response
+            if sample is None:
+                plan = self.plans.get(call.flow_id)
+                sample = sample_response(plan.inputs.values() if plan else [call.config])
+            self.webhook.update(response=sample, sample=True)
+            return WebhookOutcome(status=WebhookStatus.SUCCESS, response=sample, attempts=0)
         result = await self.tester.webhook_client.attempt(
             request,
             allow_private=self.tester.settings.webhooks.allow_private,
@@ -215,16 +262,78 @@ class DryRunRuntime:
 
     async def save_pending(self, pending: PendingAction, *, message: str) -> None:
         self.pending = {**msgspec.to_builtins(pending), "message": message}
+        self.saved_pending = pending
         if message:
             await self.send_message(message, message_type="support")
 
     async def resolve_pending(self, pending: PendingAction, status: str) -> bool:
+        self.resolved = True
         return True
 
     async def answer_with_ai(self, turn: Turn, ai: AIState) -> AIAnswer:
+        history = [*self.history, {"role": "user", "text": turn.text}]
         return await self.tester.understanding.answer(
-            self.workspace_id, turn, ai, history=[], offline=not self.execute
+            self.workspace_id, turn, ai, history=history, offline=not self.execute
         )
+
+
+_PARSER = Environment()  # parses only (the sandbox renders): finds the `response` fields a template reads
+
+
+def _response_path(node: nodes.Node) -> list[str | int] | None:
+    """`response.a.b[0]` -> ["a", "b", 0]; None when the expression does not start at `response`."""
+    path: list[str | int] = []
+    while isinstance(node, (nodes.Getattr, nodes.Getitem)):
+        if isinstance(node, nodes.Getattr):
+            path.append(node.attr)
+        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, (str, int)):
+            path.append(node.arg.value)
+        else:
+            path.clear()  # response[some_expression]: only the part before it is known
+        node = node.node
+    if isinstance(node, nodes.Name) and node.name == "response":
+        return list(reversed(path))
+    return None
+
+
+def _place(target: Any, path: list[str | int], label: str) -> Any:
+    """Put a placeholder at `path` inside `target` (dicts for names, lists for indexes)."""
+    if not path:
+        return target if isinstance(target, (dict, list)) else f"[{label}]"
+    key, rest = path[0], path[1:]
+    if isinstance(key, int):
+        items = target if isinstance(target, list) else []
+        while len(items) <= key:
+            items.append(None)
+        items[key] = _place(items[key], rest, label)
+        return items
+    mapping = target if isinstance(target, dict) else {}
+    mapping[key] = _place(mapping.get(key), rest, label)
+    return mapping
+
+
+def sample_response(configs: Any) -> Any:
+    """A made-up webhook answer holding every `response.*` field the given node configs read.
+
+    A dry run sends nothing, so "Order {{ response.order_id }} created!" gets
+    {"order_id": "[order_id]"} and renders "Order [order_id] created!" instead of failing.
+    """
+    sample: Any = {}
+    for config in configs:
+        for text in template_strings(msgspec.to_builtins(config)):
+            try:
+                tree = _PARSER.parse(text)
+            except TemplateSyntaxError:
+                continue  # validation reports it; the run's trace will too
+            calls = {id(c.node) for c in tree.find_all(nodes.Call)}
+            for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+                path = _response_path(node)
+                if path is None:
+                    continue
+                if id(node) in calls:
+                    path = path[:-1]  # response.get(...) is a method call, not a field
+                sample = _place(sample, path, ".".join(str(p) for p in path))
+    return sample
 
 
 class Tester:
@@ -252,22 +361,43 @@ class Tester:
         return await _run_batch(self, workspace_id, filename, raw, flow_id=flow_id)
 
 
+async def _plans(tester: Tester, workspace_id: str, request: TesterRequest) -> list[CompiledFlow]:
+    """The active flows; the tested flow's draft (or the given document) replaces its published version."""
+    plans = list(await tester.plans.active_plans(workspace_id))
+    if not (request.flow_id or request.document is not None):
+        return plans
+    flow_id, version, raw = request.flow_id or DRAFT_FLOW_ID, 1, request.document
+    if request.flow_id:
+        flow = await flows_store.get_flow(workspace_id, request.flow_id)
+        version = flow.latest_version + 1
+        raw = flow.document if raw is None else raw
+    doc = flows_store.parse_document(raw or {})
+    return [p for p in plans if p.flow_id != flow_id] + [compile_flow(doc, flow_id=flow_id, version=version)]
+
+
+def _next_pending(runtime: DryRunRuntime, before: PendingAction | None) -> PendingAction | None:
+    """A question asked this turn; else the earlier one, unless this turn settled it."""
+    if runtime.saved_pending is not None:
+        return runtime.saved_pending
+    return None if runtime.resolved else before
+
+
 async def _run_test(tester: Tester, workspace_id: str, request: TesterRequest) -> TesterResponse:
     if not request.message.strip():
         raise ValueError("message: type the message to test")
-    plans = list(await tester.plans.active_plans(workspace_id))
-    if request.flow_id:
-        flow = await flows_store.get_flow(workspace_id, request.flow_id)
-        doc = flows_store.parse_document(flow.document)
-        plans = [p for p in plans if p.flow_id != request.flow_id]
-        plans.append(compile_flow(doc, flow_id=request.flow_id, version=flow.latest_version + 1))
+    plans = await _plans(tester, workspace_id, request)
     contact = request.contact or TesterContact()
-    ai = AIState(
-        ai_enabled=request.ai_enabled, custom_prompt=request.custom_prompt, context=dict(request.context)
+    state = request.state or TesterState(
+        ai=AIState(
+            ai_enabled=request.ai_enabled, custom_prompt=request.custom_prompt, context=dict(request.context)
+        )
     )
+    ai = state.ai
     turn = Turn(
         workspace_id=workspace_id,
-        conversation=ConversationInfo(id=request.conversation_id or "tester"),
+        conversation=ConversationInfo(
+            id=request.conversation_id or "tester", status=state.status, tags=list(state.tags)
+        ),
         contact=ContactInfo(
             id="tester",
             first_name=contact.first_name,
@@ -278,10 +408,20 @@ async def _run_test(tester: Tester, workspace_id: str, request: TesterRequest) -
         ),
         messages=[TurnMessage(id="tester", text=request.message, timestamp=time.time())],
         ai=ai,
+        pending=state.pending,
         timestamp=time.time(),
         phone_number=contact.phone,
     )
-    runtime = DryRunRuntime(tester, workspace_id, execute=request.execute, ai=ai, tags=[])
+    runtime = DryRunRuntime(
+        tester,
+        workspace_id,
+        execute=request.execute,
+        ai=ai,
+        tags=state.tags,
+        plans=plans,
+        sample_response=request.sample_response,
+        history=[msgspec.to_builtins(h) for h in state.history],
+    )
     started = time.perf_counter()
     result = await run_turn(
         plans,
@@ -333,6 +473,19 @@ async def _run_test(tester: Tester, workspace_id: str, request: TesterRequest) -
         )
         for s in (detection.top if detection else [])
     ]
+    history = [
+        *state.history,
+        HistoryEntry(role="user", text=request.message),
+        *(HistoryEntry(role="assistant", text=m["text"]) for m in runtime.messages),
+    ][-HISTORY_ENTRIES:]
+    next_state = TesterState(
+        pending=_next_pending(runtime, state.pending),
+        ai=runtime.ai,
+        tags=list(runtime.tags),
+        status=runtime.status or state.status,
+        history=history,
+        turns=state.turns + 1,
+    )
     return TesterResponse(
         layer=result.layer.value if result.layer else None,
         engine=(detection.engine if detection else None) or (result.answer.engine if result.answer else None),
@@ -348,6 +501,7 @@ async def _run_test(tester: Tester, workspace_id: str, request: TesterRequest) -
         warnings=warnings,
         executed=request.execute,
         duration_ms=round(duration_ms, 2),
+        state=next_state,
         answered_by=answered_by,
         scores=scores,
         none_probability=detection.none_probability if detection else None,

@@ -12,16 +12,26 @@ from app.db import engine
 from app.services.values import iso, parse_uuid
 
 
+class RunProblem(msgspec.Struct):
+    """The first node (or step) of a run that failed, e.g. a webhook that answered 500."""
+
+    flow_id: str | None
+    node_id: str | None
+    type: str
+    error: str
+
+
 class RunSummary(msgspec.Struct):
     id: str
     conversation_id: str | None
     kind: str
-    status: str
+    status: str  # the turn's own status: "completed" even when a node in it failed
     layer: str | None
     flows: list[dict[str, Any]]
     started_at: str
     finished_at: str | None
     error: str | None
+    problem: RunProblem | None = None
 
 
 class RunRead(RunSummary, kw_only=True):
@@ -69,7 +79,17 @@ class LogPage(msgspec.Struct):
     stats: ActionStatsRead
 
 
+# The first trace entry with an error: a failed webhook, a template that could not render, a guard.
+_PROBLEM = (
+    "(SELECT jsonb_build_object('flow_id', NULLIF(t->>'flow_id', ''), 'node_id', NULLIF(t->>'node_id', ''), "
+    "'type', t->>'type', 'error', t->>'error') "
+    "FROM jsonb_array_elements(CASE WHEN jsonb_typeof(trace) = 'array' THEN trace ELSE '[]'::jsonb END) t "
+    "WHERE t->>'error' IS NOT NULL LIMIT 1)"
+)
+
+
 def _summary(row: Any) -> dict[str, Any]:
+    problem = row["problem"]
     return {
         "id": str(row["id"]),
         "conversation_id": str(row["conversation"]) if row["conversation"] else None,
@@ -80,6 +100,7 @@ def _summary(row: Any) -> dict[str, Any]:
         "started_at": iso(row["started_at"]),
         "finished_at": iso(row["finished_at"]),
         "error": row["error"],
+        "problem": RunProblem(**problem) if problem else None,
     }
 
 
@@ -105,7 +126,11 @@ async def list_runs(
         add("conversation = {}", parse_uuid(conversation_id))
     if flow_id:
         add("flows @> {}::jsonb", msgspec.json.encode([{"flow_id": flow_id}]).decode())
-    if status:
+    if status == "failed":  # a completed turn whose webhook failed counts as failed too
+        add("(status = {} OR " + _PROBLEM + " IS NOT NULL)", status)
+    elif status == "completed":
+        add("(status = {} AND " + _PROBLEM + " IS NULL)", status)
+    elif status:
         add("status = {}", status)
     if since:
         add("started_at >= {}", since)
@@ -113,7 +138,8 @@ async def list_runs(
         add("started_at < {}", until)
     args.extend([min(limit, 500), offset])
     rows = await engine.pool().fetch(
-        "SELECT id, conversation, kind, status, layer, flows, started_at, finished_at, error FROM runs "
+        "SELECT id, conversation, kind, status, layer, flows, started_at, finished_at, error, "
+        f"{_PROBLEM} AS problem FROM runs "
         f"WHERE {' AND '.join(clauses)} ORDER BY started_at DESC LIMIT ${len(args) - 1} OFFSET ${len(args)}",
         *args,
     )
@@ -125,7 +151,9 @@ async def get_run(workspace_id: str, run_id: str) -> RunRead | None:
     if rid is None:
         return None
     row = await engine.pool().fetchrow(
-        "SELECT * FROM runs WHERE id = $1 AND workspace = $2", rid, uuid.UUID(workspace_id)
+        f"SELECT *, {_PROBLEM} AS problem FROM runs WHERE id = $1 AND workspace = $2",
+        rid,
+        uuid.UUID(workspace_id),
     )
     if row is None:
         return None

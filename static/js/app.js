@@ -48,7 +48,10 @@
     var remove = e.target.closest && e.target.closest("[data-list-remove]");
     if (remove) {
       var r = remove.closest("[data-list-row]");
+      var owner = r && r.closest("form");
       if (r) r.remove();
+      // A removed row changes the form like typing does (the editor applies node forms on input).
+      if (owner) owner.dispatchEvent(new Event("input", { bubbles: true }));
       return;
     }
     var chip = e.target.closest && e.target.closest("[data-insert]");
@@ -89,6 +92,25 @@
   document.addEventListener("change", function (e) { if (e.target.matches && e.target.matches("select")) refreshConditional(); });
   document.addEventListener("htmx:afterSettle", function (e) { refreshConditional(e.target); });
   document.addEventListener("DOMContentLoaded", function () { refreshConditional(); });
+
+  // Filters that exclude each other: choosing one clears the others before the form is sent
+  // (capture phase, so it runs before htmx reads the form): <select data-resets="id,id">.
+  document.addEventListener("change", function (e) {
+    var ids = e.target.getAttribute && e.target.getAttribute("data-resets");
+    if (!ids) return;
+    ids.split(",").forEach(function (id) {
+      var other = document.getElementById(id.trim());
+      if (other) other.value = "";
+    });
+  }, true);
+
+  // On a phone the side navigation folds into the menu button.
+  document.addEventListener("click", function (e) {
+    var toggle = e.target.closest && e.target.closest(".nav-toggle");
+    if (!toggle) return;
+    var open = document.body.classList.toggle("nav-open");
+    toggle.setAttribute("aria-expanded", open ? "true" : "false");
+  });
 
   // Keep a live conversation scrolled to its newest message.
   document.addEventListener("htmx:sseMessage", function () {

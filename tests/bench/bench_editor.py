@@ -1,4 +1,4 @@
-"""Benchmark: headless Chromium loads the editor with a 200-node flow and exports it; prints one JSON object."""
+"""Benchmark: headless Chromium loads the editor with a 200-node flow, edits and exports it; prints one JSON object."""
 
 from __future__ import annotations
 
@@ -90,6 +90,18 @@ def main() -> None:
             const body = JSON.stringify(window.sbEditor.exportDocument());
             return [performance.now() - t0, body.length];
         }""")
+        # Editing a big graph: delete 20 nodes (with their edges), undo it, paste 20 copies.
+        edit_ms = page.evaluate("""() => {
+            const ed = window.sbEditor, ids = ed.order.slice(100, 120), t = [];
+            ed.setSelection(ids);
+            let t0 = performance.now(); ed.deleteSelection(); t.push(performance.now() - t0);
+            t0 = performance.now(); ed.perform(ed.done[ed.done.length - 1].changes, false);
+            ed.undone.push(ed.done.pop()); t.push(performance.now() - t0);
+            ed.setSelection(ids);
+            t0 = performance.now(); ed.paste(ed.selectionClip(), 1); t.push(performance.now() - t0);
+            ed.perform(ed.done[ed.done.length - 1].changes, false); ed.done.pop();
+            return t;
+        }""")
         exported = page.evaluate("window.sbEditor.exportDocument()")
         sizes = page.evaluate("""() => {
             const out = {js: 0, css: 0};
@@ -111,6 +123,9 @@ def main() -> None:
                 "export_seconds": round(save_ms[0] / 1000, 4),
                 "export_bytes": save_ms[1],
                 "export_equals_input": exported == doc,
+                "delete_20_seconds": round(edit_ms[0] / 1000, 4),
+                "undo_delete_20_seconds": round(edit_ms[1] / 1000, 4),
+                "paste_20_seconds": round(edit_ms[2] / 1000, 4),
                 "js_bytes_first_load": sizes["js"],
                 "css_bytes_first_load": sizes["css"],
                 "goals": {"load_seconds": 1.0, "save_seconds": 1.0, "js_bytes": 200_000},

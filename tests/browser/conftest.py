@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 from editor_harness import HarnessServer
+
+from tests.support.stack import wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -20,6 +23,9 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
+PASSWORD = "correct horse battery"  # every tenant's (tests/support/stack.create_tenant)
+DESKTOP = {"width": 1440, "height": 900}
+PHONE = {"width": 390, "height": 844}
 
 
 def _wait_for_chromium(deadline_s: float = 300.0) -> None:
@@ -66,4 +72,38 @@ def screenshot(page: object, name: str) -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+@pytest_asyncio.fixture(scope="session")
+async def chromium() -> AsyncIterator[object]:
+    """Chromium for tests against the running app (async Playwright, like the app's own loop)."""
+    from playwright.async_api import async_playwright
+
+    await wait_until(lambda: Path(CHROMIUM).exists(), timeout_s=300, interval_s=1, what="/usr/bin/chromium")
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        await browser.close()
+
+
+async def logged_in(chromium, tenant, *, viewport: dict[str, int] = DESKTOP, **options: object) -> object:
+    """A new browser context logged in as the tenant's owner; its page collects JS errors in `.js_errors`."""
+    context = await chromium.new_context(viewport=viewport, base_url=tenant.stack.base_url, **options)
+    pg = await context.new_page()
+    pg.js_errors = []
+    pg.on("pageerror", lambda exc: pg.js_errors.append(str(exc)))
+    await pg.goto("/login")
+    await pg.fill("#email", tenant.email)
+    await pg.fill("#password", PASSWORD)
+    await pg.click("#login-form button[type=submit]")
+    await pg.wait_for_url("**/flows")
+    return pg
+
+
+async def shot(pg, name: str) -> Path:
+    """A screenshot of the app under artifacts/screenshots/app-<name>.png (the UI review looks at them)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"app-{name}.png"
+    await pg.screenshot(path=str(path), full_page=True)
     return path

@@ -8,62 +8,24 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import pytest
 import pytest_asyncio
+from conftest import PASSWORD, logged_in, shot
 
 from tests.support.stack import wait_until
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-PASSWORD = "correct horse battery"
-SHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
-
-
-@pytest_asyncio.fixture(scope="session")
-async def chromium() -> AsyncIterator[object]:
-    from playwright.async_api import async_playwright
-
-    await wait_until(lambda: Path(CHROMIUM).exists(), timeout_s=300, interval_s=1, what="/usr/bin/chromium")
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield browser
-        await browser.close()
-
 
 @pytest_asyncio.fixture
 async def page(chromium, tenant) -> AsyncIterator[object]:
     """A logged-in page for a fresh workspace."""
-    context = await chromium.new_context(
-        viewport={"width": 1366, "height": 768}, base_url=tenant.stack.base_url
-    )
-    pg = await context.new_page()
-    pg.js_errors = []
-    pg.on("pageerror", lambda exc: pg.js_errors.append(str(exc)))
-    await pg.goto("/login")
-    await shot(pg, "login")
-    await pg.fill("#email", tenant.email)
-    await pg.fill("#password", PASSWORD)
-    await pg.click("#login-form button[type=submit]")
+    pg = await logged_in(chromium, tenant, viewport={"width": 1366, "height": 768})
     await pg.locator("#flows-table").wait_for()
     yield pg
-    await context.close()
-
-
-async def shot(pg, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    await pg.screenshot(path=str(SHOTS / f"app-{name}.png"), full_page=True)
+    await pg.context.close()
 
 
 async def export(pg) -> dict:
@@ -89,15 +51,13 @@ async def test_build_save_reload_publish_and_watch_the_reply_live(page, tenant):
     assert await nodes.count() == 3
     await nodes.nth(0).locator(".output").first.drag_to(nodes.nth(1).locator(".input"))
     await nodes.nth(1).locator(".output").first.drag_to(nodes.nth(2).locator(".input"))
-    # Configure each node through its server-rendered form.
+    # Configure each node through its server-rendered form: it applies as you type.
     await nodes.nth(1).click()
     await page.fill("#node-form #f-tag", "greeted")
-    await page.click("#node-form button[type=submit]")
     await page.locator("#node-form .saved").wait_for()
     await nodes.nth(2).click()
     await page.locator("#node-form #f-text").wait_for()
     await page.fill("#node-form #f-text", "Hello {{ contact.first_name }}!")
-    await page.click("#node-form button[type=submit]")
     await page.locator("#node-form .saved").wait_for()
     await shot(page, "editor")
     before = await export(page)
@@ -113,8 +73,8 @@ async def test_build_save_reload_publish_and_watch_the_reply_live(page, tenant):
     assert after["nodes"][2]["config"]["text"] == "Hello {{ contact.first_name }}!"
     await page.click('[data-editor-action="publish"]')
     await page.locator("#flow-status.status-active").wait_for()
-    await page.click('[data-editor-action="history"]')
-    await page.locator("#versions-table tr[data-version='1']").wait_for()
+    await page.click("#tab-versions")
+    await page.locator("#versions-list li[data-version='1'] .badge.status-active").wait_for()
 
     response = await tenant.send_generic(channel, text="hi there", first_name="Ada")
     assert response.status_code == 200
@@ -157,9 +117,9 @@ async def test_builder_creates_an_action_the_tester_matches(page, tenant):
     await shot(page, "actions")
     await page.goto("/tester")
     await page.fill("#tester-message", "I want to order a pizza")
-    await page.click("#dry-run")
-    await page.locator("#answer-layer").wait_for()
-    assert await page.locator("#matched-action").inner_text() == "Order pizza"
+    await page.click("#tester-send")
+    await page.locator(".turn .answer-layer").wait_for()
+    assert await page.locator(".turn .matched-action").inner_text() == "Order pizza"
     await shot(page, "tester")
 
 
