@@ -85,7 +85,10 @@ def _serve(args: argparse.Namespace, *, with_worker: bool) -> int:
     import uvicorn
 
     from app.asgi import create_app
+    from app.settings import get_settings, set_environ
 
+    if not get_settings().public_url:  # webhook URLs and channel checks use the address we listen on
+        set_environ("SWITCHBOARD_PUBLIC_URL", f"http://{args.host}:{args.port}")
     app = create_app(with_worker=with_worker, worker_concurrency=args.concurrency)
     sys.stderr.write(f"Switchboard on http://{args.host}:{args.port} (API docs at /schema)\n")
     uvicorn.run(

@@ -128,6 +128,10 @@ class Settings(msgspec.Struct, frozen=True):
     webhooks: WebhookSettings
     secret_key: str = DEV_SECRET_KEY
     """`SWITCHBOARD_SECRET_KEY`: signs sessions and encrypts stored secrets. Set it in production."""
+    public_url: str = ""
+    """`SWITCHBOARD_PUBLIC_URL`: the base URL providers reach this server at (webhook URLs shown to
+    users, channel verification); never taken from a request's Host header. `switchboard run` and
+    `web` default it to the address they listen on."""
     data_dir: str = ".data"
     """`SWITCHBOARD_DATA_DIR`: where embedded PostgreSQL/Redis keep their files."""
     max_body_bytes: int = 1024 * 1024
@@ -177,6 +181,7 @@ def load_settings() -> Settings:
             rate_limit_per_minute=_env_int("SWITCHBOARD_WEBHOOK_RATE_LIMIT_PER_MINUTE", 600),
         ),
         secret_key=_env("SWITCHBOARD_SECRET_KEY", DEV_SECRET_KEY),
+        public_url=_env("SWITCHBOARD_PUBLIC_URL", "").rstrip("/"),
         data_dir=_env("SWITCHBOARD_DATA_DIR", ".data"),
         max_body_bytes=_env_int("SWITCHBOARD_MAX_BODY_BYTES", 1024 * 1024),
         log_level=_env("SWITCHBOARD_LOG_LEVEL", "INFO").upper(),

@@ -9,16 +9,17 @@ from litestar.response import Template
 from app.services import auth
 from app.services.ai import llm_settings, personalities
 from app.services.channels import store as channel_store
+from app.services.channels.checks import PUBLIC_URL_HINT
 from ui.render import fragment, page
 
 
-def _webhook_url(request: Request, channel: channel_store.ChannelRead) -> str:
-    return str(request.base_url).rstrip("/") + channel.webhook_path
-
-
 async def _channels_context(request: Request, principal: auth.Principal) -> dict:
+    checks = request.app.state.services.channel_checks
     channels = await channel_store.list_channels(principal.workspace_id)
-    return {"channels": [(c, _webhook_url(request, c)) for c in channels]}
+    return {
+        "channels": [(c, checks.webhook_url(c)) for c in channels],
+        "public_url_hint": None if checks.public_url else PUBLIC_URL_HINT,
+    }
 
 
 class SettingsController(Controller):
@@ -82,7 +83,7 @@ class SettingsController(Controller):
         if record is None or read is None:
             raise NotFoundException("This channel does not exist in your workspace.")
         checks = request.app.state.services.channel_checks
-        result = await checks.verify(record, read, webhook_url=_webhook_url(request, read))
+        result = await checks.verify(record, read)
         return fragment(
             request,
             "partials/channels.html",

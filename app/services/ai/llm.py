@@ -241,6 +241,17 @@ def _scored(
     return sorted(items, key=lambda s: -s.confidence)
 
 
+def _blocked_reason(exc: BaseException) -> str:
+    """The address guard's reason when it refused the connection (app.http.transport says "blocked: ...")."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        text = str(seen)
+        if text.startswith("blocked: "):
+            return text.removeprefix("blocked: ")
+        seen = seen.__cause__ or seen.__context__
+    return ""
+
+
 class LLMClient:
     """Calls chat completions with one AsyncOpenAI client per (base URL, key)."""
 
@@ -296,9 +307,18 @@ class LLMClient:
         except (TimeoutError, openai.APITimeoutError) as exc:
             raise LLMFailure(f"timeout after {self.timeout_s:g} s") from exc
         except openai.APIStatusError as exc:
+            if 300 <= exc.status_code < 400:
+                # app.http.transport refuses redirects: the key and the text go only to the base URL.
+                raise LLMFailure(
+                    f"HTTP {exc.status_code}: the server redirected elsewhere and redirects are not followed; "
+                    "set the base URL to the final address"
+                ) from exc
             retried = " after retries" if exc.status_code in (408, 409, 429) or exc.status_code >= 500 else ""
             raise LLMFailure(f"HTTP {exc.status_code}{retried}") from exc
         except openai.APIConnectionError as exc:
+            blocked = _blocked_reason(exc)
+            if blocked:
+                raise LLMFailure(f"{config.base_url or 'the API'} refused by the address guard: {blocked}") from exc
             raise LLMFailure(f"cannot connect to {config.base_url or 'the API'}") from exc
         except openai.OpenAIError as exc:
             raise LLMFailure(f"bad answer: {type(exc).__name__}") from exc
