@@ -97,6 +97,8 @@ def _serve(args: argparse.Namespace, *, with_worker: bool) -> int:
         port=args.port,
         log_level="warning",
         access_log=False,
+        # X-Forwarded-* are believed only when the operator says a proxy sets them.
+        proxy_headers=get_settings().security.trust_proxy,
         timeout_graceful_shutdown=10,
     )
     return 0
@@ -145,11 +147,46 @@ def cmd_token_create(args: argparse.Namespace) -> int:
 
     _bootstrap()
     try:
-        token = _with_db(auth.create_token)(email=args.email, name=args.name)
+        token = _with_db(auth.create_token)(email=args.email, name=args.name, expires_days=args.expires_days)
     except auth.AuthError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
     sys.stdout.write(token + "\n")
+    return 0
+
+
+def cmd_token_list(args: argparse.Namespace) -> int:
+    from app.services import auth
+
+    _bootstrap()
+    try:
+        tokens = _with_db(auth.list_tokens_by_email)(args.email)
+    except auth.AuthError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    for t in tokens:
+        expires = "expired" if t.expired else (t.expires_at or "never")
+        sys.stdout.write(
+            f"{t.id}\t{t.name}\tcreated {t.created_at}\tlast used {t.last_used_at or 'never'}\texpires {expires}\n"
+        )
+    return 0
+
+
+def cmd_token_revoke(args: argparse.Namespace) -> int:
+    from app.services import auth
+
+    _bootstrap()
+    try:
+        revoked = _with_db(auth.revoke_token_by_email)(args.email, args.id)
+    except auth.AuthError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    if not revoked:
+        sys.stderr.write(
+            f"error: {args.email} has no token {args.id}; `switchboard token list --email {args.email}` lists them\n"
+        )
+        return 2
+    sys.stdout.write(f"revoked {args.id}\n")
     return 0
 
 
@@ -319,7 +356,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = token.add_parser("create", help="print a new API token for a user")
     p.add_argument("--email", required=True)
     p.add_argument("--name", default="cli")
+    p.add_argument(
+        "--expires-days", type=int, default=None, help="days until it stops working (default: never)"
+    )
     p.set_defaults(func=cmd_token_create)
+    p = token.add_parser("list", help="a user's tokens: id, name, created, last used, expiry")
+    p.add_argument("--email", required=True)
+    p.set_defaults(func=cmd_token_list)
+    p = token.add_parser("revoke", help="revoke one of a user's tokens at once")
+    p.add_argument("--email", required=True)
+    p.add_argument("id", help="the token's id, from `token list`")
+    p.set_defaults(func=cmd_token_revoke)
 
     flows = sub.add_parser("flows", help="export and import flow documents").add_subparsers(
         dest="flows_command", required=True

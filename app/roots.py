@@ -52,6 +52,7 @@ from app.services.channels.whatsapp import WhatsAppSender
 from app.services.conversations import Conversations
 from app.services.dry_run import Tester
 from app.services.events import LiveEvents
+from app.services.rate_limits import LoginThrottle
 from app.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ class AppServices:
     conversations: Conversations
     tester: Tester
     channel_checks: ChannelChecks
+    login_throttle: LoginThrottle
     _closers: list[Any] = field(default_factory=list)
 
 
@@ -155,6 +157,11 @@ async def open_services(settings: Settings | None = None) -> AppServices:
         understanding=understanding,
         conversations=Conversations(db, ai_store=ai_store, outbox=outbox, publisher=publisher),
         tester=Tester(settings, plans=plans, understanding=understanding, webhook_client=webhook_client),
+        login_throttle=LoginThrottle(
+            redis,
+            account_failures=settings.security.login_max_failures,
+            address_failures=settings.security.login_max_failures_per_address,
+        ),
         channel_checks=ChannelChecks(
             httpx_client(outbound_http, timeout=5.0), public_url=settings.public_url
         ),

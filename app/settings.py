@@ -117,6 +117,19 @@ class WebhookSettings(msgspec.Struct, frozen=True):
     """`SWITCHBOARD_WEBHOOK_RATE_LIMIT_PER_MINUTE`: executions per workspace per minute."""
 
 
+class SecuritySettings(msgspec.Struct, frozen=True):
+    """Logins and how requests reach the server."""
+
+    login_max_failures: int = 5
+    """`SWITCHBOARD_LOGIN_MAX_FAILURES`: failed logins of one account (in an hour) before it locks."""
+    login_max_failures_per_address: int = 20
+    """`SWITCHBOARD_LOGIN_MAX_FAILURES_PER_ADDRESS`: failed logins from one address before it locks."""
+    trust_proxy: bool = False
+    """`SWITCHBOARD_TRUST_PROXY`: believe X-Forwarded-Proto and X-Forwarded-For from the proxy addresses
+    in uvicorn's FORWARDED_ALLOW_IPS (default 127.0.0.1); set it behind a TLS-terminating proxy so
+    session cookies are marked Secure and login limits count the real client addresses."""
+
+
 class Settings(msgspec.Struct, frozen=True):
     """Everything the service reads from its environment."""
 
@@ -126,6 +139,7 @@ class Settings(msgspec.Struct, frozen=True):
     ai: AISettings
     channels: ChannelSettings
     webhooks: WebhookSettings
+    security: SecuritySettings = SecuritySettings()
     secret_key: str = DEV_SECRET_KEY
     """`SWITCHBOARD_SECRET_KEY`: signs sessions and encrypts stored secrets. Set it in production."""
     public_url: str = ""
@@ -179,6 +193,11 @@ def load_settings() -> Settings:
             max_response_bytes=_env_int("SWITCHBOARD_WEBHOOK_MAX_RESPONSE_BYTES", 256 * 1024),
             retry_after_cap_seconds=_env_float("SWITCHBOARD_WEBHOOK_RETRY_AFTER_CAP_SECONDS", 60.0),
             rate_limit_per_minute=_env_int("SWITCHBOARD_WEBHOOK_RATE_LIMIT_PER_MINUTE", 600),
+        ),
+        security=SecuritySettings(
+            login_max_failures=_env_int("SWITCHBOARD_LOGIN_MAX_FAILURES", 5),
+            login_max_failures_per_address=_env_int("SWITCHBOARD_LOGIN_MAX_FAILURES_PER_ADDRESS", 20),
+            trust_proxy=_env_bool("SWITCHBOARD_TRUST_PROXY", False),
         ),
         secret_key=_env("SWITCHBOARD_SECRET_KEY", DEV_SECRET_KEY),
         public_url=_env("SWITCHBOARD_PUBLIC_URL", "").rstrip("/"),

@@ -318,7 +318,9 @@ class LLMClient:
         except openai.APIConnectionError as exc:
             blocked = _blocked_reason(exc)
             if blocked:
-                raise LLMFailure(f"{config.base_url or 'the API'} refused by the address guard: {blocked}") from exc
+                raise LLMFailure(
+                    f"{config.base_url or 'the API'} refused by the address guard: {blocked}"
+                ) from exc
             raise LLMFailure(f"cannot connect to {config.base_url or 'the API'}") from exc
         except openai.OpenAIError as exc:
             raise LLMFailure(f"bad answer: {type(exc).__name__}") from exc
