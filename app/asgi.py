@@ -25,9 +25,22 @@ from app import roots
 from app.api import actions, channels, conversations, corrections, flows, health, inbound, tester
 from app.api.deps import current_principal
 from app.api.errors import HANDLERS
+from app.api.middleware import refuse_request_line, request_line_refusal, security_headers
 from app.settings import get_settings
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+class SwitchboardApp(Litestar):
+    """Litestar, with over-long request lines refused before its router sees (and caches) them."""
+
+    async def __call__(self, scope, receive, send):  # Litestar's own signature
+        if scope["type"] == "http":
+            reason = request_line_refusal(scope)
+            if reason is not None:
+                await refuse_request_line(reason, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(*, with_worker: bool = False, worker_concurrency: int = 20) -> Litestar:
@@ -69,7 +82,7 @@ def create_app(*, with_worker: bool = False, worker_concurrency: int = 20) -> Li
         dependencies={"principal": Provide(current_principal)},
         middleware=[session_middleware],
     )
-    return Litestar(
+    return SwitchboardApp(
         route_handlers=[
             health.health,
             inbound.whatsapp_verify,
@@ -88,6 +101,7 @@ def create_app(*, with_worker: bool = False, worker_concurrency: int = 20) -> Li
         dependencies={"services": Provide(_services, sync_to_thread=False)},
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],
+        before_send=[security_headers],
         exception_handlers={**HANDLERS, HTTPException: pages_for_browsers(HANDLERS[HTTPException])},
         plugins=[HTMXPlugin()],
         template_config=TemplateConfig(directory=ROOT / "templates", engine=JinjaTemplateEngine),

@@ -22,6 +22,7 @@ import openai
 from openai import AsyncOpenAI
 
 from app.services.ai.classifier import Classification, IntentScoreItem, IntentSpec
+from app.services.cache import BoundedCache
 from flows.runtime import Detection, IntentCandidate, IntentScore
 from flows.schema import TrainingExample
 
@@ -35,6 +36,7 @@ MAX_EXAMPLES_PER_ACTION = 8
 MAX_TEXT_CHARS = 4000
 """A customer message longer than this is cut before it is sent (the prompt stays bounded)."""
 REPLY_MAX_TOKENS = 500
+MAX_CLIENTS = 512
 _NONE = "none"
 
 
@@ -265,7 +267,8 @@ class LLMClient:
         self.timeout_s = timeout_s
         self.max_retries = max_retries
         self.http_client = http_client  # the process's pool (app.http.transport), when the root gives one
-        self._clients: dict[tuple[str, str], AsyncOpenAI] = {}
+        # One per (base URL, key) in use; bounded, since each workspace may bring its own.
+        self._clients: BoundedCache[tuple[str, str], AsyncOpenAI] = BoundedCache(max_entries=MAX_CLIENTS)
 
     def client(self, config: LLMConfig) -> AsyncOpenAI:
         key = (config.base_url, config.api_key)
@@ -278,11 +281,12 @@ class LLMClient:
                 max_retries=self.max_retries,
                 http_client=self.http_client,  # type: ignore[arg-type]  # it takes httpx clients too
             )
-            self._clients[key] = client
+            self._clients.put(key, client)
         return client
 
     async def aclose(self) -> None:
-        clients, self._clients = list(self._clients.values()), {}
+        clients = self._clients.values()
+        self._clients.clear()
         for client in clients:
             await client.close()
 

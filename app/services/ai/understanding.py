@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import time
 from collections import OrderedDict
 from typing import Any
 
@@ -32,6 +31,7 @@ from app.services.ai.llm import (
     personality_system_prompt,
 )
 from app.services.ai.personalities import CoreIntent, PersonalityRead, get_personality
+from app.services.cache import BoundedCache
 from app.settings import get_settings
 from flows.runtime import (
     AIAnswer,
@@ -196,18 +196,19 @@ class Understanding:
         self.llm = llm or LLMClient(timeout_s=get_settings().ai.llm_timeout_seconds)
         self.settings_ttl_s = settings_ttl_s
         self.local_meter = usage.LocalCallMeter()
-        self._settings: dict[str, tuple[float, llm_settings.WorkspaceLLM]] = {}
+        self._settings: BoundedCache[str, llm_settings.WorkspaceLLM] = BoundedCache(
+            max_entries=10_000, ttl_s=settings_ttl_s
+        )
         self._quota_logged: set[tuple[str, str]] = set()
 
     # --- engine choice and metering ----------------------------------------------------------------
 
     async def _workspace_llm(self, workspace_id: str) -> llm_settings.WorkspaceLLM:
         cached = self._settings.get(workspace_id)
-        now = time.monotonic()
-        if cached is not None and cached[0] > now:
-            return cached[1]
+        if cached is not None:
+            return cached
         resolved = await llm_settings.resolve(workspace_id)
-        self._settings[workspace_id] = (now + self.settings_ttl_s, resolved)
+        self._settings.put(workspace_id, resolved)
         return resolved
 
     async def _llm_for(self, workspace_id: str) -> tuple[Any, str]:
@@ -257,7 +258,7 @@ class Understanding:
         cached = self._settings.get(workspace_id)
         if cached is not None:
             # This process sees its own spending at once: the quota stops the next call, not one TTL later.
-            self._settings[workspace_id] = (cached[0], msgspec.structs.replace(cached[1], tokens_used=tokens))
+            self._settings.replace(workspace_id, msgspec.structs.replace(cached, tokens_used=tokens))
 
     def _count_local(self, workspace_id: str) -> None:
         self.local_meter.add(workspace_id)
