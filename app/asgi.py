@@ -36,9 +36,9 @@ class SwitchboardApp(Litestar):
 
     async def __call__(self, scope, receive, send):  # Litestar's own signature
         if scope["type"] == "http":
-            reason = request_line_refusal(scope)
-            if reason is not None:
-                await refuse_request_line(reason, receive, send)
+            refusal = request_line_refusal(scope)
+            if refusal is not None:
+                await refuse_request_line(*refusal, receive, send)
                 return
         await super().__call__(scope, receive, send)
 

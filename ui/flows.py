@@ -125,7 +125,7 @@ class FlowsController(Controller):
             try:
                 documents.append(json.loads(raw))
                 names.append(upload.filename)
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:  # RecursionError: JSON nested too deeply
                 unreadable.append(
                     {
                         "file": upload.filename,

@@ -31,24 +31,31 @@ _EVERY_RESPONSE = [
 _HTML_ONLY = [(b"content-security-policy", CONTENT_SECURITY_POLICY.encode())]
 
 
-def request_line_refusal(scope: Scope) -> str | None:
-    """Why the request's path or query is refused before anything else reads it, or None."""
+def request_line_refusal(scope: Scope) -> tuple[int, str] | None:
+    """(status, reason) when the request's path or query is refused before anything reads it, else None."""
     path = scope.get("raw_path") or scope.get("path", "").encode()
     if len(path) > MAX_PATH_CHARS:
-        return f"the URL path has {len(path)} characters; at most {MAX_PATH_CHARS} are accepted"
+        return 414, f"the URL path has {len(path)} characters; at most {MAX_PATH_CHARS} are accepted"
     query = scope.get("query_string", b"")
     if len(query) > MAX_QUERY_CHARS:
-        return f"the query string has {len(query)} characters; at most {MAX_QUERY_CHARS} are accepted"
+        return 414, f"the query string has {len(query)} characters; at most {MAX_QUERY_CHARS} are accepted"
+    if _has_nul(path) or _has_nul(query):
+        # PostgreSQL text cannot hold NUL: a filter or id carrying one would fail in the database.
+        return 400, "the URL contains a NUL character (%00), which no name or id can hold"
     return None
 
 
-async def refuse_request_line(reason: str, receive: Receive, send: Send) -> None:
-    """Answer 414 with a JSON error, before routing (the body is not read)."""
+def _has_nul(raw: bytes) -> bool:
+    return b"\x00" in raw or b"%00" in raw
+
+
+async def refuse_request_line(status: int, reason: str, receive: Receive, send: Send) -> None:
+    """Answer with a JSON error before routing (the body is not read)."""
     del receive
     body = msgspec.json.encode({"error": reason})
     start: HTTPResponseStartEvent = {
         "type": "http.response.start",
-        "status": 414,
+        "status": status,
         "headers": [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),

@@ -349,6 +349,8 @@ def parse_webhook(body: bytes) -> ParsedWebhook:
                 value = _value_decoder.decode(change.value)
             except msgspec.ValidationError as exc:
                 raise WireError(f"not a WhatsApp webhook: {explain_validation(exc, prefix=where)}") from None
+            except msgspec.DecodeError as exc:  # the envelope keeps `value` raw, unchecked (invalid UTF-8...)
+                raise WireError(f"body is not valid JSON at {where}: {exc}") from None
             _collect(value, parsed, where=where)
     return parsed
 
@@ -402,6 +404,8 @@ def _inbound(
         raw_dict = _dict_decoder.decode(raw)
     except msgspec.ValidationError as exc:
         raise WireError(f"not a WhatsApp message: {explain_validation(exc, prefix=where)}") from None
+    except msgspec.DecodeError as exc:  # kept raw by the envelope: invalid UTF-8 shows only here
+        raise WireError(f"not a WhatsApp message: {exc} at {where}") from None
     try:
         message = _message_decoder.decode(raw)
     except msgspec.ValidationError as exc:

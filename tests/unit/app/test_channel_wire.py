@@ -149,6 +149,20 @@ def test_a_message_that_cannot_be_stored_is_invalid_with_its_reason(fields: dict
     assert reason in _invalid_reason(_message(**fields))
 
 
+def test_invalid_utf8_inside_one_message_makes_that_message_invalid() -> None:
+    body = json.dumps(_envelope(_message(text={"body": "MARK"}), _message(id="wamid.good"))).encode()
+    parsed = parse_webhook(body.replace(b"MARK", b"\xc3\x28"))
+    assert [item.provider_message_id for item in parsed.messages] == ["wamid.good"]
+    (invalid,) = parsed.invalid
+    assert "Invalid UTF-8" in invalid.reason and "messages[0]" in invalid.reason
+
+
+def test_invalid_utf8_outside_the_messages_is_refused() -> None:
+    body = json.dumps(_envelope(_message(), phone_number_id="MARK")).encode()
+    with pytest.raises(WireError, match="not valid JSON"):
+        parse_webhook(body.replace(b"MARK", b"\xff"))
+
+
 def test_a_name_longer_than_its_column_is_invalid() -> None:
     envelope = _envelope(
         _message(), contacts=[{"profile": {"name": "N" * 201 + " Nelson"}, "wa_id": "15550001111"}]
