@@ -275,7 +275,11 @@ def _check_top(doc: dict, errors: list[FlowError]) -> None:
             _err(None, "status", f"Set status to one of: {', '.join(_STATUSES)}.", ErrorCode.BAD_VALUE)
         )
     priority = doc.get("priority", 0)
-    if not isinstance(priority, int) or isinstance(priority, bool) or not MIN_PRIORITY <= priority <= MAX_PRIORITY:
+    if (
+        not isinstance(priority, int)
+        or isinstance(priority, bool)
+        or not MIN_PRIORITY <= priority <= MAX_PRIORITY
+    ):
         errors.append(
             _err(
                 None,
