@@ -156,7 +156,14 @@ async def open_services(settings: Settings | None = None) -> AppServices:
         plans=plans,
         understanding=understanding,
         conversations=Conversations(db, ai_store=ai_store, outbox=outbox, publisher=publisher),
-        tester=Tester(settings, plans=plans, understanding=understanding, webhook_client=webhook_client),
+        tester=Tester(
+            settings,
+            db=db,
+            plans=plans,
+            understanding=understanding,
+            webhook_client=webhook_client,
+            rate_limiter=webhook_calls.rate_limiter,
+        ),
         login_throttle=LoginThrottle(
             redis,
             account_failures=settings.security.login_max_failures,
