@@ -3,17 +3,33 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Every dependency pinned (`make lock` writes both): the image installs the first, .venv the second.
+LOCK := requirements.lock
+DEV_LOCK := requirements-dev.lock
+LOCK_FLAGS ?=
 
-.PHONY: run test test-fast test-flows-pure lint bench install clean
+.PHONY: run test test-fast test-flows-pure lint bench install lock clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(DEV_LOCK)
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required")'
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[embedded,test,dev]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -r $(DEV_LOCK)
+	@# setuptools' notice about editable installs says nothing to act on: filtered by its message.
+	PYTHONWARNINGS="ignore:Editable installation" \
+		$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
+## Set up .venv from requirements-dev.lock (the app, embedded PostgreSQL/Redis, test tools)
 install: $(STAMP)
+
+## Pin every dependency again after changing pyproject.toml; commit both lock files.
+## Pins already in the files are kept: `make lock LOCK_FLAGS=--upgrade` (or --upgrade-package NAME) moves them.
+lock: $(STAMP)
+	$(BIN)/pip install --quiet --disable-pip-version-check pip-tools
+	$(BIN)/pip-compile --quiet $(LOCK_FLAGS) --all-extras --strip-extras --allow-unsafe --all-build-deps \
+		--no-emit-index-url --no-emit-find-links --output-file $(DEV_LOCK) pyproject.toml
+	$(BIN)/pip-compile --quiet --strip-extras --allow-unsafe --all-build-deps --no-emit-index-url \
+		--no-emit-find-links --constraint $(DEV_LOCK) --output-file $(LOCK) pyproject.toml
 
 ## Start web + worker on http://127.0.0.1:8000 (PostgreSQL/Redis: configured, local, or embedded in .data/)
 run: $(STAMP)

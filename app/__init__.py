@@ -1,6 +1,8 @@
-"""Switchboard's running service."""
+"""Switchboard's running service (the version lives here; pyproject.toml reads it)."""
 
 import os
+
+__version__ = "0.1.0"
 
 # numpy's BLAS single-threaded unless the environment says otherwise: the intent engine's matrices
 # are small, and concurrent turns already use every core; BLAS threads spinning against them made a

@@ -21,7 +21,7 @@ from litestar.plugins.htmx import HTMXPlugin
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
-from app import roots
+from app import __version__, roots
 from app.api import actions, channels, conversations, corrections, flows, health, inbound, tester
 from app.api.deps import current_principal
 from app.api.errors import HANDLERS
@@ -29,6 +29,8 @@ from app.api.middleware import refuse_request_line, request_line_refusal, securi
 from app.settings import get_settings
 
 ROOT = Path(__file__).resolve().parent.parent
+SWAGGER_UI = "5.18.2"
+"""The vendored swagger-ui-dist release in static/vendor/ (the one Litestar's page is written for)."""
 
 
 class SwitchboardApp(Litestar):
@@ -47,6 +49,7 @@ def create_app(*, with_worker: bool = False, worker_concurrency: int = 20) -> Li
     """The web app; `with_worker` also runs a SAQ worker in the same event loop (`switchboard run`)."""
     # ui/ imports app/ services: importing it here, not at the top, keeps `import app.asgi` acyclic.
     from ui.errors import pages_for_browsers  # noqa: PLC0415
+    from ui.render import static  # noqa: PLC0415
     from ui.routes import ROUTERS as UI_ROUTERS  # noqa: PLC0415
     from ui.security import session_middleware  # noqa: PLC0415
 
@@ -106,7 +109,18 @@ def create_app(*, with_worker: bool = False, worker_concurrency: int = 20) -> Li
         plugins=[HTMXPlugin()],
         template_config=TemplateConfig(directory=ROOT / "templates", engine=JinjaTemplateEngine),
         openapi_config=OpenAPIConfig(
-            title="Switchboard", version="0.1.0", path="/schema", render_plugins=[SwaggerRenderPlugin()]
+            title="Switchboard",
+            version=__version__,
+            path="/schema",
+            # Served from static/vendor/, not a CDN: /schema works offline and on closed networks.
+            render_plugins=[
+                SwaggerRenderPlugin(
+                    js_url=static(f"vendor/swagger-ui-bundle-{SWAGGER_UI}.js"),
+                    css_url=static(f"vendor/swagger-ui-{SWAGGER_UI}.css"),
+                    standalone_preset_js_url=static(f"vendor/swagger-ui-standalone-preset-{SWAGGER_UI}.js"),
+                    favicon="",
+                )
+            ],
         ),
         compression_config=CompressionConfig(backend="gzip", minimum_size=2048, exclude=["/webhooks"]),
         request_max_body_size=settings.max_body_bytes,

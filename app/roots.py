@@ -17,7 +17,8 @@ import contextlib
 import gc
 import logging
 import os
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -262,6 +263,40 @@ class WorkerRoot:
         )
 
 
+class _QuickStopWorker(Worker):
+    """SAQ's worker, except that stopping does not wait out the grace period when no job is running.
+
+    SAQ's stop() waits up to shutdown_grace_period_s for every task, and its upkeep loops
+    (sleeping up to 30 s) and idle dequeues never finish by themselves: each Ctrl-C, `kill` or
+    `docker stop` took the full 10 s (and `docker stop` kills after 10 s). Running jobs still get
+    the whole grace period; what is left once they are done is idle and is cancelled.
+    """
+
+    async def stop(self) -> None:
+        self.event.set()
+        deadline = time.monotonic() + (self._shutdown_grace_period_s or 0)
+        if self.job_task_contexts:
+            log.info(
+                "worker stopping: waiting for running jobs",
+                extra={"jobs": [f"{job.function}:{job.key}" for job in self.job_task_contexts]},
+            )
+        # SAQ signals nothing when a job's bookkeeping (its final status) is done: poll for it.
+        while self.job_task_contexts and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        if not self.job_task_contexts:
+            await asyncio.sleep(0)  # a finished job's task runs its last hooks
+            pending = {task for task in self.tasks if not task.done()}
+            # redis-py (and asyncio itself on 3.11) can swallow a cancel and carry on into the next
+            # blocking read or sleep: cancel again until every task has ended (at most 5 s).
+            for _ in range(50):
+                if not pending:
+                    break
+                for task in pending:
+                    task.cancel()
+                _, pending = await asyncio.wait(pending, timeout=0.1)
+        await super().stop()
+
+
 def build_worker(root: WorkerRoot, *, concurrency: int, install_signals: bool) -> Worker:
     async def startup(ctx: dict[str, Any]) -> None:
         ctx["services"] = root.services
@@ -274,7 +309,7 @@ def build_worker(root: WorkerRoot, *, concurrency: int, install_signals: bool) -
         await root.scheduler.stop_loops()
 
     # Our jobs keep the process's services in ctx, beside SAQ's own keys.
-    worker = Worker(  # type: ignore[type-var]
+    worker = _QuickStopWorker(
         root.services.queue,
         functions=[flush_conversations, retry_webhook],
         concurrency=concurrency,
@@ -311,15 +346,45 @@ class InProcessWorker:
                 await self._task
 
 
-async def run_worker(*, concurrency: int) -> None:
-    """The worker process's root (`switchboard worker`): until SIGTERM or SIGINT."""
+async def run_worker(*, concurrency: int, stop_signals: Sequence[int]) -> int | None:
+    """The worker process's root (`switchboard worker`): until one of `stop_signals`, which it returns.
+
+    The loop's own handlers from the first moment: an exception raised by a plain signal
+    handler inside uvloop is lost, and with it the stop.
+    """
+    loop = asyncio.get_running_loop()
+    stopped_by: list[int] = []
+    stop_requested = asyncio.Event()
+
+    def request_stop(signum: int) -> None:
+        stopped_by.append(signum)
+        stop_requested.set()
+
+    for sig in stop_signals:
+        loop.add_signal_handler(sig, request_stop, sig)
     svc = await open_services()
-    worker = build_worker(WorkerRoot(svc), concurrency=concurrency, install_signals=True)
+    worker = build_worker(WorkerRoot(svc), concurrency=concurrency, install_signals=False)
+    running = asyncio.Event()
+
+    async def mark_running(_ctx: dict[str, Any]) -> None:
+        running.set()
+
+    async def stop_when_asked() -> None:
+        await stop_requested.wait()
+        await running.wait()  # SAQ makes the event it waits on when it starts
+        worker.event.set()
+
+    assert worker.startup is not None  # build_worker gives it one
+    worker.startup.append(mark_running)
+    watcher = asyncio.create_task(stop_when_asked())
     freeze_startup_heap()
     try:
-        await worker.start()
+        if not stop_requested.is_set():
+            await worker.start()
     finally:
+        watcher.cancel()
         await close_services(svc)
+    return stopped_by[0] if stopped_by else None
 
 
 def freeze_startup_heap() -> None:

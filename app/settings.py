@@ -27,7 +27,15 @@ def _env_float(name: str, default: float) -> float:
 
 
 def _env_int(name: str, default: int) -> int:
-    return int(_env_float(name, default))
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(float(raw))
+    except ValueError as exc:
+        raise SystemExit(
+            f"{name}={raw!r} is not a number; set a whole number, e.g. {name}={default}"
+        ) from exc
 
 
 def _env_bool(name: str, default: bool) -> bool:
@@ -148,10 +156,18 @@ class Settings(msgspec.Struct, frozen=True):
     `web` default it to the address they listen on."""
     data_dir: str = ".data"
     """`SWITCHBOARD_DATA_DIR`: where embedded PostgreSQL/Redis keep their files."""
+    embedded: bool = False
+    """`SWITCHBOARD_EMBEDDED`: start embedded PostgreSQL/Redis even when local ones answer (URLs set still win)."""
+    host: str = "127.0.0.1"
+    """`SWITCHBOARD_HOST`: the address `run` and `web` listen on (0.0.0.0 for every interface)."""
+    port: int = 8000
+    """`SWITCHBOARD_PORT`: the port `run` and `web` listen on."""
+    worker_concurrency: int = 20
+    """`SWITCHBOARD_WORKER_CONCURRENCY`: flush jobs a worker runs at once."""
     max_body_bytes: int = 1024 * 1024
     """`SWITCHBOARD_MAX_BODY_BYTES`: webhook bodies above this are refused with 413."""
-    log_level: str = "INFO"
-    """`SWITCHBOARD_LOG_LEVEL`."""
+    log_level: str = ""
+    """`SWITCHBOARD_LOG_LEVEL`; empty: INFO for run, web and worker, WARNING for one-off commands."""
     debug: bool = False
     """`SWITCHBOARD_DEBUG`."""
 
@@ -202,8 +218,12 @@ def load_settings() -> Settings:
         secret_key=_env("SWITCHBOARD_SECRET_KEY", DEV_SECRET_KEY),
         public_url=_env("SWITCHBOARD_PUBLIC_URL", "").rstrip("/"),
         data_dir=_env("SWITCHBOARD_DATA_DIR", ".data"),
+        embedded=_env_bool("SWITCHBOARD_EMBEDDED", False),
+        host=_env("SWITCHBOARD_HOST", "127.0.0.1"),
+        port=_env_int("SWITCHBOARD_PORT", 8000),
+        worker_concurrency=_env_int("SWITCHBOARD_WORKER_CONCURRENCY", 20),
         max_body_bytes=_env_int("SWITCHBOARD_MAX_BODY_BYTES", 1024 * 1024),
-        log_level=_env("SWITCHBOARD_LOG_LEVEL", "INFO").upper(),
+        log_level=_env("SWITCHBOARD_LOG_LEVEL", "").upper(),
         debug=_env_bool("SWITCHBOARD_DEBUG", False),
     )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import uuid
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
@@ -81,6 +82,37 @@ async def stack(service_urls: tuple[str, str], graph_api) -> AsyncIterator[stack
     await running.start()
     yield running
     running.stop()
+
+
+@pytest_asyncio.fixture(scope="module")
+async def empty_stack(service_urls: tuple[str, str], graph_api) -> AsyncIterator[stack_mod.Stack]:
+    """Web + worker on a database of their own with no user yet (what a new install looks like)."""
+    from app.services import embedded
+    from tests.support import stack as stack_mod
+
+    database_url, redis_url = service_urls
+    name = f"{database_url.rsplit('/', 1)[1]}_empty_{uuid.uuid4().hex[:6]}"
+    empty_db = embedded.with_database(database_url, name)
+    await stack_mod.create_database(empty_db)
+    redis_base = redis_url.rsplit("/", 1)[0]
+    own_redis = f"{redis_base}/{stack_mod._claim_redis_db(redis_base, another=True)}"
+    redis = stack_mod.redis_client(own_redis)
+    await redis.flushdb()
+    await redis.set(stack_mod.OWNER_KEY, os.getpid(), ex=6 * 3600)
+    await redis.aclose()
+    running = stack_mod.Stack(
+        database_url=empty_db,
+        redis_url=own_redis,
+        env={**_TEST_ENV, "WHATSAPP_GRAPH_URL": graph_api.base_url},
+        name=f"empty-{name.rsplit('_', 1)[1]}",
+    )
+    await running.start()
+    yield running
+    running.stop()
+    redis = stack_mod.redis_client(own_redis)
+    await redis.flushdb()  # gives the database back to later sessions
+    await redis.aclose()
+    await stack_mod.drop_database(empty_db)
 
 
 @pytest_asyncio.fixture

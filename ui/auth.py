@@ -32,10 +32,13 @@ class AuthController(Controller):
 
     @get("/", name="home")
     async def home(self) -> Redirect:
-        return Redirect(path="/flows")
+        # A server with no user yet opens on the first-run page, as n8n's owner set-up does.
+        return Redirect(path="/flows" if await auth.has_users() else "/setup")
 
     @get("/login", name="login")
-    async def login_page(self, request: Request, next: str | None = None) -> Template:
+    async def login_page(self, request: Request, next: str | None = None) -> Template | Redirect:
+        if not await auth.has_users():
+            return Redirect(path="/setup")
         return page(request, "pages/login.html", next=_safe_next(next), error=None, email="")
 
     @post("/login", name="login_submit")

@@ -112,59 +112,39 @@ class FlowsController(Controller):
         principal: auth.Principal,
         data: Annotated[dict[str, Any], Body(media_type=RequestEncodingType.MULTI_PART)],
     ) -> Template:
-        files = data.get("files") or []
-        if not isinstance(files, list):
-            files = [files]
-        documents: list[Any] = []
-        names: list[str] = []
-        unreadable: list[dict[str, Any]] = []
-        for upload in files:
-            if not isinstance(upload, UploadFile):
-                continue
-            raw = await upload.read()
-            try:
-                documents.append(json.loads(raw))
-                names.append(upload.filename)
-            except (ValueError, RecursionError) as exc:  # RecursionError: JSON nested too deeply
-                unreadable.append(
-                    {
-                        "file": upload.filename,
-                        "name": None,
-                        "errors": [
-                            {
-                                "node_id": None,
-                                "field": None,
-                                "message": f"Not JSON: {exc}. Export the flow again.",
-                            }
-                        ],
-                    }
-                )
+        """Files from the form, or (after the same-name question) the documents it carried back."""
+        documents, names, unreadable = await _read_import(data)
+        choice = data.get("on_existing") or None
+        try:
+            on_existing = flows_store.OnExisting(choice) if choice else None
+        except ValueError:
+            on_existing, unreadable = None, [_file_error("(form)", "Choose Replace or Keep both.")]
         result: dict[str, Any]
         if unreadable or not documents:
-            if not unreadable:
-                unreadable.append(
-                    {
-                        "file": "(none)",
-                        "name": None,
-                        "errors": [
-                            {
-                                "node_id": None,
-                                "field": None,
-                                "message": "Choose at least one .flow.json file.",
-                            }
-                        ],
-                    }
-                )
-            result = {"created": [], "errors": unreadable, "missing_secrets": []}
+            result = {
+                "created": [],
+                "errors": unreadable or [_file_error("(none)", "Choose at least one .flow.json file.")],
+                "missing_secrets": [],
+            }
         else:
             imported = await flows_store.import_flows(
-                principal.workspace_id, documents, author=principal.email
+                principal.workspace_id, documents, author=principal.email, on_existing=on_existing
             )
             result = {
                 "created": imported.created,
+                "replaced": imported.replaced,
+                "outcomes": imported.outcomes,
                 "missing_secrets": imported.missing_secrets,
                 "errors": [{**e, "file": names[e["index"]]} for e in imported.errors],
             }
+            if imported.conflicts:
+                # Nothing was imported: ask, carrying the documents back (the files are not sent twice).
+                result["question"] = {
+                    "message": imported.conflict_message(),
+                    "count": len(imported.conflicts),
+                    "documents": json.dumps(documents),
+                    "names": json.dumps(names),
+                }
         status = 422 if result["errors"] else 200
         flows = await flows_store.list_flows(principal.workspace_id)
         return page(
@@ -177,3 +157,41 @@ class FlowsController(Controller):
             import_result=result,
             oob=True,
         )
+
+
+def _file_error(file: str, message: str) -> dict[str, Any]:
+    return {"file": file, "name": None, "errors": [{"node_id": None, "field": None, "message": message}]}
+
+
+async def _read_import(data: dict[str, Any]) -> tuple[list[Any], list[str], list[dict[str, Any]]]:
+    """(documents, their file names, unreadable files) from an import form."""
+    if data.get("documents"):
+        try:
+            documents = json.loads(data["documents"])
+        except (ValueError, RecursionError):  # RecursionError: JSON nested too deeply
+            documents = None
+        if not isinstance(documents, list):
+            return [], [], [_file_error("(form)", "The form was damaged; choose the files again.")]
+        try:
+            names = json.loads(data.get("names") or "[]")
+        except (ValueError, RecursionError):
+            names = []
+        if not isinstance(names, list) or len(names) != len(documents):
+            names = [f"document {i + 1}" for i in range(len(documents))]
+        return documents, [str(n) for n in names], []
+    files = data.get("files") or []
+    if not isinstance(files, list):
+        files = [files]
+    documents: list[Any] = []
+    names: list[str] = []
+    unreadable: list[dict[str, Any]] = []
+    for upload in files:
+        if not isinstance(upload, UploadFile):
+            continue
+        raw = await upload.read()
+        try:
+            documents.append(json.loads(raw))
+            names.append(upload.filename)
+        except (ValueError, RecursionError) as exc:  # RecursionError: JSON nested too deeply
+            unreadable.append(_file_error(upload.filename, f"Not JSON: {exc}. Export the flow again."))
+    return documents, names, unreadable

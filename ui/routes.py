@@ -16,6 +16,7 @@ from ui.flows import FlowsController
 from ui.logs import LogsController
 from ui.security import csrf_guard, login_redirect, provide_principal, session_middleware
 from ui.settings_pages import SettingsController
+from ui.setup import SetupController
 from ui.tester import TesterController
 
 ROUTERS: list[Router] = [
@@ -31,6 +32,7 @@ ROUTERS: list[Router] = [
             TesterController,
             CorrectionsController,
             SettingsController,
+            SetupController,
         ],
         middleware=[session_middleware],
         guards=[csrf_guard],

@@ -48,6 +48,15 @@ def _secret_values(raw: Any) -> dict[str, str]:
     return raw
 
 
+def _on_existing(value: object) -> flows_store.OnExisting | None:
+    if value is None or value == "":
+        return None
+    try:
+        return flows_store.OnExisting(value)
+    except ValueError:
+        raise ValidationException(f'on_existing must be "replace" or "copy", not {value!r}') from None
+
+
 class FlowController(Controller):
     path = "/api/flows"
     tags = ["flows"]
@@ -72,16 +81,32 @@ class FlowController(Controller):
         status_code=200,
         summary="Create one document or a list; nothing is created if one is invalid",
     )
-    async def import_(self, principal: Principal, request: Request) -> Response:
+    async def import_(
+        self, principal: Principal, request: Request, on_existing: str | None = None
+    ) -> Response:
+        """`on_existing` (query or body): "replace" or "copy" when a flow of that name exists; else 409."""
         body = await _json_body(request)
         secret_values: dict[str, str] = {}
         if isinstance(body, dict) and "flows" in body:
             secret_values = _secret_values(body.get("secrets"))
+            on_existing = body.get("on_existing") or on_existing
             body = body["flows"]
         documents = body if isinstance(body, list) else [body]
         result: ImportResult = await flows_store.import_flows(
-            principal.workspace_id, documents, author=principal.email, secret_values=secret_values
+            principal.workspace_id,
+            documents,
+            author=principal.email,
+            secret_values=secret_values,
+            on_existing=_on_existing(on_existing),
         )
+        if result.conflicts:
+            error = (
+                f"{result.conflict_message()}. Nothing was imported: send "
+                '"on_existing": "replace" (the existing flow takes the document as its next version) or '
+                '"copy" (keep both; the copy is paused), in the body {"flows": [...], "on_existing": ...} '
+                "or as ?on_existing="
+            )
+            return Response(content={"error": error, "conflicts": result.conflicts}, status_code=409)
         return Response(content=result, status_code=422 if result.errors else 201)
 
     @get("/{flow_id:str}")

@@ -105,7 +105,7 @@ class Scheduler:
         return len(due)
 
     async def _schedule_loop(self) -> None:
-        while True:
+        while not _cancel_requested():
             try:
                 if not await self.schedule_once():
                     await asyncio.sleep(self.poll_s)
@@ -116,7 +116,7 @@ class Scheduler:
                 await asyncio.sleep(1.0)
 
     async def _recovery_loop(self) -> None:
-        while True:
+        while not _cancel_requested():
             try:
                 await self.recovery.recover_once()
             except asyncio.CancelledError:
@@ -124,6 +124,16 @@ class Scheduler:
             except Exception:
                 log.exception("recovery iteration failed; retrying")
             await asyncio.sleep(self.recovery_interval_s)
+
+
+def _cancel_requested() -> bool:
+    """A cancel of this task that a library swallowed still ends the loop at its next turn.
+
+    On Python 3.11 a cancel arriving while redis-py waits for a pooled connection can be lost
+    (asyncio.Condition.wait); the loop then ran forever and a stopping worker waited on it forever.
+    """
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _chunks(items: list[str], size: int) -> list[list[str]]:

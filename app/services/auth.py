@@ -135,6 +135,28 @@ async def create_admin(*, email: str, password: str, workspace: str) -> Principa
     return Principal(user_id=str(user.id), email=email, workspace_id=str(ws_id), workspace_name=ws_name)
 
 
+async def has_users() -> bool:
+    """False until the owner account exists: the first-run page is open only then."""
+    return await User.exists()
+
+
+class OwnerExists(AuthError):
+    """The first-run set-up was already done; the owner logs in instead."""
+
+
+# Any constant shared by every process: two first-run forms posted at once make one owner.
+_OWNER_LOCK = 0x5B0A_0001
+
+
+async def create_owner(*, email: str, password: str, workspace: str) -> Principal:
+    """The first-run set-up: the first user and their workspace, only while no user exists."""
+    async with User._meta.db.transaction():
+        await User.raw("SELECT pg_advisory_xact_lock({})", _OWNER_LOCK)
+        if await User.exists():
+            raise OwnerExists("Switchboard is already set up; log in with the owner's email and password")
+        return await create_admin(email=email, password=password, workspace=workspace)
+
+
 async def _principal_for_user(user_id: uuid.UUID | str) -> Principal | None:
     row = await (
         User.select(User.id, User.email, User.workspace.id, User.workspace.name)

@@ -8,6 +8,7 @@ so a publish takes effect in every worker on its next turn.
 
 from __future__ import annotations
 
+import enum
 import logging
 import re
 import uuid
@@ -74,10 +75,38 @@ class FlowNotFound(Exception):
     pass
 
 
+class OnExisting(str, enum.Enum):
+    """What an import does with a document whose name a flow of the workspace already has."""
+
+    REPLACE = "replace"
+    """The existing flow takes the document as its next version (older versions stay in its history)."""
+    COPY = "copy"
+    """Both are kept: the document becomes a new flow named "<name> (copy)", paused."""
+
+
 class ImportResult(msgspec.Struct):
     created: list[str]
     errors: list[dict[str, Any]]  # [{"index", "name", "errors": [FlowError...]}]
     missing_secrets: list[str]
+    replaced: list[str] = msgspec.field(default_factory=list)
+    conflicts: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    """[{"index", "name", "existing_ids"}]: names that exist, when no OnExisting was given (nothing changed)."""
+    outcomes: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    """Per document, in order: {"index", "id", "name", "action": created|replaced|copied}."""
+    paused: list[str] = msgspec.field(default_factory=list)
+    """Other active flows of a replaced name, paused so that one flow answers."""
+
+    def conflict_message(self) -> str:
+        """Why nothing was imported, naming the flows (the caller adds how to choose)."""
+        existing = [f"“{c['name']}”" for c in self.conflicts if c["existing_ids"]]
+        twice = [f"“{c['name']}”" for c in self.conflicts if not c["existing_ids"]]
+        parts = []
+        if existing:
+            verb = "already exists" if len(existing) == 1 else "already exist"
+            parts.append(f"{', '.join(existing)} {verb} in this workspace")
+        if twice:
+            parts.append(f"{', '.join(twice)} appear{'s' if len(twice) == 1 else ''} twice in this import")
+        return "; ".join(parts) + ": importing as is would make two active flows answer the same messages"
 
 
 def _to_uuid(value: str) -> uuid.UUID:
@@ -511,10 +540,27 @@ async def duplicate_flow(workspace_id: str, flow_id: str, *, author: str) -> Flo
     return await create_flow(workspace_id, document, author=author)
 
 
+def _copy_name(name: str, taken: set[str]) -> str:
+    candidate, n = f"{name} (copy)", 2
+    while slugify(candidate) in taken:
+        candidate, n = f"{name} (copy {n})", n + 1
+    return candidate[:200]
+
+
 async def import_flows(
-    workspace_id: str, documents: list[Any], *, author: str, secret_values: dict[str, str] | None = None
+    workspace_id: str,
+    documents: list[Any],
+    *,
+    author: str,
+    secret_values: dict[str, str] | None = None,
+    on_existing: OnExisting | None = None,
 ) -> ImportResult:
-    """Create every document, or none when one is invalid (errors per document and node)."""
+    """Create every document, or none when one is invalid (errors per document and node).
+
+    A document whose name (by slug) a flow of the workspace has is a conflict: without
+    `on_existing` nothing is imported and the conflicts are returned, so an import never
+    silently makes two active flows answer the same messages.
+    """
     parsed: list[FlowDocument] = []
     errors: list[dict[str, Any]] = []
     for index, raw in enumerate(documents):
@@ -528,18 +574,71 @@ async def import_flows(
             parsed.append(doc)
     if errors:
         return ImportResult(created=[], errors=errors, missing_secrets=[])
+    existing: dict[str, list[dict[str, Any]]] = {}
+    for row in (
+        await Flow.select(Flow.id, Flow.slug, Flow.status, Flow.updated_at)
+        .where(Flow.workspace == workspace_id)
+        .order_by(Flow.updated_at, ascending=False)
+    ):
+        existing.setdefault(row["slug"], []).append(row)
+    conflicts, seen = [], set()
+    for index, doc in enumerate(parsed):
+        slug = slugify(doc.name)
+        if slug in existing or slug in seen:
+            ids = [str(r["id"]) for r in existing.get(slug, [])]
+            conflicts.append({"index": index, "name": doc.name, "existing_ids": ids})
+        seen.add(slug)
+    if conflicts and on_existing is None:
+        return ImportResult(created=[], errors=[], missing_secrets=[], conflicts=conflicts)
     mapping: dict[str, str] = {}
     for ref, value in (secret_values or {}).items():
         mapping[ref] = await set_secret(workspace_id, ref, value)
-    created: list[str] = []
+    result = ImportResult(created=[], errors=[], missing_secrets=[])
     missing: list[str] = []
-    for doc in parsed:
+    for index, doc in enumerate(parsed):
         doc_dict = document_to_dict(doc)
         _replace_refs(doc_dict, mapping)
         missing.extend(await missing_secret_refs(workspace_id, doc_dict))
-        flow = await create_flow(workspace_id, doc_dict, author=author)
-        created.append(flow.id)
-    return ImportResult(created=created, errors=[], missing_secrets=sorted(set(missing)))
+        slug = slugify(doc.name)
+        matches = existing.get(slug, [])
+        if matches and on_existing is OnExisting.REPLACE:
+            flow = await _replace(workspace_id, str(matches[0]["id"]), doc_dict, author=author)
+            for other in matches[1:]:
+                if other["status"] == FlowStatus.ACTIVE.value:
+                    await set_status(workspace_id, str(other["id"]), FlowStatus.PAUSED, author=author)
+                    result.paused.append(str(other["id"]))
+            result.replaced.append(flow.id)
+            action = "replaced"
+        elif matches:
+            doc_dict["name"] = _copy_name(doc.name, set(existing))
+            wants_active = doc_dict["status"] == FlowStatus.ACTIVE.value
+            doc_dict["status"] = FlowStatus.DRAFT.value
+            flow = await create_flow(workspace_id, doc_dict, author=author)
+            if wants_active:
+                flow = await set_status(workspace_id, flow.id, FlowStatus.PAUSED, author=author)
+            result.created.append(flow.id)
+            action = "copied"
+        else:
+            flow = await create_flow(workspace_id, doc_dict, author=author)
+            result.created.append(flow.id)
+            action = "created"
+        existing.setdefault(slugify(flow.name), []).insert(
+            0, {"id": flow.id, "slug": slugify(flow.name), "status": flow.status.value}
+        )
+        result.outcomes.append({"index": index, "id": flow.id, "name": flow.name, "action": action})
+    result.missing_secrets = sorted(set(missing))
+    return result
+
+
+async def _replace(workspace_id: str, flow_id: str, doc_dict: dict[str, Any], *, author: str) -> FlowRead:
+    """The document becomes the flow's draft, then its running version when the document is active."""
+    wants_active = doc_dict["status"] == FlowStatus.ACTIVE.value
+    flow = await update_flow(workspace_id, flow_id, doc_dict)
+    if wants_active:
+        return await publish(workspace_id, flow_id, author=author)
+    if flow.status is FlowStatus.ACTIVE:
+        return await set_status(workspace_id, flow_id, FlowStatus.PAUSED, author=author)
+    return flow
 
 
 # --- compiled plans for the worker ---------------------------------------------------

@@ -200,7 +200,10 @@ async def test_the_inbox_and_a_conversation_work_on_a_phone(chromium, tenant, ht
         await pg.locator("#conversations-table").wait_for()
         assert await no_sideways_scroll(pg)
         row = pg.locator("#conversations-table tr", has_text="+15550002")
-        assert (await row.bounding_box())["width"] <= PHONE["width"]
+        # Measured in one step: a live update (the failing webhook's retry ends later) may swap the
+        # row between a visibility check and a separate bounding_box() call, which then sees None.
+        await row.wait_for()
+        assert await row.evaluate("el => el.getBoundingClientRect().width") <= PHONE["width"]
         await row.locator("a").first.click()
         await pg.wait_for_url(f"**/conversations/{convo}")
         bubble = pg.locator("#message-log .msg.in", has_text=LONG_MESSAGE[:30])

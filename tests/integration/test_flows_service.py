@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
 from tests.integration.test_message_path import keyword_flow
-from tests.support.stack import ROOT, Stack, Tenant, create_tenant, wait_until
+from tests.support.stack import ROOT, Stack, Tenant, create_tenant, run_cli, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -220,21 +218,10 @@ async def test_webhook_secrets_are_references_in_storage_and_exports(tenant: Ten
     assert rows and all("shop-token-123" not in r["d"] for r in rows)
 
 
-def _cli(stack: Stack, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        env=stack.env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 async def test_cli_export_then_import(stack: Stack, tenant: Tenant, tmp_path: Path) -> None:
     for name in ("premium-support", "human-handoff"):
         await tenant.create_flow(example(name))
-    out = _cli(stack, "flows", "export", str(tmp_path), "--email", tenant.email)
+    out = run_cli(stack, "flows", "export", str(tmp_path), "--email", tenant.email)
     assert out.returncode == 0, out.stderr
     files = sorted(p.name for p in tmp_path.iterdir())
     assert files == ["human-hand-off.flow.json", "premium-support.flow.json"]
@@ -244,7 +231,7 @@ async def test_cli_export_then_import(stack: Stack, tenant: Tenant, tmp_path: Pa
 
     other = await create_tenant(stack)
     try:
-        result = _cli(
+        result = run_cli(
             stack, "flows", "import", *(str(p) for p in sorted(tmp_path.iterdir())), "--email", other.email
         )
         assert result.returncode == 0, result.stderr
@@ -252,7 +239,7 @@ async def test_cli_export_then_import(stack: Stack, tenant: Tenant, tmp_path: Pa
         assert names == ["Human hand-off", "Premium support"]
         broken = tmp_path / "broken.flow.json"
         broken.write_text(json.dumps({**example("premium-support"), "edges": [{"from": "n1", "to": "zz"}]}))
-        failed = _cli(stack, "flows", "import", str(broken), "--email", other.email)
+        failed = run_cli(stack, "flows", "import", str(broken), "--email", other.email)
         assert failed.returncode == 1 and "zz" in failed.stderr and "nothing was imported" in failed.stderr
     finally:
         await other.aclose()

@@ -25,16 +25,16 @@ LOGS = ROOT / "artifacts" / "logs"
 OWNER_KEY = "sb:test:owner"
 
 
-def _claim_redis_db(base_url: str) -> int:
+def _claim_redis_db(base_url: str, *, another: bool = False) -> int:
     """A Redis database for this test session alone: 15 downwards, the first not owned by a live session.
 
     Two sessions in one database would empty each other's queue and run each other's jobs;
-    SWITCHBOARD_TEST_REDIS_DB pins one instead.
+    SWITCHBOARD_TEST_REDIS_DB pins one instead. `another` claims one more for a second stack.
     """
     import redis
 
     pinned = os.environ.get("SWITCHBOARD_TEST_REDIS_DB")
-    if pinned:
+    if pinned and not another:
         return int(pinned)
     for db in range(15, 7, -1):
         client = redis.Redis.from_url(f"{base_url}/{db}")
@@ -142,17 +142,32 @@ class Process:
         return self.proc is not None and self.proc.poll() is None
 
 
+def run_cli(stack: Stack, *args: str, stdin: Any = subprocess.DEVNULL) -> subprocess.CompletedProcess:
+    """`switchboard ARGS...` in a process of its own against the stack's database and Redis."""
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        env=stack.env,
+        cwd=ROOT,
+        stdin=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 class Stack:
     """Web + worker processes against the test database and Redis key space."""
 
-    def __init__(self, *, database_url: str, redis_url: str, env: dict[str, str]) -> None:
+    def __init__(self, *, database_url: str, redis_url: str, env: dict[str, str], name: str = "") -> None:
         self.database_url = database_url
         self.redis_url = redis_url
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, **env, "DATABASE_URL": database_url, "REDIS_URL": redis_url}
-        self.web = Process("web", ["web", "--port", str(self.port)], self.env)
-        self.worker = Process("worker", ["worker", "--concurrency", "8"], self.env)
+        prefix = f"{name}-" if name else ""
+        self.web = Process(f"{prefix}web", ["web", "--port", str(self.port)], self.env)
+        self.worker = Process(f"{prefix}worker", ["worker", "--concurrency", "8"], self.env)
 
     async def wait_healthy(self, *, timeout_s: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_s

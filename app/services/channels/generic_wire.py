@@ -26,6 +26,8 @@ __all__ = ["GenericContact", "GenericMessage", "InboundItem", "WireError", "pars
 _MessageId = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_PROVIDER_ID_CHARS)]
 _From = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_PHONE_CHARS)]
 _Name = Annotated[str, msgspec.Meta(max_length=MAX_NAME_CHARS)]
+# Unix seconds sent as a JSON string, as WhatsApp itself sends them ("1796135399").
+_DIGITS = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 
 
 class GenericContact(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -40,7 +42,7 @@ class GenericMessage(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, r
     from_: _From
     text: Annotated[str, msgspec.Meta(min_length=1)]
     type: str = MessageType.TEXT.value
-    # Unix seconds (int or float) or an ISO 8601 string; absent means "now".
+    # Unix seconds (a number or a digit string) or an ISO 8601 string; absent means "now".
     timestamp: int | float | str | None = None
     contact: GenericContact | None = None
 
@@ -110,7 +112,9 @@ def _seconds(value: int | float | str | None, *, now_s: float | None) -> float:
     if value is None:
         return time.time() if now_s is None else now_s
     if isinstance(value, str):
-        return _iso_seconds(value)
+        if not _DIGITS.fullmatch(value.strip()):
+            return _iso_seconds(value)
+        value = value.strip()
     seconds = float(value)
     problem = timestamp_problem(seconds)
     if problem is not None:

@@ -631,7 +631,13 @@ def test_generic_minimal_message_uses_receipt_time() -> None:
     ("timestamp", "seconds"),
     [
         (1700000000.25, 1700000000.25),
+        (1796135399, 1796135399.0),
+        # Unix seconds as a digit string, as WhatsApp itself sends them.
+        ("1796135399", 1796135399.0),
+        (" 1796135399 ", 1796135399.0),
+        ("1796135399.5", 1796135399.5),
         ("2024-05-01T12:00:00Z", 1714564800.0),
+        ("2024-05-01T12:00:00.250Z", 1714564800.25),
         ("2024-05-01T14:00:00+02:00", 1714564800.0),
         ("2024-05-01T12:00:00", 1714564800.0),
     ],
@@ -690,6 +696,13 @@ def test_generic_arabic_text() -> None:
             "looks like milliseconds",
         ),
         ({"message_id": "m", "from": "u", "text": "t", "timestamp": -5}, "negative"),
+        ({"message_id": "m", "from": "u", "text": "t", "timestamp": "-5"}, "negative"),
+        (
+            {"message_id": "m", "from": "u", "text": "t", "timestamp": "1700000000000"},
+            "looks like milliseconds",
+        ),
+        ({"message_id": "m", "from": "u", "text": "t", "timestamp": "nan"}, "ISO 8601"),
+        ({"message_id": "m", "from": "u", "text": "t", "timestamp": ""}, "ISO 8601"),
         ({"message_id": "m", "from": "u", "text": "t", "timestamp": "last tuesday"}, "ISO 8601"),
         ({"message_id": "m", "from": "u", "text": "t", "timestamp": True}, "got 'bool' at timestamp"),
         ([{"message_id": "m"}], "body must be a JSON object"),

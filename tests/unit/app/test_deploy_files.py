@@ -1,0 +1,89 @@
+"""docker-compose.yml and the Dockerfile keep their promises (no Docker engine here: their text is checked)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[3]
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES = COMPOSE["services"]
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+APP_SERVICES = ("migrate", "web", "worker")
+
+
+def test_every_service_has_a_healthcheck_and_a_restart_policy() -> None:
+    for name, service in SERVICES.items():
+        assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+        assert service.get("restart") in ("always", "unless-stopped") or str(
+            service.get("restart")
+        ).startswith("on-failure"), f"{name} has no restart policy"
+
+
+def test_migrations_run_once_before_web_and_workers() -> None:
+    assert SERVICES["migrate"]["command"] == ["migrate"]
+    assert SERVICES["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    for name in ("web", "worker"):
+        assert SERVICES[name]["depends_on"] == {"migrate": {"condition": "service_completed_successfully"}}
+
+
+def test_the_image_is_built_once_and_installs_nothing_at_start() -> None:
+    for name in APP_SERVICES:
+        service = SERVICES[name]
+        assert service["build"] == "." and service["image"] == "switchboard:local"
+        command = " ".join(service.get("command", []))
+        assert "pip" not in command and "install" not in command, name
+        # Nothing of the host checkout inside: scaled workers share no build folder with it.
+        assert not service.get("volumes"), f"{name} mounts {service.get('volumes')}"
+
+
+def test_workers_scale_out() -> None:
+    worker = SERVICES["worker"]
+    assert "container_name" not in worker and "ports" not in worker
+    assert worker["command"] == ["worker"]
+
+
+def test_the_secret_key_is_required_with_no_default() -> None:
+    for name in APP_SERVICES:
+        value = SERVICES[name]["environment"]["SWITCHBOARD_SECRET_KEY"]
+        assert re.fullmatch(r"\$\{SWITCHBOARD_SECRET_KEY:\?[^}]+\}", value), value
+    assert "change-me" not in (ROOT / "docker-compose.yml").read_text()
+
+
+def test_dockerfile_is_multi_stage_slim_non_root_and_installs_from_the_lock() -> None:
+    stages = re.findall(r"^FROM\s+(\S+)", DOCKERFILE, flags=re.MULTILINE)
+    assert len(stages) >= 2
+    assert "slim" in re.search(r"^ARG PYTHON_IMAGE=(\S+)", DOCKERFILE, flags=re.MULTILINE).group(1)
+    final = DOCKERFILE.rsplit("\nFROM ", 1)[1]
+    user = re.search(r"^USER\s+(\S+)", final, flags=re.MULTILINE)
+    assert user and user.group(1) not in ("root", "0")
+    assert "pip install --requirement /tmp/requirements.lock" in DOCKERFILE
+    assert "pip install" not in final  # the final stage only copies what the build stage made
+    entry = re.search(r"^ENTRYPOINT\s+(.+)$", final, flags=re.MULTILINE).group(1)
+    assert "pip" not in entry
+
+
+def test_the_lock_files_pin_every_dependency() -> None:
+    for name in ("requirements.lock", "requirements-dev.lock"):
+        lines = [
+            line.strip()
+            for line in (ROOT / name).read_text().splitlines()
+            if line.strip() and not line.lstrip().startswith("#")
+        ]
+        assert lines, name
+        for line in lines:
+            assert re.fullmatch(r"[A-Za-z0-9_.\-]+==[A-Za-z0-9_.\-+]+", line), (
+                f"{name}: {line!r} is not pinned"
+            )
+    runtime = (ROOT / "requirements.lock").read_text()
+    assert re.search(r"^httpx==0\.28\.", runtime, flags=re.MULTILINE)
+    assert "pytest==" not in runtime and "pgserver==" not in runtime  # the image carries no test tools
+
+
+def test_make_install_uses_the_lock_and_make_lock_rewrites_it() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    install = makefile.split("$(STAMP):", 1)[1].split("\n\n", 1)[0]
+    assert "-r $(DEV_LOCK)" in install and "--no-deps" in install
+    assert "\nlock:" in makefile and "pip-compile" in makefile
