@@ -8,8 +8,9 @@ one place in app/ that imports ui/ (to mount its routers).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from litestar import Litestar, Router
+from litestar import Litestar, Request, Router
 from litestar.config.compression import CompressionConfig
 from litestar.contrib.jinja import JinjaTemplateEngine
 from litestar.datastructures import CacheControlHeader, State
@@ -31,6 +32,24 @@ from app.settings import get_settings
 ROOT = Path(__file__).resolve().parent.parent
 SWAGGER_UI = "5.18.2"
 """The vendored swagger-ui-dist release in static/vendor/ (the one Litestar's page is written for)."""
+
+
+class SwaggerPage(SwaggerRenderPlugin):
+    """Litestar's Swagger UI page, started by static/js/swagger-init.js instead of an inline script
+    (the content security policy allows scripts from this site's files only)."""
+
+    def __init__(self, *, init_js_url: str, spec_url: str, **options: Any) -> None:
+        super().__init__(**options)
+        self.init_js_url = init_js_url
+        self.spec_url = spec_url
+
+    def render(self, request: Request, openapi_schema: dict[str, Any]) -> bytes:
+        head = super().render(request, openapi_schema).split(b"<body", 1)[0]
+        body = (
+            f'<body><div id="swagger-container" data-spec="{self.spec_url}"></div>'
+            f'<script src="{self.init_js_url}"></script></body></html>'
+        )
+        return head + body.encode()
 
 
 class SwitchboardApp(Litestar):
@@ -114,7 +133,9 @@ def create_app(*, with_worker: bool = False, worker_concurrency: int = 20) -> Li
             path="/schema",
             # Served from static/vendor/, not a CDN: /schema works offline and on closed networks.
             render_plugins=[
-                SwaggerRenderPlugin(
+                SwaggerPage(
+                    init_js_url=static("js/swagger-init.js"),
+                    spec_url="/schema/openapi.json",
                     js_url=static(f"vendor/swagger-ui-bundle-{SWAGGER_UI}.js"),
                     css_url=static(f"vendor/swagger-ui-{SWAGGER_UI}.css"),
                     standalone_preset_js_url=static(f"vendor/swagger-ui-standalone-preset-{SWAGGER_UI}.js"),
