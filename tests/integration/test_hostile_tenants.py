@@ -135,3 +135,54 @@ async def test_a_turn_of_expensive_templates_does_not_stall_another_workspace(
     hostile = flow("Loops", {"kind": "any"}, send(NESTED_LOOPS), *[send(SLOW_TEMPLATE) for _ in range(40)])
     before, during = await latency_before_and_during(stack, graph_api, hostile, "hello")
     assert during < before * MAX_RATIO, f"victim reply {before:.2f} s before, {during:.2f} s during"
+
+
+async def tester_latency(tenant: Tenant) -> float:
+    started = time.perf_counter()
+    answer = await tenant.http.post("/api/tester/run", json={"message": "ping"})
+    assert answer.status_code == 200, answer.text
+    return time.perf_counter() - started
+
+
+async def test_the_tester_does_not_stall_the_web_process(stack, graph_api: HttpPeer) -> None:
+    """issue 14: a tester call with a backtracking regex stalled the web process (/health 8.9 s).
+
+    Another workspace's tester calls (web process, like /health) are measured before and while
+    the attacker's tester calls run back to back.
+    """
+    victim, attacker = await create_tenant(stack), await create_tenant(stack)
+    hostile = flow(
+        "Tester",
+        {"kind": "regex", "pattern": "^(a|a)*$"},
+        send(NESTED_LOOPS),
+        *[send(SLOW_TEMPLATE) for _ in range(40)],
+    )
+    try:
+        # A victim flow with work of its own (a loop per node), so its baseline is tens of milliseconds.
+        busy = [send("{% for c in message_text * 100 %}{{ c }}{% endfor %} " + str(i)) for i in range(40)]
+        await victim.create_flow(flow("Busy", {"kind": "any"}, *busy))
+        await attacker.create_flow(hostile)
+        for tenant in (victim, attacker):  # warm: the offline AI engine loads on a process's first call
+            await tester_latency(tenant)
+        before = statistics.median([await tester_latency(victim) for _ in range(9)])
+        stop = asyncio.Event()
+        attacks = 0
+
+        async def attack_loop() -> None:
+            nonlocal attacks
+            while not stop.is_set():
+                answer = await attacker.http.post("/api/tester/run", json={"message": "a" * 27 + "b"})
+                assert answer.status_code == 200, answer.text
+                attacks += 1
+
+        attacking = asyncio.create_task(attack_loop())
+        during = statistics.median([await tester_latency(victim) for _ in range(9)])
+        stop.set()
+        await attacking
+    finally:
+        await victim.aclose()
+        await attacker.aclose()
+    assert attacks >= 1
+    assert during < before * 2, (
+        f"victim's tester call {before * 1000:.0f} ms before, {during * 1000:.0f} ms during"
+    )
