@@ -149,11 +149,11 @@ def _serve(args: argparse.Namespace, *, with_worker: bool) -> int:
     args.cleanup.callback(sock.close)
     services = _bootstrap(args, log_level="INFO")
     concurrency = getattr(args, "concurrency", 0)
-    app = create_app(with_worker=with_worker, worker_concurrency=concurrency or 1)
     host = f"[{args.host}]" if ":" in args.host else args.host
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else host
     if not get_settings().public_url:  # webhook URLs and channel checks use the address we listen on
         set_environ("SWITCHBOARD_PUBLIC_URL", f"http://{shown}:{args.port}")
+    app = create_app(with_worker=with_worker, worker_concurrency=concurrency or 1)
     ready = (
         f"Switchboard on http://{shown}:{args.port} (API docs at /schema) · {services.summary()} · "
         "stop with Ctrl-C\n"
