@@ -122,3 +122,22 @@ async def test_channel_verification_never_calls_the_request_host(tenant: Tenant,
     assert answer.status_code == 200 and "Meta&#39;s verification will succeed" in answer.text
     assert "internal admin page" not in forged.text
     assert f"{tenant.stack.base_url}/webhooks/whatsapp/{channel['id']}" in answer.text
+
+
+@pytest.mark.parametrize("phone_number_id", ["123/../../me/accounts?x=", "１２３", "123#", "1" * 65])
+async def test_a_phone_number_id_that_would_change_the_graph_api_path_is_refused(
+    tenant: Tenant, phone_number_id: str
+) -> None:
+    """The id becomes a path segment of every Graph API request sent with the channel's token."""
+    answer = await tenant.http.post(
+        "/api/channels",
+        json={
+            "kind": "whatsapp",
+            "name": "Main",
+            "phone_number_id": phone_number_id,
+            "access_token": "EAAG",
+            "app_secret": "s",
+            "verify_token": "v",
+        },
+    )
+    assert answer.status_code == 400 and "phone_number_id" in answer.json()["error"]

@@ -87,6 +87,13 @@ def _check(data: ChannelCreate) -> None:
                 f"{', '.join(missing)}: a WhatsApp channel needs the phone number id, access token, app "
                 "secret and verify token from the Meta app dashboard (WhatsApp > API Setup)"
             )
+        # It becomes a path segment of every Graph API request: digits only, as Meta gives it.
+        pnid = data.phone_number_id.strip()
+        if not (pnid.isascii() and pnid.isdigit()) or len(pnid) > 64:
+            raise ChannelError(
+                "phone_number_id: Meta's phone number id is a number of up to 64 digits "
+                "(WhatsApp > API Setup > Phone number ID), not the phone number itself"
+            )
     if data.kind is ChannelKind.GENERIC and not data.secret:
         raise ChannelError("secret: a generic channel needs a secret to verify X-Switchboard-Signature")
 
