@@ -131,7 +131,8 @@ def loop(n):
             c.post("/login", data={"email": who, "password": "nope", "_csrf": token})
             i += 1
             if i == 10:
-                print("flooding", flush=True)
+                sys.stdout.write("flooding\n")
+                sys.stdout.flush()
 
 for n in range(4):
     threading.Thread(target=loop, args=(n,), daemon=True).start()
