@@ -131,7 +131,7 @@ def loop(n):
             c.post("/login", data={"email": who, "password": "nope", "_csrf": token})
             i += 1
             if i == 10:
-                sys.stdout.write("flooding\n")
+                sys.stdout.write("flooding\\n")
                 sys.stdout.flush()
 
 for n in range(4):
