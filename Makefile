@@ -43,10 +43,10 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit tests/conformance
 
-## flows/ unit tests in a venv with only flows' dependencies (msgspec, jinja2) and the test runner
+## flows/ unit tests in a venv with only flows' dependencies (msgspec, jinja2, google-re2) and the test runner
 test-flows-pure:
 	rm -rf .venv-flows && $(PYTHON) -m venv .venv-flows
-	.venv-flows/bin/pip install --quiet 'msgspec>=0.18' 'jinja2>=3.1' pytest pytest-asyncio hypothesis
+	.venv-flows/bin/pip install --quiet 'msgspec>=0.18' 'jinja2>=3.1' 'google-re2>=1.1' pytest pytest-asyncio hypothesis
 	.venv-flows/bin/python -m pytest -q -p no:cacheprovider tests/unit/flows
 
 ## ruff (lint and format check) and mypy (app/ and flows/)

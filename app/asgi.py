@@ -8,8 +8,9 @@ one place in app/ that imports ui/ (to mount its routers).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from litestar import Litestar, Router
+from litestar import Litestar, Request, Router
 from litestar.config.compression import CompressionConfig
 from litestar.contrib.jinja import JinjaTemplateEngine
 from litestar.datastructures import CacheControlHeader, State
@@ -25,11 +26,42 @@ from app import __version__, roots
 from app.api import actions, channels, conversations, corrections, flows, health, inbound, tester
 from app.api.deps import current_principal
 from app.api.errors import HANDLERS
+from app.api.middleware import refuse_request_line, request_line_refusal, security_headers
 from app.settings import get_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SWAGGER_UI = "5.18.2"
 """The vendored swagger-ui-dist release in static/vendor/ (the one Litestar's page is written for)."""
+
+
+class SwaggerPage(SwaggerRenderPlugin):
+    """Litestar's Swagger UI page, started by static/js/swagger-init.js instead of an inline script
+    (the content security policy allows scripts from this site's files only)."""
+
+    def __init__(self, *, init_js_url: str, spec_url: str, **options: Any) -> None:
+        super().__init__(**options)
+        self.init_js_url = init_js_url
+        self.spec_url = spec_url
+
+    def render(self, request: Request, openapi_schema: dict[str, Any]) -> bytes:
+        head = super().render(request, openapi_schema).split(b"<body", 1)[0]
+        body = (
+            f'<body><div id="swagger-container" data-spec="{self.spec_url}"></div>'
+            f'<script src="{self.init_js_url}"></script></body></html>'
+        )
+        return head + body.encode()
+
+
+class SwitchboardApp(Litestar):
+    """Litestar, with over-long request lines refused before its router sees (and caches) them."""
+
+    async def __call__(self, scope, receive, send):  # Litestar's own signature
+        if scope["type"] == "http":
+            refusal = request_line_refusal(scope)
+            if refusal is not None:
+                await refuse_request_line(*refusal, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(*, with_worker: bool = False, worker_concurrency: int = 20) -> Litestar:
@@ -72,7 +104,7 @@ def create_app(*, with_worker: bool = False, worker_concurrency: int = 20) -> Li
         dependencies={"principal": Provide(current_principal)},
         middleware=[session_middleware],
     )
-    return Litestar(
+    return SwitchboardApp(
         route_handlers=[
             health.health,
             inbound.whatsapp_verify,
@@ -91,6 +123,7 @@ def create_app(*, with_worker: bool = False, worker_concurrency: int = 20) -> Li
         dependencies={"services": Provide(_services, sync_to_thread=False)},
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],
+        before_send=[security_headers],
         exception_handlers={**HANDLERS, HTTPException: pages_for_browsers(HANDLERS[HTTPException])},
         plugins=[HTMXPlugin()],
         template_config=TemplateConfig(directory=ROOT / "templates", engine=JinjaTemplateEngine),
@@ -100,7 +133,9 @@ def create_app(*, with_worker: bool = False, worker_concurrency: int = 20) -> Li
             path="/schema",
             # Served from static/vendor/, not a CDN: /schema works offline and on closed networks.
             render_plugins=[
-                SwaggerRenderPlugin(
+                SwaggerPage(
+                    init_js_url=static("js/swagger-init.js"),
+                    spec_url="/schema/openapi.json",
                     js_url=static(f"vendor/swagger-ui-bundle-{SWAGGER_UI}.js"),
                     css_url=static(f"vendor/swagger-ui-{SWAGGER_UI}.css"),
                     standalone_preset_js_url=static(f"vendor/swagger-ui-standalone-preset-{SWAGGER_UI}.js"),

@@ -143,14 +143,17 @@ def _serve(args: argparse.Namespace, *, with_worker: bool) -> int:
     import uvicorn
 
     from app.asgi import create_app
+    from app.settings import get_settings, set_environ
 
     sock = _listen(args.host, args.port)
     args.cleanup.callback(sock.close)
     services = _bootstrap(args, log_level="INFO")
     concurrency = getattr(args, "concurrency", 0)
-    app = create_app(with_worker=with_worker, worker_concurrency=concurrency or 1)
     host = f"[{args.host}]" if ":" in args.host else args.host
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else host
+    if not get_settings().public_url:  # webhook URLs and channel checks use the address we listen on
+        set_environ("SWITCHBOARD_PUBLIC_URL", f"http://{shown}:{args.port}")
+    app = create_app(with_worker=with_worker, worker_concurrency=concurrency or 1)
     ready = (
         f"Switchboard on http://{shown}:{args.port} (API docs at /schema) · {services.summary()} · "
         "stop with Ctrl-C\n"
@@ -163,7 +166,13 @@ def _serve(args: argparse.Namespace, *, with_worker: bool) -> int:
 
     app.on_startup.append(announce)
     config = uvicorn.Config(
-        app, log_level="warning", access_log=False, timeout_graceful_shutdown=10, lifespan="on"
+        app,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=10,
+        lifespan="on",
+        # X-Forwarded-* are believed only when the operator says a proxy sets them.
+        proxy_headers=get_settings().security.trust_proxy,
     )
     server = uvicorn.Server(config)
     # uvicorn stops gracefully on SIGINT and SIGTERM, then raises them again (our handler unwinds);
@@ -235,11 +244,46 @@ def cmd_token_create(args: argparse.Namespace) -> int:
 
     _bootstrap(args)
     try:
-        token = _with_db(auth.create_token)(email=args.email, name=args.name)
+        token = _with_db(auth.create_token)(email=args.email, name=args.name, expires_days=args.expires_days)
     except auth.AuthError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
     sys.stdout.write(token + "\n")
+    return 0
+
+
+def cmd_token_list(args: argparse.Namespace) -> int:
+    from app.services import auth
+
+    _bootstrap(args)
+    try:
+        tokens = _with_db(auth.list_tokens_by_email)(args.email)
+    except auth.AuthError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    for t in tokens:
+        expires = "expired" if t.expired else (t.expires_at or "never")
+        sys.stdout.write(
+            f"{t.id}\t{t.name}\tcreated {t.created_at}\tlast used {t.last_used_at or 'never'}\texpires {expires}\n"
+        )
+    return 0
+
+
+def cmd_token_revoke(args: argparse.Namespace) -> int:
+    from app.services import auth
+
+    _bootstrap(args)
+    try:
+        revoked = _with_db(auth.revoke_token_by_email)(args.email, args.id)
+    except auth.AuthError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    if not revoked:
+        sys.stderr.write(
+            f"error: {args.email} has no token {args.id}; `switchboard token list --email {args.email}` lists them\n"
+        )
+        return 2
+    sys.stdout.write(f"revoked {args.id}\n")
     return 0
 
 
@@ -497,7 +541,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = token.add_parser("create", help="print a new API token for a user (shown once)")
     p.add_argument("--email", required=True, help="the user the token acts as")
     p.add_argument("--name", default="cli", help="a label to recognise the token by (default: cli)")
+    p.add_argument(
+        "--expires-days", type=int, default=None, help="days until it stops working (default: never)"
+    )
     p.set_defaults(func=cmd_token_create)
+    p = token.add_parser("list", help="a user's tokens: id, name, created, last used, expiry")
+    p.add_argument("--email", required=True, help="the user whose tokens to list")
+    p.set_defaults(func=cmd_token_list)
+    p = token.add_parser("revoke", help="revoke one of a user's tokens at once")
+    p.add_argument("--email", required=True, help="the user the token belongs to")
+    p.add_argument("id", help="the token's id, from `token list`")
+    p.set_defaults(func=cmd_token_revoke)
 
     flows = sub.add_parser("flows", help="export and import flow documents").add_subparsers(
         dest="flows_command", required=True

@@ -23,13 +23,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+import httpcore
 from redis.asyncio import Redis
 from saq import Worker
 from saq.queue.redis import RedisQueue
 
 from app.db import engine
 from app.http.client import WebhookClient
+from app.http.guard import GuardedBackend, host_port
 from app.http.pool import KeepAlivePool
+from app.http.stream import AsyncioBackend
 from app.http.transport import httpx_client
 from app.pipeline.buffer import Buffer
 from app.pipeline.flush import Flusher
@@ -50,6 +53,7 @@ from app.services.channels.whatsapp import WhatsAppSender
 from app.services.conversations import Conversations
 from app.services.dry_run import Tester
 from app.services.events import LiveEvents
+from app.services.rate_limits import LoginThrottle
 from app.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -65,7 +69,7 @@ class AppServices:
     pipeliner: redis_conn.Pipeliner
     queue: RedisQueue
     publisher: LiveEvents
-    trusted_http: KeepAlivePool  # the Graph API, the LLM, our own webhook URL
+    outbound_http: KeepAlivePool  # the Graph API, the LLM, channel checks; address-guarded (outbound_backend)
     webhook_client: WebhookClient  # customers' endpoints, address-guarded
     # The message path, in the order a message meets it (app/pipeline).
     ingress: Ingress
@@ -82,6 +86,7 @@ class AppServices:
     conversations: Conversations
     tester: Tester
     channel_checks: ChannelChecks
+    login_throttle: LoginThrottle
     _closers: list[Any] = field(default_factory=list)
 
 
@@ -94,9 +99,9 @@ async def open_services(settings: Settings | None = None) -> AppServices:
     queue = make_queue(settings.redis.url)
     await queue.connect()
     publisher = LiveEvents(redis, pipeliner)
-    trusted_http = KeepAlivePool(max_connections=128)
+    outbound_http = KeepAlivePool(max_connections=128, network_backend=outbound_backend(settings))
     webhook_client = WebhookClient(retry_after_cap_seconds=settings.webhooks.retry_after_cap_seconds)
-    llm_http = httpx_client(trusted_http)
+    llm_http = httpx_client(outbound_http)
     understanding = Understanding(
         ambiguity_margin=settings.ai.ambiguity_margin,
         llm=LLMClient(timeout_s=settings.ai.llm_timeout_seconds, http_client=llm_http),
@@ -114,7 +119,7 @@ async def open_services(settings: Settings | None = None) -> AppServices:
     statuses = Statuses(db, redis, pipeliner, publisher)
     outbox = Outbox(
         db,
-        WhatsAppSender(settings.channels, pool=trusted_http),
+        WhatsAppSender(settings.channels, pool=outbound_http),
         publisher,
         on_sent=statuses.replay_parked,
     )
@@ -139,7 +144,7 @@ async def open_services(settings: Settings | None = None) -> AppServices:
         pipeliner=pipeliner,
         queue=queue,
         publisher=publisher,
-        trusted_http=trusted_http,
+        outbound_http=outbound_http,
         webhook_client=webhook_client,
         ingress=ingress,
         buffer=buffer,
@@ -152,8 +157,22 @@ async def open_services(settings: Settings | None = None) -> AppServices:
         plans=plans,
         understanding=understanding,
         conversations=Conversations(db, ai_store=ai_store, outbox=outbox, publisher=publisher),
-        tester=Tester(settings, plans=plans, understanding=understanding, webhook_client=webhook_client),
-        channel_checks=ChannelChecks(httpx_client(trusted_http, timeout=5.0)),
+        tester=Tester(
+            settings,
+            db=db,
+            plans=plans,
+            understanding=understanding,
+            webhook_client=webhook_client,
+            rate_limiter=webhook_calls.rate_limiter,
+        ),
+        login_throttle=LoginThrottle(
+            redis,
+            account_failures=settings.security.login_max_failures,
+            address_failures=settings.security.login_max_failures_per_address,
+        ),
+        channel_checks=ChannelChecks(
+            httpx_client(outbound_http, timeout=5.0), public_url=settings.public_url
+        ),
     )
     # Closed in reverse order of need: what produces work first, connections last.
     svc._closers = [
@@ -165,13 +184,24 @@ async def open_services(settings: Settings | None = None) -> AppServices:
         webhook_client.aclose,
         svc.channel_checks.aclose,
         llm_http.aclose,
-        trusted_http.aclose,
+        outbound_http.aclose,
         queue.disconnect,
         pipeliner.aclose,
         redis.aclose,
         engine.close_pool,
     ]
     return svc
+
+
+def outbound_backend(settings: Settings) -> httpcore.AsyncNetworkBackend:
+    """How the process's own requests connect: through the address guard, except to the hosts the
+    operator configured (WHATSAPP_GRAPH_URL, OPENAI_BASE_URL, SWITCHBOARD_PUBLIC_URL). A workspace's
+    own LLM base URL is a tenant's choice, so it is checked like a webhook's, at connect time.
+    SWITCHBOARD_WEBHOOK_ALLOW_PRIVATE turns the guard off, as it does for webhooks."""
+    if settings.webhooks.allow_private:
+        return AsyncioBackend()
+    urls = (settings.channels.whatsapp_graph_url, settings.ai.openai_base_url, settings.public_url)
+    return GuardedBackend(operator_hosts=[hp for hp in map(host_port, urls) if hp is not None])
 
 
 async def close_services(svc: AppServices) -> None:

@@ -125,6 +125,19 @@ class WebhookSettings(msgspec.Struct, frozen=True):
     """`SWITCHBOARD_WEBHOOK_RATE_LIMIT_PER_MINUTE`: executions per workspace per minute."""
 
 
+class SecuritySettings(msgspec.Struct, frozen=True):
+    """Logins and how requests reach the server."""
+
+    login_max_failures: int = 5
+    """`SWITCHBOARD_LOGIN_MAX_FAILURES`: failed logins of one account (in an hour) before it locks."""
+    login_max_failures_per_address: int = 20
+    """`SWITCHBOARD_LOGIN_MAX_FAILURES_PER_ADDRESS`: failed logins from one address before it locks."""
+    trust_proxy: bool = False
+    """`SWITCHBOARD_TRUST_PROXY`: believe X-Forwarded-Proto and X-Forwarded-For from the proxy addresses
+    in uvicorn's FORWARDED_ALLOW_IPS (default 127.0.0.1); set it behind a TLS-terminating proxy so
+    session cookies are marked Secure and login limits count the real client addresses."""
+
+
 class Settings(msgspec.Struct, frozen=True):
     """Everything the service reads from its environment."""
 
@@ -134,8 +147,13 @@ class Settings(msgspec.Struct, frozen=True):
     ai: AISettings
     channels: ChannelSettings
     webhooks: WebhookSettings
+    security: SecuritySettings = SecuritySettings()
     secret_key: str = DEV_SECRET_KEY
     """`SWITCHBOARD_SECRET_KEY`: signs sessions and encrypts stored secrets. Set it in production."""
+    public_url: str = ""
+    """`SWITCHBOARD_PUBLIC_URL`: the base URL providers reach this server at (webhook URLs shown to
+    users, channel verification); never taken from a request's Host header. `switchboard run` and
+    `web` default it to the address they listen on."""
     data_dir: str = ".data"
     """`SWITCHBOARD_DATA_DIR`: where embedded PostgreSQL/Redis keep their files."""
     embedded: bool = False
@@ -192,7 +210,13 @@ def load_settings() -> Settings:
             retry_after_cap_seconds=_env_float("SWITCHBOARD_WEBHOOK_RETRY_AFTER_CAP_SECONDS", 60.0),
             rate_limit_per_minute=_env_int("SWITCHBOARD_WEBHOOK_RATE_LIMIT_PER_MINUTE", 600),
         ),
+        security=SecuritySettings(
+            login_max_failures=_env_int("SWITCHBOARD_LOGIN_MAX_FAILURES", 5),
+            login_max_failures_per_address=_env_int("SWITCHBOARD_LOGIN_MAX_FAILURES_PER_ADDRESS", 20),
+            trust_proxy=_env_bool("SWITCHBOARD_TRUST_PROXY", False),
+        ),
         secret_key=_env("SWITCHBOARD_SECRET_KEY", DEV_SECRET_KEY),
+        public_url=_env("SWITCHBOARD_PUBLIC_URL", "").rstrip("/"),
         data_dir=_env("SWITCHBOARD_DATA_DIR", ".data"),
         embedded=_env_bool("SWITCHBOARD_EMBEDDED", False),
         host=_env("SWITCHBOARD_HOST", "127.0.0.1"),

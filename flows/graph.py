@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import operator
-import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import msgspec
 
-from flows.matching import KeywordSet
+from flows.matching import CompiledRegex, KeywordSet, compile_regex
 from flows.nodes.registry import NODE_TYPES
 from flows.runtime import IntentCandidate
 from flows.schema import FlowDocument, MatchAny, MatchIntent, MatchKeywords, MatchRegex, Node, NodeGroup
@@ -40,7 +39,7 @@ class TriggerPlan(msgspec.Struct, frozen=True, kw_only=True):
     type: str
     kind: str  # any | keywords | regex | intent | event
     keywords: KeywordSet | None = None
-    regex: re.Pattern[str] | None = None
+    regex: CompiledRegex | None = None
     tag: str | None = None  # case-folded, for tag_added / tag_removed
 
 
@@ -60,7 +59,7 @@ class CompiledFlow(msgspec.Struct, frozen=True, kw_only=True):
     trigger_words: frozenset[str]
     scan_always: bool  # an any/regex trigger: cannot be prefiltered by words
     keyword_sets: dict[str, KeywordSet]
-    regexes: dict[str, re.Pattern[str]]
+    regexes: dict[str, CompiledRegex]
     intents: list[IntentCandidate]
     intent_actions: dict[str, str]  # intent trigger id -> the external-action node it runs
     inputs: dict[str, dict[str, Any]]  # node config as JSON, for the trace
@@ -133,7 +132,7 @@ def compile_flow(doc: FlowDocument, *, flow_id: str, version: int) -> CompiledFl
     triggers: dict[str, list[TriggerPlan]] = {}
     message_triggers: list[TriggerPlan] = []
     keyword_sets: dict[str, KeywordSet] = {}
-    regexes: dict[str, re.Pattern[str]] = {}
+    regexes: dict[str, CompiledRegex] = {}
     intent_nodes: list[tuple[Node, MatchIntent]] = []
     sources: set[str] = set()
     inputs: dict[str, dict[str, Any]] = {}
@@ -154,7 +153,7 @@ def compile_flow(doc: FlowDocument, *, flow_id: str, version: int) -> CompiledFl
                     node_id=node.id, type=node.type, kind="keywords", keywords=keyword_sets[node.id]
                 )
             elif isinstance(match, MatchRegex):
-                regexes[node.id] = re.compile(match.pattern)
+                regexes[node.id] = compile_regex(match.pattern)
                 plan = TriggerPlan(node_id=node.id, type=node.type, kind="regex", regex=regexes[node.id])
             elif isinstance(match, MatchIntent):
                 intent_nodes.append((node, match))

@@ -44,6 +44,7 @@ pending bookkeeping) are recorded the same way; run_turn only propagates cancell
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -54,6 +55,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from flows.budget import TURN_BUDGET_S, TurnClock, charged, current_clock, turn_clock
 from flows.graph import CompiledFlow, order_plans
 from flows.matching import TextView, search
 from flows.nodes.base import NodeContext, NodeError
@@ -76,6 +78,8 @@ from flows.turn import AIState, PendingAction, PendingKind, Turn, TurnEvent, val
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+YIELD_AFTER_S = 0.002
+"""A turn that has computed this long since it last paused pauses as long before its next node."""
 
 
 class Layer(str, Enum):
@@ -125,6 +129,7 @@ class _State:
         "base_names",
         "budget_tripped",
         "chains",
+        "clock",
         "detection",
         "flows_run",
         "layer",
@@ -143,6 +148,7 @@ class _State:
         "vars",
         "warnings",
         "webhook",
+        "yielded_at",
     )
 
     def __init__(
@@ -169,6 +175,9 @@ class _State:
         self.sent = 0
         self.answered = False  # a message-triggered chain sent a message or called a webhook
         self.budget_tripped = False
+        # The turn's own computations (renders, matches), against TURN_BUDGET_S (flows.budget).
+        self.clock: TurnClock = current_clock() or TurnClock()
+        self.yielded_at = 0.0  # clock.spent_s when the turn last let other tasks run
         self.webhook: WebhookOutcome | None = None
         self.detection: Detection | None = None
         self.layer: Layer | None = None
@@ -316,6 +325,23 @@ async def _run_chain(
                     node_id=node_id,
                 )
             break
+        if st.clock.exhausted:
+            if not st.budget_tripped:
+                st.budget_tripped = True
+                st.guard(
+                    f"the turn used up its {st.clock.limit_s * 1000:.0f} ms for templates and matching; "
+                    f"node {node_id!r} and the rest of the turn's chains were skipped",
+                    flow_id=plan.flow_id,
+                    version=plan.version,
+                    node_id=node_id,
+                )
+            break
+        computed_s = st.clock.spent_s - st.yielded_at
+        if computed_s >= YIELD_AFTER_S:
+            # Templates run on the event loop: give other conversations' turns as much time as
+            # this one just took, so a turn that computes gets at most half of the loop.
+            st.yielded_at = st.clock.spent_s
+            await asyncio.sleep(computed_s)
         st.steps += 1
         node = nodes[node_id]
         spec = NODE_TYPES[node.type]
@@ -423,7 +449,8 @@ async def _run_events(st: _State, queue: deque[tuple[TurnEvent | None, int, str 
                             starts.append((trig.node_id, {"text": text, "keywords": found}, {}))
                     else:
                         assert trig.regex is not None  # compiled for every regex trigger
-                        m = search(trig.regex, text)
+                        with charged(st.clock):
+                            m = search(trig.regex, text)
                         if m is not None:
                             groups = {k: v for k, v in m.groupdict().items() if v is not None}
                             starts.append(
@@ -850,8 +877,37 @@ async def run_turn(
     ambiguity_margin: float = 0.05,
     max_steps: int = 200,
     max_event_depth: int = 3,
+    cpu_budget_s: float = TURN_BUDGET_S,
 ) -> TurnResult:
-    """Run one turn (see the module docstring for the order). Plans run whatever their doc status."""
+    """Run one turn (see the module docstring for the order). Plans run whatever their doc status.
+
+    Its templates and matches together may take `cpu_budget_s` (flows.budget): past it, the
+    turn's remaining nodes are skipped with a guard in the trace.
+    """
+    with turn_clock(cpu_budget_s):
+        return await _run_turn(
+            plans,
+            turn,
+            runtime,
+            strict=strict,
+            auto_execute_threshold=auto_execute_threshold,
+            ambiguity_margin=ambiguity_margin,
+            max_steps=max_steps,
+            max_event_depth=max_event_depth,
+        )
+
+
+async def _run_turn(
+    plans: Sequence[CompiledFlow],
+    turn: Turn,
+    runtime: Runtime,
+    *,
+    strict: bool,
+    auto_execute_threshold: float,
+    ambiguity_margin: float,
+    max_steps: int,
+    max_event_depth: int,
+) -> TurnResult:
     st = _State(
         turn,
         runtime,
@@ -914,13 +970,45 @@ async def continue_from(
     plans: Sequence[CompiledFlow] = (),
     max_steps: int = 200,
     max_event_depth: int = 3,
+    cpu_budget_s: float = TURN_BUDGET_S,
 ) -> TurnResult:
     """Run the nodes after `node_id`'s `port` (after a background webhook retry, or an approved confirmation).
 
     When `node_id`'s type can resume (a call_webhook node, `port` "success"/"failure"), that node's
     success/failure message is sent first (rendered with `response`), exactly as if the call had
-    finished inline. Tag events raised here reach `plans` (other flows), if given.
+    finished inline. Tag events raised here reach `plans` (other flows), if given. The same CPU
+    budget as a turn applies.
     """
+    with turn_clock(cpu_budget_s):
+        return await _continue_from(
+            plan,
+            node_id,
+            port,
+            turn,
+            runtime,
+            vars=vars,
+            response=response,
+            strict=strict,
+            plans=plans,
+            max_steps=max_steps,
+            max_event_depth=max_event_depth,
+        )
+
+
+async def _continue_from(
+    plan: CompiledFlow,
+    node_id: str,
+    port: str | None,
+    turn: Turn,
+    runtime: Runtime,
+    *,
+    vars: dict[str, Any],
+    response: Any,
+    strict: bool,
+    plans: Sequence[CompiledFlow],
+    max_steps: int,
+    max_event_depth: int,
+) -> TurnResult:
     st = _State(
         turn,
         runtime,

@@ -1,18 +1,23 @@
-"""Text matching for message triggers: normalised whole-word keywords and guarded regexes."""
+"""Text matching for message triggers: normalised whole-word keywords, and regexes on RE2 (linear time).
+
+Regexes run on RE2 (google-re2), not Python's `re`: Python's engine backtracks, and one
+26-character message against `^(a|a)*$` held a worker for seconds. RE2 matches in time
+linear in the text whatever the pattern; what it cannot run in linear time (lookarounds,
+backreferences) it refuses to compile, and `check_regex` says so when the flow is saved.
+RE2 is a pure computation library (no I/O), so flows/ stays pure with it.
+"""
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from typing import Protocol
 
-try:  # Python 3.11+ ships the parser as re._parser; sre_parse is its deprecated alias.
-    import re._parser as _sre_parse  # type: ignore[import-not-found]  # typeshed has no stub for it
-except ImportError:  # pragma: no cover
-    import sre_parse as _sre_parse
+import re2
 
 MAX_REGEX_CHARS = 500
-# Python's re has no timeout, so a match only ever sees this much text.
-MAX_REGEX_INPUT_CHARS = 2000
+# RE2 is linear, so this only bounds a match's cost: a WhatsApp text is at most 4096 characters.
+MAX_REGEX_INPUT_CHARS = 4096
 
 _ARABIC = str.maketrans(
     {
@@ -86,28 +91,86 @@ class TextView:
         self.padded = " " + " ".join(seq) + " "
 
 
-def _has_nested_quantifier(parsed: object, *, inside_repeat: bool) -> bool:
-    for op, arg in parsed:  # type: ignore[attr-defined]
-        name = str(op)
-        if name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
-            _low, high, sub = arg
-            repeats = high is _sre_parse.MAXREPEAT or high > 1
-            if repeats and inside_repeat:
-                return True
-            if _has_nested_quantifier(sub, inside_repeat=inside_repeat or repeats):
-                return True
-        elif name == "SUBPATTERN":
-            if _has_nested_quantifier(arg[-1], inside_repeat=inside_repeat):
-                return True
-        elif name == "BRANCH":
-            if any(_has_nested_quantifier(b, inside_repeat=inside_repeat) for b in arg[1]):
-                return True
-        elif name in ("ASSERT", "ASSERT_NOT"):
-            if _has_nested_quantifier(arg[1], inside_repeat=inside_repeat):
-                return True
-        elif name == "ATOMIC_GROUP" and _has_nested_quantifier(arg, inside_repeat=inside_repeat):
-            return True
-    return False
+_OPTIONS = re2.Options()
+_OPTIONS.log_errors = False  # a refused pattern is reported to the user, not to stderr
+
+# RE2's words for what it cannot run, in plain words for the person writing the pattern.
+_UNSUPPORTED: tuple[tuple[str, str], ...] = (
+    ("invalid perl operator: (?=", "lookahead (?=...)"),
+    ("invalid perl operator: (?!", "negative lookahead (?!...)"),
+    ("invalid perl operator: (?<=", "lookbehind (?<=...)"),
+    ("invalid perl operator: (?<!", "negative lookbehind (?<!...)"),
+    ("invalid perl operator: (?>", "atomic groups (?>...)"),
+    ("bad repetition operator: *+", "possessive repeats like *+ and ++"),
+    ("bad repetition operator: ++", "possessive repeats like *+ and ++"),
+    ("bad repetition operator: ?+", "possessive repeats like *+ and ++"),
+)
+_BACKREFERENCE = re.compile(r"invalid escape sequence: \\[1-9]")
+_ANY_BYTE = re.compile(r"(?<!\\)(?:\\\\)*\\C")
+
+
+class RegexRefused(ValueError):
+    """RE2 cannot run the pattern; `code` is the validation code, the message a sentence."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class RegexMatch(Protocol):
+    def group(self, index: int = 0) -> str: ...
+
+    def groupdict(self) -> dict[str, str | None]: ...
+
+
+class CompiledRegex(Protocol):
+    """A compiled RE2 pattern (the part of its interface the flows use)."""
+
+    def search(self, text: str) -> RegexMatch | None: ...
+
+
+def _unsupported(what: str) -> RegexRefused:
+    return RegexRefused(
+        "regex_unsupported",
+        f"The pattern uses {what}, which the regex engine cannot run: patterns run on RE2, which "
+        "matches in time linear in the message and so has no lookarounds or backreferences. "
+        "Rewrite that part of the pattern.",
+    )
+
+
+def _refusal(error: str) -> RegexRefused:
+    if _BACKREFERENCE.search(error):
+        return _unsupported("a backreference like \\1")
+    for needle, what in _UNSUPPORTED:
+        if needle in error:
+            return _unsupported(what)
+    if "invalid repetition size" in error:
+        return RegexRefused(
+            "regex_unsupported",
+            "A repeat count {n,m} must be 1000 or less (and n no more than m); use a smaller count.",
+        )
+    if "pattern too large" in error:
+        return RegexRefused(
+            "regex_unsupported",
+            "The pattern is too large once its repeats are expanded; use smaller repeat counts.",
+        )
+    return RegexRefused("regex_invalid", f"The pattern is not a valid regular expression ({error}); fix it.")
+
+
+def compile_regex(pattern: str) -> CompiledRegex:
+    """Compile for RE2, which matches in time linear in the text (no backtracking).
+
+    Raises RegexRefused when RE2 cannot run the pattern; validation (`check_regex`)
+    refuses such patterns when the flow is saved.
+    """
+    if _ANY_BYTE.search(pattern):
+        raise _unsupported("\\C (any single byte)")
+    try:
+        return re2.compile(pattern, _OPTIONS)
+    except re2.error as exc:
+        raw = exc.args[0] if exc.args else exc
+        raise _refusal(raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)) from None
 
 
 def check_regex(pattern: str) -> tuple[str, str] | None:
@@ -120,19 +183,12 @@ def check_regex(pattern: str) -> tuple[str, str] | None:
     if not pattern:
         return ("regex_invalid", "The pattern is empty; write a regular expression.")
     try:
-        parsed = _sre_parse.parse(pattern)
-        re.compile(pattern)
-    except (re.error, RecursionError, OverflowError) as exc:
-        return ("regex_invalid", f"The pattern is not a valid regular expression ({exc}); fix it.")
-    if _has_nested_quantifier(parsed, inside_repeat=False):
-        return (
-            "regex_unsafe",
-            "The pattern repeats a group that itself repeats (like (a+)+), which can stall matching; "
-            "remove the nested quantifier.",
-        )
+        compile_regex(pattern)
+    except RegexRefused as exc:
+        return (exc.code, exc.message)
     return None
 
 
-def search(regex: re.Pattern[str], text: str) -> re.Match[str] | None:
-    """Search with the input bounded, since Python's re cannot be interrupted."""
+def search(regex: CompiledRegex, text: str) -> RegexMatch | None:
+    """Search the first MAX_REGEX_INPUT_CHARS characters of the text."""
     return regex.search(text[:MAX_REGEX_INPUT_CHARS])

@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from flows.matching import MAX_REGEX_CHARS, check_regex, search, words
+from flows.matching import MAX_REGEX_CHARS, check_regex, compile_regex, search, words
 
 try:  # Python 3.11+ ships the parser as re._parser; sre_parse is its deprecated alias.
     import re._parser as _sre_parse  # type: ignore[import-not-found]  # typeshed has no stub for it
@@ -138,7 +138,7 @@ def _fires(trigger: MessageTrigger, text: str) -> bool:
         padded = " " + " ".join(words(text)) + " "
         found = [f" {k} " in padded for k in trigger.keywords]
         return all(found) if trigger.mode == "all" else any(found)
-    return search(re.compile(trigger.pattern), text) is not None
+    return search(compile_regex(trigger.pattern), text) is not None
 
 
 def _examples(trigger: MessageTrigger) -> list[str]:

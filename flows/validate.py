@@ -30,6 +30,8 @@ MAX_NODES = 500
 MAX_ID_CHARS = 64
 
 _TOP_FIELDS = ("schema", "name", "description", "status", "priority", "nodes", "edges")
+# A flow's priority is stored in a 32-bit column.
+MIN_PRIORITY, MAX_PRIORITY = -(2**31), 2**31 - 1
 _NODE_FIELDS = ("id", "type", "config", "position")
 _EDGE_FIELDS = ("from", "to", "port")
 _STATUSES = tuple(s.value for s in FlowStatus)
@@ -59,7 +61,7 @@ class ErrorCode(str, Enum):
     TEMPLATE_SYNTAX = "template_syntax"
     REGEX_TOO_LONG = "regex_too_long"
     REGEX_INVALID = "regex_invalid"
-    REGEX_UNSAFE = "regex_unsafe"
+    REGEX_UNSUPPORTED = "regex_unsupported"
     MISSING_VALUE = "missing_value"
     DUPLICATE_VARIABLE = "duplicate_variable"
 
@@ -273,12 +275,16 @@ def _check_top(doc: dict, errors: list[FlowError]) -> None:
             _err(None, "status", f"Set status to one of: {', '.join(_STATUSES)}.", ErrorCode.BAD_VALUE)
         )
     priority = doc.get("priority", 0)
-    if not isinstance(priority, int) or isinstance(priority, bool):
+    if (
+        not isinstance(priority, int)
+        or isinstance(priority, bool)
+        or not MIN_PRIORITY <= priority <= MAX_PRIORITY
+    ):
         errors.append(
             _err(
                 None,
                 "priority",
-                "The priority must be a whole number (higher runs first).",
+                f"The priority must be a whole number from {MIN_PRIORITY} to {MAX_PRIORITY} (higher runs first).",
                 ErrorCode.BAD_VALUE,
             )
         )

@@ -1,7 +1,7 @@
 """Suite-wide fixtures: a private database and Redis key space, and the running service.
 
 Unit tests of flows/ need none of this and run with only flows' own dependencies installed
-(msgspec, jinja2; .ci/run checks it): this module imports the service side (asyncpg, redis,
+(msgspec, jinja2, google-re2; .ci/run checks it): this module imports the service side (asyncpg, redis,
 httpx, app/) inside the fixtures that need it, never at the top.
 """
 

@@ -168,13 +168,13 @@ async def _read_import(data: dict[str, Any]) -> tuple[list[Any], list[str], list
     if data.get("documents"):
         try:
             documents = json.loads(data["documents"])
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: JSON nested too deeply
             documents = None
         if not isinstance(documents, list):
             return [], [], [_file_error("(form)", "The form was damaged; choose the files again.")]
         try:
             names = json.loads(data.get("names") or "[]")
-        except ValueError:
+        except (ValueError, RecursionError):
             names = []
         if not isinstance(names, list) or len(names) != len(documents):
             names = [f"document {i + 1}" for i in range(len(documents))]
@@ -192,6 +192,6 @@ async def _read_import(data: dict[str, Any]) -> tuple[list[Any], list[str], list
         try:
             documents.append(json.loads(raw))
             names.append(upload.filename)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: JSON nested too deeply
             unreadable.append(_file_error(upload.filename, f"Not JSON: {exc}. Export the flow again."))
     return documents, names, unreadable

@@ -1,19 +1,27 @@
-"""Browser sessions (encrypted cookie), the logged-in principal, and CSRF tokens for every unsafe request."""
+"""Browser sessions (encrypted cookie, revocable on the server), the logged-in principal, and CSRF tokens.
+
+The cookie carries the user, a session id and when it was issued (app.services.auth checks
+them against logouts and "log out everywhere" on each request). It is HttpOnly, SameSite=Lax,
+and Secure when the request came over HTTPS (behind a proxy: SWITCHBOARD_TRUST_PROXY).
+A cookie that does not decrypt or decode is treated as no session, never as an error.
+"""
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import hmac
 import logging
 import secrets
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
 from litestar import Request
 from litestar.connection import ASGIConnection
-from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException, SerializationException
 from litestar.handlers import BaseRouteHandler
 from litestar.middleware.session.base import SessionMiddleware
-from litestar.middleware.session.client_side import CookieBackendConfig
+from litestar.middleware.session.client_side import ClientSideSessionBackend, CookieBackendConfig
 from litestar.response import Redirect, Response
 from litestar.types import ASGIApp, Receive, Scope, Send
 
@@ -27,7 +35,6 @@ CSRF_FIELD = "_csrf"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SESSION_COOKIE = "sb_session"
 # The same session keys as app.api.deps, so a browser session also authenticates the JSON API.
-USER_SESSION_KEY = "user_id"
 CSRF_SESSION_KEY = "csrf_token"
 
 
@@ -36,24 +43,54 @@ def _session_secret() -> bytes:
     return hashlib.sha256(("session:" + get_settings().secret_key).encode()).digest()
 
 
-SESSION_CONFIG = CookieBackendConfig(
-    secret=_session_secret(), key=SESSION_COOKIE, httponly=True, samesite="lax", max_age=14 * 24 * 3600
-)
-_SESSION_BACKEND = SESSION_CONFIG._backend_class(config=SESSION_CONFIG)
+class _SessionBackend(ClientSideSessionBackend):
+    """Litestar's encrypted cookie, with a cookie that does not decode read as no session.
+
+    Litestar only tolerates a wrong tag or bad base64; a tampered cookie with a valid base64
+    but broken associated data or payload raised, and the request answered 500.
+    """
+
+    async def load_from_connection(self, connection: ASGIConnection) -> dict[str, Any]:
+        if cookie_keys := self.get_cookie_keys(connection):
+            data = [connection.cookies[key].encode("utf-8") for key in cookie_keys]
+            try:
+                return self.load_data(data)
+            except (InvalidTag, binascii.Error, SerializationException, ValueError, KeyError, TypeError):
+                log.info("session cookie ignored: it does not decrypt", extra={"path": connection.url.path})
+        return {}
+
+
+def _backend(*, secure: bool) -> _SessionBackend:
+    config = CookieBackendConfig(
+        secret=_session_secret(),
+        key=SESSION_COOKIE,
+        httponly=True,
+        samesite="lax",
+        secure=secure,
+        max_age=auth.SESSION_MAX_AGE_S,
+    )
+    return _SessionBackend(config=config)
+
+
+_PLAIN_BACKEND, _SECURE_BACKEND = _backend(secure=False), _backend(secure=True)
 
 
 def session_middleware(app: ASGIApp) -> ASGIApp:
     """Use the app's session when create_app installs one; otherwise provide a cookie session for the UI.
 
-    A factory, not DefineMiddleware: Litestar deep-copies routers, and the AES key object cannot be copied.
+    Over HTTPS the cookie is marked Secure. A factory, not DefineMiddleware: Litestar deep-copies
+    routers, and the AES key object cannot be copied.
     """
-    with_session = SessionMiddleware(app=app, backend=_SESSION_BACKEND)
+    plain = SessionMiddleware(app=app, backend=_PLAIN_BACKEND)
+    secure = SessionMiddleware(app=app, backend=_SECURE_BACKEND)
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if "session" in scope:
             await app(scope, receive, send)
+        elif scope.get("scheme") in ("https", "wss"):
+            await secure(scope, receive, send)
         else:
-            await with_session(scope, receive, send)
+            await plain(scope, receive, send)
 
     return middleware
 
@@ -97,9 +134,8 @@ async def csrf_guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:
 
 async def provide_principal(request: Request) -> auth.Principal:
     """The logged-in user for page handlers; unauthenticated requests go to the login page."""
-    session = request.scope.get("session")
-    user_id = session.get(USER_SESSION_KEY) if isinstance(session, dict) else None
-    principal = await auth.principal_for_session(user_id) if user_id else None
+    grant = auth.session_grant(request.scope.get("session"))
+    principal = await auth.principal_for_session(grant) if grant else None
     if principal is None:
         raise NotAuthorizedException("Log in to continue.")
     request.scope["sb_principal"] = principal  # type: ignore[typeddict-unknown-key]
@@ -115,8 +151,17 @@ def login_redirect(request: Request, exc: Exception) -> Response[Any]:
 
 def start_session(request: Request, principal: auth.Principal) -> None:
     # A fresh CSRF token on login so a token seen before login is worthless after it.
-    request.set_session({USER_SESSION_KEY: principal.user_id, CSRF_SESSION_KEY: secrets.token_urlsafe(24)})
+    request.set_session({**auth.new_session(principal), CSRF_SESSION_KEY: secrets.token_urlsafe(24)})
 
 
-def end_session(request: Request) -> None:
+async def end_session(request: Request) -> None:
+    """Log this browser out, on the server too: a copy of the cookie stops working."""
+    grant = auth.session_grant(request.scope.get("session"))
+    if grant is not None:
+        await auth.end_session(grant)
     request.clear_session()
+
+
+def client_address(request: Request) -> str:
+    """The caller's address (the proxy's X-Forwarded-For only when SWITCHBOARD_TRUST_PROXY says so)."""
+    return request.client.host if request.client else "unknown"

@@ -4,21 +4,37 @@ from __future__ import annotations
 
 from litestar import Controller, Request, get, post
 from litestar.exceptions import NotFoundException
-from litestar.response import Template
+from litestar.response import Redirect, Template
 
 from app.services import auth
 from app.services.ai import llm_settings, personalities
 from app.services.channels import store as channel_store
+from app.services.channels.checks import PUBLIC_URL_HINT
 from ui.render import fragment, page
-
-
-def _webhook_url(request: Request, channel: channel_store.ChannelRead) -> str:
-    return str(request.base_url).rstrip("/") + channel.webhook_path
+from ui.security import client_address, start_session
 
 
 async def _channels_context(request: Request, principal: auth.Principal) -> dict:
+    checks = request.app.state.services.channel_checks
     channels = await channel_store.list_channels(principal.workspace_id)
-    return {"channels": [(c, _webhook_url(request, c)) for c in channels]}
+    return {
+        "channels": [(c, checks.webhook_url(c)) for c in channels],
+        "public_url_hint": None if checks.public_url else PUBLIC_URL_HINT,
+    }
+
+
+async def _account_context(principal: auth.Principal, **values: object) -> dict:
+    return {"tokens": await auth.list_tokens(principal.user_id), **values}
+
+
+def _expiry_days(raw: object) -> int | None:
+    text = str(raw or "").strip()
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError as exc:
+        raise auth.AuthError("expiry: choose a number of days, or never") from exc
 
 
 class SettingsController(Controller):
@@ -35,6 +51,7 @@ class SettingsController(Controller):
             verify=None,
             personalities=await personalities.list_personalities(principal.workspace_id),
             **await _channels_context(request, principal),
+            **await _account_context(principal),
         )
 
     @post("/channels", name="channel_create")
@@ -82,7 +99,7 @@ class SettingsController(Controller):
         if record is None or read is None:
             raise NotFoundException("This channel does not exist in your workspace.")
         checks = request.app.state.services.channel_checks
-        result = await checks.verify(record, read, webhook_url=_webhook_url(request, read))
+        result = await checks.verify(record, read)
         return fragment(
             request,
             "partials/channels.html",
@@ -90,6 +107,68 @@ class SettingsController(Controller):
             verify={"id": channel_id, "ok": result.ok, "detail": result.detail},
             **await _channels_context(request, principal),
         )
+
+    @post("/tokens", name="token_create")
+    async def create_token(self, request: Request, principal: auth.Principal) -> Template:
+        """A new API token for the logged-in user, shown once in the fragment."""
+        form = await request.form()
+        name = str(form.get("name") or "").strip()
+        try:
+            token = await auth.create_token_for(
+                principal, name=name, expires_days=_expiry_days(form.get("expires_days"))
+            )
+        except auth.AuthError as exc:
+            return fragment(
+                request,
+                "partials/account.html",
+                status_code=422,
+                **await _account_context(principal, account_error=str(exc)),
+            )
+        return fragment(
+            request,
+            "partials/account.html",
+            **await _account_context(principal, new_token=token, new_token_name=name or "token"),
+        )
+
+    @post("/tokens/{token_id:str}/revoke", name="token_revoke")
+    async def revoke_token(self, request: Request, principal: auth.Principal, token_id: str) -> Template:
+        if not await auth.revoke_token(principal.user_id, token_id):
+            raise NotFoundException("This token does not exist (it may be revoked already).")
+        return fragment(request, "partials/account.html", **await _account_context(principal))
+
+    @post("/password", name="password_change")
+    async def change_password(self, request: Request, principal: auth.Principal) -> Template:
+        """Check the current password (a wrong one counts as a failed login), then log out every other browser."""
+        form = await request.form()
+        throttle = request.app.state.services.login_throttle
+        address = client_address(request)
+        error = None
+        if await throttle.wait_s(principal.email, address):
+            error = "Too many failed attempts with this account: try again later."
+        else:
+            try:
+                await auth.change_password(
+                    principal, current=str(form.get("current") or ""), new=str(form.get("new") or "")
+                )
+            except auth.AuthError as exc:
+                if "current password" in str(exc):
+                    await throttle.failed(principal.email, address)
+                error = f"{str(exc).capitalize()}."
+        if error is None:
+            start_session(request, principal)  # this browser stays in, with a session issued after the change
+        return fragment(
+            request,
+            "partials/account.html",
+            status_code=422 if error else 200,
+            **await _account_context(principal, password_error=error, password_saved=error is None),
+        )
+
+    @post("/sessions/revoke", name="sessions_revoke")
+    async def log_out_everywhere(self, request: Request, principal: auth.Principal) -> Redirect:
+        """Every session of this user ends, this one included."""
+        await auth.end_all_sessions(principal.user_id)
+        request.clear_session()
+        return Redirect(path="/login")
 
     @post("/llm", name="llm_update")
     async def update_llm(self, request: Request, principal: auth.Principal) -> Template:

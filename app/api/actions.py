@@ -8,6 +8,7 @@ import msgspec
 from litestar import Controller, get, post
 from litestar.exceptions import NotFoundException
 
+from app.api.params import Limit, Offset
 from app.roots import AppServices
 from app.services import runs
 from app.services.auth import Principal
@@ -35,8 +36,8 @@ class ActionController(Controller):
         status: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
-        limit: int = 50,
-        offset: int = 0,
+        limit: Limit = 50,
+        offset: Offset = 0,
     ) -> LogPage:
         page = await runs.action_logs(
             principal.workspace_id,

@@ -8,6 +8,7 @@ from datetime import datetime
 from litestar import Controller, get, patch, post, put
 from litestar.exceptions import NotFoundException, ValidationException
 
+from app.api.params import Limit, Offset
 from app.roots import AppServices
 from app.services import runs
 from app.services.auth import Principal
@@ -32,12 +33,12 @@ class ConversationController(Controller):
         self,
         principal: Principal,
         services: AppServices,
-        limit: int = 50,
-        offset: int = 0,
+        limit: Limit = 50,
+        offset: Offset = 0,
         status: str | None = None,
     ) -> list[ConversationSummary]:
         return await services.conversations.list_conversations(
-            principal.workspace_id, limit=min(limit, 500), offset=offset, status=status
+            principal.workspace_id, limit=limit, offset=offset, status=status
         )
 
     @get("/{conversation_id:str}")
@@ -107,8 +108,8 @@ class RunController(Controller):
         status: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
-        limit: int = 50,
-        offset: int = 0,
+        limit: Limit = 50,
+        offset: Offset = 0,
     ) -> builtins.list[RunSummary]:
         return await runs.list_runs(
             principal.workspace_id,

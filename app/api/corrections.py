@@ -5,6 +5,7 @@ from __future__ import annotations
 from litestar import Controller, get, post
 from litestar.exceptions import ValidationException
 
+from app.api.params import Limit
 from app.services import corrections
 from app.services.auth import Principal
 from app.services.corrections import CorrectionCreate, CorrectionError, CorrectionRead
@@ -25,6 +26,6 @@ class CorrectionController(Controller):
 
     @get("/", summary="The correction log, newest first")
     async def list(
-        self, principal: Principal, flow_id: str | None = None, limit: int = 100
+        self, principal: Principal, flow_id: str | None = None, limit: Limit = 100
     ) -> list[CorrectionRead]:
         return await corrections.list_corrections(principal.workspace_id, flow_id=flow_id, limit=limit)

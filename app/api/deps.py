@@ -13,7 +13,6 @@ from app.services.auth import Principal
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "x-csrf-token"
 CSRF_SESSION_KEY = "csrf_token"
-USER_SESSION_KEY = "user_id"
 
 
 def csrf_ok(request: Request) -> bool:
@@ -32,11 +31,11 @@ async def current_principal(request: Request) -> Principal:
                 "invalid API token: create one with `switchboard token create --email E`"
             )
         return principal
-    user_id = request.session.get(USER_SESSION_KEY) if "session" in request.scope else None
-    if user_id:
+    grant = auth.session_grant(request.scope.get("session"))
+    if grant is not None:
         if request.method not in SAFE_METHODS and not csrf_ok(request):
             raise PermissionDeniedException("missing or wrong CSRF token: reload the page and try again")
-        principal = await auth.principal_for_session(str(user_id))
+        principal = await auth.principal_for_session(grant)
         if principal is not None:
             return principal
     raise NotAuthorizedException("authentication required: send `Authorization: Bearer <token>` or log in")

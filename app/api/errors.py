@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import asyncpg
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
@@ -44,7 +45,19 @@ def bad_input(request: Request, exc: Exception) -> Response:
 
 def validation(request: Request, exc: ValidationException) -> Response:
     log.info("bad input refused", extra={"path": request.url.path, "error": exc.detail, "extra": exc.extra})
-    return _json(400, {"error": exc.detail, "details": exc.extra})
+    return _json(400, {"error": _sentence(exc), "details": exc.extra})
+
+
+def _sentence(exc: ValidationException) -> str:
+    """Litestar's "Validation failed for PATCH /x" with the fields at fault: "...: status: expected ..."."""
+    problems = exc.extra if isinstance(exc.extra, list) else []
+    said = []
+    for problem in problems:
+        if isinstance(problem, dict) and problem.get("message"):
+            message = str(problem["message"]).split(" - at ", 1)[0].replace("`", "'")
+            key = problem.get("key")
+            said.append(f"{key}: {message}" if key else message)
+    return f"{exc.detail}: {'; '.join(said)}" if said else str(exc.detail)
 
 
 def http_error(request: Request, exc: HTTPException) -> Response:
@@ -54,6 +67,26 @@ def http_error(request: Request, exc: HTTPException) -> Response:
     return Response(
         content=body, status_code=exc.status_code, media_type="application/json", headers=exc.headers
     )
+
+
+def too_deep(request: Request, exc: RecursionError) -> Response:
+    """JSON nested deeper than the decoders recurse (msgspec and json raise RecursionError), wherever
+    it was read: a webhook, a flow document, or a body Litestar decodes into a Struct."""
+    log.info("bad input refused: nested too deeply", extra={"path": request.url.path})
+    return _json(
+        400,
+        {"error": "the body is nested too deeply to read (JSON over about 1,000 levels); send a flatter one"},
+    )
+
+
+def data_error(request: Request, exc: asyncpg.DataError) -> Response:
+    """A value PostgreSQL cannot store as sent (a NUL character, text longer than its column, a number
+    out of range): the caller's input, so a 400 with PostgreSQL's reason, not a 500."""
+    reason = str(exc).split("\n", 1)[0]
+    if isinstance(exc, (asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError)):
+        reason = "text cannot contain NUL characters (\\u0000); remove them"
+    log.info("bad input refused by the database", extra={"path": request.url.path, "error": reason})
+    return _json(400, {"error": f"a value cannot be stored: {reason}"})
 
 
 def unavailable(request: Request, exc: Exception) -> Response:
@@ -81,4 +114,6 @@ HANDLERS: ExceptionHandlersMap = {
     WireError: bad_input,
     ValidationException: validation,
     HTTPException: http_error,
+    RecursionError: too_deep,
+    asyncpg.DataError: data_error,
 }

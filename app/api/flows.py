@@ -37,6 +37,17 @@ async def _json_body(request: Request) -> Any:
         raise ValidationException(f"the body is not valid JSON: {exc}") from exc
 
 
+def _secret_values(raw: Any) -> dict[str, str]:
+    """The import's `secrets`: an object of secret names to their values, all text."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
+        raise ValidationException(
+            'secrets must be an object of secret names to their values as text, like {"shop_api_key": "sk-..."}'
+        )
+    return raw
+
+
 def _on_existing(value: object) -> flows_store.OnExisting | None:
     if value is None or value == "":
         return None
@@ -77,7 +88,7 @@ class FlowController(Controller):
         body = await _json_body(request)
         secret_values: dict[str, str] = {}
         if isinstance(body, dict) and "flows" in body:
-            secret_values = body.get("secrets") or {}
+            secret_values = _secret_values(body.get("secrets"))
             on_existing = body.get("on_existing") or on_existing
             body = body["flows"]
         documents = body if isinstance(body, list) else [body]

@@ -60,6 +60,10 @@ async def whatsapp_receive(request: Request, state: State, channel_id: str) -> R
     parsed = parse_webhook(body)
     svc = state.services
     accepted = await svc.ingress.accept(channel, parsed.messages) if parsed.messages else []
+    if parsed.invalid:  # answered 200 all the same: Meta would resend them forever
+        await svc.ingress.record_invalid(channel, parsed.invalid)
+    for reason in parsed.invalid_statuses:
+        log.warning("delivery status dropped", extra={"channel_id": channel.id, "reason": reason})
     for status in parsed.statuses:
         await svc.statuses.apply(
             channel,
@@ -76,6 +80,10 @@ async def whatsapp_receive(request: Request, state: State, channel_id: str) -> R
             "received": len(accepted),
             "duplicates": sum(a.duplicate for a in accepted),
             "statuses": len(parsed.statuses),
+            "invalid": [
+                {"message_id": item.provider_message_id, "reason": item.reason} for item in parsed.invalid
+            ],
+            "invalid_statuses": parsed.invalid_statuses,
         }
     )
 

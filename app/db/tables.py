@@ -42,6 +42,17 @@ class User(Table, tablename="users"):
     email = Varchar(length=320, unique=True)
     password_hash = Text()
     created_at = Timestamptz(default=TimestamptzNow())
+    # Browser sessions started before this are revoked ("log out everywhere", a password change).
+    sessions_valid_after = Timestamptz(null=True, default=None)
+
+
+class RevokedSession(Table, tablename="revoked_sessions"):
+    """A browser session logged out before its cookie expired: its cookie no longer authenticates."""
+
+    id = UUID(primary_key=True, default=_uuid)
+    user = ForeignKey(User, null=False, index=True)
+    session_id = Varchar(length=64, unique=True)
+    expires_at = Timestamptz()  # when the cookie would have expired anyway (the row can go then)
 
 
 class ApiToken(Table, tablename="api_tokens"):
@@ -52,6 +63,7 @@ class ApiToken(Table, tablename="api_tokens"):
     token_hash = Varchar(length=64, unique=True)  # sha256 hex: the token itself is never stored
     created_at = Timestamptz(default=TimestamptzNow())
     last_used_at = Timestamptz(null=True, default=None)
+    expires_at = Timestamptz(null=True, default=None)  # None: until revoked
 
 
 class Channel(Table, tablename="channels"):
@@ -123,6 +135,21 @@ class Message(Table, tablename="messages"):
 
     # Duplicate deliveries hit this, so a message is stored once whatever Redis says.
     unique_channel_provider_id = Unique(["channel", "direction", "provider_message_id"])
+
+
+class InvalidMessage(Table, tablename="invalid_messages"):
+    """An inbound message that could not be stored (a NaN timestamp, an id longer than its column...),
+    kept with its reason so the rest of its delivery is stored and the provider stops retrying."""
+
+    id = UUID(primary_key=True, default=_uuid)
+    workspace = ForeignKey(Workspace, null=False, index=True)
+    channel = ForeignKey(Channel, null=False)
+    provider_message_id = Varchar(length=200, default="")  # cut to the column when it was the problem
+    sender = Varchar(length=64, default="")
+    status = Varchar(length=20, default="invalid")
+    reason = Text()
+    payload = JSONB(default={})  # the message as received (NUL characters dropped), cut to 64 KiB
+    created_at = Timestamptz(default=TimestamptzNow())
 
 
 class Flow(Table, tablename="flows"):
@@ -221,6 +248,7 @@ class ActionLog(Table, tablename="external_action_logs"):
     error = Text(null=True, default=None)
     duration_ms = Float(default=0.0)
     retry_count = Integer(default=0)
+    test = Boolean(default=False)  # sent by the tester (execute=true), not by a customer's message
     created_at = Timestamptz(default=TimestamptzNow(), index=True)
 
 
@@ -288,11 +316,13 @@ class UsageCounter(Table, tablename="usage_counters"):
 TABLES: list[type[Table]] = [
     Workspace,
     User,
+    RevokedSession,
     ApiToken,
     Channel,
     Contact,
     Conversation,
     Message,
+    InvalidMessage,
     Flow,
     FlowVersion,
     Run,

@@ -167,6 +167,22 @@ async def checked_addresses(
     return addresses
 
 
+HostPort = tuple[str, int]
+
+
+def host_port(url: str) -> HostPort | None:
+    """(host, port) of a URL, host lower-cased, the scheme's port when none is given; None when empty."""
+    if not url:
+        return None
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return None
+    if not parsed.host:
+        return None
+    return parsed.host.lower(), parsed.port or (443 if parsed.scheme == "https" else 80)
+
+
 class GuardedBackend(httpcore.AsyncNetworkBackend):
     """A network backend that resolves, checks, and connects to the checked address itself.
 
@@ -175,6 +191,10 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
     (DNS rebinding). One lookup, the check and the connect in one place leave no gap. TLS
     still uses the URL's host name for SNI and certificate checks (the pool passes the
     origin's host to start_tls).
+
+    `operator_hosts` are the (host, port) pairs the operator configured in the environment
+    (the Graph API, the LLM, our own public URL): reached wherever they point, because the
+    operator, not a tenant, chose them. Every other host is checked.
     """
 
     def __init__(
@@ -182,9 +202,11 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         *,
         allowed_networks: Sequence[IPNetwork] = (),
         resolver: Resolver | None = None,
+        operator_hosts: Iterable[HostPort] = (),
     ) -> None:
         self._allowed_networks = tuple(allowed_networks)
         self._resolver = resolver or resolve_host
+        self._operator_hosts = frozenset(operator_hosts)
         self._inner = AsyncioBackend()
 
     async def connect_tcp(
@@ -196,9 +218,12 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         try:
-            addresses = await checked_addresses(
-                host, port, allowed_networks=self._allowed_networks, resolver=self._resolver
-            )
+            if (host.lower(), port) in self._operator_hosts:
+                addresses = await self._resolver(host, port)
+            else:
+                addresses = await checked_addresses(
+                    host, port, allowed_networks=self._allowed_networks, resolver=self._resolver
+                )
         except ResolutionError as exc:
             raise httpcore.ConnectError(str(exc)) from exc
         last_error: Exception | None = None

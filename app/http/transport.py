@@ -2,7 +2,8 @@
 
 An `httpx.AsyncClient` built here sends every request through a KeepAlivePool (and so
 through its guard, when the pool has one), reading each answer whole. httpx's exceptions
-are raised, so callers written for httpx need no change.
+are raised, so callers written for httpx need no change. Redirects are refused: the answer
+reaches the client without its Location header, so no client follows it.
 """
 
 from __future__ import annotations
@@ -59,7 +60,13 @@ class PoolTransport(httpx.AsyncBaseTransport):
                 if isinstance(exc, core):
                     raise mapped(str(exc) or type(exc).__name__, request=request) from exc
             raise
-        return httpx.Response(status_code=answer.status, headers=answer.headers, content=answer.content)
+        headers = answer.headers
+        if 300 <= answer.status < 400:
+            # The OpenAI SDK follows redirects by default: a 307 from a tenant's LLM URL would send
+            # the customer's text and the API key wherever it points, resolved again. Without a
+            # Location header no client follows, and the caller sees the 3xx.
+            headers = [(key, value) for key, value in headers if key.lower() != b"location"]
+        return httpx.Response(status_code=answer.status, headers=headers, content=answer.content)
 
     async def aclose(self) -> None:
         """The pool belongs to whoever built it (one per process): closing a client leaves it open."""

@@ -22,7 +22,7 @@ import msgspec
 
 from app.pipeline.buffer import Buffer, Push
 from app.services import events
-from app.services.channels.items import AMENDMENT_TYPES, InboundItem, split_name
+from app.services.channels.items import AMENDMENT_TYPES, InboundItem, InvalidItem, split_name
 from app.services.channels.store import ChannelRecord
 from app.services.coalesce import Coalescer
 
@@ -135,6 +135,25 @@ def _no_nul(text: str) -> str:
     return text.replace("\x00", "")
 
 
+def _jsonb_text(value: object) -> str:
+    """JSON for a jsonb column, NUL characters dropped from every string (keys included).
+
+    Dropped before encoding: removing the escape from the encoded text also cut a message whose
+    text holds a backslash followed by "u0000" into invalid JSON, and its delivery failed forever.
+    """
+    return _json.encode(_without_nul(value)).decode()
+
+
+def _without_nul(value: object) -> object:
+    if isinstance(value, str):
+        return value.replace("\x00", "") if "\x00" in value else value
+    if isinstance(value, dict):
+        return {_no_nul(str(k)): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    return value
+
+
 _INSERT_MESSAGES = """
 INSERT INTO messages (id, workspace, conversation, channel, direction, seq, provider_message_id, type, text,
                       media_id, payload, events, status, created_at)
@@ -146,6 +165,24 @@ SELECT u.id, u.workspace, u.conversation, u.channel, 'in', u.seq, u.provider_mes
 ON CONFLICT (channel, direction, provider_message_id) DO NOTHING
 RETURNING id
 """
+
+
+_INSERT_INVALID = """
+INSERT INTO invalid_messages (id, workspace, channel, provider_message_id, sender, status, reason, payload, created_at)
+SELECT gen_random_uuid(), $1, $2, u.provider_message_id, u.sender, 'invalid', u.reason, u.payload, now()
+  FROM unnest($3::text[], $4::text[], $5::text[], $6::jsonb[]) AS u(provider_message_id, sender, reason, payload)
+"""
+MAX_INVALID_PAYLOAD_CHARS = 64 * 1024
+
+
+def _invalid_payload(item: InvalidItem) -> str:
+    """The message as received for the record, NUL characters dropped, cut when it is very large."""
+    encoded = _jsonb_text(item.raw)
+    if len(encoded) <= MAX_INVALID_PAYLOAD_CHARS:
+        return encoded
+    return _json.encode(
+        {"cut_to_chars": MAX_INVALID_PAYLOAD_CHARS, "start": encoded[:MAX_INVALID_PAYLOAD_CHARS]}
+    ).decode()
 
 
 class IngressError(Exception):
@@ -183,6 +220,32 @@ class Ingress:
         except Exception as exc:  # the request answers 5xx, so the provider redelivers later
             log.exception("storing inbound messages failed", extra={"count": len(items)})
             raise IngressError("storing the message failed; the sender will redeliver") from exc
+
+    async def record_invalid(self, channel: ChannelRecord, items: list[InvalidItem]) -> None:
+        """Keep messages that cannot be stored as `invalid`, with their reason: the provider gets its
+        200 and stops retrying, and the rest of the delivery is stored as usual."""
+        for item in items:
+            log.warning(
+                "inbound message invalid; recorded, not processed",
+                extra={
+                    "channel_id": channel.id,
+                    "provider_message_id": item.provider_message_id,
+                    "reason": item.reason,
+                },
+            )
+        try:
+            await self.db.execute(
+                _INSERT_INVALID,
+                uuid.UUID(channel.workspace_id),
+                uuid.UUID(channel.id),
+                [item.provider_message_id for item in items],
+                [item.from_phone for item in items],
+                [item.reason.replace("\x00", "") for item in items],
+                [_invalid_payload(item) for item in items],
+            )
+        except Exception as exc:  # the provider retries (5xx) and the record is written then
+            log.exception("recording invalid inbound messages failed", extra={"count": len(items)})
+            raise IngressError("recording an invalid message failed; the sender will redeliver") from exc
 
     async def aclose(self) -> None:
         await self._batches.aclose()
@@ -254,7 +317,7 @@ class Ingress:
                         item.type,
                         _no_nul(item.text),
                         item.media_id,
-                        _json.encode(item.raw).decode().replace("\\u0000", ""),
+                        _jsonb_text(item.raw),
                         _json.encode(raised).decode(),
                     )
                     for column, value in zip(columns, values):

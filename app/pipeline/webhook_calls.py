@@ -18,7 +18,6 @@ writes the log row, moves the execution and, at the end, bumps the counters toge
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import random
@@ -35,6 +34,7 @@ from app.http.client import AttemptResult, WebhookClient
 from app.http.request import HttpMethod, URLTemplateError, WebhookRequest, apply_auth, prepare_request
 from app.http.retry import AttemptStatus, backoff_seconds
 from app.services import flows_store
+from app.services.rate_limits import WebhookRateLimiter
 from app.settings import Settings
 from flows.nodes.call_webhook import WebhookCall
 from flows.runtime import ActionRunStatus, WebhookOutcome, WebhookStatus
@@ -45,8 +45,6 @@ _json = msgspec.json.Encoder()
 
 RETRY_JOB = "retry_webhook"
 MAX_LOG_BODY_CHARS = 16 * 1024
-RATE_WINDOW_S = 60
-MAX_LEASE = 16
 
 
 class StoredRequest(msgspec.Struct):
@@ -132,50 +130,6 @@ SELECT id, workspace, flow_id, node_id, conversation, phone, original_message, c
 """
 
 
-class RateLimiter:
-    """Executions per workspace per minute, counted in Redis across all processes.
-
-    Each process takes tokens in small leases (INCRBY), so most executions need no Redis
-    round trip. A lease left unused when its minute ends is lost: the limit can only err
-    on the strict side, by at most one lease per process.
-    """
-
-    def __init__(self, redis: Redis, limit_per_minute: int, *, window_s: int = RATE_WINDOW_S) -> None:
-        self.redis = redis
-        self.limit = limit_per_minute
-        self.window_s = window_s
-        # Small leases keep a busy process from starving the others under a low limit.
-        self.lease = max(1, min(MAX_LEASE, limit_per_minute // 100))
-        self._leases: dict[str, tuple[int, int]] = {}  # workspace -> (window, tokens left)
-        self._locks: dict[str, asyncio.Lock] = {}
-
-    async def allow(self, workspace_id: str) -> bool:
-        window = int(time.time() // self.window_s)
-        if self._take(workspace_id, window):
-            return True
-        lock = self._locks.setdefault(workspace_id, asyncio.Lock())
-        async with lock:
-            if self._take(workspace_id, window):  # another caller refilled while we waited
-                return True
-            key = f"sb:rl:webhooks:{workspace_id}:{window}"
-            count = await self.redis.incrby(key, self.lease)
-            if count == self.lease:
-                await self.redis.expire(key, self.window_s * 2)
-            granted = self.lease - max(0, count - self.limit)
-            if granted <= 0:
-                self._leases[workspace_id] = (window, 0)
-                return False
-            self._leases[workspace_id] = (window, granted - 1)
-            return True
-
-    def _take(self, workspace_id: str, window: int) -> bool:
-        lease_window, left = self._leases.get(workspace_id, (window, 0))
-        if lease_window != window or left <= 0:
-            return False
-        self._leases[workspace_id] = (window, left - 1)
-        return True
-
-
 class WebhookCalls:
     """One per process; sends through the process's WebhookClient."""
 
@@ -187,20 +141,13 @@ class WebhookCalls:
         self.queue = queue
         self.client = client
         self.rng = random.Random()
-        self.rate_limiter = RateLimiter(redis, settings.webhooks.rate_limit_per_minute)
+        self.rate_limiter = WebhookRateLimiter(redis, settings.webhooks.rate_limit_per_minute)
 
     # --- the interpreter's port --------------------------------------------------------
     async def execute(self, call: WebhookCall, *, scope: Any) -> WebhookOutcome:
         config = call.config
         if not await self.rate_limiter.allow(scope.workspace_id):
-            limit = self.settings.webhooks.rate_limit_per_minute
-            return WebhookOutcome(
-                status=WebhookStatus.FAILURE,
-                error=(
-                    f"webhook rate limit reached ({limit} per minute for this workspace); raise "
-                    "SWITCHBOARD_WEBHOOK_RATE_LIMIT_PER_MINUTE or slow the traffic down"
-                ),
-            )
+            return WebhookOutcome(status=WebhookStatus.FAILURE, error=self.rate_limiter.refusal())
         secret = await flows_store.resolve_secret(scope.workspace_id, config.auth.secret)
         if config.auth.type != "none" and not secret:
             return WebhookOutcome(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
 import asyncpg
 import msgspec
@@ -67,7 +67,7 @@ class AgentMessage(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class ConversationUpdate(msgspec.Struct, forbid_unknown_fields=True):
-    status: str | None = None
+    status: Annotated[str, msgspec.Meta(min_length=1, max_length=40)] | None = None  # the column's size
     add_tags: list[str] = []
     remove_tags: list[str] = []
 

@@ -17,14 +17,17 @@ import uuid
 from collections import Counter
 from typing import Any
 
+import asyncpg
 import msgspec
 from jinja2 import Environment, TemplateSyntaxError, nodes
 
-from app.http.client import WebhookClient
+from app.http.client import AttemptResult, WebhookClient
 from app.http.request import URLTemplateError, mask_secrets, prepare_request
 from app.services import flows_store
 from app.services.ai.evaluate import OOS_LABELS
 from app.services.ai.understanding import Understanding
+from app.services.rate_limits import WebhookRateLimiter
+from app.services.values import parse_uuid
 from app.settings import Settings
 from flows.graph import CompiledFlow, compile_flow
 from flows.interpreter import run_turn
@@ -41,6 +44,11 @@ from flows.schema import VariableSpec
 from flows.templates import TemplateError, template_strings
 from flows.turn import AIState, ContactInfo, ConversationInfo, PendingAction, Turn, TurnMessage
 
+_LOG_TEST_ATTEMPT = """
+INSERT INTO external_action_logs (id, workspace, execution, flow_id, node_id, conversation_id, phone, original_message,
+    confidence, request, status_code, response_body, status, error, duration_ms, retry_count, test, created_at)
+VALUES ($1, $2, NULL, $3, $4, NULL, $5, $6, $7, $8::jsonb, $9, $10, $11, $12, $13, 0, true, clock_timestamp())
+"""
 HISTORY_ENTRIES = 40  # what a test conversation keeps: enough for the LLM's window and the panel
 DRAFT_FLOW_ID = "draft"  # a document tested without a saved flow behind it
 
@@ -226,11 +234,17 @@ class DryRunRuntime:
                 sample = sample_response(plan.inputs.values() if plan else [call.config])
             self.webhook.update(response=sample, sample=True)
             return WebhookOutcome(status=WebhookStatus.SUCCESS, response=sample, attempts=0)
+        # A real call counts like any execution: against the workspace's rate limit, and in the log.
+        if not await self.tester.rate_limiter.allow(self.workspace_id):
+            refusal = self.tester.rate_limiter.refusal()
+            self.webhook.update(error=refusal)
+            return WebhookOutcome(status=WebhookStatus.FAILURE, error=refusal)
         result = await self.tester.webhook_client.attempt(
             request,
             allow_private=self.tester.settings.webhooks.allow_private,
             max_response_bytes=self.tester.settings.webhooks.max_response_bytes,
         )
+        await self.tester.log_attempt(self.workspace_id, call, result)
         self.webhook.update(
             executed=True,
             status=result.status.value,
@@ -343,14 +357,41 @@ class Tester:
         self,
         settings: Settings,
         *,
+        db: asyncpg.Pool,
         plans: flows_store.PlanCache,
         understanding: Understanding,
         webhook_client: WebhookClient,
+        rate_limiter: WebhookRateLimiter,
     ) -> None:
         self.settings = settings
+        self.db = db
         self.plans = plans
         self.understanding = understanding
         self.webhook_client = webhook_client
+        self.rate_limiter = rate_limiter
+
+    async def log_attempt(self, workspace_id: str, call: WebhookCall, result: AttemptResult) -> None:
+        """A real call from the tester in the action's log, marked `test` (no counters: it is no customer's)."""
+        flow_id = parse_uuid(call.flow_id)
+        if flow_id is None:  # a document tested before it was ever saved has no action log to be in
+            return
+        names = call.names
+        await self.db.execute(
+            _LOG_TEST_ATTEMPT,
+            uuid.uuid4(),
+            uuid.UUID(workspace_id),
+            flow_id,
+            call.node_id,
+            str(names.get("phone_number") or "")[:64],
+            str(names.get("message_text") or ""),
+            call.confidence,
+            msgspec.json.encode(result.payload_masked).decode(),
+            result.status_code,
+            result.response_text,
+            result.status.value,
+            result.error,
+            result.duration_ms,
+        )
 
     async def run(self, workspace_id: str, request: TesterRequest) -> TesterResponse:
         return await _run_test(self, workspace_id, request)

@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 
 from app.db.tables import Flow, FlowVersion, Secret
 from app.services import secrets
+from app.services.cache import BoundedCache
 from app.services.values import iso
 from flows.graph import CompiledFlow, compile_flow
 from flows.nodes.registry import NODE_TYPES, summaries
@@ -643,13 +644,32 @@ async def _replace(workspace_id: str, flow_id: str, doc_dict: dict[str, Any], *,
 # --- compiled plans for the worker ---------------------------------------------------
 
 
+MAX_CACHED_PLANS = 2048
+"""Compiled flow versions a process keeps (least recently used go first; a miss recompiles)."""
+MAX_CACHED_WORKSPACES = 10_000
+"""Workspaces whose active plan list a process keeps."""
+
+
 class PlanCache:
     """Active compiled plans per workspace, reloaded when the workspace's revision changes."""
 
-    def __init__(self, revisions: Revisions) -> None:
+    def __init__(
+        self,
+        revisions: Revisions,
+        *,
+        max_plans: int = MAX_CACHED_PLANS,
+        max_workspaces: int = MAX_CACHED_WORKSPACES,
+    ) -> None:
         self.revisions = revisions
-        self._compiled: dict[tuple[str, int], CompiledFlow] = {}
-        self._active: dict[str, tuple[int, list[CompiledFlow]]] = {}
+        # Bounded: every published version used to stay compiled for the life of the process.
+        self._compiled: BoundedCache[tuple[str, int], CompiledFlow] = BoundedCache(max_entries=max_plans)
+        self._active: BoundedCache[str, tuple[int, list[CompiledFlow]]] = BoundedCache(
+            max_entries=max_workspaces
+        )
+
+    def __len__(self) -> int:
+        """Compiled versions held now (for diagnostics: bounded by max_plans)."""
+        return len(self._compiled)
 
     async def active_plans(self, workspace_id: str, *, revision: int | None = None) -> list[CompiledFlow]:
         """The plans; `revision` is the workspace's revision when the caller already read it."""
@@ -677,11 +697,11 @@ class PlanCache:
                     )
                     continue
                 plan = compile_flow(doc, flow_id=key[0], version=key[1])
-                self._compiled[key] = plan
+                self._compiled.put(key, plan)
             plans.append(plan)
         if revision == 0:
             revision = await self.revisions.ensure(workspace_id)
-        self._active[workspace_id] = (revision, plans)
+        self._active.put(workspace_id, (revision, plans))
         return plans
 
     def plan(self, flow_id: str, version: int) -> CompiledFlow | None:
@@ -700,5 +720,5 @@ class PlanCache:
         if doc is None:
             return None
         plan = compile_flow(doc, flow_id=flow_id, version=version)
-        self._compiled[(flow_id, version)] = plan
+        self._compiled.put((flow_id, version), plan)
         return plan

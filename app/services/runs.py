@@ -58,6 +58,8 @@ class ActionLogRead(msgspec.Struct):
     duration_ms: float
     retry_count: int
     created_at: str
+    test: bool = False
+    """Sent by the tester (execute=true), not for a customer's message."""
 
 
 class ActionStatsRead(msgspec.Struct):
@@ -253,6 +255,7 @@ async def action_logs(
             duration_ms=r["duration_ms"],
             retry_count=r["retry_count"],
             created_at=iso(r["created_at"]),
+            test=r["test"],
         )
         for r in rows
     ]

@@ -9,7 +9,7 @@ import msgspec
 from flows.nodes.base import ConfigIssue, NodeContext, NodeOutcome, NodeType, template_issues
 from flows.runtime import WebhookOutcome, WebhookStatus
 from flows.schema import NodeConfig, NodeGroup
-from flows.templates import is_templated
+from flows.templates import TemplateBudgetError, is_templated
 from flows.turn import value_of
 
 
@@ -76,18 +76,20 @@ async def finish(ctx: NodeContext, config: CallWebhookConfig, outcome: WebhookOu
     ok = outcome.status == WebhookStatus.SUCCESS
     template = config.success_message if ok else config.failure_message
     sent = 0
+    error = None if ok else (outcome.error or f"the webhook answered {outcome.status_code}")
     if template:
-        text = ctx.render_text(template)
+        try:
+            text = ctx.render_text(template)
+        except TemplateBudgetError as exc:
+            # The call went out: its port is followed; the message that could not be rendered is the error.
+            text = ""
+            error = f"{'success' if ok else 'failure'} message not sent: {exc}"
         if text.strip():
             await ctx.runtime.send_message(text, message_type="support")
             output["message"] = text
             sent = 1
     return NodeOutcome(
-        port="success" if ok else "failure",
-        output=output,
-        webhook=outcome,
-        sent=sent,
-        error=None if ok else (outcome.error or f"the webhook answered {outcome.status_code}"),
+        port="success" if ok else "failure", output=output, webhook=outcome, sent=sent, error=error
     )
 
 

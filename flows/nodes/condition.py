@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal
 
-from flows.matching import check_regex, search
+from flows.matching import check_regex, compile_regex, search
 from flows.nodes.base import ConfigIssue, NodeContext, NodeError, NodeOutcome, NodeType, template_issues
 from flows.schema import NodeConfig, NodeGroup
 from flows.templates import is_templated, render_tree
@@ -101,7 +100,7 @@ def evaluate(left: Any, op: str, right: Any) -> bool:
         problem = check_regex(pattern)
         if problem is not None:
             raise NodeError(problem[1])
-        return search(re.compile(pattern), "" if left is None else str(left)) is not None
+        return search(compile_regex(pattern), "" if left is None else str(left)) is not None
     raise NodeError(f"Unknown operator {op!r}.")
 
 

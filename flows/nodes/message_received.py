@@ -88,7 +88,10 @@ NODE = NodeType(
     hints={
         "match.kind": "Choose what the message must match: any message, keywords, a regex or an intent.",
         "match.keywords": "Add at least one keyword (up to 200 characters each).",
-        "match.pattern": "Write the regular expression to look for in the message.",
+        "match.pattern": (
+            "Write the regular expression to look for in the message (RE2: no lookarounds or "
+            "backreferences; \\w and \\d are ASCII, \\p{L} is a letter of any language)."
+        ),
         "match.display_name": "Name the action (up to 200 characters), like Create order.",
         "match.training_examples": "Add at least one example of what a customer would write.",
         "match.negative_examples": (

@@ -56,7 +56,10 @@ NODE_FORM_CASES = {
     ),
     ErrorCode.REGEX_TOO_LONG: (regex("a" * 501), "keep it to 500 or fewer"),
     ErrorCode.REGEX_INVALID: (regex("(unclosed"), "not a valid regular expression"),
-    ErrorCode.REGEX_UNSAFE: (regex("(a+)+$"), "remove the nested quantifier"),
+    ErrorCode.REGEX_UNSUPPORTED: (
+        regex("(?<=no )refund"),
+        "lookbehind (?<=...), which the regex engine cannot run",
+    ),
     ErrorCode.MISSING_VALUE: (
         node_form("action.update_ai_context"),
         "Add at least one key and value to merge into the AI context",

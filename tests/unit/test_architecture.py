@@ -27,7 +27,7 @@ PIPELINE_ORDER = [
     "recovery",
 ]
 PIPELINE_STORES = {"buffer", "ledger"}  # any step may use the stores a message waits in
-FLOWS_THIRD_PARTY = {"msgspec", "jinja2", "markupsafe"}
+FLOWS_THIRD_PARTY = {"msgspec", "jinja2", "markupsafe", "re2"}
 
 
 def _module_name(path: Path) -> str:

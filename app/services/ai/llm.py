@@ -22,6 +22,7 @@ import openai
 from openai import AsyncOpenAI
 
 from app.services.ai.classifier import Classification, IntentScoreItem, IntentSpec
+from app.services.cache import BoundedCache
 from flows.runtime import Detection, IntentCandidate, IntentScore
 from flows.schema import TrainingExample
 
@@ -35,6 +36,7 @@ MAX_EXAMPLES_PER_ACTION = 8
 MAX_TEXT_CHARS = 4000
 """A customer message longer than this is cut before it is sent (the prompt stays bounded)."""
 REPLY_MAX_TOKENS = 500
+MAX_CLIENTS = 512
 _NONE = "none"
 
 
@@ -241,6 +243,17 @@ def _scored(
     return sorted(items, key=lambda s: -s.confidence)
 
 
+def _blocked_reason(exc: BaseException) -> str:
+    """The address guard's reason when it refused the connection (app.http.transport says "blocked: ...")."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        text = str(seen)
+        if text.startswith("blocked: "):
+            return text.removeprefix("blocked: ")
+        seen = seen.__cause__ or seen.__context__
+    return ""
+
+
 class LLMClient:
     """Calls chat completions with one AsyncOpenAI client per (base URL, key)."""
 
@@ -254,7 +267,8 @@ class LLMClient:
         self.timeout_s = timeout_s
         self.max_retries = max_retries
         self.http_client = http_client  # the process's pool (app.http.transport), when the root gives one
-        self._clients: dict[tuple[str, str], AsyncOpenAI] = {}
+        # One per (base URL, key) in use; bounded, since each workspace may bring its own.
+        self._clients: BoundedCache[tuple[str, str], AsyncOpenAI] = BoundedCache(max_entries=MAX_CLIENTS)
 
     def client(self, config: LLMConfig) -> AsyncOpenAI:
         key = (config.base_url, config.api_key)
@@ -267,11 +281,12 @@ class LLMClient:
                 max_retries=self.max_retries,
                 http_client=self.http_client,  # type: ignore[arg-type]  # it takes httpx clients too
             )
-            self._clients[key] = client
+            self._clients.put(key, client)
         return client
 
     async def aclose(self) -> None:
-        clients, self._clients = list(self._clients.values()), {}
+        clients = self._clients.values()
+        self._clients.clear()
         for client in clients:
             await client.close()
 
@@ -296,9 +311,20 @@ class LLMClient:
         except (TimeoutError, openai.APITimeoutError) as exc:
             raise LLMFailure(f"timeout after {self.timeout_s:g} s") from exc
         except openai.APIStatusError as exc:
+            if 300 <= exc.status_code < 400:
+                # app.http.transport refuses redirects: the key and the text go only to the base URL.
+                raise LLMFailure(
+                    f"HTTP {exc.status_code}: the server redirected elsewhere and redirects are not followed; "
+                    "set the base URL to the final address"
+                ) from exc
             retried = " after retries" if exc.status_code in (408, 409, 429) or exc.status_code >= 500 else ""
             raise LLMFailure(f"HTTP {exc.status_code}{retried}") from exc
         except openai.APIConnectionError as exc:
+            blocked = _blocked_reason(exc)
+            if blocked:
+                raise LLMFailure(
+                    f"{config.base_url or 'the API'} refused by the address guard: {blocked}"
+                ) from exc
             raise LLMFailure(f"cannot connect to {config.base_url or 'the API'}") from exc
         except openai.OpenAIError as exc:
             raise LLMFailure(f"bad answer: {type(exc).__name__}") from exc

@@ -13,8 +13,6 @@ import asyncio
 import hashlib
 import logging
 import threading
-import time
-from collections import OrderedDict
 from typing import Any
 
 import msgspec
@@ -33,6 +31,7 @@ from app.services.ai.llm import (
     personality_system_prompt,
 )
 from app.services.ai.personalities import CoreIntent, PersonalityRead, get_personality
+from app.services.cache import BoundedCache
 from app.settings import get_settings
 from flows.runtime import (
     AIAnswer,
@@ -123,35 +122,34 @@ class LocalEngine:
     name = local.ENGINE_LOCAL
 
     def __init__(self, *, max_examples: int = MODEL_CACHE_EXAMPLES) -> None:
-        self.max_examples = max_examples
-        self._models: OrderedDict[str, tuple[HybridClassifier, int]] = OrderedDict()
-        self.cached_examples = 0
-        """Training examples (and negatives) of the cached models."""
+        # Weighed by training examples (and negatives): what a model's memory grows with.
+        self._models: BoundedCache[str, HybridClassifier] = BoundedCache(
+            max_entries=max_examples, max_weight=max_examples
+        )
         self._lock = threading.Lock()  # training runs in worker threads (asyncio.to_thread)
 
+    @property
+    def cached_examples(self) -> float:
+        return self._models.weight
+
     def cached(self, candidates: list[IntentCandidate]) -> bool:
-        return _candidates_key(candidates) in self._models
+        with self._lock:
+            return self._models.get(_candidates_key(candidates)) is not None
 
     def model_for(self, candidates: list[IntentCandidate]) -> HybridClassifier:
         """The trained model of these candidates; training runs outside the lock (in a thread, seconds)."""
         key = _candidates_key(candidates)
         with self._lock:
-            entry = self._models.get(key)
-            if entry is not None:
-                self._models.move_to_end(key)
-                return entry[0]
+            model = self._models.get(key)
+        if model is not None:
+            return model
         specs = intent_specs(candidates)
         model = HybridClassifier.train(specs)
-        size = sum(len(s.examples) + len(s.negatives) for s in specs)
         with self._lock:
-            if key in self._models:  # trained twice at once: keep the first
-                self._models.move_to_end(key)
-                return self._models[key][0]
-            self._models[key] = (model, size)
-            self.cached_examples += size
-            while self.cached_examples > self.max_examples and len(self._models) > 1:
-                _, (_, dropped) = self._models.popitem(last=False)
-                self.cached_examples -= dropped
+            first = self._models.get(key)  # trained twice at once: keep the first
+            if first is not None:
+                return first
+            self._models.put(key, model, weight=sum(len(s.examples) + len(s.negatives) for s in specs))
         return model
 
     def detect(
@@ -214,18 +212,19 @@ class Understanding:
         self.llm = llm or LLMClient(timeout_s=get_settings().ai.llm_timeout_seconds)
         self.settings_ttl_s = settings_ttl_s
         self.local_meter = usage.LocalCallMeter()
-        self._settings: dict[str, tuple[float, llm_settings.WorkspaceLLM]] = {}
+        self._settings: BoundedCache[str, llm_settings.WorkspaceLLM] = BoundedCache(
+            max_entries=10_000, ttl_s=settings_ttl_s
+        )
         self._quota_logged: set[tuple[str, str]] = set()
 
     # --- engine choice and metering ----------------------------------------------------------------
 
     async def _workspace_llm(self, workspace_id: str) -> llm_settings.WorkspaceLLM:
         cached = self._settings.get(workspace_id)
-        now = time.monotonic()
-        if cached is not None and cached[0] > now:
-            return cached[1]
+        if cached is not None:
+            return cached
         resolved = await llm_settings.resolve(workspace_id)
-        self._settings[workspace_id] = (now + self.settings_ttl_s, resolved)
+        self._settings.put(workspace_id, resolved)
         return resolved
 
     async def _llm_for(self, workspace_id: str) -> tuple[Any, str]:
@@ -275,7 +274,7 @@ class Understanding:
         cached = self._settings.get(workspace_id)
         if cached is not None:
             # This process sees its own spending at once: the quota stops the next call, not one TTL later.
-            self._settings[workspace_id] = (cached[0], msgspec.structs.replace(cached[1], tokens_used=tokens))
+            self._settings.replace(workspace_id, msgspec.structs.replace(cached, tokens_used=tokens))
 
     def _count_local(self, workspace_id: str) -> None:
         self.local_meter.add(workspace_id)

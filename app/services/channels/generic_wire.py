@@ -9,27 +9,37 @@ from typing import Annotated
 
 import msgspec
 
-from app.services.channels.items import InboundItem, MessageType, WireError, explain_validation
+from app.services.channels.items import (
+    MAX_NAME_CHARS,
+    MAX_PHONE_CHARS,
+    MAX_PROVIDER_ID_CHARS,
+    InboundItem,
+    MessageType,
+    WireError,
+    explain_validation,
+    timestamp_problem,
+)
 
 __all__ = ["GenericContact", "GenericMessage", "InboundItem", "WireError", "parse_generic"]
 
-# Seconds since 1970 stay below this until the year 5138; a larger number is milliseconds.
-_MAX_TIMESTAMP_S = 1e11
+# The bounds are the columns' (app.services.channels.items): a body that parses can be stored.
+_MessageId = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_PROVIDER_ID_CHARS)]
+_From = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_PHONE_CHARS)]
+_Name = Annotated[str, msgspec.Meta(max_length=MAX_NAME_CHARS)]
 # Unix seconds sent as a JSON string, as WhatsApp itself sends them ("1796135399").
 _DIGITS = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
-_Id = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 
 
 class GenericContact(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    first_name: str = ""
-    last_name: str = ""
+    first_name: _Name = ""
+    last_name: _Name = ""
 
 
 class GenericMessage(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, rename={"from_": "from"}):
     """The body of `POST /webhooks/generic/{channel_id}`; a format of our own, so unknown fields are errors."""
 
-    message_id: _Id
-    from_: _Id
+    message_id: _MessageId
+    from_: _From
     text: Annotated[str, msgspec.Meta(min_length=1)]
     type: str = MessageType.TEXT.value
     # Unix seconds (a number or a digit string) or an ISO 8601 string; absent means "now".
@@ -58,6 +68,14 @@ def parse_generic(body: bytes, *, channel_ref: str, now_s: float | None = None) 
             f"type {message.type!r} is not supported: the generic channel carries text only (type 'text')"
         )
     contact = message.contact or GenericContact()
+    for field, value in (
+        ("message_id", message.message_id),
+        ("from", message.from_),
+        ("contact.first_name", contact.first_name),
+        ("contact.last_name", contact.last_name),
+    ):
+        if "\x00" in value:
+            raise WireError(f"field {field!r} contains a NUL character; remove it")
     return InboundItem(
         provider_message_id=message.message_id,
         phone_number_id=channel_ref,
@@ -98,10 +116,9 @@ def _seconds(value: int | float | str | None, *, now_s: float | None) -> float:
             return _iso_seconds(value)
         value = value.strip()
     seconds = float(value)
-    if seconds < 0:
-        raise WireError(f"timestamp {value} is negative: send unix seconds or an ISO 8601 string")
-    if seconds >= _MAX_TIMESTAMP_S:
-        raise WireError(f"timestamp {value} looks like milliseconds: send unix seconds (divide by 1000)")
+    problem = timestamp_problem(seconds)
+    if problem is not None:
+        raise WireError(f"field 'timestamp': {problem}")
     return seconds
 
 

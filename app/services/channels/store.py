@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import time
 import uuid
 from typing import Any
 
@@ -11,6 +10,7 @@ import msgspec
 
 from app.db.tables import Channel
 from app.services import secrets
+from app.services.cache import BoundedCache
 
 
 class ChannelKind(str, enum.Enum):
@@ -63,7 +63,8 @@ class ChannelError(ValueError):
 
 
 _CACHE_TTL_S = 30.0
-_cache: dict[str, tuple[float, ChannelRecord | None]] = {}
+# Channels that exist, by id: a webhook URL naming no channel is never cached (its id is a stranger's).
+_cache: BoundedCache[str, ChannelRecord] = BoundedCache(max_entries=10_000, ttl_s=_CACHE_TTL_S)
 
 
 def webhook_path(kind: ChannelKind, channel_id: str) -> str:
@@ -85,6 +86,13 @@ def _check(data: ChannelCreate) -> None:
             raise ChannelError(
                 f"{', '.join(missing)}: a WhatsApp channel needs the phone number id, access token, app "
                 "secret and verify token from the Meta app dashboard (WhatsApp > API Setup)"
+            )
+        # It becomes a path segment of every Graph API request: digits only, as Meta gives it.
+        pnid = data.phone_number_id.strip()
+        if not (pnid.isascii() and pnid.isdigit()) or len(pnid) > 64:
+            raise ChannelError(
+                "phone_number_id: Meta's phone number id is a number of up to 64 digits "
+                "(WhatsApp > API Setup > Phone number ID), not the phone number itself"
             )
     if data.kind is ChannelKind.GENERIC and not data.secret:
         raise ChannelError("secret: a generic channel needs a secret to verify X-Switchboard-Signature")
@@ -151,32 +159,31 @@ async def delete_channel(workspace_id: str, channel_id: str) -> bool:
         .where((Channel.id == cid) & (Channel.workspace == workspace_id))
         .returning(Channel.id)
     )
-    _cache.pop(channel_id, None)
+    _cache.pop(str(cid))
     return bool(deleted)
 
 
 async def lookup(channel_id: str) -> ChannelRecord | None:
     """The channel a webhook names, for ingress (not workspace-scoped: the id is the secret path)."""
-    now = time.monotonic()
     hit = _cache.get(channel_id)
-    if hit and hit[0] > now:
-        return hit[1]
+    if hit is not None:
+        return hit
     cid = _uuid_or_none(channel_id)
     row = await Channel.select().where(Channel.id == cid).first() if cid else None
-    record = None
-    if row is not None:
-        record = ChannelRecord(
-            id=str(row["id"]),
-            workspace_id=str(row["workspace"]),
-            kind=ChannelKind(row["kind"]),
-            name=row["name"],
-            phone_number_id=row["phone_number_id"],
-            access_token=secrets.decrypt(row["access_token_enc"]),
-            app_secret=secrets.decrypt(row["app_secret_enc"]),
-            verify_token=secrets.decrypt(row["verify_token_enc"]),
-            secret=secrets.decrypt(row["secret_enc"]),
-        )
-    _cache[channel_id] = (now + _CACHE_TTL_S, record)
+    if row is None:
+        return None
+    record = ChannelRecord(
+        id=str(row["id"]),
+        workspace_id=str(row["workspace"]),
+        kind=ChannelKind(row["kind"]),
+        name=row["name"],
+        phone_number_id=row["phone_number_id"],
+        access_token=secrets.decrypt(row["access_token_enc"]),
+        app_secret=secrets.decrypt(row["app_secret_enc"]),
+        verify_token=secrets.decrypt(row["verify_token_enc"]),
+        secret=secrets.decrypt(row["secret_enc"]),
+    )
+    _cache.put(record.id, record)
     return record
 
 

@@ -9,6 +9,7 @@ import random
 import httpcore
 
 from app.http.pool import KeepAlivePool
+from app.services.cache import BoundedCache
 from app.services.channels.items import WireError
 from app.services.channels.store import ChannelRecord
 from app.services.channels.whatsapp_wire import build_text_message, parse_send_response
@@ -40,7 +41,7 @@ class WhatsAppSender:
         # redirects, and each layer costs CPU on every send.
         self._owns_pool = pool is None
         self.pool = pool or KeepAlivePool(max_connections=128)
-        self._urls: dict[str, httpcore.URL] = {}
+        self._urls: BoundedCache[str, httpcore.URL] = BoundedCache(max_entries=10_000)
 
     async def aclose(self) -> None:
         if self._owns_pool:  # a shared pool is closed by the process that built it
@@ -49,9 +50,8 @@ class WhatsAppSender:
     def _messages_url(self, phone_number_id: str) -> httpcore.URL:
         url = self._urls.get(phone_number_id)
         if url is None:
-            url = self._urls[phone_number_id] = httpcore.URL(
-                f"{self.settings.whatsapp_graph_url}/{phone_number_id}/messages"
-            )
+            url = httpcore.URL(f"{self.settings.whatsapp_graph_url}/{phone_number_id}/messages")
+            self._urls.put(phone_number_id, url)
         return url
 
     async def _post(

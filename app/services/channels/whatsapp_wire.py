@@ -8,17 +8,24 @@ import logging
 import msgspec
 
 from app.services.channels.items import (
+    MAX_PHONE_CHARS,
+    MAX_PROVIDER_ID_CHARS,
     InboundItem,
+    InvalidItem,
     MessageType,
     WireError,
+    clip,
     explain_validation,
     split_name,
+    storage_problem,
+    timestamp_problem,
 )
 
 __all__ = [
     "DeliveryStatus",
     "ErrorDetail",
     "InboundItem",
+    "InvalidItem",
     "MessageType",
     "ParsedWebhook",
     "StatusConversation",
@@ -304,7 +311,12 @@ class StatusItem(msgspec.Struct, kw_only=True):
 
 class ParsedWebhook(msgspec.Struct, kw_only=True):
     messages: list[InboundItem] = []
+    # Messages that cannot be stored (a NaN timestamp, an id longer than its column...): recorded as
+    # invalid with their reason while the rest of the delivery is stored.
+    invalid: list[InvalidItem] = []
     statuses: list[StatusItem] = []
+    # Status callbacks dropped for the same kind of reason (logged; there is nothing to record them on).
+    invalid_statuses: list[str] = []
     # Errors Meta reports about the delivery itself (value.errors), not about one message.
     errors: list[ErrorDetail] = []
     # `field`s of changes we do not handle (account_update, template status...), for logs.
@@ -337,6 +349,8 @@ def parse_webhook(body: bytes) -> ParsedWebhook:
                 value = _value_decoder.decode(change.value)
             except msgspec.ValidationError as exc:
                 raise WireError(f"not a WhatsApp webhook: {explain_validation(exc, prefix=where)}") from None
+            except msgspec.DecodeError as exc:  # the envelope keeps `value` raw, unchecked (invalid UTF-8...)
+                raise WireError(f"body is not valid JSON at {where}: {exc}") from None
             _collect(value, parsed, where=where)
     return parsed
 
@@ -347,17 +361,40 @@ def _collect(value: _Value, parsed: ParsedWebhook, *, where: str) -> None:
     # Newer payloads may key a contact by user id only (no wa_id); alone, it is the sender.
     only_name = names.get("", "") if len(value.contacts) == 1 else ""
     for m, raw in enumerate(value.messages):
-        item = _inbound(
-            raw,
-            phone_number_id=phone_number_id,
-            names=names,
-            only_name=only_name,
-            where=f"{where}.messages[{m}]",
-        )
+        at = f"{where}.messages[{m}]"
+        try:
+            item = _inbound(raw, phone_number_id=phone_number_id, names=names, only_name=only_name, where=at)
+        except WireError as exc:
+            parsed.invalid.append(_invalid(raw, exc.message))
+            continue
+        problem = storage_problem(item)
+        if problem is not None:
+            parsed.invalid.append(_invalid(raw, f"{problem} at {at}"))
+            continue
         parsed.messages.append(item)
-    for status in value.statuses:
-        parsed.statuses.append(_status_item(status, phone_number_id=phone_number_id, where=where))
+    for s, status in enumerate(value.statuses):
+        try:
+            parsed.statuses.append(
+                _status_item(status, phone_number_id=phone_number_id, where=f"{where}.statuses[{s}]")
+            )
+        except WireError as exc:
+            parsed.invalid_statuses.append(exc.message)
     parsed.errors.extend(_error_detail(error) for error in value.errors)
+
+
+def _invalid(raw: msgspec.Raw, reason: str) -> InvalidItem:
+    """What can be kept of a message that cannot be stored: its id and sender as far as they fit."""
+    try:
+        found = _dict_decoder.decode(raw)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        found = {}
+    ident, sender = found.get("id"), found.get("from")
+    return InvalidItem(
+        provider_message_id=clip(ident if isinstance(ident, str) else "", MAX_PROVIDER_ID_CHARS),
+        from_phone=clip(sender if isinstance(sender, str) else "", MAX_PHONE_CHARS),
+        reason=reason,
+        raw=found,
+    )
 
 
 def _inbound(
@@ -367,6 +404,8 @@ def _inbound(
         raw_dict = _dict_decoder.decode(raw)
     except msgspec.ValidationError as exc:
         raise WireError(f"not a WhatsApp message: {explain_validation(exc, prefix=where)}") from None
+    except msgspec.DecodeError as exc:  # kept raw by the envelope: invalid UTF-8 shows only here
+        raise WireError(f"not a WhatsApp message: {exc} at {where}") from None
     try:
         message = _message_decoder.decode(raw)
     except msgspec.ValidationError as exc:
@@ -502,9 +541,13 @@ def _order_text(order: _Order) -> str:
 
 def _seconds(value: str | int | float, *, where: str) -> float:
     try:
-        return float(value)
-    except ValueError:
-        raise WireError(f"expected a unix timestamp in seconds, got {value!r} at {where}") from None
+        seconds = float(value)
+    except (ValueError, OverflowError):
+        raise WireError(f"expected a unix timestamp in seconds, got {str(value)[:40]!r} at {where}") from None
+    problem = timestamp_problem(seconds)
+    if problem is not None:
+        raise WireError(f"{problem} at {where}")
+    return seconds
 
 
 def _error_detail(error: _Error) -> ErrorDetail:
@@ -523,7 +566,7 @@ def _status_item(status: _Status, *, phone_number_id: str, where: str) -> Status
         conversation = StatusConversation(
             id=status.conversation.id,
             origin_type=status.conversation.origin.type if status.conversation.origin else None,
-            expiration_timestamp=None if expiry is None else _seconds(expiry, where=f"{where}.statuses"),
+            expiration_timestamp=None if expiry is None else _seconds(expiry, where=f"{where}.conversation"),
         )
     pricing = None
     if status.pricing is not None:
@@ -535,7 +578,7 @@ def _status_item(status: _Status, *, phone_number_id: str, where: str) -> Status
         provider_message_id=status.id,
         phone_number_id=phone_number_id,
         status=status.status,
-        timestamp=_seconds(status.timestamp, where=f"{where}.statuses"),
+        timestamp=_seconds(status.timestamp, where=f"{where}.timestamp"),
         recipient_id=status.recipient_id,
         errors=[_error_detail(error) for error in status.errors],
         conversation=conversation,

@@ -332,6 +332,28 @@ async def test_step_budget_stops_the_turn():
     assert any(t.type == "guard" and "step budget of 3" in t.error for t in result.trace)
 
 
+SLOW_TEXT = "{% for i in 'x' * 9000 %}{{ ('yx' * 2000) | list | sort | first }}{% endfor %}"
+
+
+async def test_a_turn_stops_once_its_templates_used_up_its_cpu_budget():
+    """issue 14: each render has its own time limit, and the turn's renders together have another."""
+    rt = MemoryRuntime()
+    hostile = chain("hostile", ANY)
+    for i in range(40):  # forty branches from the trigger: a failing node does not stop the others
+        hostile["nodes"].append({"id": f"slow{i}", **send(SLOW_TEXT)})
+        hostile["edges"].append({"from": "t", "to": f"slow{i}"})
+    result = await run_turn(
+        [make_plan(hostile), make_plan(chain("other", ANY, send("later"), priority=-1))],
+        make_turn("x"),
+        rt,
+        cpu_budget_s=0.12,
+    )
+    failed = [t for t in result.trace if t.type == "action.send_message"]
+    assert failed and all("went over its budget" in (t.error or "") for t in failed)
+    assert len(failed) < 40 and "later" not in [text for text, _ in rt.sent]
+    assert any(t.type == "guard" and "used up its 120 ms" in t.error for t in result.trace)
+
+
 # --- pending external actions ---------------------------------------------------------------
 
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 import pytest
 from memory_runtime import make_turn
 
+from flows.budget import turn_clock
 from flows.templates import (
+    MAX_INT_BITS,
     MAX_OUTPUT_CHARS,
+    TemplateBudgetError,
     TemplateError,
     check_template,
     render_text,
@@ -81,8 +84,6 @@ def test_undefined_name_renders_empty_with_a_warning_when_lenient(template, expe
         "{{ cycler.__init__.__globals__ }}",
         "{{ lipsum.__globals__ }}",
         "{{ range(10) }}",
-        "{{ 'x' * 100000 }}",
-        "{{ 10 ** 100000 }}",
         "{{ ''.join }}{{ 'a'.format(1) }}",
         "{{ contact.tags.append(1) }}",
     ],
@@ -106,11 +107,94 @@ def test_allowed_filters_and_safe_methods_work():
     assert out.value == 'ANA a+b {"quantity": 3, "product": "iPhone"} iPhone 3.14 none'
 
 
-def test_output_is_capped():
-    names = {"big": "y" * (MAX_OUTPUT_CHARS * 2)}
-    out = render_text("{{ big }}{{ big }}", names, strict=True)
-    assert len(out.value) == MAX_OUTPUT_CHARS
-    assert "cut" in out.warnings[0]
+def test_output_over_the_budget_is_an_error_even_when_lenient():
+    names = {"big": "y" * (MAX_OUTPUT_CHARS // 2 + 1)}
+    for strict in (True, False):
+        with pytest.raises(TemplateBudgetError, match=f"longer than {MAX_OUTPUT_CHARS}"):
+            render_text("{{ big }}{{ big }}", names, strict=strict)
+
+
+SLOW_BODY = "{% for i in 'x' * 9000 %}{{ (big | sort | first) }}{% endfor %}"
+
+
+@pytest.mark.parametrize(
+    ("template", "reason"),
+    [
+        # issue 14: 48 M iterations held a worker for seconds; three levels would run for days.
+        (
+            "{% for a in 'x' * 9000 %}{% for b in 'y' * 9000 %}.{% endfor %}{% endfor %}",
+            "loops ran more than",
+        ),
+        ("{% for a in 'x' * 6000 %}{% endfor %}{% for b in 'y' * 6000 %}{% endfor %}", "loops ran more than"),
+        # issue 14: 6 s of big-integer arithmetic.
+        ("{{ ((((3**64)**64)**64)**64) % 7 }}", f"more than {MAX_INT_BITS} bits"),
+        ("{{ 10 ** 100000 }}", f"more than {MAX_INT_BITS} bits"),
+        ("{{ (2 ** 200) * (2 ** 200) }}", f"more than {MAX_INT_BITS} bits"),
+        # issue 14: +121 MB in one tester call.
+        ('{{ ("y"*8000)|replace("y","y"*16000) }}', "replace's result would be longer"),
+        ("{{ ('y'*8000).replace('y', 'y'*16000) }}", "replace's result would be longer"),
+        ("{{ 'x' * 100000 }}", "would be longer"),
+        ("{% set a = 'x' * 40000 %}{{ a ~ a }}", "would be longer"),
+        ("{% set a = 'x' * 40000 %}{{ a + a }}", "would be longer"),
+        ("{% set a = ['x' * 1000] * 40 %}{{ [a, a] | length }}", "would be longer"),
+        (
+            "{% set a = [1] * 9 %}{% set b = [a, a, a, a, a, a, a, a] %}{% set c = [b, b, b, b, b, b, b, b] %}"
+            "{% set d = [c, c, c, c, c, c, c, c] %}{% set e = [d, d, d, d, d, d, d, d] %}{{ e | length }}",
+            "would be longer",
+        ),
+        ("{{ big | join('-' * 20) }}", "join's result would be longer"),
+        ("{% set x %}{% for i in 'a' * 9000 %}{{ 'y' * 1000 }}{% endfor %}{% endset %}.", "what it prints"),
+        ("{{ ['a' * 50000] | tojson(indent=2) }}{{ big | tojson(indent=2) }}", "would be longer"),
+        (SLOW_BODY, "ran longer than"),
+    ],
+)
+def test_template_budgets_stop_a_render_with_a_clear_error(template, reason):
+    names = {**NAMES, "big": [str(i) for i in range(6000)]}
+    for strict in (True, False):
+        with pytest.raises(TemplateBudgetError, match="went over its budget") as info:
+            render_text(template, names, strict=strict)
+        assert reason in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{{ contact.items }}",
+        "{{ contact.items | string }}",
+        "{{ contact.items ~ '' }}",
+        "{{ [contact.items] | join }}",
+        "{{ contact.items | tojson }}",
+        "{{ message.text.upper }}",
+        "{% for x in [1] %}{{ loop.cycle }}{% endfor %}",
+        "{{ [message.text.split] }}",
+        "{{ contact.get }}",
+    ],
+)
+def test_methods_are_refused_never_printed_with_their_address(template):
+    out = render_text(template, NAMES, strict=False)
+    assert out.value == ""
+    assert "is a method, not a value" in out.warnings[0]
+    assert "0x" not in out.warnings[0] and "built-in" not in out.warnings[0]
+    single = render_value(template, NAMES, strict=False)
+    assert single.value in ("", None)
+
+
+def test_methods_can_still_be_called_and_their_results_used():
+    out = render_text(
+        "{% for k, v in event.items() %}{{ k }}={{ v }};{% endfor %}{{ contact.keys() | list | length }}",
+        NAMES,
+        strict=True,
+    )
+    assert out.value == "tag=vip;6"
+
+
+def test_a_turn_that_used_up_its_time_renders_no_more_templates():
+    with turn_clock(0.5) as clock:
+        assert render_text("{% if 1 %}ok{% endif %}", NAMES, strict=True).value == "ok"
+        assert 0 < clock.spent_s < 0.5
+        clock.spent_s = clock.limit_s
+        with pytest.raises(TemplateBudgetError, match="used up its 500 ms"):
+            render_text("{% if 1 %}ok{% endif %}", NAMES, strict=False)
 
 
 @pytest.mark.parametrize(
