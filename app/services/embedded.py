@@ -557,6 +557,14 @@ def _redis_binary() -> str | None:
     return None
 
 
+def _read_pid(pid_file: Path) -> int | None:
+    """The process id a pid file holds, or None while it is missing, empty or half written."""
+    try:
+        return int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
 def _start_redis(root: Path) -> dict[str, Any]:
     binary = _redis_binary()
     if not binary:
@@ -567,11 +575,15 @@ def _start_redis(root: Path) -> dict[str, Any]:
     redis_dir = root / "redis"
     redis_dir.mkdir(parents=True, exist_ok=True)
     pid_file = redis_dir / "redis.pid"
-    with contextlib.suppress(OSError, ValueError):
-        old = int(pid_file.read_text().strip())
-        if _alive(old) and "redis" in _cmdline(old) and str(redis_dir) in _cmdline(old) + _cwd(old):
-            log.warning("a Redis left running on the embedded data is stopped first", extra={"pid": old})
-            _terminate(old)
+    old = _read_pid(pid_file)
+    if (
+        old is not None
+        and _alive(old)
+        and "redis" in _cmdline(old)
+        and str(redis_dir) in _cmdline(old) + _cwd(old)
+    ):
+        log.warning("a Redis left running on the embedded data is stopped first", extra={"pid": old})
+        _terminate(old)
     pid_file.unlink(missing_ok=True)
     port = free_port()
     password = _credentials(root)["redis_password"]
@@ -596,7 +608,8 @@ def _start_redis(root: Path) -> dict[str, Any]:
     )
     code, out = _run([binary, str(conf)], account=None, cwd=redis_dir, timeout_s=START_TIMEOUT_S)
     started = code == 0 and _wait(
-        lambda: pid_file.exists() and port_answers("127.0.0.1", port, timeout_s=0.2),
+        # Redis creates the pid file before it writes the number: wait for the number itself.
+        lambda: _read_pid(pid_file) is not None and port_answers("127.0.0.1", port, timeout_s=0.2),
         timeout_s=START_TIMEOUT_S,
     )
     if not started:
@@ -604,7 +617,8 @@ def _start_redis(root: Path) -> dict[str, Any]:
             f"embedded Redis did not start ({binary}): {out[-300:]}\n"
             f"redis.log says:\n{_log_tail(redis_dir / 'redis.log')}"
         )
-    pid = int(pid_file.read_text().strip())
+    pid = _read_pid(pid_file)
+    assert pid is not None  # the wait above saw it
     log.info("embedded Redis started", extra={"port": port, "pid": pid, "binary": binary})
     return {
         "url": f"redis://:{quote(password, safe='')}@127.0.0.1:{port}/0",

@@ -1307,7 +1307,10 @@
 
   function boot() {
     var root = document.getElementById("flow-editor");
-    if (root && !window.sbEditor) window.sbEditor = new Editor(root);
+    if (!root || window.sbEditor) return;
+    window.sbEditor = new Editor(root);
+    // A DOM mark of readiness: tests and tools wait on it without evaluating script (the CSP forbids eval).
+    root.dataset.ready = "true";
   }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", boot);
   else boot();

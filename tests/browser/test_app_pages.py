@@ -37,7 +37,7 @@ async def test_build_save_reload_publish_and_watch_the_reply_live(page, tenant):
     assert await page.locator("#workspace-name").inner_text()
     await page.fill("#create-flow-form input[name=name]", "Greeter")
     await page.click("#create-flow-form button")
-    await page.wait_for_function("window.sbEditor !== undefined")
+    await page.wait_for_selector("#flow-editor[data-ready]", state="attached")
     assert re.search(r"/flows/.+/edit$", page.url)
     canvas = page.locator("#canvas")
     # The new flow starts with a trigger (n1); drag two actions in and connect the chain.
@@ -65,7 +65,7 @@ async def test_build_save_reload_publish_and_watch_the_reply_live(page, tenant):
     await page.click('[data-editor-action="save"]')
     await page.locator("#editor-status.is-ok").wait_for()
     await page.reload()
-    await page.wait_for_function("window.sbEditor !== undefined")
+    await page.wait_for_selector("#flow-editor[data-ready]", state="attached")
     after = await export(page)
     assert [n["id"] for n in after["nodes"]] == ["n1", "n2", "n3"]
     assert after["edges"] == before["edges"]
@@ -136,7 +136,7 @@ async def test_invalid_flow_shows_errors_on_its_nodes(page, tenant):
         }
     )
     await page.goto(f"/flows/{flow['id']}/edit")
-    await page.wait_for_function("window.sbEditor !== undefined")
+    await page.wait_for_selector("#flow-editor[data-ready]", state="attached")
     await page.evaluate("window.sbEditor.configs['n2'].url = 'not a url'")
     await page.click('[data-editor-action="validate"]')
     bad = page.locator(".drawflow-node.has-error")

@@ -41,7 +41,7 @@ async def test_pages_run_without_a_single_policy_violation(chromium, tenant) -> 
             await pg.locator(ready).first.wait_for()
         # The editor's script ran (it is a file): its API is there.
         await pg.goto(f"/flows/{flow['id']}/edit")
-        await pg.wait_for_function("window.sbEditor !== undefined")
+        await pg.wait_for_selector("#flow-editor[data-ready]", state="attached")
     finally:
         await pg.context.close()
     assert violations == []

@@ -57,7 +57,7 @@ async def app(chromium, tenant) -> AsyncIterator[object]:
 
 async def open_editor(pg, flow_id: str) -> None:
     await pg.goto(f"/flows/{flow_id}/edit")
-    await pg.wait_for_function("window.sbEditor !== undefined")
+    await pg.wait_for_selector("#flow-editor[data-ready]", state="attached")
 
 
 def node(pg, flow_id: str):
@@ -365,7 +365,7 @@ async def _build_from_empty(pg, url: str) -> None:
     """A new flow; every node type dropped from the palette, wired, and set up through its form; saved."""
     await pg.fill("#create-flow-form input[name=name]", "Pizza Corner")
     await pg.click("#create-flow-form button")
-    await pg.wait_for_function("window.sbEditor !== undefined")
+    await pg.wait_for_selector("#flow-editor[data-ready]", state="attached")
     canvas = pg.locator("#canvas")
     for flow_id, type_, _ in DROPS:  # the new flow starts with n1, a message trigger
         x, y = GRID[flow_id]

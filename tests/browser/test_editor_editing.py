@@ -16,7 +16,7 @@ MOD = "Control"
 
 def open_editor(page, harness, doc, path):
     page.goto(harness.add_page(path, harness_page(doc)))
-    page.wait_for_function("window.sbEditor !== undefined")
+    page.wait_for_selector("#flow-editor[data-ready]", state="attached")
     return page
 
 

@@ -69,7 +69,7 @@ async def _open_editor(page, tenant, name: str) -> list[int]:
     server_errors: list[int] = []
     page.on("response", lambda r: server_errors.append(r.status) if r.status >= 500 else None)
     await page.goto(f"/flows/{flow['id']}/edit")
-    await page.wait_for_function("window.sbEditor !== undefined")
+    await page.wait_for_selector("#flow-editor[data-ready]", state="attached")
     return server_errors
 
 
@@ -104,7 +104,7 @@ async def test_drop_open_fill_save_reload(page, tenant, type_):
     # What the editor holds once saved (normalised by the server) is what a reload shows.
     applied = await page.evaluate("window.sbEditor.configs['n2']")
     await page.reload()
-    await page.wait_for_function("window.sbEditor !== undefined")
+    await page.wait_for_selector("#flow-editor[data-ready]", state="attached")
     saved = await page.evaluate("window.sbEditor.exportDocument()")
     (again,) = [n for n in saved["nodes"] if n["id"] == "n2"]
     assert again["type"] == type_ and again["config"] == applied
@@ -125,7 +125,7 @@ async def test_an_incomplete_node_saves_as_a_draft_with_its_error_on_the_node(pa
     assert await badge.inner_text()
     assert "Expected `" not in await badge.inner_text()
     await page.reload()
-    await page.wait_for_function("window.sbEditor !== undefined")
+    await page.wait_for_selector("#flow-editor[data-ready]", state="attached")
     saved = await page.evaluate("window.sbEditor.exportDocument()")
     (again,) = [n for n in saved["nodes"] if n["id"] == "n2"]
     assert again["config"] == NODE_TYPES[type_].starting_config
@@ -161,7 +161,7 @@ async def test_decimals_round_trip_through_the_forms(page, tenant):
     await page.click('[data-editor-action="save"]')
     await page.locator("#editor-status", has_text="Draft saved").wait_for()
     await page.reload()
-    await page.wait_for_function("window.sbEditor !== undefined")
+    await page.wait_for_selector("#flow-editor[data-ready]", state="attached")
     configs = await page.evaluate("window.sbEditor.configs")
     assert configs["n2"]["timeout_seconds"] == 2.5 and configs["n2"]["retry_delay_seconds"] == 0.5
     assert configs["n1"]["match"]["confidence_threshold"] == 0.65
@@ -199,7 +199,7 @@ async def test_negative_examples_round_trip_through_the_intent_form(page, tenant
         }
     )
     await page.goto(f"/flows/{flow['id']}/edit")
-    await page.wait_for_function("window.sbEditor !== undefined")
+    await page.wait_for_selector("#flow-editor[data-ready]", state="attached")
     await page.locator(".drawflow-node", has=page.locator(".sb-node-id", has_text="n1")).click()
     form = page.locator("#node-form[data-node-id='n1']")
     await form.wait_for()
@@ -213,7 +213,7 @@ async def test_negative_examples_round_trip_through_the_intent_form(page, tenant
     await page.click('[data-editor-action="save"]')
     await page.locator("#editor-status", has_text="Draft saved").wait_for()
     await page.reload()
-    await page.wait_for_function("window.sbEditor !== undefined")
+    await page.wait_for_selector("#flow-editor[data-ready]", state="attached")
     saved = await page.evaluate("window.sbEditor.configs['n1']")
     assert saved["match"]["negative_examples"] == [
         {"text": "where is my order", "language": "en"},
@@ -238,7 +238,7 @@ async def test_pages_with_overlaps_refusals_and_advice_at_desktop_and_phone_size
         await page.locator(".overlap", has_text="'order' also fires Human hand-off").wait_for()
         await shot(page, f"nodes-flows-overlap-{size}")
         await page.goto(f"/flows/{orders['id']}/edit")
-        await page.wait_for_function("window.sbEditor !== undefined")
+        await page.wait_for_selector("#flow-editor[data-ready]", state="attached")
         await page.locator("#trigger-overlaps", has_text="also fires Human hand-off").wait_for()
         if size == "phone":  # the editor's phone layout is the editor helper's; the canvas is covered here
             await shot(page, f"nodes-editor-overlap-{size}")

@@ -176,7 +176,7 @@ async def test_every_page_at_1440_and_on_a_phone(chromium, tenant, http_peer: Ht
                 assert await no_sideways_scroll(pg), f"{path} scrolls sideways at {viewport}"
             # The editor's Try it panel, one turn in.
             await pg.goto(pages["editor"])
-            await pg.wait_for_function("window.sbEditor !== undefined")
+            await pg.wait_for_selector("#flow-editor[data-ready]", state="attached")
             await pg.click("#tab-try")
             await pg.fill("#tester-message", "I want to buy 3 iPhones")
             await pg.click("#tester-send")
