@@ -251,7 +251,12 @@ class WorkerRoot:
         self.services = svc
         self.flusher = Flusher(svc.buffer, svc.turns, svc.ledger, pipeliner=svc.pipeliner)
         self.recovery = Recovery(
-            svc.db, svc.buffer, svc.ledger, lock_s=settings.lock_seconds, quiet_s=settings.seconds
+            svc.db,
+            svc.buffer,
+            svc.ledger,
+            lock_s=settings.lock_seconds,
+            quiet_s=settings.seconds,
+            max_s=settings.max_seconds,
         )
         self.scheduler = Scheduler(
             queue=svc.queue,

@@ -23,6 +23,7 @@ from app.services import events
 from app.services.channels.store import ChannelKind, ChannelRecord
 from app.services.channels.whatsapp import SendError, WhatsAppSender
 from app.services.coalesce import Coalescer
+from flows.runtime import Superseded
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +38,16 @@ class OutboundResult(msgspec.Struct, frozen=True):
 # processed_at is set at once: a reply is never a turn's input, and a NULL there would put it
 # in the index scan with which every turn claims its unprocessed inbound messages.
 # Replies of concurrent turns are recorded in one statement (app.services.coalesce).
+# A turn's reply carries its fencing token (epoch): refused unless the turn still holds its conversation
+# (app.pipeline.ledger); an agent's reply has none.
 _INSERT_MANY = """
 INSERT INTO messages (id, workspace, conversation, channel, direction, type, text, message_type, status,
                       dedupe_key, created_at, processed_at)
 SELECT u.id, u.workspace, u.conversation, u.channel, 'out', 'text', u.text, u.message_type, 'queued', u.dedupe_key,
        clock_timestamp(), clock_timestamp()
-  FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::text[])
-       AS u(id, workspace, conversation, channel, text, message_type, dedupe_key)
+  FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::text[], $8::bigint[])
+       AS u(id, workspace, conversation, channel, text, message_type, dedupe_key, epoch)
+ WHERE u.epoch IS NULL OR u.epoch = (SELECT c.lease_epoch FROM conversations c WHERE c.id = u.conversation)
 ON CONFLICT (dedupe_key) DO NOTHING
 RETURNING id
 """
@@ -110,14 +114,32 @@ class Outbox:
         message_type: str,
         dedupe_key: str | None,
         live: events.LiveBatch | None = None,
+        epoch: int | None = None,
     ) -> OutboundResult:
-        """Record, send and mark one reply; its live event is held in `live` when given."""
+        """Record, send and mark one reply; its live event is held in `live` when given.
+
+        With `epoch` (a turn's fencing token), raises `Superseded` and sends nothing once another
+        turn holds the conversation.
+        """
         message_id = uuid.uuid4()
         inserted = await self._record(
-            (message_id, channel.workspace_id, conversation_id, channel.id, text, message_type, dedupe_key)
+            (
+                message_id,
+                channel.workspace_id,
+                conversation_id,
+                channel.id,
+                text,
+                message_type,
+                dedupe_key,
+                epoch,
+            )
         )
         if not inserted:
             row = await self.db.fetchrow(_EXISTING, dedupe_key)
+            if row is None:
+                raise Superseded(
+                    f"reply refused: conversation {conversation_id} has a newer turn than epoch {epoch}"
+                )
             if row["status"] != "queued":
                 return OutboundResult(
                     message_id=str(row["id"]),

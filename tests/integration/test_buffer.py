@@ -75,6 +75,10 @@ async def test_push_many_signals_once_skips_amendments_and_announces_every_messa
         assert abs(await redis.zscore(buffer_mod.DUE_KEY, b) - (b_first + MAX_S)) < 0.01
         seen = [await redis.exists(buffer_mod.seen_key(channel_id, f"wamid.{n}")) for n in (1, 2, 3, 4)]
         assert seen == [1, 1, 1, 0]
+        # A window's keys expire by themselves: a flush job lost before it took them strands nothing in Redis.
+        assert buffer.window_ttl_s == int(MAX_S + 5) + 1
+        for key in (buffer_mod.buffer_key(a), buffer_mod.first_key(a), buffer_mod.buffer_key(b)):
+            assert 0 < await redis.ttl(key) <= buffer.window_ttl_s, key
 
         live = await _received(pubsub, len(batch))
         assert [(e.conversation_id, e.data["message_id"]) for e in live] == [
