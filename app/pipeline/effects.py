@@ -2,8 +2,8 @@
 
 Comes from: the turn (app.pipeline.turn), which hands a `TurnEffects` to the interpreter.
 Goes to: replies to the outbox (app.pipeline.outbox), webhook calls to
-app.pipeline.webhook_calls, the AI state keys to Redis (app.services.ai_state), tags and
-statuses to PostgreSQL, understanding to app.services.ai.
+app.pipeline.webhook_calls, the AI state to PostgreSQL and its published Redis keys
+(app.services.ai_state), tags and statuses to PostgreSQL, understanding to app.services.ai.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from app.pipeline.outbox import Outbox
 from app.pipeline.webhook_calls import WebhookCalls
 from app.services import conversations, events
 from app.services.ai.understanding import Understanding
-from app.services.ai_state import AIControl, AIStateStore
+from app.services.ai_state import AIStateStore, StoredAIState
 from app.services.channels.store import ChannelRecord
 from flows.nodes.call_webhook import WebhookCall
 from flows.runtime import (
@@ -126,19 +126,26 @@ class TurnEffects:
 
     # --- AI state -----------------------------------------------------------------
     async def write_ai_control(self, *, ai_enabled: bool, custom_prompt: str | None) -> None:
-        await self.ai_store.write_control(
-            self.scope.conversation_id, AIControl(ai_enabled=ai_enabled, custom_prompt=custom_prompt)
+        await self._update_ai_state(
+            "AI control written", ai_enabled=ai_enabled, custom_prompt=custom_prompt, set_prompt=True
         )
-        await self._live("ai_state")
 
     async def merge_ai_context(self, data: dict) -> dict:
-        merged = await self.ai_store.merge_context(self.scope.conversation_id, data)
-        await self._live("ai_state")
-        return merged
+        state = await self._update_ai_state("AI context merged", patch=data)
+        return dict(state.context) if state is not None else {}
 
     async def reset_ai_context(self) -> None:
-        await self.ai_store.reset_context(self.scope.conversation_id)
+        await self._update_ai_state("AI context reset", reset_context=True)
+
+    async def _update_ai_state(self, effect: str, **change: Any) -> StoredAIState | None:
+        """The state's one statement (fenced by the turn's epoch), then its live event."""
+        state = await self.ai_store.update(
+            self.scope.workspace_id, self.scope.conversation_id, epoch=self.scope.epoch, **change
+        )
+        if state is None:
+            await self._refused_unless_held(effect)  # else the conversation is gone: nothing to change
         await self._live("ai_state")
+        return state
 
     # --- conversation ----------------------------------------------------------------
     async def set_conversation_status(self, status: str) -> None:

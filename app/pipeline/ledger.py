@@ -43,7 +43,7 @@ class RunStatus(enum.StrEnum):
 
 # One statement starts the turns of many conversations: claim each one's batch, open its run (only when
 # something was claimed) under a new lease epoch of its conversation, expire its stale pending actions,
-# and read its context. Concurrent turns share it (RunLedger).
+# and read its context (with its AI state, whose truth is this row). Concurrent turns share it (RunLedger).
 #
 # A batch's members are fixed when it is first claimed (`messages.batch_id`, the id of that first run).
 # A run given back (abandoned) leaves them: the next claim of the conversation takes that batch again,
@@ -81,6 +81,7 @@ WITH given_back AS MATERIALIZED (
 ), ctx AS (
   SELECT c.id AS conversation, ($2::uuid[])[array_position($1::uuid[], c.id)] AS run_id,
          ($3::text[])[array_position($1::uuid[], c.id)] AS job_id, c.workspace, c.channel, c.status, c.tags,
+         c.ai_enabled, c.custom_prompt, c.ai_context, c.ai_control_at,
          p.id AS contact_id, p.phone, p.first_name, p.last_name, p.tags AS contact_tags, p.attributes
     FROM conversations c JOIN contacts p ON p.id = c.contact
    WHERE c.id = ANY($1::uuid[])
@@ -205,7 +206,7 @@ class RunLedger:
     async def start(self, conversation: uuid.UUID, run_id: uuid.UUID, job_id: str) -> Any:
         """Claim the conversation's next batch under `run_id`; its context row, None if it is gone.
 
-        The row has the conversation's context (workspace, channel, contact, tags), `claimed`
+        The row has the conversation's context (workspace, channel, contact, tags, AI state), `claimed`
         (the messages, as JSON text; empty when there was nothing to claim), `epoch` (the turn's
         fencing token, None when nothing was claimed), `rerun` (the batch ran before and was given
         back: later messages may be waiting) and `pending` (the action waiting for this

@@ -220,8 +220,15 @@ async def test_keyword_message_end_to_end(tenant: Tenant, graph_api: HttpPeer, d
 
     out = await wait_until(stored_reply, what="the outbound message stored with its wamid")
     assert out["provider_message_id"].startswith(f"wamid.out.{pnid}.")
-    run = await db.fetchrow("SELECT status, layer, flows FROM runs WHERE conversation = $1", conversation_id)
+    # The run is completed just after its reply went out: wait for it, as for the reply.
+    run = await wait_until(
+        lambda: db.fetchrow(
+            "SELECT status, layer FROM runs WHERE conversation = $1 AND status <> 'running'", conversation_id
+        ),
+        what="the run finished",
+    )
     assert run["status"] == "completed" and run["layer"] == "trigger"
+    assert await db.fetchval("SELECT count(*) FROM runs WHERE conversation = $1", conversation_id) == 1
     detail = (await tenant.http.get(f"/api/conversations/{conversation_id}")).json()
     assert [m["direction"] for m in detail["messages"]] == ["in", "out"]
     assert detail["ai"]["ai_enabled"] is False
