@@ -104,11 +104,16 @@ return taken
 """
 
 # KEYS: lock (per conversation)   ARGV: ttl ms, token (per conversation)   -> 1 per lock still held
+# A lock that is gone (Redis lost its data) is taken again: nobody else holds the conversation, and a
+# turn mid-way must not be taken for dead because Redis forgot. One that another flush holds is lost.
 _EXTEND = """
 local held = {}
 for i = 1, #KEYS do
-  if redis.call('GET', KEYS[i]) == ARGV[i + 1] then
+  local token = redis.call('GET', KEYS[i])
+  if token == ARGV[i + 1] then
     held[i] = redis.call('PEXPIRE', KEYS[i], ARGV[1])
+  elseif not token then
+    held[i] = redis.call('SET', KEYS[i], ARGV[i + 1], 'NX', 'PX', ARGV[1]) and 1 or 0
   else
     held[i] = 0
   end

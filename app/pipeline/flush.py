@@ -16,7 +16,7 @@ from typing import Any
 
 from app.pipeline.buffer import Buffer
 from app.pipeline.ledger import RunLedger, RunStatus
-from app.pipeline.turn import TurnRunner
+from app.pipeline.turn import TRANSIENT_ERRORS, TurnRunner
 from app.services.events import LiveBatch
 from app.services.redis_conn import Pipeliner
 
@@ -94,11 +94,19 @@ class Flusher:
         interval_s = max(self.buffer.lock_s / 3, 0.05)
         while held:
             await asyncio.sleep(interval_s)
-            tokens = dict(held)
-            still_held = await self.buffer.extend_many(tokens)
-            for conversation_id, ok in zip(tokens, still_held):
-                if not ok:
-                    log.warning("conversation lock lost", extra={"conversation_id": conversation_id})
-                    held.pop(conversation_id, None)
-            if held:
-                await self.ledger.heartbeat([runs[c] for c in held])
+            try:
+                tokens = dict(held)
+                still_held = await self.buffer.extend_many(tokens)
+                for conversation_id, ok in zip(tokens, still_held):
+                    if not ok:
+                        log.warning("conversation lock lost", extra={"conversation_id": conversation_id})
+                        held.pop(conversation_id, None)
+                if held:
+                    await self.ledger.heartbeat([runs[c] for c in held])
+            except TRANSIENT_ERRORS as exc:
+                # Redis or PostgreSQL is away for a moment: beat again at the next interval. Should it
+                # last longer than a lock, recovery takes the runs for dead and the fence stops them.
+                log.warning(
+                    "keeping the locks and heartbeats alive failed; trying again",
+                    extra={"conversations": len(held), "error": f"{type(exc).__name__}: {exc}"},
+                )
