@@ -544,3 +544,101 @@ async def test_a_frozen_turn_is_fenced_once_another_worker_took_over(
         first.stop()
         if not stack.worker.alive():
             stack.worker.start()
+
+
+async def test_every_effect_of_a_superseded_turn_is_refused_in_its_own_statement(
+    stack: Stack, tenant: Tenant, graph_api: HttpPeer, http_peer: HttpPeer, db, monkeypatch
+) -> None:
+    """A turn whose lease epoch moved on (recovery took its worker for dead) records nothing: the reply's row
+    (so it is not sent), AI state, status, tags, a pending action, a webhook execution (so it is not called)
+    and its run's completion are each refused by the statement that would record them."""
+    from app import roots
+    from app.pipeline.effects import TurnEffects, TurnScope
+    from app.services.channels import store as channel_store
+    from flows.nodes.call_webhook import CallWebhookConfig, WebhookCall
+    from flows.runtime import Superseded
+    from flows.turn import PendingAction, PendingKind
+
+    channel = await whatsapp_channel(tenant, graph_api)
+    pnid = channel["phone_number_id"]
+    http_peer.reply("POST", "/never", PeerResponse.json({"ok": True}))
+    conversation, message = await _stored_unsignalled(
+        db, tenant, channel, phone="15550002222", text="anything"
+    )
+    svc = await _services_like_the_workers(graph_api, monkeypatch)
+    try:
+        run_id = uuid.uuid4()
+        started = await svc.ledger.start(conversation, run_id, "test")
+        assert started["epoch"] is not None and json.loads(started["claimed"])[0]["id"] == str(message)
+        await svc.ledger.give_back(run_id, conversation, error="worker taken for dead", fence=True)
+        # Nobody runs the batch again here: the test alone acts, with the stale token.
+        await db.execute("UPDATE messages SET processed_at = now() WHERE id = $1", message)
+        before = await db.fetchrow(
+            "SELECT status, tags::text, ai_enabled, custom_prompt, ai_context::text FROM conversations "
+            "WHERE id = $1",
+            conversation,
+        )
+        effects = TurnEffects(
+            TurnScope(
+                workspace_id=tenant.workspace_id,
+                conversation_id=str(conversation),
+                contact_phone="15550002222",
+                run_id=str(run_id),
+                batch_key="stale-batch",
+                epoch=started["epoch"],
+            ),
+            db=svc.db,
+            channel=await channel_store.lookup(channel["id"]),
+            outbox=svc.outbox,
+            ai_store=svc.ai_store,
+            understanding=svc.understanding,
+            webhooks=svc.webhook_calls,
+            publisher=svc.publisher,
+            history_turns=10,
+            confirmation_ttl_s=600,
+        )
+        pending = PendingAction(
+            id=str(uuid.uuid4()), flow_id=str(uuid.uuid4()), node_id="n", kind=PendingKind.CONFIRMATION
+        )
+        call = WebhookCall(
+            flow_id=str(uuid.uuid4()),
+            node_id="hook",
+            config=CallWebhookConfig(url=http_peer.url("/never")),
+            names={},
+        )
+        for effect in (
+            effects.send_message("Too late.", message_type="support"),
+            effects.write_ai_control(ai_enabled=False, custom_prompt="stale"),
+            effects.merge_ai_context({"stale": True}),
+            effects.reset_ai_context(),
+            effects.set_conversation_status("closed"),
+            effects.add_tag("stale"),
+            effects.remove_tag("anything"),
+            effects.save_pending(pending, message=""),
+            effects.call_webhook(call),
+        ):
+            with pytest.raises(Superseded, match="refused"):
+                await effect
+        assert not await svc.ledger.finish(
+            run_id,
+            {"layer": None, "flows": [], "trace": [], "warnings": [], "summary": {}},
+            [str(message)],
+        )
+    finally:
+        await roots.close_services(svc)
+    assert sent_to(graph_api, pnid) == [] and http_peer.requests_to("/never") == []
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM messages WHERE conversation = $1 AND direction = 'out'", conversation
+        )
+        == 0
+    )
+    assert (
+        await db.fetchval("SELECT count(*) FROM action_executions WHERE conversation = $1", conversation) == 0
+    )
+    after = await db.fetchrow(
+        "SELECT status, tags::text, ai_enabled, custom_prompt, ai_context::text FROM conversations WHERE id = $1",
+        conversation,
+    )
+    assert after == before
+    assert await db.fetchval("SELECT status FROM runs WHERE id = $1", run_id) == "abandoned"
