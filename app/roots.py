@@ -122,6 +122,7 @@ async def open_services(settings: Settings | None = None) -> AppServices:
         WhatsAppSender(settings.channels, pool=outbound_http),
         publisher,
         on_sent=statuses.replay_parked,
+        evidence_s=settings.channels.send_evidence_seconds,
     )
     webhook_calls = WebhookCalls(settings, db=db, redis=redis, queue=queue, client=webhook_client)
     ledger = RunLedger(db)
@@ -254,6 +255,7 @@ class WorkerRoot:
             svc.db,
             svc.buffer,
             svc.ledger,
+            svc.outbox,
             lock_s=settings.lock_seconds,
             quiet_s=settings.seconds,
             max_s=settings.max_seconds,

@@ -2,9 +2,10 @@
 
 Comes from: each worker's recovery loop (app.pipeline.schedule), every
 `SWITCHBOARD_RECOVERY_INTERVAL_SECONDS`, and once at the worker's start.
-Goes to: the ledger (runs of dead workers give their batches back, and are fenced) and the
+Goes to: the ledger (runs of dead workers give their batches back, and are fenced), the
 buffer (conversations with stored messages no turn holds are marked due again), and so back
-to step 3.
+to step 3; and the outbox, whose replies left without an outcome (a send in doubt, a reply
+never attempted) are settled with their reason.
 
 PostgreSQL decides; Redis is only a hint. A stored message that no turn holds is signalled
 again once it is overdue (older than `SWITCHBOARD_BUFFER_MAX_SECONDS` +
@@ -23,6 +24,7 @@ recovery interval after its last heartbeat.
 from __future__ import annotations
 
 import logging
+from typing import Protocol
 
 import asyncpg
 
@@ -45,14 +47,21 @@ HAVING max(created_at) < now() - make_interval(secs => $1) OR min(created_at) < 
 """
 
 
+class Replies(Protocol):
+    """The outbox (app.pipeline.outbox), passed in: recovery settles its replies left without an outcome."""
+
+    async def settle(self) -> int: ...
+
+
 class Recovery:
-    """Gives back batches of dead workers and re-signals stored messages no turn holds."""
+    """Gives back batches of dead workers, re-signals stored messages no turn holds, settles replies in doubt."""
 
     def __init__(
         self,
         db: asyncpg.Pool,
         buffer: Buffer,
         ledger: RunLedger,
+        outbox: Replies,
         *,
         lock_s: float,
         quiet_s: float,
@@ -61,6 +70,7 @@ class Recovery:
         self.db = db
         self.buffer = buffer
         self.ledger = ledger
+        self.outbox = outbox
         self.lock_s = lock_s
         self.quiet_s = quiet_s
         self.overdue_s = max_s + lock_s
@@ -68,6 +78,7 @@ class Recovery:
     async def recover_once(self) -> int:
         """One pass; how many conversations were signalled again."""
         await self.release_abandoned_runs()
+        await self.outbox.settle()
         candidates = await self.unprocessed_conversations(older_than_s=self.quiet_s + 1.0)
         hints = await self.buffer.hints([c for c, _ in candidates])
         forgotten, overdue = [], []
