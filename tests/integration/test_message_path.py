@@ -207,7 +207,10 @@ async def test_keyword_message_end_to_end(tenant: Tenant, graph_api: HttpPeer, d
     conversation_id = await db.fetchval(
         "SELECT id FROM conversations WHERE workspace = $1", uuid.UUID(tenant.workspace_id)
     )
-    control = json.loads(await redis.get(f"ai_control_{conversation_id}"))
+    # The flow turns the AI off after its reply went out: wait for that, as for the reply.
+    control = json.loads(
+        await wait_until(lambda: redis.get(f"ai_control_{conversation_id}"), what="the AI control key")
+    )
     assert control == {"ai_enabled": False, "custom_prompt": None}
     assert 0 < await redis.ttl(f"ai_control_{conversation_id}") <= 24 * 3600
 
