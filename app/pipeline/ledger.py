@@ -75,7 +75,8 @@ WITH given_back AS MATERIALIZED (
          jsonb_agg(id::text ORDER BY seq, created_at) AS ids, bool_or(rerun) AS rerun
     FROM claimed GROUP BY conversation
 ), lease AS (
-  UPDATE conversations c SET lease_epoch = c.lease_epoch + 1
+  -- The conversation's one write per turn: its lease, and the time of its latest messages' turn.
+  UPDATE conversations c SET lease_epoch = c.lease_epoch + 1, last_message_at = now()
    WHERE c.id IN (SELECT conversation FROM claimed_by)
   RETURNING c.id, c.lease_epoch
 ), ctx AS (
@@ -106,7 +107,8 @@ SELECT ctx.*, coalesce(claimed_by.rows, '[]')::text AS claimed, lease.lease_epoc
        LEFT JOIN lease ON lease.id = ctx.conversation
 """
 # And one ends many: complete each run unless recovery abandoned it or another turn holds its conversation
-# now (its lease epoch moved on), mark its messages, its conversation and its flows.
+# now (its lease epoch moved on), mark its messages and its flows. (The conversation's last_message_at
+# moved with its lease, in the start's one update of the row.)
 _FINISH_MANY = """
 WITH input AS (
   SELECT * FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::jsonb[], $5::jsonb[], $6::jsonb[], $7::jsonb[])
@@ -121,8 +123,6 @@ WITH input AS (
 ), done AS (
   -- A message's run_id is the run that claimed it: among the runs just completed is enough.
   UPDATE messages SET processed_at = now() WHERE id = ANY($8::uuid[]) AND run_id IN (SELECT id FROM run)
-), conversation AS (
-  UPDATE conversations SET last_message_at = now() WHERE id IN (SELECT conversation FROM run)
 ), flows AS (
   -- At most once a second per flow, and never waiting: every turn of a busy flow would
   -- otherwise queue on its row lock.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -52,6 +53,55 @@ def rss_mb(pid: int) -> dict[str, float]:
         if key in ("VmRSS", "VmHWM"):
             fields[key] = round(int(value.split()[0]) / 1024, 1)
     return {"rss_mb": fields.get("VmRSS", 0.0), "peak_rss_mb": fields.get("VmHWM", 0.0)}
+
+
+class BackendCPU:
+    """CPU time of the PostgreSQL processes serving one database, sampled while the load runs.
+
+    A local server only (its processes' /proc entries); the pool's connections stay open for the
+    phase, so sampling every quarter second misses at most a connection's last moments.
+    """
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self.start_s: dict[int, float] = {}
+        self.last_s: dict[int, float] = {}
+        self._task: asyncio.Task | None = None
+
+    async def _sample(self, conn: asyncpg.Connection) -> dict[int, float]:
+        pids = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        sampled = {}
+        for row in pids:
+            try:
+                sampled[row["pid"]] = cpu_s(row["pid"])
+            except (FileNotFoundError, ProcessLookupError):
+                continue  # ended meanwhile
+        return sampled
+
+    async def start(self) -> None:
+        conn = await asyncpg.connect(dsn=self.dsn)
+        self.start_s = await self._sample(conn)
+        self.last_s = dict(self.start_s)
+
+        async def loop() -> None:
+            try:
+                while True:
+                    await asyncio.sleep(0.25)
+                    self.last_s.update(await self._sample(conn))
+            finally:
+                await conn.close()
+
+        self._task = asyncio.create_task(loop())
+
+    async def stop(self) -> float:
+        """Seconds of CPU the database's server processes used since `start`."""
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        return sum(cpu - self.start_s.get(pid, 0.0) for pid, cpu in self.last_s.items())
 
 
 class RawClient:
@@ -242,6 +292,8 @@ async def phase(*, name: str, buffer_s: str, with_worker: bool, args: argparse.N
                     what="the worker to start",
                 )
             sent_at: dict[str, float] = {}
+            postgres_cpu = BackendCPU(database_url)
+            await postgres_cpu.start()
             web_cpu_before = cpu_s(stack.web.proc.pid)
             worker_cpu_before = cpu_s(stack.worker.proc.pid) if with_worker else 0.0
             elapsed_s, latencies, errors = await drive(
@@ -276,6 +328,7 @@ async def phase(*, name: str, buffer_s: str, with_worker: bool, args: argparse.N
                     first_sent = min(sent_at.values())
                     runs = await conn.fetchval("SELECT count(*) FROM runs WHERE status = 'completed'")
                     e2e = [(replies[t] - sent_at[t]) * 1000 for t in sent_at if t in replies]
+                    postgres_s = await postgres_cpu.stop()
                     result.update(
                         {
                             "replied_messages": len(replies),
@@ -288,7 +341,14 @@ async def phase(*, name: str, buffer_s: str, with_worker: bool, args: argparse.N
                             "worker_cpu_us_per_turn": round(
                                 (cpu_s(stack.worker.proc.pid) - worker_cpu_before) / runs * 1e6
                             ),
+                            # The database's side of ingress and turns together (its server processes).
+                            "postgres_cpu_us_per_turn": round(postgres_s / runs * 1e6),
+                            "postgres_cpu_us_per_message": round(postgres_s / len(requests) * 1e6),
                         }
+                    )
+                else:
+                    result["postgres_cpu_us_per_message"] = round(
+                        await postgres_cpu.stop() / len(requests) * 1e6
                     )
                 stored = await conn.fetchval("SELECT count(*) FROM messages WHERE direction = 'in'")
                 distinct = await conn.fetchval(
