@@ -62,8 +62,8 @@ class BackendCPU:
     phase, so sampling every quarter second misses at most a connection's last moments.
     """
 
-    def __init__(self, dsn: str) -> None:
-        self.dsn = dsn
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn  # the phase's own connection: no extra client on a server that may be full
         self.start_s: dict[int, float] = {}
         self.last_s: dict[int, float] = {}
         self._task: asyncio.Task | None = None
@@ -81,22 +81,18 @@ class BackendCPU:
         return sampled
 
     async def start(self) -> None:
-        conn = await asyncpg.connect(dsn=self.dsn)
-        self.start_s = await self._sample(conn)
+        self.start_s = await self._sample(self.conn)
         self.last_s = dict(self.start_s)
 
         async def loop() -> None:
-            try:
-                while True:
-                    await asyncio.sleep(0.25)
-                    self.last_s.update(await self._sample(conn))
-            finally:
-                await conn.close()
+            while True:
+                await asyncio.sleep(0.25)
+                self.last_s.update(await self._sample(self.conn))
 
         self._task = asyncio.create_task(loop())
 
     async def stop(self) -> float:
-        """Seconds of CPU the database's server processes used since `start`."""
+        """Seconds of CPU the database's server processes used since `start`; the connection is free again."""
         assert self._task is not None
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -292,7 +288,8 @@ async def phase(*, name: str, buffer_s: str, with_worker: bool, args: argparse.N
                     what="the worker to start",
                 )
             sent_at: dict[str, float] = {}
-            postgres_cpu = BackendCPU(database_url)
+            conn = await asyncpg.connect(dsn=database_url)
+            postgres_cpu = BackendCPU(conn)
             await postgres_cpu.start()
             web_cpu_before = cpu_s(stack.web.proc.pid)
             worker_cpu_before = cpu_s(stack.worker.proc.pid) if with_worker else 0.0
@@ -317,18 +314,17 @@ async def phase(*, name: str, buffer_s: str, with_worker: bool, args: argparse.N
                     (cpu_s(stack.web.proc.pid) - web_cpu_before) / len(requests) * 1e6
                 ),
             }
-            conn = await asyncpg.connect(dsn=database_url)
             try:
                 if with_worker:
                     deadline = time.monotonic() + 300
                     while len(replies) < len(requests) and time.monotonic() < deadline:
                         await asyncio.sleep(0.5)
                         replies = await _fetch_replies(peer_url)
+                    postgres_s = await postgres_cpu.stop()
                     done_at = max(replies.values()) if replies else time.monotonic()
                     first_sent = min(sent_at.values())
                     runs = await conn.fetchval("SELECT count(*) FROM runs WHERE status = 'completed'")
                     e2e = [(replies[t] - sent_at[t]) * 1000 for t in sent_at if t in replies]
-                    postgres_s = await postgres_cpu.stop()
                     result.update(
                         {
                             "replied_messages": len(replies),
