@@ -38,6 +38,7 @@ from saq import Queue
 from app.http.client import AttemptResult, WebhookClient
 from app.http.request import HttpMethod, URLTemplateError, WebhookRequest, apply_auth, prepare_request
 from app.http.retry import AttemptStatus, backoff_seconds
+from app.pipeline.ledger import refuse_unless_held
 from app.services import flows_store
 from app.services.coalesce import Coalescer
 from app.services.rate_limits import WebhookRateLimiter
@@ -90,9 +91,11 @@ SELECT u.id, u.workspace, u.flow_id, u.flow_version, u.node_id, u.node_id, u.con
        'webhook', u.vars, '[]'::jsonb, 0, u.confidence, u.original_message, u.phone, u.idempotency_key, 0, u.state,
        false, now(), now()
   FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::int[], $5::text[], $6::uuid[], $7::uuid[], $8::jsonb[],
-              $9::float8[], $10::text[], $11::text[], $12::text[], $13::jsonb[])
+              $9::float8[], $10::text[], $11::text[], $12::text[], $13::jsonb[], $14::bigint[])
        AS u(id, workspace, flow_id, flow_version, node_id, conversation, run_id, vars, confidence, original_message,
-            phone, idempotency_key, state)
+            phone, idempotency_key, state, epoch)
+ -- Each turn's fencing token (app.pipeline.ledger): a turn another turn took over calls nothing.
+ WHERE u.epoch IS NULL OR u.epoch = (SELECT lease_epoch FROM conversations WHERE id = u.conversation)
 ON CONFLICT (id) DO NOTHING
 RETURNING id
 """
@@ -257,9 +260,11 @@ class WebhookCalls:
                 execution.phone,
                 execution.id.hex,
                 _json.encode({"request": stored, "vars": call.vars}).decode(),
+                scope.epoch,
             )
         )
         if not inserted:
+            await refuse_unless_held(self.db, scope.conversation_id, scope.epoch, "webhook execution")
             earlier = await self._earlier_outcome(execution.id)
             if earlier is not None:
                 return earlier
