@@ -179,6 +179,7 @@ async def open_services(settings: Settings | None = None) -> AppServices:
     svc._closers = [
         ingress.aclose,
         ledger.aclose,
+        webhook_calls.aclose,
         understanding.local_meter.flush,  # local-engine calls are counted in batches
         understanding.llm.aclose,
         outbox.aclose,

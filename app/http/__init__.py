@@ -2,6 +2,7 @@
 
 stream.py      asyncio connections that send a request in one write
 pool.py        KeepAlivePool: the one pool (per purpose), over a plain or a guarded backend
+connection.py  HTTP/1.1 on one keep-alive connection, answers parsed by httptools
 guard.py       the address guard (SSRF): URL checks, and addresses checked when a connection opens
 request.py     a call_webhook config rendered into the request to send; masking
 retry.py       whether and when a failed attempt is tried again

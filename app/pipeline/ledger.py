@@ -84,7 +84,10 @@ WITH given_back AS MATERIALIZED (
          ($3::text[])[array_position($1::uuid[], c.id)] AS job_id, c.workspace, c.channel, c.status, c.tags,
          c.ai_enabled, c.custom_prompt, c.ai_context, c.ai_control_at,
          p.id AS contact_id, p.phone, p.first_name, p.last_name, p.tags AS contact_tags, p.attributes
-    FROM conversations c JOIN contacts p ON p.id = c.contact
+    FROM conversations c
+    -- An index lookup per conversation: as a plain join, a plan made while the table was small
+    -- (a new database filling up, before its first ANALYZE) read every contact for each statement.
+   CROSS JOIN LATERAL (SELECT * FROM contacts WHERE contacts.id = c.contact LIMIT 1) p
    WHERE c.id = ANY($1::uuid[])
 ), run AS (
   INSERT INTO runs (id, workspace, conversation, kind, status, job_id, epoch, message_ids, started_at, heartbeat_at)

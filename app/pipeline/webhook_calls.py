@@ -11,9 +11,14 @@ retryable failure returns `scheduled` to the interpreter (the branch halts); whe
 retried execution ends, the turn (app.pipeline.turn) resumes the flow after its success
 or failure port.
 
-Database round trips per execution: one insert before the call (so an in-flight call is
-visible and a retry can find its request), and one statement after each attempt that
-writes the log row, moves the execution and, at the end, bumps the counters together.
+Database statements per execution: one insert before the call (so an in-flight call is
+visible and a retry can find its request), and one statement after the last attempt that
+writes the log row, moves the execution and bumps the counters together. Both are shared by
+the executions of concurrent turns (group commit, app.services.coalesce): a worker running
+a hundred turns pays one insert and one end for all of them, and the counters' row is
+updated once per group instead of once per execution (every execution of a busy action
+would otherwise queue on that one row's lock). An attempt that schedules a retry writes
+its own statement (rare: only failures take that path).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from app.http.request import HttpMethod, URLTemplateError, WebhookRequest, apply
 from app.http.retry import AttemptStatus, backoff_seconds
 from app.pipeline.ledger import refuse_unless_held
 from app.services import flows_store
+from app.services.coalesce import Coalescer
 from app.services.rate_limits import WebhookRateLimiter
 from app.settings import Settings
 from flows.nodes.call_webhook import WebhookCall
@@ -76,14 +82,20 @@ class Execution(msgspec.Struct, frozen=True, kw_only=True):
     confidence: float | None
 
 
-_INSERT_EXECUTION = """
+# The executions of concurrent turns, inserted together (parameters: one array per column).
+_INSERT_EXECUTIONS = """
 INSERT INTO action_executions (id, workspace, flow_id, flow_version, node_id, webhook_node_id, conversation, run_id,
     status, kind, vars, missing, asked_count, confidence, original_message, phone, idempotency_key, attempts, state,
     dead_letter, created_at, updated_at)
-SELECT $1, $2, $3, $4, $5, $5, $6, $7, 'processing', 'webhook', $8::jsonb, '[]'::jsonb, 0, $9, $10, $11, $12, 0,
-       $13::jsonb, false, now(), now()
- -- The turn's fencing token (app.pipeline.ledger): a turn another turn took over calls nothing.
- WHERE $14::bigint IS NULL OR $14 = (SELECT lease_epoch FROM conversations WHERE id = $6)
+SELECT u.id, u.workspace, u.flow_id, u.flow_version, u.node_id, u.node_id, u.conversation, u.run_id, 'processing',
+       'webhook', u.vars, '[]'::jsonb, 0, u.confidence, u.original_message, u.phone, u.idempotency_key, 0, u.state,
+       false, now(), now()
+  FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::int[], $5::text[], $6::uuid[], $7::uuid[], $8::jsonb[],
+              $9::float8[], $10::text[], $11::text[], $12::text[], $13::jsonb[], $14::bigint[])
+       AS u(id, workspace, flow_id, flow_version, node_id, conversation, run_id, vars, confidence, original_message,
+            phone, idempotency_key, state, epoch)
+ -- Each turn's fencing token (app.pipeline.ledger): a turn another turn took over calls nothing.
+ WHERE u.epoch IS NULL OR u.epoch = (SELECT lease_epoch FROM conversations WHERE id = u.conversation)
 ON CONFLICT (id) DO NOTHING
 RETURNING id
 """
@@ -108,19 +120,42 @@ _LOG_AND_RETRY = f"""
 WITH logged AS ({_LOG})
 UPDATE action_executions SET attempts = $17, last_error = $14, updated_at = now() WHERE id = $3
 """
-# The last attempt's log row, the compare-and-set to the final status and the counters, in one
-# statement: concurrent executions never lose a count, and a duplicate end never counts twice.
-_LOG_AND_FINISH = f"""
-WITH logged AS ({_LOG}),
-ended AS (
-  UPDATE action_executions SET status = $17, attempts = $18, last_error = $14, dead_letter = $19, updated_at = now()
-   WHERE id = $3 AND status = 'processing' RETURNING id
+# The last attempts of many executions: their log rows, the compare-and-set of each to its final
+# status, and the counters, in one statement. Concurrent executions never lose a count, and a
+# duplicate end never counts twice (only the executions this statement moved are counted, each
+# once). Counter rows are written in key order, so concurrent groups never deadlock on them.
+_LOG_AND_FINISH_MANY = """
+WITH input AS (
+  SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::uuid[], $7::text[],
+                       $8::text[], $9::float8[], $10::jsonb[], $11::int[], $12::text[], $13::text[], $14::text[],
+                       $15::float8[], $16::int[], $17::text[], $18::int[], $19::bool[])
+    AS i(log_id, workspace, execution, flow_id, node_id, conversation_id, phone, original_message, confidence,
+         request, status_code, response_body, status, error, duration_ms, retry_count, final_status, attempts,
+         dead_letter)
+), logged AS (
+  INSERT INTO external_action_logs (id, workspace, execution, flow_id, node_id, conversation_id, phone,
+      original_message, confidence, request, status_code, response_body, status, error, duration_ms, retry_count,
+      created_at)
+  SELECT log_id, workspace, execution, flow_id, node_id, conversation_id, phone, original_message, confidence,
+         request, status_code, response_body, status, error, duration_ms, retry_count, clock_timestamp()
+    FROM input
+), ended AS (
+  UPDATE action_executions e SET status = i.final_status, attempts = i.attempts, last_error = i.error,
+                                 dead_letter = i.dead_letter, updated_at = now()
+    FROM input i
+   WHERE e.id = ANY($3::uuid[]) AND e.id = i.execution AND e.status = 'processing'
+  RETURNING e.id
+), counted AS (
+  SELECT DISTINCT ON (i.execution) i.workspace, i.flow_id, i.node_id, i.final_status, i.duration_ms
+    FROM input i JOIN ended ON ended.id = i.execution
 )
 INSERT INTO action_stats (id, workspace, flow_id, node_id, executions, successes, failures, total_duration_ms,
                           last_executed_at)
-SELECT $20, $2, $4, $5, 1, $21, $22, $15, now() FROM ended
+SELECT gen_random_uuid(), workspace, flow_id, node_id, count(*), count(*) FILTER (WHERE final_status = 'completed'),
+       count(*) FILTER (WHERE final_status <> 'completed'), sum(duration_ms), now()
+  FROM counted GROUP BY workspace, flow_id, node_id ORDER BY workspace, flow_id, node_id
 ON CONFLICT (workspace, flow_id, node_id) DO UPDATE SET
-  executions = action_stats.executions + 1,
+  executions = action_stats.executions + EXCLUDED.executions,
   successes = action_stats.successes + EXCLUDED.successes,
   failures = action_stats.failures + EXCLUDED.failures,
   total_duration_ms = action_stats.total_duration_ms + EXCLUDED.total_duration_ms,
@@ -145,6 +180,14 @@ class WebhookCalls:
         self.client = client
         self.rng = random.Random()
         self.rate_limiter = WebhookRateLimiter(redis, settings.webhooks.rate_limit_per_minute)
+        # The group commit: `_begin` and `_end` submit one execution each; `_begin_many` and
+        # `_end_many` write whatever was submitted meanwhile in one statement.
+        self._begins: Coalescer[tuple[Any, ...], bool] = Coalescer(self._begin_many, name="webhook-begin")
+        self._ends: Coalescer[tuple[Any, ...], None] = Coalescer(self._end_many, name="webhook-end")
+
+    async def aclose(self) -> None:
+        await self._begins.aclose()
+        await self._ends.aclose()
 
     # --- the interpreter's port --------------------------------------------------------
     async def execute(self, call: WebhookCall, *, scope: Any) -> WebhookOutcome:
@@ -202,24 +245,25 @@ class WebhookCalls:
             max_retries=config.max_retries,
             retry_delay_seconds=config.retry_delay_seconds,
         )
-        inserted = await self.db.fetchval(
-            _INSERT_EXECUTION,
-            execution.id,
-            execution.workspace,
-            execution.flow_id,
-            scope.flow_versions.get(call.flow_id, 0),
-            call.node_id,
-            execution.conversation,
-            uuid.UUID(scope.run_id) if scope.run_id else None,
-            _json.encode(call.vars).decode(),
-            call.confidence,
-            execution.original_message,
-            execution.phone,
-            execution.id.hex,
-            _json.encode({"request": stored, "vars": call.vars}).decode(),
-            scope.epoch,
+        inserted = await self._begins.submit(
+            (
+                execution.id,
+                execution.workspace,
+                execution.flow_id,
+                scope.flow_versions.get(call.flow_id, 0),
+                call.node_id,
+                execution.conversation,
+                uuid.UUID(scope.run_id) if scope.run_id else None,
+                _json.encode(call.vars).decode(),
+                call.confidence,
+                execution.original_message,
+                execution.phone,
+                execution.id.hex,
+                _json.encode({"request": stored, "vars": call.vars}).decode(),
+                scope.epoch,
+            )
         )
-        if inserted is None:
+        if not inserted:
             await refuse_unless_held(self.db, scope.conversation_id, scope.epoch, "webhook execution")
             earlier = await self._earlier_outcome(execution.id)
             if earlier is not None:
@@ -297,9 +341,7 @@ class WebhookCalls:
             )
         ok = result.succeeded
         final = ActionRunStatus.COMPLETED if ok else ActionRunStatus.FAILED
-        await self.db.execute(
-            _LOG_AND_FINISH, *log_args, final.value, attempt, not ok, uuid.uuid4(), int(ok), int(not ok)
-        )
+        await self._ends.submit((*log_args, final.value, attempt, not ok))
         if not ok:
             log.warning(
                 "webhook failed",
@@ -338,15 +380,13 @@ class WebhookCalls:
         secret = await flows_store.resolve_secret(str(row["workspace"]), stored.auth_secret_ref)
         if stored.auth_type != "none" and not secret:
             result = _unsendable(stored, "the auth secret is no longer set in this workspace; enter it again")
-            await self.db.execute(
-                _LOG_AND_FINISH,
-                *_log_args(execution, result, retry_count=attempt - 1),
-                ActionRunStatus.FAILED.value,
-                attempt,
-                True,
-                uuid.uuid4(),
-                0,
-                1,
+            await self._ends.submit(
+                (
+                    *_log_args(execution, result, retry_count=attempt - 1),
+                    ActionRunStatus.FAILED.value,
+                    attempt,
+                    True,
+                )
             )
             outcome = WebhookOutcome(status=WebhookStatus.FAILURE, error=result.error, attempts=attempt)
         else:
@@ -371,6 +411,22 @@ class WebhookCalls:
             )
             outcome = await self._attempt(execution, request, stored, attempt=attempt)
         return outcome
+
+    # --- the group commit ---------------------------------------------------------------
+    async def _begin_many(self, items: list[tuple[Any, ...]]) -> list[bool]:
+        """Insert the executions; for each, whether it is new (False: an earlier try of its batch left it)."""
+        inserted = {r["id"] for r in await self.db.fetch(_INSERT_EXECUTIONS, *map(list, zip(*items)))}
+        results = []
+        for item in items:
+            results.append(item[0] in inserted)
+            inserted.discard(item[0])  # the same execution twice in one group: only the first is new
+        return results
+
+    async def _end_many(self, items: list[tuple[Any, ...]]) -> list[None]:
+        """Log the last attempts, end their executions and count them (`_log_args` + final status,
+        attempts, dead letter per item)."""
+        await self.db.execute(_LOG_AND_FINISH_MANY, *map(list, zip(*items)))
+        return [None] * len(items)
 
     # --- dead letters --------------------------------------------------------------------
     async def replay(self, workspace_id: str, execution_id: str) -> WebhookOutcome | None:

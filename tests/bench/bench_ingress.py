@@ -5,7 +5,14 @@ conversations, against one web process: accepted messages/s, p50/p99 latency, ev
 stored once, web RSS. Phase 2: the same load end to end with a 0 s buffer and one worker:
 turns/s from ingress to the reply received by a fake Graph API, p50/p99 of that latency.
 
+`--only anchor` is the anchors' scenario (../shared/bench/anchors, issue 15) in this harness:
+every message from its own sender (a new contact, conversation and turn each), and the flow
+POSTs `{"event": "new_order", "from", "text"}` to a sink (`call_webhook`) instead of replying;
+paced at `--rate` messages/s, it reports the end-to-end latency from the webhook request to
+the sink's receipt (p50/p99) and whether the worker kept up at that rate.
+
     python tests/bench/bench_ingress.py [--messages 20000] [--conversations 2000] [--senders 64] [--only e2e]
+    python tests/bench/bench_ingress.py --only anchor --messages 6000 --rate 400
 """
 
 from __future__ import annotations
@@ -178,20 +185,30 @@ def build_requests(
 
 
 async def drive(
-    port: int, requests: list[tuple[str, bytes]], *, senders: int, sent_at: dict[str, float]
+    port: int,
+    requests: list[tuple[str, bytes]],
+    *,
+    senders: int,
+    sent_at: dict[str, float],
+    rate: float | None = None,
 ) -> tuple[float, dict[str, float], int]:
+    """Send every request over `senders` keep-alive connections; with `rate`, the i-th request
+    leaves no earlier than i / rate seconds after the start (an open-loop pace)."""
     queue: asyncio.Queue = asyncio.Queue()
-    for item in requests:
+    for item in enumerate(requests):
         queue.put_nowait(item)
     latencies: dict[str, float] = {}  # token -> ms
     errors = 0
+    begin = time.monotonic()
 
     async def sender() -> None:
         nonlocal errors
         client = RawClient(port)
         try:
             while not queue.empty():
-                token, request = queue.get_nowait()
+                index, (token, request) = queue.get_nowait()
+                if rate:
+                    await asyncio.sleep(max(0.0, begin + index / rate - time.monotonic()))
                 started = time.perf_counter()
                 sent_at[token] = time.monotonic()
                 status = await client.post(request)
@@ -205,7 +222,40 @@ async def drive(
     return time.perf_counter() - started, latencies, errors
 
 
-async def setup(stack: stack_mod.Stack) -> tuple[stack_mod.Tenant, dict, str]:
+def anchor_flow(sink_url: str) -> dict:
+    """The anchors' flow (../shared/bench/anchors/switchboard/anchor.flow.json): keyword "order",
+    then a POST of the order to the sink."""
+    return {
+        "schema": "switchboard.flow/v1",
+        "name": "Anchor order",
+        "status": "active",
+        "nodes": [
+            {
+                "id": "when",
+                "type": "when.message_received",
+                "config": {"match": {"kind": "keywords", "keywords": ["order"], "mode": "any"}},
+            },
+            {
+                "id": "post",
+                "type": "action.call_webhook",
+                "config": {
+                    "url": sink_url,
+                    "method": "POST",
+                    "payload_template": {
+                        "event": "new_order",
+                        "from": "{{ phone_number }}",
+                        "text": "{{ message_text }}",
+                    },
+                    "timeout_seconds": 5.0,
+                    "max_retries": 3,
+                },
+            },
+        ],
+        "edges": [{"from": "when", "to": "post"}],
+    }
+
+
+async def setup(stack: stack_mod.Stack, *, flow: dict | None = None) -> tuple[stack_mod.Tenant, dict, str]:
     tenant = await stack_mod.create_tenant(stack, name=f"bench-{uuid.uuid4().hex[:6]}")
     phone_number_id = "1234567890"
     channel = await tenant.create_channel(
@@ -217,7 +267,8 @@ async def setup(stack: stack_mod.Stack) -> tuple[stack_mod.Tenant, dict, str]:
         verify_token="v",
     )
     await tenant.create_flow(
-        {
+        flow
+        or {
             "schema": "switchboard.flow/v1",
             "name": "Bench",
             "status": "active",
@@ -240,7 +291,9 @@ async def setup(stack: stack_mod.Stack) -> tuple[stack_mod.Tenant, dict, str]:
     return tenant, channel, phone_number_id
 
 
-async def phase(*, name: str, buffer_s: str, with_worker: bool, args: argparse.Namespace) -> dict:
+async def phase(
+    *, name: str, buffer_s: str, with_worker: bool, args: argparse.Namespace, anchor: bool = False
+) -> dict:
     database_url, redis_url = stack_mod.resolve_test_services()
     database_url = database_url.rsplit("/", 1)[0] + f"/switchboard_bench_{os.getpid()}"
     await stack_mod.create_database(database_url)
@@ -269,14 +322,20 @@ async def phase(*, name: str, buffer_s: str, with_worker: bool, args: argparse.N
                 "SWITCHBOARD_LOG_LEVEL": "INFO",
                 "WHATSAPP_GRAPH_URL": peer_url,
                 "SWITCHBOARD_SECRET_KEY": "bench",
+                # The anchor's sink is on 127.0.0.1, and its rate is far above the default limit.
+                "SWITCHBOARD_WEBHOOK_ALLOW_PRIVATE": "1",
+                "SWITCHBOARD_WEBHOOK_RATE_LIMIT_PER_MINUTE": "100000000",
             },
         )
         stack.web.start()
         await stack.wait_healthy()
         try:
-            tenant, channel, pnid = await setup(stack)
+            tenant, channel, pnid = await setup(
+                stack, flow=anchor_flow(f"{peer_url}/order") if anchor else None
+            )
+            conversations = args.messages if anchor else args.conversations  # anchor: every sender new
             requests = build_requests(
-                channel["id"], pnid, messages=args.messages, conversations=args.conversations, port=stack.port
+                channel["id"], pnid, messages=args.messages, conversations=conversations, port=stack.port
             )
             if with_worker:
                 stack.worker.args = ["worker", "--concurrency", str(args.concurrency)]
@@ -294,11 +353,16 @@ async def phase(*, name: str, buffer_s: str, with_worker: bool, args: argparse.N
             web_cpu_before = cpu_s(stack.web.proc.pid)
             worker_cpu_before = cpu_s(stack.worker.proc.pid) if with_worker else 0.0
             elapsed_s, latencies, errors = await drive(
-                stack.port, requests, senders=args.senders, sent_at=sent_at
+                stack.port,
+                requests,
+                senders=args.senders,
+                sent_at=sent_at,
+                rate=args.rate if anchor else None,
             )
             result = {
                 "messages": len(requests),
-                "conversations": args.conversations,
+                "conversations": conversations,
+                "offered_per_s": args.rate if anchor else None,
                 "senders": args.senders,
                 "http_errors": errors,
                 "accepted_per_s": round(len(requests) / elapsed_s, 1),
@@ -306,7 +370,7 @@ async def phase(*, name: str, buffer_s: str, with_worker: bool, args: argparse.N
                 "ingress_p99_ms": percentile(list(latencies.values()), 0.99),
                 # Without each sender's first message (which creates its contact and conversation).
                 "ingress_p99_ms_known_senders": percentile(
-                    [latencies[t] for t, _ in requests[args.conversations :] if t in latencies], 0.99
+                    [latencies[t] for t, _ in requests[conversations:] if t in latencies], 0.99
                 ),
                 "web_during": rss_mb(stack.web.proc.pid),
                 # CPU per unit of work varies less than throughput on a shared machine.
@@ -333,6 +397,8 @@ async def phase(*, name: str, buffer_s: str, with_worker: bool, args: argparse.N
                             "messages_replied_per_s": round(len(replies) / (done_at - first_sent), 1),
                             "e2e_p50_ms": percentile(e2e, 0.50),
                             "e2e_p99_ms": percentile(e2e, 0.99),
+                            # Kept up: the last reply came within a second of the last request.
+                            "drain_s": round(done_at - max(sent_at.values()), 2),
                             "worker_during": rss_mb(stack.worker.proc.pid),
                             "worker_cpu_us_per_turn": round(
                                 (cpu_s(stack.worker.proc.pid) - worker_cpu_before) / runs * 1e6
@@ -399,11 +465,20 @@ async def graph_sink(port: int) -> None:
             body=b'{"messaging_product":"whatsapp","messages":[{"id":"wamid.r%d"}]}' % next(counter),
         )
 
+    async def order(request: PeerRequest) -> PeerResponse:
+        """The anchors' counting sink: the order's text carries the message's token."""
+        received = time.monotonic()
+        for token in request.json()["text"].split():
+            if token != "order":
+                replies.setdefault(token, received)
+        return PeerResponse.json({"ok": True})
+
     async def dump(_request: PeerRequest) -> PeerResponse:
         return PeerResponse.json(replies)
 
     async with HttpPeer(port=port) as peer:
         peer.route("POST", "/1234567890/messages", send)
+        peer.route("POST", "/order", order)
         peer.route("GET", "/_replies", dump)
         await asyncio.Event().wait()
 
@@ -414,17 +489,22 @@ async def main() -> None:
     parser.add_argument("--conversations", type=int, default=2_000)
     parser.add_argument("--senders", type=int, default=64)
     parser.add_argument("--concurrency", type=int, default=50, help="flush jobs the worker runs at once")
-    parser.add_argument("--only", choices=["ingress", "e2e"], help="run one phase")
+    parser.add_argument("--only", choices=["ingress", "e2e", "anchor"], help="run one phase")
+    parser.add_argument("--rate", type=float, default=400.0, help="anchor: messages/s offered")
     parser.add_argument("--graph-sink", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.graph_sink:
         await graph_sink(args.graph_sink)
         return
     report = {"bench": "ingress", "cpus": os.cpu_count()}
-    if args.only != "e2e":
-        report.update(await phase(name="ingress_only", buffer_s="8", with_worker=False, args=args))
-    if args.only != "ingress":
-        report.update(await phase(name="end_to_end_buffer_0", buffer_s="0", with_worker=True, args=args))
+    if args.only == "anchor":
+        name = f"anchor_new_senders_rate_{args.rate:g}"
+        report.update(await phase(name=name, buffer_s="0", with_worker=True, args=args, anchor=True))
+    else:
+        if args.only != "e2e":
+            report.update(await phase(name="ingress_only", buffer_s="8", with_worker=False, args=args))
+        if args.only != "ingress":
+            report.update(await phase(name="end_to_end_buffer_0", buffer_s="0", with_worker=True, args=args))
     print(json.dumps(report, indent=2))
 
 

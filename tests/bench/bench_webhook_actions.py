@@ -188,6 +188,7 @@ async def measure(args: argparse.Namespace, url: str) -> dict[str, object]:
         )
         memory = rss_kib()
     finally:
+        await actions.aclose()
         await client.aclose()
         await queue.disconnect()
         await redis.aclose()

@@ -623,3 +623,79 @@ async def test_a_batch_run_again_does_not_call_again(
     assert len(http_peer.requests_to("/hook")) == 1
     [row] = await executions(db, call.flow_id)
     assert row["status"] == "completed"
+
+
+class _CountingPool:
+    """The pool, counting the statements that go through it (by their SQL text)."""
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+        self.statements: list[str] = []
+
+    async def fetch(self, sql: str, *args: Any) -> Any:
+        self.statements.append(sql)
+        return await self.pool.fetch(sql, *args)
+
+    async def execute(self, sql: str, *args: Any) -> Any:
+        self.statements.append(sql)
+        return await self.pool.execute(sql, *args)
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        self.statements.append(sql)
+        return await self.pool.fetchval(sql, *args)
+
+    async def fetchrow(self, sql: str, *args: Any) -> Any:
+        self.statements.append(sql)
+        return await self.pool.fetchrow(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.pool, name)
+
+
+async def test_concurrent_executions_share_their_statements(
+    stack: Stack, tenant: Tenant, http_peer: HttpPeer, db
+) -> None:
+    """The executions of concurrent turns are inserted and ended in shared statements (group
+    commit), and every one is still logged, ended and counted exactly once."""
+    from app.pipeline.effects import TurnScope
+    from app.pipeline.webhook_calls import WebhookCalls
+    from flows.runtime import WebhookStatus
+
+    http_peer.reply(
+        "POST",
+        "/grouped",
+        PeerResponse(
+            status=200, headers={"Content-Type": "application/json"}, body=b'{"ok": 1}', delay_s=0.05
+        ),
+    )
+    count = 24
+    async with in_process_actions(SWITCHBOARD_WEBHOOK_RATE_LIMIT_PER_MINUTE="100000") as actions:
+        assert isinstance(actions, WebhookCalls)
+        counting = _CountingPool(actions.db)
+        actions.db = counting
+        call, scope = direct_call(tenant, http_peer.url("/grouped"))
+        scopes = [
+            TurnScope(
+                workspace_id=scope.workspace_id,
+                conversation_id="",
+                contact_phone=f"+1555800{i:04d}",
+                run_id="",
+                batch_key=f"grouped-{i}",
+                original_message="hi",
+            )
+            for i in range(count)
+        ]
+        outcomes = await asyncio.gather(*(actions.execute(call, scope=s) for s in scopes))
+    assert [o.status for o in outcomes] == [WebhookStatus.SUCCESS] * count
+    # One insert and one end per execution would be 2 * count statements.
+    assert len(counting.statements) <= count
+    rows = await executions(db, call.flow_id)
+    assert len(rows) == count and {r["status"] for r in rows} == {"completed"}
+    logged = await db.fetchval(
+        "SELECT count(*) FROM external_action_logs WHERE flow_id = $1", uuid.UUID(call.flow_id)
+    )
+    stats = await db.fetchrow(
+        "SELECT executions, successes, failures FROM action_stats WHERE flow_id = $1", uuid.UUID(call.flow_id)
+    )
+    assert logged == count
+    assert tuple(stats) == (count, count, 0)

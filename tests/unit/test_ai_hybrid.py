@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from app.services.ai.classifier import IntentExample, IntentSpec
-from app.services.ai.hybrid import AUTO_THRESHOLD, HybridClassifier, core_intent_model, rescale
+from app.services.ai.hybrid import AUTO_THRESHOLD, HybridClassifier, HybridConfig, core_intent_model, rescale
 from tests.support.stack import ROOT
 
 ORDER = [
@@ -158,3 +158,50 @@ def test_one_negative_example_vetoes_its_own_text_and_near_copies() -> None:
     assert near.out_of_scope and near.top[0].probability < near.top[0].cut
     kept = model.classify("I'd like to order two lamps")
     assert kept.best is not None and kept.best.key == "create_order"
+
+
+SPANISH = [
+    spec(
+        "weather",
+        [
+            "que tiempo hara mañana en madrid",
+            "va a llover el sabado en sevilla",
+            "pronostico del tiempo para bilbao",
+            "hara frio esta noche en burgos",
+            "cual es la temperatura en valencia",
+        ],
+    ),
+    spec(
+        "playlist",
+        [
+            "añade esta cancion a mi lista de exitos",
+            "pon a shakira en mi lista para correr",
+            "agrega el album a la lista de fiesta",
+            "incluye esta cancion en mi lista relajante",
+            "mete a rosalia en la lista del gimnasio",
+        ],
+    ),
+    spec(
+        "restaurant",
+        [
+            "reserva una mesa para cuatro en un italiano",
+            "quiero reservar en un restaurante para dos",
+            "busca mesa para seis personas el viernes",
+            "reservame un sitio para cenar en granada",
+            "haz una reserva en una marisqueria para tres",
+        ],
+    ),
+]
+
+
+def test_the_examples_choose_how_much_the_tfidf_scorer_weighs() -> None:
+    """Spanish examples lean on the character/word scorer (the embedding's tokenizer splits Spanish words):
+    the cross-validation folds pick a weight above the default; with no candidates the default stays."""
+    default = HybridConfig().sparse_weight
+    chosen = HybridClassifier.train(SPANISH)
+    assert chosen.sparse_weight in HybridConfig().sparse_weights
+    assert chosen.sparse_weight > default
+    assert HybridClassifier.train(SPANISH, config=HybridConfig(sparse_weights=())).sparse_weight == default
+    assert HybridClassifier.train(SPANISH, learn_thresholds=False).sparse_weight == default
+    result = chosen.classify("qe tiempo ara en malaga el domingo")
+    assert result.best is not None and result.best.key == "weather"

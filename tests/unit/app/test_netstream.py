@@ -369,3 +369,98 @@ async def test_the_openai_sdk_sends_through_the_pool() -> None:
         await llm.aclose()
     assert detection.match is not None and detection.match.confidence == 0.93
     assert len(fake.calls) == 1 and backend.writes, "the request did not go through the pool"
+
+
+class ScriptedServer:
+    """Reads one request per connection and answers it with the given raw bytes, then closes."""
+
+    def __init__(self, answer: bytes) -> None:
+        self.answer = answer
+        self.server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> ScriptedServer:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self.server.close()
+        await self.server.wait_closed()
+
+    @property
+    def url(self) -> httpcore.URL:
+        return httpcore.URL(f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/x")
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(self.answer)
+            await writer.drain()
+        writer.close()
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+            (200, b"abcde"),
+        ),
+        (b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end", (200, b"until the end")),
+        (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok", (201, b"ok")),
+        (b"HTTP/1.1 204 No Content\r\n\r\n", (204, b"")),
+    ],
+    ids=["chunked", "ended-by-close", "interim-100", "no-content"],
+)
+async def test_answers_are_read_whatever_their_framing(answer: bytes, expected: tuple[int, bytes]) -> None:
+    pool = KeepAlivePool(max_connections=2)
+    try:
+        async with ScriptedServer(answer) as server:
+            got = await pool.request(b"GET", server.url, headers=[], content=b"", timeout_s=2.0)
+        assert (got.status, got.content) == expected
+    finally:
+        await pool.aclose()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", b"", b"NOT HTTP AT ALL\r\n\r\n"],
+    ids=["cut-short", "nothing", "malformed"],
+)
+async def test_a_broken_answer_is_a_remote_protocol_error(answer: bytes) -> None:
+    pool = KeepAlivePool(max_connections=2)
+    try:
+        async with ScriptedServer(answer) as server:
+            with pytest.raises(httpcore.RemoteProtocolError):
+                await pool.request(b"GET", server.url, headers=[], content=b"", timeout_s=2.0)
+    finally:
+        await pool.aclose()
+
+
+async def test_a_header_with_a_line_break_is_never_sent() -> None:
+    pool = KeepAlivePool(max_connections=2)
+    try:
+        async with RawServer() as server:
+            with pytest.raises(httpcore.LocalProtocolError):
+                await pool.request(
+                    b"GET",
+                    httpcore.URL(server.url + "/x"),
+                    headers=[(b"X-Evil", b"a\r\nInjected: 1")],
+                    content=b"",
+                    timeout_s=2.0,
+                )
+            assert server.connections == [[]] or all(not reads for reads in server.connections)
+    finally:
+        await pool.aclose()
+
+
+async def test_a_body_past_the_cap_is_cut_and_its_connection_not_reused() -> None:
+    pool = KeepAlivePool(max_connections=2)
+    try:
+        async with ScriptedServer(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789") as server:
+            got = await pool.request(
+                b"GET", server.url, headers=[], content=b"", timeout_s=2.0, max_body_bytes=4
+            )
+            assert (got.content, got.truncated) == (b"0123", True)
+            assert pool.idle_connections(server.url) == []
+    finally:
+        await pool.aclose()
