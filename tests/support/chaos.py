@@ -14,6 +14,7 @@ numbers issue 13 asks for; the tests and tests/bench/bench_faults.py assert and 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import collections
 import contextlib
 import json
@@ -75,8 +76,10 @@ class PrivateServices:
         self.root.chmod(0o755)  # as root, PostgreSQL runs as another account that must reach its folder
         self._postgres: dict[str, Any] | None = None
         self._redis: dict[str, Any] | None = None
+        self.processes: list[stack_mod.Process] = []  # every process run against them, killed in `close`
 
     def start(self) -> PrivateServices:
+        atexit.register(self.close)  # an interrupted run leaves no server or process behind
         try:
             self._postgres = embedded._start_postgres(self.root)
             self._redis = embedded._start_redis(self.root)
@@ -108,12 +111,15 @@ class PrivateServices:
         self._postgres = embedded._start_postgres(self.root, port=self._postgres["port"])
 
     def close(self) -> None:
+        for process in self.processes:  # a scenario interrupted before its own clean-up
+            process.kill()
         if self._redis is not None:
             embedded._stop_redis(self._redis)
             self._redis = None
         if self._postgres is not None:
             embedded._stop_postgres(self._postgres)
             self._postgres = None
+        self.processes.clear()
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -416,6 +422,7 @@ class ChaosStack:
         )
         for process in (self.stack.web, *self.stack.workers):
             process.cwd = self._code or stack_mod.ROOT
+            self.services.processes.append(process)
         for worker in self.stack.workers:
             worker.args = ["worker", "--concurrency", str(self._concurrency)]
         self.stack.web.start()
@@ -473,7 +480,7 @@ class ChaosStack:
 
     async def start_worker(self, worker: stack_mod.Process) -> None:
         """Start a worker and wait for its "worker started" line (its recovery pass has run)."""
-        before = _started_lines(worker)
+        before = _started_lines(worker) if worker.proc is not None else 0  # a first start empties the log
         worker.start()
         await stack_mod.wait_until(
             lambda: _started_lines(worker) > before or not worker.alive(),
@@ -619,6 +626,9 @@ SELECT count(*) AS stored,
 """
 _STORED_TEXTS = "SELECT text FROM messages WHERE direction = 'in'"
 _OUTBOUND = "SELECT status, count(*) AS n FROM messages WHERE direction = 'out' GROUP BY status"
+_UNDECIDED = (
+    "SELECT id, status, text FROM messages WHERE direction = 'out' AND status IN ('unknown', 'failed')"
+)
 _RECORDED_WAMIDS = (
     "SELECT provider_message_id FROM messages WHERE direction = 'out' AND provider_message_id IS NOT NULL"
 )
@@ -644,6 +654,11 @@ async def figures(conn: asyncpg.Connection, graph: FakeGraph, driver: Driver) ->
     twice = {t for t in sent if len(replies.get(t, [])) > 1}
     rebatched = {t for t in twice if len(set(replies[t])) > 1}
     outbound = {r["status"]: r["n"] for r in await conn.fetch(_OUTBOUND)}
+    # Replies that ended without a known send (unknown: maybe sent; failed: refused or unreachable).
+    undecided = await conn.fetch(_UNDECIDED)
+    undecided_tokens = {t for r in undecided for t in TOKEN.findall(r["text"] or "")}
+    sent_biz = {send.biz for send in graph.sends if send.biz is not None}
+    unanswered = {t for t in sent if not replies.get(t)}
     recorded = {r["provider_message_id"] for r in await conn.fetch(_RECORDED_WAMIDS)}
     return {
         "sent": len(sent),
@@ -652,7 +667,14 @@ async def figures(conn: asyncpg.Connection, graph: FakeGraph, driver: Driver) ->
         "stored": inbound["stored"],
         "sent_not_stored": len(sent - stored_tokens),
         "answered": sum(1 for t in sent if replies.get(t)),
-        "unanswered": sum(1 for t in sent if not replies.get(t)),
+        "unanswered": len(unanswered),
+        # Unanswered, and no reply row even says why: lost.
+        "unanswered_lost": len(unanswered - undecided_tokens),
+        "unknown_rows": outbound.get("unknown", 0),
+        # Of those, how many the Graph API did take (its evidence never reached us) or never saw.
+        "unknown_rows_sent": sum(
+            1 for r in undecided if r["status"] == "unknown" and str(r["id"]) in sent_biz
+        ),
         "answered_twice": len(twice),
         "duplicates_rebatched": len(rebatched),
         "duplicates_resent": len(twice - rebatched),
@@ -688,7 +710,7 @@ def failed_guarantees(result: dict[str, Any], *, resend_allowance: int = 0) -> l
         "stranded": "stored messages never processed",
         "stuck_rows": "reply rows not in a final state",
         "duplicates_rebatched": "messages answered again in another batch",
-        "unanswered": "accepted messages with no reply",
+        "unanswered_lost": "accepted messages with no reply and no reply row saying why",
         "sent_not_stored": "messages the webhook took (200) but did not store",
     }
     for key, what in checks.items():

@@ -54,7 +54,7 @@ BENCH = Scale(
     outage_conversations=40,
     burst=5000,
     burst_senders=64,
-    settle_s=240.0,
+    settle_s=120.0,
 )
 
 
