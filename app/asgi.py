@@ -23,7 +23,17 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from app import __version__, roots
-from app.api import actions, channels, conversations, corrections, flows, health, inbound, tester
+from app.api import (
+    actions,
+    channels,
+    conversations,
+    corrections,
+    flows,
+    health,
+    inbound,
+    refused_deliveries,
+    tester,
+)
 from app.api.deps import current_principal
 from app.api.errors import HANDLERS
 from app.api.middleware import refuse_request_line, request_line_refusal, security_headers
@@ -100,6 +110,7 @@ def create_app(*, with_worker: bool = False, worker_concurrency: int = 20) -> Li
             actions.ActionController,
             tester.TesterController,
             corrections.CorrectionController,
+            refused_deliveries.RefusedDeliveryController,
         ],
         dependencies={"principal": Provide(current_principal)},
         middleware=[session_middleware],

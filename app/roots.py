@@ -106,7 +106,7 @@ async def open_services(settings: Settings | None = None) -> AppServices:
         ambiguity_margin=settings.ai.ambiguity_margin,
         llm=LLMClient(timeout_s=settings.ai.llm_timeout_seconds, http_client=llm_http),
     )
-    ai_store = AIStateStore(redis, ttl_s=settings.ai.state_ttl_seconds, pipeliner=pipeliner)
+    ai_store = AIStateStore(db, redis, ttl_s=settings.ai.state_ttl_seconds, pipeliner=pipeliner)
     revisions = flows_store.Revisions(redis)
     flows_store.use_revisions(revisions)
     plans = flows_store.PlanCache(revisions)

@@ -9,7 +9,7 @@ from litestar.exceptions import NotFoundException
 from litestar.response import Template
 
 from app.services import actions as action_catalogue
-from app.services import auth, flows_store, runs
+from app.services import auth, flows_store, refused_deliveries, runs
 from flows.nodes.registry import NODE_TYPES
 from ui.charts import executions_chart
 from ui.render import page
@@ -95,6 +95,7 @@ class LogsController(Controller):
                 for r in run_items
             ]
         chart = executions_chart(events, hours=hours)
+        refused = await refused_deliveries.list_refused(principal.workspace_id, since=since, limit=50)
         return page(
             request,
             "pages/logs.html",
@@ -110,6 +111,7 @@ class LogsController(Controller):
             runs=run_items,
             log_page=log_page,
             chart=chart,
+            refused=refused,
             statuses=WEBHOOK_STATUSES if chosen else RUN_STATUSES,
             filters={
                 "flow_id": "" if chosen else flow_id or "",  # "Runs of" is for runs

@@ -102,6 +102,12 @@ class Conversation(Table, tablename="conversations"):
     tags = JSONB(default=[])
     created_at = Timestamptz(default=TimestamptzNow())
     last_message_at = Timestamptz(default=TimestamptzNow(), index=True)
+    # The AI state's truth (app.services.ai_state); the `ai_control_{id}` / `ai_context_{id}`
+    # Redis keys are its published copy, written again from here when Redis lost them.
+    ai_enabled = Boolean(default=True)
+    custom_prompt = Text(null=True, default=None)
+    ai_context = JSONB(default={})
+    ai_control_at = Timestamptz(null=True, default=None)  # last set; None: never, so no key is published
 
     unique_channel_contact = Unique(["channel", "contact"])
 

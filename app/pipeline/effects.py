@@ -2,8 +2,8 @@
 
 Comes from: the turn (app.pipeline.turn), which hands a `TurnEffects` to the interpreter.
 Goes to: replies to the outbox (app.pipeline.outbox), webhook calls to
-app.pipeline.webhook_calls, the AI state keys to Redis (app.services.ai_state), tags and
-statuses to PostgreSQL, understanding to app.services.ai.
+app.pipeline.webhook_calls, the AI state to PostgreSQL and its published Redis keys
+(app.services.ai_state), tags and statuses to PostgreSQL, understanding to app.services.ai.
 """
 
 from __future__ import annotations
@@ -122,17 +122,19 @@ class TurnEffects:
     # --- AI state -----------------------------------------------------------------
     async def write_ai_control(self, *, ai_enabled: bool, custom_prompt: str | None) -> None:
         await self.ai_store.write_control(
-            self.scope.conversation_id, AIControl(ai_enabled=ai_enabled, custom_prompt=custom_prompt)
+            self.scope.workspace_id,
+            self.scope.conversation_id,
+            AIControl(ai_enabled=ai_enabled, custom_prompt=custom_prompt),
         )
         await self._live("ai_state")
 
     async def merge_ai_context(self, data: dict) -> dict:
-        merged = await self.ai_store.merge_context(self.scope.conversation_id, data)
+        merged = await self.ai_store.merge_context(self.scope.workspace_id, self.scope.conversation_id, data)
         await self._live("ai_state")
         return merged
 
     async def reset_ai_context(self) -> None:
-        await self.ai_store.reset_context(self.scope.conversation_id)
+        await self.ai_store.reset_context(self.scope.workspace_id, self.scope.conversation_id)
         await self._live("ai_state")
 
     # --- conversation ----------------------------------------------------------------

@@ -36,7 +36,7 @@ class RunStatus(enum.StrEnum):
 
 # One statement starts the turns of many conversations: claim each one's unprocessed
 # messages, open its run (only when something was claimed), expire its stale pending
-# actions, and read its context. Concurrent turns share it (RunLedger).
+# actions, and read its context (with its AI state, whose truth is this row). Concurrent turns share it (RunLedger).
 _START_MANY = """
 WITH claimed AS (
   -- `= ANY` rather than a join on unnest: the claim must be an index lookup per conversation
@@ -52,6 +52,7 @@ WITH claimed AS (
 ), ctx AS (
   SELECT c.id AS conversation, ($2::uuid[])[array_position($1::uuid[], c.id)] AS run_id,
          ($3::text[])[array_position($1::uuid[], c.id)] AS job_id, c.workspace, c.channel, c.status, c.tags,
+         c.ai_enabled, c.custom_prompt, c.ai_context, c.ai_control_at,
          p.id AS contact_id, p.phone, p.first_name, p.last_name, p.tags AS contact_tags, p.attributes
     FROM conversations c JOIN contacts p ON p.id = c.contact
    WHERE c.id = ANY($1::uuid[])
@@ -143,7 +144,7 @@ class RunLedger:
     async def start(self, conversation: uuid.UUID, run_id: uuid.UUID, job_id: str) -> Any:
         """Claim the conversation's unprocessed messages under `run_id`; its context row, None if it is gone.
 
-        The row has the conversation's context (workspace, channel, contact, tags), `claimed`
+        The row has the conversation's context (workspace, channel, contact, tags, AI state), `claimed`
         (the messages, as JSON text; empty when there was nothing to claim) and `pending`
         (the action waiting for this conversation's reply, as JSON text, or None).
         """

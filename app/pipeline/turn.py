@@ -24,7 +24,7 @@ from app.pipeline.effects import TurnEffects, TurnScope
 from app.pipeline.ledger import RunLedger, RunStatus
 from app.pipeline.outbox import Outbox
 from app.pipeline.webhook_calls import WebhookCalls
-from app.services import events, flows_store
+from app.services import ai_state, events, flows_store
 from app.services.ai.understanding import Understanding
 from app.services.ai_state import AIStateStore
 from app.services.channels import store as channel_store
@@ -58,8 +58,8 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 _CONTEXT = """
-SELECT c.workspace, c.channel, c.status, c.tags, p.id AS contact_id, p.phone, p.first_name, p.last_name,
-       p.tags AS contact_tags, p.attributes
+SELECT c.workspace, c.channel, c.status, c.tags, c.ai_enabled, c.custom_prompt, c.ai_context, c.ai_control_at,
+       p.id AS contact_id, p.phone, p.first_name, p.last_name, p.tags AS contact_tags, p.attributes
   FROM conversations c JOIN contacts p ON p.id = c.contact
  WHERE c.id = $1
 """
@@ -183,9 +183,11 @@ class TurnRunner:
         live: events.LiveBatch | None,
     ) -> dict[str, Any]:
         channel = await _channel_of(context, conversation_id)
-        # The plans' revision comes with the AI state: one round trip.
-        control, ai_context, (revision,) = await self.ai_store.read_with(
-            conversation_id, [flows_store.revision_key(workspace_id)]
+        # The AI state came from PostgreSQL with the claim; the plans' revision is read in the
+        # round trip that checks its published copy (written again if Redis lost it).
+        ai = ai_state.state_of(context)
+        (revision,) = await self.ai_store.read_with(
+            conversation_id, ai, [flows_store.revision_key(workspace_id)]
         )
         raised: list[TurnEvent] = []
         for row in claimed:
@@ -215,9 +217,7 @@ class TurnRunner:
                 for r in claimed
             ],
             events=raised,
-            ai=AIState(
-                ai_enabled=control.ai_enabled, custom_prompt=control.custom_prompt, context=ai_context
-            ),
+            ai=_turn_ai(ai),
             pending=pending,
             timestamp=time.time(),
             phone_number=context["phone"],
@@ -276,16 +276,15 @@ class TurnRunner:
             )
             return
         channel = await _channel_of(context, conversation_id)
-        control, ai_context = await self.ai_store.read(conversation_id)
+        ai = ai_state.state_of(context)
+        await self.ai_store.read_with(conversation_id, ai, [])
         contact, conversation = _contact_and_conversation(conversation_id, context)
         turn = Turn(
             workspace_id=workspace_id,
             conversation=conversation,
             contact=contact,
             messages=[TurnMessage(id=execution_id, text=row["original_message"], timestamp=time.time())],
-            ai=AIState(
-                ai_enabled=control.ai_enabled, custom_prompt=control.custom_prompt, context=ai_context
-            ),
+            ai=_turn_ai(ai),
             timestamp=time.time(),
             phone_number=context["phone"],
         )
@@ -335,6 +334,14 @@ class TurnRunner:
             confirmation_ttl_s=self.settings.ai.confirmation_ttl_seconds,
             live=live,
         )
+
+
+def _turn_ai(stored: ai_state.StoredAIState) -> AIState:
+    return AIState(
+        ai_enabled=stored.control.ai_enabled,
+        custom_prompt=stored.control.custom_prompt,
+        context=dict(stored.context),
+    )
 
 
 def _contact_and_conversation(conversation_id: str, context: Any) -> tuple[ContactInfo, ConversationInfo]:

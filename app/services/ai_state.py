@@ -1,9 +1,17 @@
-"""The AI state keys read by outside consumers: `ai_control_{id}` and `ai_context_{id}`."""
+"""A conversation's AI state: its truth in PostgreSQL, its published copy in `ai_control_{id}` / `ai_context_{id}`.
+
+Outside consumers read the two Redis keys (DESIGN.md fixes their names and JSON). Every write
+goes to the `conversations` row first and to the keys after; a reader that finds a key
+missing (a Redis flush, or its 24 h TTL) writes it again from the row. So losing Redis
+changes nothing a customer sees: a handed-off conversation stays handed off.
+"""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
+import asyncpg
 import msgspec
 from redis.asyncio import Redis
 
@@ -29,69 +37,143 @@ class AIControl(msgspec.Struct, frozen=True):
     custom_prompt: str | None = None
 
 
-# Merging in Lua keeps read-modify-write atomic when two turns touch one conversation.
-# KEYS: context   ARGV: patch JSON, ttl s
-_MERGE = """
-local current = redis.call('GET', KEYS[1])
-local merged = {}
-if current then
-  local ok, decoded = pcall(cjson.decode, current)
-  if ok and type(decoded) == 'table' then merged = decoded end
-end
-local patch = cjson.decode(ARGV[1])
-for k, v in pairs(patch) do merged[k] = v end
-local encoded = cjson.encode(merged)
-if encoded == '[]' then encoded = '{}' end
-redis.call('SET', KEYS[1], encoded, 'EX', ARGV[2])
-return encoded
+class StoredAIState(msgspec.Struct, frozen=True):
+    """A conversation's AI state as PostgreSQL holds it."""
+
+    control: AIControl = AIControl()
+    context: dict[str, Any] = {}
+    # Whether the control was ever set: only then is `ai_control_{id}` published (a conversation
+    # nobody touched has no key, as before the state lived in PostgreSQL).
+    control_set: bool = False
+
+
+def state_of(row: Any) -> StoredAIState:
+    """The AI state from a row with the columns `ai_enabled, custom_prompt, ai_context, ai_control_at`."""
+    return StoredAIState(
+        control=AIControl(ai_enabled=row["ai_enabled"], custom_prompt=row["custom_prompt"]),
+        context=row["ai_context"] or {},
+        control_set=row["ai_control_at"] is not None,
+    )
+
+
+# The columns of the state, as every statement here returns them (and the turn's start and the
+# conversation page read them with their own row: `state_of`).
+STATE_COLUMNS = "ai_enabled, custom_prompt, ai_context, ai_control_at"
+
+# One statement for every change, from a flow or an agent: $3 enabled (NULL keeps it), $4 set the
+# prompt to $5, $6 reset the context, $7 a patch merged into it (NULL: none).
+_UPDATE = f"""
+UPDATE conversations
+   SET ai_enabled = coalesce($3, ai_enabled),
+       custom_prompt = CASE WHEN $4 THEN $5 ELSE custom_prompt END,
+       ai_control_at = CASE WHEN $3 IS NOT NULL OR $4 THEN clock_timestamp() ELSE ai_control_at END,
+       ai_context = CASE WHEN $6 THEN '{{}}'::jsonb ELSE ai_context END || coalesce($7::jsonb, '{{}}'::jsonb)
+ WHERE id = $1 AND workspace = $2
+RETURNING {STATE_COLUMNS}
 """
 
 _encode = msgspec.json.Encoder().encode
-_control_decoder = msgspec.json.Decoder(AIControl)
 
 
 class AIStateStore:
-    def __init__(self, redis: Redis, *, ttl_s: int, pipeliner: Pipeliner) -> None:
+    """Reads and writes AI state: PostgreSQL first, then the published keys; one per process."""
+
+    def __init__(self, db: asyncpg.Pool, redis: Redis, *, ttl_s: int, pipeliner: Pipeliner) -> None:
+        self.db = db
         self.redis = redis
         self.ttl_s = ttl_s
-        self.pipeliner = pipeliner  # turns read their state together
-        self._merge = redis.register_script(_MERGE)
+        self.pipeliner = pipeliner  # turns check their keys together
 
-    async def read(self, conversation_id: str) -> tuple[AIControl, dict[str, Any]]:
-        control, context, _ = await self.read_with(conversation_id, [])
-        return control, context
+    async def read_with(self, conversation_id: str, state: StoredAIState, keys: list[str]) -> list[Any]:
+        """The raw values of `keys`, read in the round trip that checks `state`'s published copy.
 
-    async def read_with(
-        self, conversation_id: str, keys: list[str]
-    ) -> tuple[AIControl, dict[str, Any], list[Any]]:
-        """`read`, plus the raw values of other keys in the same round trip."""
+        A turn already has `state` from PostgreSQL (read with its claim); a key Redis lost is
+        written again here, so outside consumers see it as before.
+        """
         [(control_raw, context_raw, *others)] = await self.pipeliner.execute(
             ("MGET", control_key(conversation_id), context_key(conversation_id), *keys)
         )
-        control = AIControl()
-        if control_raw:
-            try:
-                control = _control_decoder.decode(control_raw)
-            except msgspec.DecodeError:
-                control = AIControl()  # written by someone else in another shape: start from defaults
-        context: dict[str, Any] = {}
-        if context_raw:
-            try:
-                decoded = msgspec.json.decode(context_raw)
-                context = decoded if isinstance(decoded, dict) else {}
-            except msgspec.DecodeError:
-                context = {}
-        return control, context, others
+        republish_control = control_raw is None and state.control_set
+        republish_context = context_raw is None and bool(state.context)
+        if republish_control or republish_context:
+            await self._publish(
+                conversation_id,
+                state,
+                control=republish_control,
+                context=republish_context,
+                drop_history=False,
+            )
+        return others
 
-    async def write_control(self, conversation_id: str, control: AIControl) -> None:
-        await self.redis.set(control_key(conversation_id), _encode(control), ex=self.ttl_s)
+    async def update(
+        self,
+        workspace_id: str,
+        conversation_id: str,
+        *,
+        ai_enabled: bool | None = None,
+        custom_prompt: str | None = None,
+        set_prompt: bool = False,
+        reset_context: bool = False,
+        patch: dict[str, Any] | None = None,
+    ) -> StoredAIState | None:
+        """Change the state in PostgreSQL, then publish it; None when the conversation is not the workspace's.
 
-    async def merge_context(self, conversation_id: str, patch: dict[str, Any]) -> dict[str, Any]:
-        merged = await self._merge(keys=[context_key(conversation_id)], args=[_encode(patch), self.ttl_s])
-        return msgspec.json.decode(merged)
+        `set_prompt` replaces the custom prompt with `custom_prompt` (None clears it).
+        """
+        row = await self.db.fetchrow(
+            _UPDATE,
+            uuid.UUID(conversation_id),
+            uuid.UUID(workspace_id),
+            ai_enabled,
+            set_prompt,
+            custom_prompt,
+            reset_context,
+            patch,
+        )
+        if row is None:
+            return None
+        state = state_of(row)
+        await self._publish(
+            conversation_id,
+            state,
+            control=ai_enabled is not None or set_prompt,
+            context=reset_context or bool(patch),
+            drop_history=reset_context,
+        )
+        return state
 
-    async def reset_context(self, conversation_id: str) -> None:
-        await self.redis.delete(context_key(conversation_id), history_key(conversation_id))
+    async def write_control(self, workspace_id: str, conversation_id: str, control: AIControl) -> None:
+        await self.update(
+            workspace_id,
+            conversation_id,
+            ai_enabled=control.ai_enabled,
+            custom_prompt=control.custom_prompt,
+            set_prompt=True,
+        )
+
+    async def merge_context(
+        self, workspace_id: str, conversation_id: str, patch: dict[str, Any]
+    ) -> dict[str, Any]:
+        state = await self.update(workspace_id, conversation_id, patch=patch)
+        return dict(state.context) if state is not None else {}
+
+    async def reset_context(self, workspace_id: str, conversation_id: str) -> None:
+        await self.update(workspace_id, conversation_id, reset_context=True)
+
+    async def _publish(
+        self, conversation_id: str, state: StoredAIState, *, control: bool, context: bool, drop_history: bool
+    ) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        if control:
+            pipe.set(control_key(conversation_id), _encode(state.control), ex=self.ttl_s)
+        if context:
+            if state.context:
+                pipe.set(context_key(conversation_id), _encode(state.context), ex=self.ttl_s)
+            else:  # an empty context is no key, as a reset always left it
+                pipe.delete(context_key(conversation_id))
+        if drop_history:
+            pipe.delete(history_key(conversation_id))
+        await pipe.execute()
 
     async def append_history(self, conversation_id: str, *, role: str, text: str, keep: int) -> None:
         key = history_key(conversation_id)

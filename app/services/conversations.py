@@ -9,7 +9,7 @@ import asyncpg
 import msgspec
 
 from app.services import events
-from app.services.ai_state import AIControl, AIStateStore
+from app.services.ai_state import AIStateStore, StoredAIState, state_of
 from app.services.channels import store as channel_store
 from app.services.values import iso, parse_uuid
 
@@ -84,7 +84,8 @@ REMOVE_TAG = (
 
 _SUMMARY = """
 SELECT c.id, c.channel, c.contact, c.status, c.tags, c.created_at, c.last_message_at, p.phone, p.first_name,
-       p.last_name, p.tags AS contact_tags, p.attributes,
+       p.last_name, p.tags AS contact_tags, p.attributes, c.ai_enabled, c.custom_prompt,
+       c.ai_context, c.ai_control_at,
        (SELECT m.text FROM messages m WHERE m.conversation = c.id ORDER BY m.created_at DESC LIMIT 1) AS last_message
   FROM conversations c JOIN contacts p ON p.id = c.contact
 """
@@ -103,6 +104,14 @@ def _summary(row: Any) -> dict[str, Any]:
         "last_message_at": iso(row["last_message_at"]),
         "last_message": row["last_message"],
     }
+
+
+def _ai_read(state: StoredAIState) -> AIStateRead:
+    return AIStateRead(
+        ai_enabled=state.control.ai_enabled,
+        custom_prompt=state.control.custom_prompt,
+        context=dict(state.context),
+    )
 
 
 class ReplySender(Protocol):
@@ -164,7 +173,8 @@ class Conversations:
             uuid.UUID(workspace_id),
             message_limit,
         )
-        control, context = await self.ai_store.read(conversation_id)
+        ai = state_of(row)
+        await self.ai_store.read_with(conversation_id, ai, [])  # the published copy, if Redis lost it
         return ConversationRead(
             **_summary(row),
             messages=[
@@ -184,9 +194,7 @@ class Conversations:
                 )
                 for m in messages
             ],
-            ai=AIStateRead(
-                ai_enabled=control.ai_enabled, custom_prompt=control.custom_prompt, context=context
-            ),
+            ai=_ai_read(ai),
             contact={
                 "id": str(row["contact"]),
                 "phone": row["phone"],
@@ -208,32 +216,25 @@ class Conversations:
     async def update_ai_state(
         self, workspace_id: str, conversation_id: str, data: AIStateUpdate
     ) -> AIStateRead | None:
-        """An agent edits the AI state by hand (same keys the flows write)."""
-        if not await self._exists(workspace_id, conversation_id):
+        """An agent edits the AI state by hand: PostgreSQL first, then the keys the flows write."""
+        if parse_uuid(conversation_id) is None:
             return None
-        store = self.ai_store
-        control, _ = await store.read(conversation_id)
-        if data.ai_enabled is not None or data.custom_prompt is not None or data.clear_custom_prompt:
-            prompt = (
-                None
-                if data.clear_custom_prompt
-                else (data.custom_prompt if data.custom_prompt is not None else control.custom_prompt)
-            )
-            enabled = control.ai_enabled if data.ai_enabled is None else data.ai_enabled
-            await store.write_control(
-                conversation_id, AIControl(ai_enabled=enabled, custom_prompt=prompt or None)
-            )
-        if data.reset_context:
-            await store.reset_context(conversation_id)
-        if data.context:
-            await store.merge_context(conversation_id, data.context)
+        set_prompt = data.clear_custom_prompt or data.custom_prompt is not None
+        state = await self.ai_store.update(
+            workspace_id,
+            conversation_id,
+            ai_enabled=data.ai_enabled,
+            custom_prompt=None if data.clear_custom_prompt else (data.custom_prompt or None),
+            set_prompt=set_prompt,
+            reset_context=data.reset_context,
+            patch=data.context or None,
+        )
+        if state is None:
+            return None
         await self.publisher.publish(
             workspace_id, events.LiveEvent(kind="ai_state", conversation_id=conversation_id)
         )
-        control, context = await store.read(conversation_id)
-        return AIStateRead(
-            ai_enabled=control.ai_enabled, custom_prompt=control.custom_prompt, context=context
-        )
+        return _ai_read(state)
 
     async def update_conversation(
         self, workspace_id: str, conversation_id: str, data: ConversationUpdate

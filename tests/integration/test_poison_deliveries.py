@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from tests.integration.test_message_path import post_signed, whatsapp_channel
+from tests.integration.test_ui_fragments import logged_in
 from tests.support.http_peer import HttpPeer
-from tests.support.stack import Tenant
+from tests.support.stack import Tenant, create_tenant
 
 pytestmark = pytest.mark.slow
 
@@ -143,3 +144,37 @@ async def test_the_generic_channel_answers_400_with_the_field_at_fault(
     )
     assert answer.status_code == 400, answer.text
     assert error in answer.json()["error"]
+
+
+async def test_refused_messages_are_shown_to_their_workspace_only_in_the_api_and_the_logs(
+    tenant: Tenant, graph_api: HttpPeer
+) -> None:
+    """A refused message is not silent: its owner sees it, with why; another workspace sees nothing."""
+    channel = await whatsapp_channel(tenant, graph_api)
+    envelope, _ = delivery(channel["phone_number_id"], {"from": "1" * 80})
+    assert (await post_signed(tenant, channel["id"], envelope)).status_code == 200
+
+    listed = await tenant.http.get("/api/refused-deliveries")
+    assert listed.status_code == 200, listed.text
+    (item,) = listed.json()["items"]
+    assert "the from has 80 characters; at most 64 fit" in item["reason"]
+    assert item["channel_name"] == "Main number" and item["status"] == "invalid"
+    assert item["provider_message_id"].startswith("wamid.")
+
+    stranger = await create_tenant(tenant.stack)
+    try:
+        theirs = await stranger.http.get("/api/refused-deliveries")
+        assert theirs.status_code == 200 and theirs.json()["items"] == []
+    finally:
+        await stranger.aclose()
+
+    client, _ = await logged_in(tenant)
+    try:
+        logs = await client.get("/logs")
+        assert logs.status_code == 200
+        section = logs.text[logs.text.index('id="refused-deliveries"') :]
+        assert "Refused messages" in section and "at most 64 fit" in section and "Main number" in section
+        bad = await tenant.http.get("/api/refused-deliveries", params={"limit": "-1"})
+        assert bad.status_code == 400 and "limit" in bad.text
+    finally:
+        await client.aclose()
