@@ -8,7 +8,7 @@ of its own (tests.support.chaos). With --baseline DIR, each scenario runs first 
 checkout in DIR (e.g. `git archive main | tar -x -C DIR`), then against this one, side by side.
 
     flock /tmp/sb-exclusive.lock .venv/bin/python tests/bench/bench_faults.py [--only burst,...] \\
-        [--baseline DIR] [--burst 5000]
+        [--baseline DIR [--baseline-only]] [--burst 5000]
 """
 
 from __future__ import annotations
@@ -35,11 +35,16 @@ async def main() -> None:
         "--only", default=",".join(SCENARIOS), help="comma-separated: " + ", ".join(SCENARIOS)
     )
     parser.add_argument("--baseline", type=Path, help="another checkout to run each scenario against first")
+    parser.add_argument(
+        "--baseline-only", action="store_true", help="with --baseline: run that checkout alone"
+    )
     parser.add_argument("--burst", type=int, default=BENCH.burst, help="conversations in the burst")
     parser.add_argument("--kills", type=int, default=BENCH.kills)
     args = parser.parse_args()
     scale = msgspec.structs.replace(BENCH, burst=args.burst, kills=args.kills)
-    codes = {"baseline": args.baseline.resolve(), "this": None} if args.baseline else {"this": None}
+    codes: dict[str, Path | None] = {"this": None}
+    if args.baseline:
+        codes = {"baseline": args.baseline.resolve(), **({} if args.baseline_only else codes)}
     report: dict = {"bench": "faults", "cpus": os.cpu_count(), "scale": msgspec.to_builtins(scale)}
     services = PrivateServices().start()
     try:

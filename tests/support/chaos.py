@@ -77,6 +77,7 @@ class PrivateServices:
         self._postgres: dict[str, Any] | None = None
         self._redis: dict[str, Any] | None = None
         self.processes: list[stack_mod.Process] = []  # every process run against them, killed in `close`
+        self._workspaces: dict[str, Workspace] = {}
 
     def start(self) -> PrivateServices:
         atexit.register(self.close)  # an interrupted run leaves no server or process behind
@@ -109,6 +110,16 @@ class PrivateServices:
     def start_postgres(self) -> None:
         assert self._postgres is not None
         self._postgres = embedded._start_postgres(self.root, port=self._postgres["port"])
+
+    async def workspace(self, code: Path | None) -> Workspace:
+        """A database with the scenarios' workspace (user, token, WhatsApp channel, flows), made once per
+        checkout; each scenario's database is a copy of it (CREATE DATABASE ... TEMPLATE)."""
+        key = str(code or stack_mod.ROOT)
+        if key not in self._workspaces:
+            self._workspaces[key] = await _make_workspace(
+                self, code, f"chaos_template_{len(self._workspaces)}"
+            )
+        return self._workspaces[key]
 
     def close(self) -> None:
         for process in self.processes:  # a scenario interrupted before its own clean-up
@@ -373,6 +384,68 @@ class Driver:
 # --- the system under test ------------------------------------------------------------------
 
 
+class Workspace(msgspec.Struct, frozen=True):
+    """The scenarios' workspace in a template database: how to reach it."""
+
+    database: str  # the template database's URL
+    token: str
+    channel_id: str
+    phone_number_id: str
+
+
+async def _make_workspace(services: PrivateServices, code: Path | None, name: str) -> Workspace:
+    """Migrate a database with `code`'s web process, then add a user and token (CLI), a WhatsApp channel
+    and the two flows (API) to it."""
+    database = embedded.with_database(services.postgres_url, name)
+    await stack_mod.create_database(database)
+    maker = ChaosStack(services, name="template", code=code)
+    stack = maker._stack(database, name="chaos-template", workers=1)  # its worker is never started
+    stack.web.start()
+    try:
+        await stack.wait_healthy()
+        email = "chaos@example.com"
+        created = stack_mod.run_cli(
+            stack,
+            "admin",
+            "create",
+            "--email",
+            email,
+            "--password",
+            "chaos horse battery",
+            "--workspace",
+            "chaos",
+        )
+        assert created.returncode == 0, created.stderr
+        token = stack_mod.run_cli(stack, "token", "create", "--email", email)
+        assert token.returncode == 0, token.stderr
+        phone_number_id = str(uuid.uuid4().int)[:15]
+        async with httpx.AsyncClient(
+            base_url=stack.base_url, headers={"Authorization": f"Bearer {token.stdout.strip()}"}, timeout=30.0
+        ) as http:
+            response = await http.post(
+                "/api/channels",
+                json={
+                    "kind": "whatsapp",
+                    "name": "Chaos",
+                    "phone_number_id": phone_number_id,
+                    "access_token": "chaos-token",
+                    "app_secret": APP_SECRET,
+                    "verify_token": "chaos",
+                },
+            )
+            assert response.status_code == 201, response.text
+            channel_id = response.json()["id"]
+            for flow in (_order_flow(), _handoff_flow()):
+                response = await http.post("/api/flows", json=flow)
+                assert response.status_code == 201, response.text
+    finally:
+        stack.stop()
+        await maker.graph.aclose()
+    return Workspace(
+        database=database, token=token.stdout.strip(), channel_id=channel_id, phone_number_id=phone_number_id
+    )
+
+
 class ChaosStack:
     """Web + workers on a fresh database in the private PostgreSQL, the private Redis emptied first."""
 
@@ -391,7 +464,6 @@ class ChaosStack:
         self.name = name
         self.database_url = embedded.with_database(services.postgres_url, f"chaos_{name}")
         self.graph = FakeGraph(latency_s=latency_s)
-        self.phone_number_id = str(uuid.uuid4().int)[:15]
         self._env = {**BASE_ENV, **(env or {})}
         self._workers = workers
         self._concurrency = concurrency
@@ -409,25 +481,21 @@ class ChaosStack:
 
     async def __aenter__(self) -> ChaosStack:
         await self.graph.start()
-        await stack_mod.create_database(self.database_url)
+        workspace = await self.services.workspace(self._code)
+        await stack_mod.create_database(self.database_url, template=workspace.database)
         redis = aioredis.Redis.from_url(self.services.redis_url)
         await redis.flushall()  # our own Redis: the previous scenario's keys go
         await redis.aclose()
-        self.stack = stack_mod.Stack(
-            database_url=self.database_url,
-            redis_url=self.services.redis_url,
-            env={**self._env, "WHATSAPP_GRAPH_URL": self.graph.base_url},
-            name=f"chaos-{self.name}",
-            workers=self._workers,
-        )
-        for process in (self.stack.web, *self.stack.workers):
-            process.cwd = self._code or stack_mod.ROOT
-            self.services.processes.append(process)
-        for worker in self.stack.workers:
-            worker.args = ["worker", "--concurrency", str(self._concurrency)]
+        self.stack = self._stack(self.database_url, name=f"chaos-{self.name}", workers=self._workers)
         self.stack.web.start()
         await self.stack.wait_healthy()
-        await self._tenant()
+        self.http = httpx.AsyncClient(
+            base_url=self.stack.base_url, headers={"Authorization": f"Bearer {workspace.token}"}, timeout=30.0
+        )
+        self.channel_id = workspace.channel_id
+        webhook_url = f"{self.stack.base_url}/webhooks/whatsapp/{self.channel_id}"
+        self.graph.serve(workspace.phone_number_id, webhook_url)
+        self.driver = Driver(webhook_url, workspace.phone_number_id)
         for worker in self.stack.workers:
             await self.start_worker(worker)
         return self
@@ -443,40 +511,20 @@ class ChaosStack:
         if self.services.postgres_running():
             await stack_mod.drop_database(self.database_url)
 
-    async def _tenant(self) -> None:
-        assert self.stack is not None
-        email = f"chaos-{self.name}@example.com"
-        created = stack_mod.run_cli(
-            self.stack, "admin", "create", "--email", email, "--password", "chaos horse battery",
-            "--workspace", f"chaos-{self.name}",
-        )  # fmt: skip
-        assert created.returncode == 0, created.stderr
-        token = stack_mod.run_cli(self.stack, "token", "create", "--email", email)
-        assert token.returncode == 0, token.stderr
-        self.http = httpx.AsyncClient(
-            base_url=self.stack.base_url,
-            headers={"Authorization": f"Bearer {token.stdout.strip()}"},
-            timeout=30.0,
+    def _stack(self, database_url: str, *, name: str, workers: int) -> stack_mod.Stack:
+        stack = stack_mod.Stack(
+            database_url=database_url,
+            redis_url=self.services.redis_url,
+            env={**self._env, "WHATSAPP_GRAPH_URL": self.graph.base_url},
+            name=name,
+            workers=workers,
         )
-        response = await self.http.post(
-            "/api/channels",
-            json={
-                "kind": "whatsapp",
-                "name": "Chaos",
-                "phone_number_id": self.phone_number_id,
-                "access_token": "chaos-token",
-                "app_secret": APP_SECRET,
-                "verify_token": "chaos",
-            },
-        )
-        assert response.status_code == 201, response.text
-        self.channel_id = response.json()["id"]
-        webhook_url = f"{self.stack.base_url}/webhooks/whatsapp/{self.channel_id}"
-        self.graph.serve(self.phone_number_id, webhook_url)
-        self.driver = Driver(webhook_url, self.phone_number_id)
-        for flow in (_order_flow(), _handoff_flow()):
-            response = await self.http.post("/api/flows", json=flow)
-            assert response.status_code == 201, response.text
+        for process in (stack.web, *stack.workers):
+            process.cwd = self._code or stack_mod.ROOT
+            self.services.processes.append(process)
+        for worker in stack.workers:
+            worker.args = ["worker", "--concurrency", str(self._concurrency)]
+        return stack
 
     async def start_worker(self, worker: stack_mod.Process) -> None:
         """Start a worker and wait for its "worker started" line (its recovery pass has run)."""

@@ -79,12 +79,14 @@ def resolve_test_services() -> tuple[str, str]:
     return database, f"{redis_base}/{_claim_redis_db(redis_base)}"
 
 
-async def create_database(url: str) -> None:
+async def create_database(url: str, *, template: str | None = None) -> None:
+    """A new, empty database (or a copy of `template`'s database, which nobody may be connected to)."""
     admin = await asyncpg.connect(dsn=embedded.with_database(url, "postgres"))
     name = url.rsplit("/", 1)[1]
+    copy = f' TEMPLATE "{template.rsplit("/", 1)[1]}"' if template else ""
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{name}"')
+        await admin.execute(f'CREATE DATABASE "{name}"{copy}')
     finally:
         await admin.close()
 
