@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 import msgspec  # noqa: E402
 
 from tests.support.chaos import PrivateServices, failed_guarantees  # noqa: E402
-from tests.support.chaos_scenarios import BENCH, SCENARIOS  # noqa: E402
+from tests.support.chaos_scenarios import BENCH, SCENARIOS, SUITE  # noqa: E402
 
 
 async def main() -> None:
@@ -40,8 +40,9 @@ async def main() -> None:
     )
     parser.add_argument("--burst", type=int, default=BENCH.burst, help="conversations in the burst")
     parser.add_argument("--kills", type=int, default=BENCH.kills)
+    parser.add_argument("--suite-scale", action="store_true", help="the suite's scale (a quick look)")
     args = parser.parse_args()
-    scale = msgspec.structs.replace(BENCH, burst=args.burst, kills=args.kills)
+    scale = SUITE if args.suite_scale else msgspec.structs.replace(BENCH, burst=args.burst, kills=args.kills)
     codes: dict[str, Path | None] = {"this": None}
     if args.baseline:
         codes = {"baseline": args.baseline.resolve(), **({} if args.baseline_only else codes)}

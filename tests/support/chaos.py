@@ -56,6 +56,9 @@ BASE_ENV = {
     "SWITCHBOARD_WEBHOOK_ALLOW_PRIVATE": "true",
     "SWITCHBOARD_SECRET_KEY": "chaos-secret-key",
     "SWITCHBOARD_SEND_RETRY_BASE_SECONDS": "0.05",
+    # A reply in doubt waits this long for its status callback (the fake Graph API posts one 0.3 s after
+    # each send, and delivers it again across an outage) before it is marked unknown.
+    "SWITCHBOARD_SEND_EVIDENCE_SECONDS": "5",
     "SWITCHBOARD_LOG_LEVEL": "INFO",
     "OPENAI_API_KEY": "",
 }
