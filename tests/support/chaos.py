@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
@@ -37,6 +38,7 @@ from app.services import embedded
 from app.services.channels.signatures import sign_sha256
 from tests.support import stack as stack_mod
 from tests.support.http_peer import HttpPeer, PeerRequest, PeerResponse
+from tests.support.raw_http import RawClient, post_request
 
 APP_SECRET = "chaos-app-secret"
 TOKEN = re.compile(r"\btk\d+x\d+\b")
@@ -328,13 +330,45 @@ class Driver:
         return count
 
     async def burst(self, conversations: Iterable[int], *, senders: int = 32) -> None:
-        """One message per conversation, `senders` at a time, as fast as the webhook answers."""
-        queue = list(conversations)
+        """One message per conversation, `senders` connections at a time, as fast as the webhook answers.
+
+        The requests are built (and signed) beforehand and written on raw keep-alive connections
+        (tests.support.raw_http): the burst must outrun the service, not the load generator.
+        """
+        url = urlsplit(self.webhook_url)
+        assert url.port is not None
+        queue: list[tuple[str, bytes]] = []
+        for conversation in conversations:
+            token = self.next_token(conversation)
+            body = self._body(conversation, token, f"order {token}")
+            request = post_request(
+                port=url.port, path=url.path, body=body, headers={"X-Hub-Signature-256": self._sign(body)}
+            )
+            queue.append((token, request))
+        queue.reverse()
+        deadline = time.monotonic() + self.redeliver_for_s
 
         async def sender() -> None:
-            while queue:
-                conversation = queue.pop()
-                await self._deliver(conversation, self.next_token(conversation), "", counted=True)
+            client = RawClient(url.port)
+            try:
+                while queue:
+                    token, request = queue.pop()
+                    try:
+                        status = await client.post(request)
+                    except (OSError, asyncio.IncompleteReadError) as exc:
+                        self.errors[type(exc).__name__] += 1
+                        await client.close()
+                        status = 0
+                    self.posted += 1
+                    if status == 200:
+                        self.accepted.add(token)
+                    elif time.monotonic() > deadline:
+                        self.given_up.add(token)
+                    else:
+                        self.errors[f"http {status}"] += 1
+                        queue.insert(0, (token, request))  # delivered again after the others
+            finally:
+                await client.close()
 
         await asyncio.gather(*(sender() for _ in range(senders)))
 
@@ -349,21 +383,27 @@ class Driver:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._http.aclose()
 
-    async def _deliver(self, conversation: int, token: str, text: str, *, counted: bool) -> None:
-        body_text = text or f"order {token}"
+    def _body(self, conversation: int, token: str, text: str) -> bytes:
         message = {
             "from": phone(conversation),
             "id": f"wamid.in.{token}.{uuid.uuid4().hex[:6]}",
             "timestamp": str(int(time.time())),
             "type": "text",
-            "text": {"body": body_text},
+            "text": {"body": text},
         }
         value = {
             "contacts": [{"profile": {"name": f"Customer {conversation}"}, "wa_id": phone(conversation)}],
             "messages": [message],
         }
-        body = json.dumps(_envelope(self.phone_number_id, value)).encode()
-        headers = {"Content-Type": "application/json", "X-Hub-Signature-256": sign_sha256(APP_SECRET, body)}
+        return json.dumps(_envelope(self.phone_number_id, value)).encode()
+
+    @staticmethod
+    def _sign(body: bytes) -> str:
+        return sign_sha256(APP_SECRET, body)
+
+    async def _deliver(self, conversation: int, token: str, text: str, *, counted: bool) -> None:
+        body = self._body(conversation, token, text or f"order {token}")
+        headers = {"Content-Type": "application/json", "X-Hub-Signature-256": self._sign(body)}
         deadline = time.monotonic() + self.redeliver_for_s
         delay_s = 0.25
         while True:
