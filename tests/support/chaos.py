@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import collections
-import contextlib
 import json
 import os
 import re
@@ -171,8 +170,10 @@ class FakeGraph:
         self.callbacks_failed = 0
         self._counter = 0
         self._webhook: tuple[str, str] | None = None  # (url, phone number id)
+        # Callbacks wait in a queue for a few raw keep-alive connections (tests.support.raw_http): a task
+        # and an httpx request each would starve this process, and so the Graph API, in a burst.
+        self._callbacks: asyncio.Queue[tuple[bytes, int]] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._http = httpx.AsyncClient(timeout=10.0)
 
     @property
     def base_url(self) -> str:
@@ -182,16 +183,20 @@ class FakeGraph:
         await self.peer.start()
         return self
 
-    def serve(self, phone_number_id: str, webhook_url: str) -> None:
+    def serve(self, phone_number_id: str, webhook_url: str, *, callback_connections: int = 8) -> None:
         self._webhook = (webhook_url, phone_number_id)
         self.peer.route("POST", f"/{phone_number_id}/messages", self._send)
+        if self.callbacks:
+            for _ in range(callback_connections):
+                task = asyncio.create_task(self._deliver_callbacks())
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
 
     async def aclose(self) -> None:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.peer.stop()
-        await self._http.aclose()
 
     async def _send(self, request: PeerRequest) -> PeerResponse:
         body = request.json()
@@ -214,11 +219,9 @@ class FakeGraph:
         finally:
             self.in_flight -= 1
         if self.callbacks:
-            task = asyncio.create_task(
-                self._callback(wamid, body.get("to", ""), body.get("biz_opaque_callback_data"))
+            self._callbacks.put_nowait(
+                (self._callback(wamid, body.get("to", ""), body.get("biz_opaque_callback_data")), 0)
             )
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
         return PeerResponse.json(
             {
                 "messaging_product": "whatsapp",
@@ -227,7 +230,8 @@ class FakeGraph:
             }
         )
 
-    async def _callback(self, wamid: str, recipient: str, biz: str | None) -> None:
+    def _callback(self, wamid: str, recipient: str, biz: str | None) -> bytes:
+        """The `sent` status callback of one message, as Meta posts it (signed, echoing the opaque data)."""
         assert self._webhook is not None
         url, phone_number_id = self._webhook
         status: dict[str, Any] = {
@@ -239,15 +243,41 @@ class FakeGraph:
         if biz is not None:
             status["biz_opaque_callback_data"] = biz
         body = json.dumps(_envelope(phone_number_id, {"statuses": [status]})).encode()
-        headers = {"Content-Type": "application/json", "X-Hub-Signature-256": sign_sha256(APP_SECRET, body)}
-        delay_s = 0.2
-        for _ in range(12):  # Meta retries for much longer; a minute is past every fault here
-            with contextlib.suppress(httpx.TransportError):
-                if (await self._http.post(url, content=body, headers=headers)).status_code == 200:
-                    return
-            await asyncio.sleep(delay_s)
-            delay_s = min(delay_s * 2, 8.0)
-        self.callbacks_failed += 1
+        parts = urlsplit(url)
+        assert parts.port is not None
+        return post_request(
+            port=parts.port,
+            path=parts.path,
+            body=body,
+            headers={"X-Hub-Signature-256": sign_sha256(APP_SECRET, body)},
+        )
+
+    async def _deliver_callbacks(self) -> None:
+        """Post queued callbacks on one connection; one not answered 200 is posted again later (12 tries,
+        backing off to 8 s: past every outage here; Meta keeps trying for much longer)."""
+        assert self._webhook is not None
+        port = urlsplit(self._webhook[0]).port
+        assert port is not None
+        client = RawClient(port)
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                request, attempt = await self._callbacks.get()
+                try:
+                    status = await asyncio.wait_for(client.post(request), timeout=15)
+                except (OSError, asyncio.IncompleteReadError, TimeoutError):
+                    await client.close()
+                    status = 0
+                if status == 200:
+                    continue
+                if attempt >= 11:
+                    self.callbacks_failed += 1
+                    continue
+                loop.call_later(
+                    min(0.2 * 2**attempt, 8.0), self._callbacks.put_nowait, (request, attempt + 1)
+                )
+        finally:
+            await client.close()
 
 
 def _envelope(phone_number_id: str, value: dict[str, Any]) -> dict[str, Any]:
