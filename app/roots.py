@@ -122,6 +122,7 @@ async def open_services(settings: Settings | None = None) -> AppServices:
         WhatsAppSender(settings.channels, pool=outbound_http),
         publisher,
         on_sent=statuses.replay_parked,
+        evidence_s=settings.channels.send_evidence_seconds,
     )
     webhook_calls = WebhookCalls(settings, db=db, redis=redis, queue=queue, client=webhook_client)
     ledger = RunLedger(db)
@@ -251,7 +252,12 @@ class WorkerRoot:
         self.services = svc
         self.flusher = Flusher(svc.buffer, svc.turns, svc.ledger, pipeliner=svc.pipeliner)
         self.recovery = Recovery(
-            svc.db, svc.buffer, svc.ledger, lock_s=settings.lock_seconds, quiet_s=settings.seconds
+            svc.db,
+            svc.buffer,
+            svc.ledger,
+            svc.outbox,
+            lock_s=settings.lock_seconds,
+            quiet_s=settings.seconds,
         )
         self.scheduler = Scheduler(
             queue=svc.queue,

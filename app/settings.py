@@ -110,6 +110,10 @@ class ChannelSettings(msgspec.Struct, frozen=True):
     """`SWITCHBOARD_SEND_MAX_RETRIES`: retries on 429/5xx/connection errors."""
     send_retry_base_seconds: float = 0.5
     """`SWITCHBOARD_SEND_RETRY_BASE_SECONDS`: first backoff, doubled each retry."""
+    send_evidence_seconds: float = 60.0
+    """`SWITCHBOARD_SEND_EVIDENCE_SECONDS`: how long a reply whose send may have reached WhatsApp (its
+    answer was lost, or the worker stopped) waits for the delivery callback that settles it; then
+    it is marked `unknown`, never sent again. Longer than a send's timeout and retries."""
 
 
 class WebhookSettings(msgspec.Struct, frozen=True):
@@ -203,6 +207,7 @@ def load_settings() -> Settings:
             send_timeout_seconds=_env_float("SWITCHBOARD_SEND_TIMEOUT_SECONDS", 10.0),
             send_max_retries=_env_int("SWITCHBOARD_SEND_MAX_RETRIES", 3),
             send_retry_base_seconds=_env_float("SWITCHBOARD_SEND_RETRY_BASE_SECONDS", 0.5),
+            send_evidence_seconds=_env_float("SWITCHBOARD_SEND_EVIDENCE_SECONDS", 60.0),
         ),
         webhooks=WebhookSettings(
             allow_private=_env_bool("SWITCHBOARD_WEBHOOK_ALLOW_PRIVATE", False),

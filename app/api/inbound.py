@@ -74,6 +74,7 @@ async def whatsapp_receive(request: Request, state: State, channel_id: str) -> R
                 {"code": e.code, "title": e.title, "message": e.message, "details": e.details}
                 for e in status.errors
             ],
+            callback_data=status.biz_opaque_callback_data,
         )
     return Response(
         content={

@@ -4,12 +4,14 @@ Comes from: each worker's recovery loop (app.pipeline.schedule), every
 `SWITCHBOARD_RECOVERY_INTERVAL_SECONDS`, and once at the worker's start.
 Goes to: the ledger (runs of dead workers give their messages back) and the buffer
 (conversations with stored, unprocessed messages that Redis no longer knows are marked
-due again), and so back to step 3.
+due again), and so back to step 3; and the outbox, whose replies left without an outcome
+(a send in doubt, a reply never attempted) are settled with their reason.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Protocol
 
 import asyncpg
 
@@ -31,21 +33,36 @@ SELECT conversation, min(created_at) AS first FROM messages
 """
 
 
+class Replies(Protocol):
+    """The outbox (app.pipeline.outbox), passed in: recovery settles its replies left without an outcome."""
+
+    async def settle(self) -> int: ...
+
+
 class Recovery:
-    """Gives back batches of dead workers and re-signals stored messages Redis forgot."""
+    """Gives back batches of dead workers, re-signals stored messages Redis forgot, settles replies in doubt."""
 
     def __init__(
-        self, db: asyncpg.Pool, buffer: Buffer, ledger: RunLedger, *, lock_s: float, quiet_s: float
+        self,
+        db: asyncpg.Pool,
+        buffer: Buffer,
+        ledger: RunLedger,
+        outbox: Replies,
+        *,
+        lock_s: float,
+        quiet_s: float,
     ) -> None:
         self.db = db
         self.buffer = buffer
         self.ledger = ledger
+        self.outbox = outbox
         self.lock_s = lock_s
         self.quiet_s = quiet_s
 
     async def recover_once(self) -> int:
         """One pass; how many forgotten conversations were signalled again."""
         await self.release_abandoned_runs()
+        await self.outbox.settle()
         candidates = await self.unprocessed_conversations(older_than_s=self.quiet_s + 1.0)
         forgotten = [
             c for c, in_flight in zip(candidates, await self.buffer.in_flight(candidates)) if not in_flight

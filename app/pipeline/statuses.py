@@ -18,29 +18,23 @@ from redis.asyncio import Redis
 
 from app.services import events
 from app.services.channels.store import ChannelRecord
-from app.services.channels.whatsapp_wire import DeliveryStatus
 from app.services.redis_conn import Pipeliner
+from app.services.replies import DELIVERY_ORDER
+from app.services.values import parse_uuid
 
 log = logging.getLogger(__name__)
 _json = msgspec.json.Encoder()
 
-# The order of progress of a reply; callbacks arrive out of order, and a status only replaces
-# one that comes before it here. "queued" and "sending" are ours, the rest the provider's.
-DELIVERY_ORDER: tuple[str, ...] = (
-    "queued",
-    "sending",
-    DeliveryStatus.SENT.value,
-    DeliveryStatus.DELIVERED.value,
-    DeliveryStatus.READ.value,
-    DeliveryStatus.PLAYED.value,
-    DeliveryStatus.FAILED.value,
-)
 PARKED_TTL_S = 3600
 
+# A status only replaces one that comes before it in DELIVERY_ORDER: callbacks arrive out of order.
+# Matched by the provider id, or, while we do not have it yet (the send's answer was lost), by
+# the row id the send carried as `biz_opaque_callback_data` ($7), which stores the provider id.
 _UPDATE_STATUS = """
 UPDATE messages
-   SET status = $3, status_at = to_timestamp($4), error = $5::jsonb
- WHERE channel = $1 AND direction = 'out' AND provider_message_id = $2
+   SET status = $3, status_at = to_timestamp($4), error = $5::jsonb, provider_message_id = $2
+ WHERE channel = $1 AND direction = 'out'
+   AND (provider_message_id = $2 OR (id = $7 AND provider_message_id IS NULL))
    AND coalesce(array_position($6::text[], status), 0) < array_position($6::text[], $3)
 RETURNING id, conversation
 """
@@ -70,11 +64,13 @@ class Statuses:
         status: str,
         timestamp: float,
         errors: list[dict],
+        callback_data: str | None = None,
     ) -> bool:
         """Move an outbound message forward (never back); whether it moved.
 
-        A callback that arrives before the send recorded its provider id is parked in Redis
-        and applied by `replay_parked` when the id is stored.
+        `callback_data` is the `biz_opaque_callback_data` the callback echoes: the row id our
+        send carried. A callback that matches no row (the send has not stored its provider id,
+        and named no row) is parked in Redis and applied by `replay_parked` when the id is stored.
         """
         if status not in DELIVERY_ORDER:
             log.info("status ignored", extra={"status": status, "provider_message_id": provider_message_id})
@@ -87,6 +83,7 @@ class Statuses:
             timestamp,
             {"errors": errors} if errors else {},
             list(DELIVERY_ORDER),
+            parse_uuid(callback_data) if callback_data else None,
         )
         if row is None:
             if not await self.db.fetchval(_EXISTS, uuid.UUID(channel.id), provider_message_id):

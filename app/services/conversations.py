@@ -11,6 +11,7 @@ import msgspec
 from app.services import events
 from app.services.ai_state import AIStateStore, StoredAIState, state_of
 from app.services.channels import store as channel_store
+from app.services.replies import delivery_reason
 from app.services.values import iso, parse_uuid
 
 
@@ -27,6 +28,7 @@ class MessageRead(msgspec.Struct):
     created_at: str
     processed_at: str | None
     run_id: str | None
+    reason: str | None = None  # why a reply failed, is in doubt or unknown, in a sentence
 
 
 class AIStateRead(msgspec.Struct):
@@ -191,6 +193,9 @@ class Conversations:
                     created_at=iso(m["created_at"]),
                     processed_at=iso(m["processed_at"]),
                     run_id=str(m["run_id"]) if m["run_id"] else None,
+                    reason=delivery_reason(m["status"], m["error"] or {})
+                    if m["direction"] == "out"
+                    else None,
                 )
                 for m in messages
             ],

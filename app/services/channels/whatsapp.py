@@ -18,18 +18,25 @@ from app.settings import ChannelSettings
 log = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-# The request may not have reached the API, or its answer was lost: send again.
-TRANSPORT_ERRORS = (httpcore.TimeoutException, httpcore.NetworkError, httpcore.RemoteProtocolError)
+# No connection was made, so the request never left: sending again cannot duplicate it.
+NOT_SENT_ERRORS = (httpcore.ConnectError, httpcore.ConnectTimeout, httpcore.PoolTimeout)
+# The request may have reached the API and only its answer was lost: sending again could
+# deliver it twice, so the send is reported in doubt instead.
+MAYBE_SENT_ERRORS = (httpcore.TimeoutException, httpcore.NetworkError, httpcore.RemoteProtocolError)
 USER_AGENT = b"switchboard"
 
 
 class SendError(Exception):
-    """The provider refused the message or stayed unreachable after retries."""
+    """The provider refused the message or stayed unreachable after retries: it was not sent."""
 
     def __init__(self, message: str, *, status_code: int | None = None, body: str = "") -> None:
         super().__init__(message)
         self.status_code = status_code
         self.body = body
+
+
+class SendInDoubt(SendError):
+    """The request may have been accepted, but no answer came: it must not be sent blindly again."""
 
 
 class WhatsAppSender:
@@ -62,10 +69,17 @@ class WhatsAppSender:
         )
         return response.status, response.content
 
-    async def send_text(self, channel: ChannelRecord, *, to: str, text: str) -> str:
-        """Send and return the wamid; raise SendError when it could not be sent."""
+    async def send_text(
+        self, channel: ChannelRecord, *, to: str, text: str, callback_data: str | None = None
+    ) -> str:
+        """Send and return the wamid; raise SendError when it was not sent, SendInDoubt when it may have been.
+
+        `callback_data` (our row id) travels as `biz_opaque_callback_data`, echoed by the
+        message's status callbacks. Retried: connection failures and 429/5xx answers, which
+        the API sends for requests it did not take.
+        """
         url = self._messages_url(channel.phone_number_id)
-        body = build_text_message(to, text)
+        body = build_text_message(to, text, callback_data=callback_data)
         headers = [
             (b"Authorization", f"Bearer {channel.access_token}".encode()),
             (b"Content-Type", b"application/json"),
@@ -75,11 +89,16 @@ class WhatsAppSender:
         while True:
             try:
                 status_code, content = await self._post(url, body, headers)
-            except TRANSPORT_ERRORS as exc:
+            except NOT_SENT_ERRORS as exc:
                 if attempt >= self.settings.send_max_retries:
                     raise SendError(
                         f"WhatsApp API unreachable after {attempt + 1} attempts: {exc!r}"
                     ) from exc
+            except MAYBE_SENT_ERRORS as exc:
+                raise SendInDoubt(
+                    f"no answer from the WhatsApp API after the request was sent ({exc!r}): "
+                    "the message may have been accepted"
+                ) from exc
             else:
                 text = content[:2000].decode("utf-8", "replace")
                 if status_code < 300:

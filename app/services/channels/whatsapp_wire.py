@@ -608,21 +608,38 @@ class _OutTextMessage(msgspec.Struct, kw_only=True, omit_defaults=True):
     type: str
     text: _OutText
     context: _OutContext | None = None
+    # Echoed in the message's status callbacks: how a send whose answer was lost is found again.
+    biz_opaque_callback_data: str | None = None
 
+
+MAX_CALLBACK_DATA_CHARS = 512  # Meta's limit for biz_opaque_callback_data
 
 _encoder = msgspec.json.Encoder()
 
 
 def build_text_message(
-    to: str, text: str, *, reply_to: str | None = None, preview_url: bool = False
+    to: str,
+    text: str,
+    *,
+    reply_to: str | None = None,
+    preview_url: bool = False,
+    callback_data: str | None = None,
 ) -> bytes:
-    """The JSON body that sends `text` to `to`, as a reply to `reply_to` when given."""
+    """The JSON body that sends `text` to `to`, as a reply to `reply_to` when given.
+
+    `callback_data` goes out as `biz_opaque_callback_data`, which Meta echoes in the message's
+    status callbacks.
+    """
     if not to:
         raise WireError("recipient 'to' is empty")
     if not text:
         raise WireError("message text is empty: WhatsApp refuses empty text messages")
     if len(text) > MAX_TEXT_CHARS:
         raise WireError(f"message text is {len(text)} characters; WhatsApp allows at most {MAX_TEXT_CHARS}")
+    if callback_data is not None and len(callback_data) > MAX_CALLBACK_DATA_CHARS:
+        raise WireError(
+            f"callback data is {len(callback_data)} characters; at most {MAX_CALLBACK_DATA_CHARS}"
+        )
     message = _OutTextMessage(
         messaging_product="whatsapp",
         recipient_type="individual",
@@ -630,6 +647,7 @@ def build_text_message(
         type="text",
         text=_OutText(body=text, preview_url=preview_url),
         context=_OutContext(message_id=reply_to) if reply_to else None,
+        biz_opaque_callback_data=callback_data,
     )
     return _encoder.encode(message)
 

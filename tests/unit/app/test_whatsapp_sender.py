@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from app.services.channels.store import ChannelKind, ChannelRecord
-from app.services.channels.whatsapp import SendError, WhatsAppSender
+from app.services.channels.whatsapp import SendError, SendInDoubt, WhatsAppSender
 from app.settings import ChannelSettings
 from tests.support.http_peer import HttpPeer, PeerRequest, PeerResponse
 
@@ -38,7 +38,9 @@ async def test_a_reply_is_posted_with_the_channel_token_and_its_wamid_returned()
         peer.route("POST", "/106540/messages", graph)
         whatsapp = sender(peer.base_url)
         try:
-            wamid = await whatsapp.send_text(CHANNEL, to="15551234567", text="Hola, ¿qué tal?")
+            wamid = await whatsapp.send_text(
+                CHANNEL, to="15551234567", text="Hola, ¿qué tal?", callback_data="row-7f3a"
+            )
         finally:
             await whatsapp.aclose()
         [request] = peer.requests_to("/106540/messages")
@@ -47,9 +49,13 @@ async def test_a_reply_is_posted_with_the_channel_token_and_its_wamid_returned()
     assert request.headers["content-type"] == "application/json"
     body = request.json()
     assert (body["to"], body["type"], body["text"]["body"]) == ("15551234567", "text", "Hola, ¿qué tal?")
+    # Echoed by Meta in the message's status callbacks: how a send in doubt finds out it went out.
+    assert body["biz_opaque_callback_data"] == "row-7f3a"
 
 
-async def test_a_silent_api_is_retried_on_timeout_then_reported() -> None:
+async def test_a_silent_api_is_not_asked_again_the_send_is_in_doubt() -> None:
+    """The request reached the API and no answer came: it may have been accepted, so no blind resend."""
+
     async def silent(_request: PeerRequest) -> PeerResponse:
         return PeerResponse(status=200, delay_s=2.0)
 
@@ -57,11 +63,11 @@ async def test_a_silent_api_is_retried_on_timeout_then_reported() -> None:
         peer.route("POST", "/106540/messages", silent)
         whatsapp = sender(peer.base_url, send_timeout_seconds=0.1, send_max_retries=2)
         try:
-            with pytest.raises(SendError, match="unreachable after 3 attempts"):
+            with pytest.raises(SendInDoubt, match="may have been accepted"):
                 await whatsapp.send_text(CHANNEL, to="1555", text="hi")
         finally:
             await whatsapp.aclose()
-        assert len(peer.requests_to("/106540/messages")) == 3
+        assert len(peer.requests_to("/106540/messages")) == 1
 
 
 async def test_nothing_listening_is_reported_after_the_retries() -> None:
@@ -71,7 +77,9 @@ async def test_nothing_listening_is_reported_after_the_retries() -> None:
     await probe.wait_closed()
     whatsapp = sender(f"http://127.0.0.1:{port}", send_max_retries=1)
     try:
-        with pytest.raises(SendError, match="unreachable after 2 attempts"):
+        # Never connected, so never sent: retrying is safe, and the failure is certain.
+        with pytest.raises(SendError, match="unreachable after 2 attempts") as raised:
             await whatsapp.send_text(CHANNEL, to="1555", text="hi")
+        assert not isinstance(raised.value, SendInDoubt)
     finally:
         await whatsapp.aclose()
