@@ -258,6 +258,7 @@ class WorkerRoot:
             svc.outbox,
             lock_s=settings.lock_seconds,
             quiet_s=settings.seconds,
+            max_s=settings.max_seconds,
         )
         self.scheduler = Scheduler(
             queue=svc.queue,
