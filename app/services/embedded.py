@@ -418,8 +418,11 @@ def _clear_leftover_postmaster(pg_dir: Path, binaries: PostgresBinaries, account
     pid_file.unlink(missing_ok=True)
 
 
-def _start_postgres(root: Path) -> dict[str, Any]:
-    """Start PostgreSQL on the data in root/postgres (initialised on first use); its state entry."""
+def _start_postgres(root: Path, *, port: int | None = None) -> dict[str, Any]:
+    """Start PostgreSQL on the data in root/postgres (initialised on first use); its state entry.
+
+    On a free port, or on `port` (a restart that clients reconnect to, as the chaos tests do).
+    """
     pg_dir = root / "postgres"
     binaries = _choose_postgres(pg_dir)
     account = _server_account(pg_dir)
@@ -467,7 +470,7 @@ def _start_postgres(root: Path) -> dict[str, Any]:
     elif account is not None:
         _check_reachable(account, pg_dir, binaries)
     _clear_leftover_postmaster(pg_dir, binaries, account)
-    port = free_port()
+    port = port or free_port()
     # TCP on loopback only; no Unix socket (its folder may be missing, unwritable, or too long a path).
     options = f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''"
     code, out = _run(

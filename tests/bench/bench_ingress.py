@@ -37,6 +37,7 @@ import httpx  # noqa: E402
 from app.services.channels.signatures import sign_sha256  # noqa: E402
 from tests.support import stack as stack_mod  # noqa: E402
 from tests.support.http_peer import HttpPeer, PeerRequest, PeerResponse  # noqa: E402
+from tests.support.raw_http import RawClient  # noqa: E402
 
 APP_SECRET = "bench-app-secret"
 SETTLE_S = 1.0  # idle time before reading memory "after" the load
@@ -105,33 +106,6 @@ class BackendCPU:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         return sum(cpu - self.start_s.get(pid, 0.0) for pid, cpu in self.last_s.items())
-
-
-class RawClient:
-    """A minimal keep-alive HTTP/1.1 client: the load generator must cost less than the server."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-
-    async def post(self, request: bytes) -> int:
-        if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
-        self.writer.write(request)
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        status = int(head[9:12])
-        length = 0
-        for line in head.split(b"\r\n"):
-            if line[:15].lower() == b"content-length:":
-                length = int(line[15:])
-        if length:
-            await self.reader.readexactly(length)
-        return status
-
-    async def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
 
 
 def build_requests(

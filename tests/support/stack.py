@@ -79,12 +79,14 @@ def resolve_test_services() -> tuple[str, str]:
     return database, f"{redis_base}/{_claim_redis_db(redis_base)}"
 
 
-async def create_database(url: str) -> None:
+async def create_database(url: str, *, template: str | None = None) -> None:
+    """A new, empty database (or a copy of `template`'s database, which nobody may be connected to)."""
     admin = await asyncpg.connect(dsn=embedded.with_database(url, "postgres"))
     name = url.rsplit("/", 1)[1]
+    copy = f' TEMPLATE "{template.rsplit("/", 1)[1]}"' if template else ""
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{name}"')
+        await admin.execute(f'CREATE DATABASE "{name}"{copy}')
     finally:
         await admin.close()
 
@@ -104,10 +106,11 @@ def free_port() -> int:
 class Process:
     """A `switchboard` subcommand in its own process, logs to artifacts/logs/<name>.log."""
 
-    def __init__(self, name: str, args: list[str], env: dict[str, str]) -> None:
+    def __init__(self, name: str, args: list[str], env: dict[str, str], *, cwd: Path = ROOT) -> None:
         self.name = name
         self.args = args
         self.env = env
+        self.cwd = cwd  # the checkout whose `app` runs (`python -m` imports from there first)
         self.proc: subprocess.Popen | None = None
         LOGS.mkdir(parents=True, exist_ok=True)
         self.log_path = LOGS / f"{name}.log"
@@ -118,7 +121,7 @@ class Process:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "app.cli", *self.args],
             env=self.env,
-            cwd=ROOT,
+            cwd=self.cwd,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -132,11 +135,22 @@ class Process:
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)  # a frozen process would hold the SIGTERM until the kill
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+    def freeze(self) -> None:
+        """SIGSTOP: the process holds its connections and locks but does nothing, as in a long GC or VM pause."""
+        assert self.proc is not None and self.proc.poll() is None, f"{self.name} is not running"
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT: the frozen process carries on where it stopped."""
+        assert self.proc is not None and self.proc.poll() is None, f"{self.name} is not running"
+        self.proc.send_signal(signal.SIGCONT)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -147,7 +161,7 @@ def run_cli(stack: Stack, *args: str, stdin: Any = subprocess.DEVNULL) -> subpro
     return subprocess.run(
         [sys.executable, "-m", "app.cli", *args],
         env=stack.env,
-        cwd=ROOT,
+        cwd=stack.web.cwd,
         stdin=stdin,
         capture_output=True,
         text=True,
@@ -159,7 +173,9 @@ def run_cli(stack: Stack, *args: str, stdin: Any = subprocess.DEVNULL) -> subpro
 class Stack:
     """Web + worker processes against the test database and Redis key space."""
 
-    def __init__(self, *, database_url: str, redis_url: str, env: dict[str, str], name: str = "") -> None:
+    def __init__(
+        self, *, database_url: str, redis_url: str, env: dict[str, str], name: str = "", workers: int = 1
+    ) -> None:
         self.database_url = database_url
         self.redis_url = redis_url
         self.port = free_port()
@@ -167,7 +183,11 @@ class Stack:
         self.env = {**os.environ, **env, "DATABASE_URL": database_url, "REDIS_URL": redis_url}
         prefix = f"{name}-" if name else ""
         self.web = Process(f"{prefix}web", ["web", "--port", str(self.port)], self.env)
-        self.worker = Process(f"{prefix}worker", ["worker", "--concurrency", "8"], self.env)
+        self.workers = [
+            Process(f"{prefix}worker{i + 1 if i else ''}", ["worker", "--concurrency", "8"], self.env)
+            for i in range(workers)
+        ]
+        self.worker = self.workers[0]
 
     async def wait_healthy(self, *, timeout_s: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -186,10 +206,12 @@ class Stack:
     async def start(self) -> None:
         self.web.start()
         await self.wait_healthy()
-        self.worker.start()
+        for worker in self.workers:
+            worker.start()
 
     def stop(self) -> None:
-        self.worker.stop()
+        for worker in self.workers:
+            worker.stop()
         self.web.stop()
 
 
