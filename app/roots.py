@@ -256,6 +256,7 @@ class WorkerRoot:
             svc.buffer,
             svc.ledger,
             svc.outbox,
+            ai_store=svc.ai_store,
             lock_s=settings.lock_seconds,
             quiet_s=settings.seconds,
         )

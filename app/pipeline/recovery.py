@@ -4,8 +4,9 @@ Comes from: each worker's recovery loop (app.pipeline.schedule), every
 `SWITCHBOARD_RECOVERY_INTERVAL_SECONDS`, and once at the worker's start.
 Goes to: the ledger (runs of dead workers give their messages back) and the buffer
 (conversations with stored, unprocessed messages that Redis no longer knows are marked
-due again), and so back to step 3; and the outbox, whose replies left without an outcome
-(a send in doubt, a reply never attempted) are settled with their reason.
+due again), and so back to step 3; the outbox, whose replies left without an outcome
+(a send in doubt, a reply never attempted) are settled with their reason; and the AI state's
+published keys, written again from PostgreSQL when Redis lost them.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import asyncpg
 
 from app.pipeline.buffer import Buffer
 from app.pipeline.ledger import RunLedger
+from app.services.ai_state import AIStateStore
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,7 @@ class Recovery:
         ledger: RunLedger,
         outbox: Replies,
         *,
+        ai_store: AIStateStore,
         lock_s: float,
         quiet_s: float,
     ) -> None:
@@ -56,6 +59,7 @@ class Recovery:
         self.buffer = buffer
         self.ledger = ledger
         self.outbox = outbox
+        self.ai_store = ai_store
         self.lock_s = lock_s
         self.quiet_s = quiet_s
 
@@ -63,6 +67,7 @@ class Recovery:
         """One pass; how many forgotten conversations were signalled again."""
         await self.release_abandoned_runs()
         await self.outbox.settle()
+        await self.ai_store.restore_published()
         candidates = await self.unprocessed_conversations(older_than_s=self.quiet_s + 1.0)
         forgotten = [
             c for c, in_flight in zip(candidates, await self.buffer.in_flight(candidates)) if not in_flight
