@@ -207,7 +207,10 @@ async def test_keyword_message_end_to_end(tenant: Tenant, graph_api: HttpPeer, d
     conversation_id = await db.fetchval(
         "SELECT id FROM conversations WHERE workspace = $1", uuid.UUID(tenant.workspace_id)
     )
-    control = json.loads(await redis.get(f"ai_control_{conversation_id}"))
+    # The flow switches the AI off after its reply: wait for that, not only for the reply.
+    control = json.loads(
+        await wait_until(lambda: redis.get(f"ai_control_{conversation_id}"), what="the AI switched off")
+    )
     assert control == {"ai_enabled": False, "custom_prompt": None}
     assert 0 < await redis.ttl(f"ai_control_{conversation_id}") <= 24 * 3600
 
@@ -220,8 +223,14 @@ async def test_keyword_message_end_to_end(tenant: Tenant, graph_api: HttpPeer, d
 
     out = await wait_until(stored_reply, what="the outbound message stored with its wamid")
     assert out["provider_message_id"].startswith(f"wamid.out.{pnid}.")
-    run = await db.fetchrow("SELECT status, layer, flows FROM runs WHERE conversation = $1", conversation_id)
-    assert run["status"] == "completed" and run["layer"] == "trigger"
+    run = await wait_until(
+        lambda: db.fetchrow(
+            "SELECT status, layer, flows FROM runs WHERE conversation = $1 AND status = 'completed'",
+            conversation_id,
+        ),
+        what="the run finished",
+    )
+    assert run["layer"] == "trigger"
     detail = (await tenant.http.get(f"/api/conversations/{conversation_id}")).json()
     assert [m["direction"] for m in detail["messages"]] == ["in", "out"]
     assert detail["ai"]["ai_enabled"] is False
