@@ -260,6 +260,7 @@ class WorkerRoot:
             ai_store=svc.ai_store,
             lock_s=settings.lock_seconds,
             quiet_s=settings.seconds,
+            max_s=settings.max_seconds,
         )
         self.scheduler = Scheduler(
             queue=svc.queue,

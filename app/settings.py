@@ -73,7 +73,7 @@ class BufferSettings(msgspec.Struct, frozen=True):
     poll_seconds: float = 0.05
     """`SWITCHBOARD_SCHEDULER_POLL_SECONDS`: how often a worker looks for due conversations."""
     recovery_interval_seconds: float = 15.0
-    """`SWITCHBOARD_RECOVERY_INTERVAL_SECONDS`: how often a worker re-queues stored, unprocessed messages."""
+    """`SWITCHBOARD_RECOVERY_INTERVAL_SECONDS`: how often a worker re-queues stored messages no turn holds."""
 
 
 class AISettings(msgspec.Struct, frozen=True):

@@ -68,6 +68,7 @@ from flows.runtime import (
     IntentCandidate,
     ReplyClass,
     Runtime,
+    Superseded,
     WebhookOutcome,
     WebhookStatus,
 )
@@ -257,6 +258,8 @@ async def _guarded(
     """Await a runtime call outside a node; a failure is traced and logged, never raised."""
     try:
         return await call, True
+    except Superseded:
+        raise
     except Exception as exc:  # the turn must finish; the failure is recorded in the trace and logs
         logger.exception(
             "runtime call failed",
@@ -350,6 +353,8 @@ async def _run_chain(
         started = time.perf_counter_ns()
         try:
             out = await spec.run(ctx, node.config)
+        except Superseded:
+            raise
         except Exception as exc:  # a failing node is recorded and follows its failure port; the turn goes on
             error = _describe(exc)
             if not isinstance(exc, (NodeError, TemplateError)):
@@ -1062,6 +1067,8 @@ async def _continue_from(
                     error=out.error,
                 )
             )
+        except Superseded:
+            raise
         except Exception as exc:  # recorded like any node failure; the continuation still runs
             st.trace.append(
                 NodeTrace(

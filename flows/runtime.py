@@ -107,8 +107,19 @@ class WebhookOutcome(msgspec.Struct, frozen=True, kw_only=True):
     attempts: int = 0
 
 
+class Superseded(Exception):
+    """The turn no longer holds its conversation: another turn took it over, and the effect was refused.
+
+    A runtime raises it from any call; the interpreter lets it through (no node, no port, no trace
+    entry catches it), so a superseded turn stops at its first refused effect and does nothing more.
+    """
+
+
 class Runtime(Protocol):
-    """Effects of a turn. The service implements it; tests implement it in memory."""
+    """Effects of a turn. The service implements it; tests implement it in memory.
+
+    Any call may raise `Superseded`: the turn ends there.
+    """
 
     async def send_message(self, text: str, *, message_type: str) -> None:
         """Send `text` to the customer (marketing, support or ai)."""

@@ -108,6 +108,9 @@ class Conversation(Table, tablename="conversations"):
     custom_prompt = Text(null=True, default=None)
     ai_context = JSONB(default={})
     ai_control_at = Timestamptz(null=True, default=None)  # last set; None: never, so no key is published
+    # The fencing token of the turn that holds the conversation: each turn that claims a batch bumps it, and
+    # every effect a turn records checks it in the same statement (app.pipeline.ledger).
+    lease_epoch = BigInt(default=0)
 
     unique_channel_contact = Unique(["channel", "contact"])
 
@@ -131,6 +134,9 @@ class Message(Table, tablename="messages"):
     message_type = Varchar(length=20, default="")  # outbound: marketing | support | ai | agent
     dedupe_key = Varchar(length=200, null=True, default=None, unique=True)  # outbound effect key
     run_id = UUID(null=True, default=None)  # inbound: the run that claimed it
+    # inbound: the batch it belongs to, fixed by the first run that claimed it (that run's id); a run given
+    # back leaves it, so the batch runs again with exactly these members.
+    batch_id = UUID(null=True, default=None)
     # Not indexed on its own: the partial index `messages_unprocessed` (conversation, seq)
     # WHERE direction = 'in' AND processed_at IS NULL (migration 2026-11-23T07:08:44) serves the
     # turn's claim and recovery; an index on processed_at alone let the planner scan every
@@ -201,6 +207,7 @@ class Run(Table, tablename="runs"):
     result = JSONB(default={})
     error = Text(null=True, default=None)
     job_id = Varchar(length=200, default="")
+    epoch = BigInt(null=True, default=None)  # turn: its conversation's lease_epoch when it claimed its batch
     started_at = Timestamptz(default=TimestamptzNow(), index=True)
     heartbeat_at = Timestamptz(default=TimestamptzNow())
     finished_at = Timestamptz(null=True, default=None)

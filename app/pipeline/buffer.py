@@ -8,12 +8,16 @@ Redis only holds signals here; PostgreSQL holds the messages. A push records tha
 conversation has news and when its batch falls due (`SWITCHBOARD_BUFFER_SECONDS` after
 the last message, at most `SWITCHBOARD_BUFFER_MAX_SECONDS` after the first). Schedulers
 in the workers pop due conversations and enqueue flush jobs of a few dozen each. If Redis
-loses its data, recovery (app.pipeline.recovery) re-signals unprocessed rows.
+loses its data, or a flush job is lost (swept, aborted, timed out), recovery
+(app.pipeline.recovery) re-signals the stored rows no turn holds. Every key here expires: a
+window's keys `window_ttl_s` after its last message (they only matter until its batch is
+due and locked), a lock `SWITCHBOARD_LOCK_SECONDS` after its last extension.
 Ingress signals a whole committed batch, live events included, in one Redis command.
 """
 
 from __future__ import annotations
 
+import math
 import secrets
 import time
 
@@ -47,20 +51,21 @@ def seen_key(channel_id: str, provider_message_id: str) -> str:
 # keeps a redelivery from being signalled twice) joins its conversation's buffer and moves
 # the conversation's due time; every message, signalled or not, is announced on its live channel.
 # KEYS: due, then buffer, first, seen per message
-# ARGV: now, quiet s, max s, seen ttl, then per message: message id, conversation id,
+# ARGV: now, quiet s, max s, seen ttl, window ttl, then per message: message id, conversation id,
 #       signal (1, or 0 for an amendment), live channel, live payload
 # -> 1 per message signalled, else 0
 _PUSH_MANY = """
 local now = tonumber(ARGV[1])
 local pushed = {}
 for m = 0, (#KEYS - 1) / 3 - 1 do
-  local k, a = 2 + m * 3, 5 + m * 5
+  local k, a = 2 + m * 3, 6 + m * 5
   local ok = 0
   if ARGV[a + 2] == '1' and redis.call('SET', KEYS[k + 2], '1', 'NX', 'EX', ARGV[4]) then
     redis.call('RPUSH', KEYS[k], ARGV[a])
+    redis.call('EXPIRE', KEYS[k], ARGV[5])
     local first = redis.call('GET', KEYS[k + 1])
     if not first then
-      redis.call('SET', KEYS[k + 1], ARGV[1])
+      redis.call('SET', KEYS[k + 1], ARGV[1], 'EX', ARGV[5])
       first = ARGV[1]
     end
     redis.call('ZADD', KEYS[1], math.min(now + tonumber(ARGV[2]), tonumber(first) + tonumber(ARGV[3])), ARGV[a + 1])
@@ -99,11 +104,16 @@ return taken
 """
 
 # KEYS: lock (per conversation)   ARGV: ttl ms, token (per conversation)   -> 1 per lock still held
+# A lock that is gone (Redis lost its data) is taken again: nobody else holds the conversation, and a
+# turn mid-way must not be taken for dead because Redis forgot. One that another flush holds is lost.
 _EXTEND = """
 local held = {}
 for i = 1, #KEYS do
-  if redis.call('GET', KEYS[i]) == ARGV[i + 1] then
+  local token = redis.call('GET', KEYS[i])
+  if token == ARGV[i + 1] then
     held[i] = redis.call('PEXPIRE', KEYS[i], ARGV[1])
+  elseif not token then
+    held[i] = redis.call('SET', KEYS[i], ARGV[i + 1], 'NX', 'PX', ARGV[1]) and 1 or 0
   else
     held[i] = 0
   end
@@ -128,6 +138,14 @@ class Push(msgspec.Struct, frozen=True):
     signal: bool = True
 
 
+class Hint(msgspec.Struct, frozen=True):
+    """What Redis says of a conversation's batch; recovery's hint, never its proof."""
+
+    due: bool  # in the due set: a scheduler pops it
+    window: bool  # its window's keys are there: signalled, or popped into a flush job not yet locked
+    locked: bool  # a flush holds it (the lock expires unless its turn keeps it alive)
+
+
 class Buffer:
     """Buffer operations over one Redis client; scripts are registered once."""
 
@@ -136,6 +154,9 @@ class Buffer:
         self.quiet_s = quiet_s
         self.max_s = max_s
         self.lock_s = lock_s
+        # A window's keys outlive it: its batch is due `max_s` after the first message at the latest,
+        # and its flush job then has a lock's time to take them. Past that recovery no longer reads them.
+        self.window_ttl_s = math.ceil(max_s + lock_s) + 1
         self._push_many = redis.register_script(_PUSH_MANY)
         self._pop_due = redis.register_script(_POP_DUE)
         self._acquire_and_take = redis.register_script(_ACQUIRE_AND_TAKE)
@@ -150,7 +171,7 @@ class Buffer:
         if not pushes:
             return []
         keys: list[str] = [DUE_KEY]
-        args: list = [time.time(), self.quiet_s, self.max_s, SEEN_TTL_S]
+        args: list = [time.time(), self.quiet_s, self.max_s, SEEN_TTL_S, self.window_ttl_s]
         for push in pushes:
             keys += (
                 buffer_key(push.conversation_id),
@@ -162,16 +183,20 @@ class Buffer:
         # with no SCRIPT EXISTS round trip first.
         return [bool(p) for p in await self._push_many(keys=keys, args=args)]
 
-    async def in_flight(self, conversation_ids: list[str]) -> list[bool]:
-        """Whether Redis still knows about each conversation's batch (signalled, due or locked)."""
+    async def hints(self, conversation_ids: list[str]) -> list[Hint]:
+        """What Redis knows of each conversation's batch, in one round trip."""
         if not conversation_ids:
             return []
         pipe = self.redis.pipeline(transaction=False)
         for conversation_id in conversation_ids:
             pipe.zscore(DUE_KEY, conversation_id)
-            pipe.exists(buffer_key(conversation_id), lock_key(conversation_id))
+            pipe.exists(buffer_key(conversation_id))
+            pipe.exists(lock_key(conversation_id))
         replies = await pipe.execute()
-        return [replies[i] is not None or replies[i + 1] > 0 for i in range(0, len(replies), 2)]
+        return [
+            Hint(due=replies[i] is not None, window=replies[i + 1] > 0, locked=replies[i + 2] > 0)
+            for i in range(0, len(replies), 3)
+        ]
 
     async def pop_due(self, *, limit: int = 200, unless_queued: str | None = None) -> list[str]:
         """Take up to `limit` due conversations; none while the Redis list `unless_queued` is not empty."""
@@ -184,10 +209,12 @@ class Buffer:
     ) -> None:
         await self.redis.zadd(DUE_KEY, {conversation_id: time.time() + delay_s}, nx=only_if_absent)
 
-    async def mark_due_many(self, conversation_ids: list[str], *, delay_s: float = 0.0) -> None:
+    async def mark_due_many(
+        self, conversation_ids: list[str], *, delay_s: float = 0.0, only_if_absent: bool = False
+    ) -> None:
         if conversation_ids:
             due_at = time.time() + delay_s
-            await self.redis.zadd(DUE_KEY, dict.fromkeys(conversation_ids, due_at))
+            await self.redis.zadd(DUE_KEY, dict.fromkeys(conversation_ids, due_at), nx=only_if_absent)
 
     async def acquire_many(self, conversation_ids: list[str]) -> list[str | None]:
         """Take each conversation's lock and close its window (later messages start a new batch).

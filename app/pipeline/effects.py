@@ -16,11 +16,12 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from app.pipeline.ledger import refuse_unless_held
 from app.pipeline.outbox import Outbox
 from app.pipeline.webhook_calls import WebhookCalls
 from app.services import conversations, events
 from app.services.ai.understanding import Understanding
-from app.services.ai_state import AIControl, AIStateStore
+from app.services.ai_state import AIStateStore, StoredAIState
 from app.services.channels.store import ChannelRecord
 from flows.nodes.call_webhook import WebhookCall
 from flows.runtime import (
@@ -57,6 +58,9 @@ class TurnScope(msgspec.Struct, frozen=True):
     batch_key: str  # stable for the same batch, so a retried batch does not send twice
     original_message: str = ""
     flow_versions: dict[str, int] = {}  # flow id -> the version this turn runs
+    # The turn's fencing token (its conversation's lease epoch when it claimed its batch, app.pipeline.ledger):
+    # each effect is recorded only while it is still the conversation's. None outside a turn (a continuation).
+    epoch: int | None = None
 
 
 class TurnEffects:
@@ -104,6 +108,7 @@ class TurnEffects:
             message_type=message_type,
             dedupe_key=f"{self.scope.batch_key}:{self._send_seq}",
             live=self.live,
+            epoch=self.scope.epoch,
         )
         self.sent.append(
             {
@@ -121,30 +126,38 @@ class TurnEffects:
 
     # --- AI state -----------------------------------------------------------------
     async def write_ai_control(self, *, ai_enabled: bool, custom_prompt: str | None) -> None:
-        await self.ai_store.write_control(
-            self.scope.workspace_id,
-            self.scope.conversation_id,
-            AIControl(ai_enabled=ai_enabled, custom_prompt=custom_prompt),
+        await self._update_ai_state(
+            "AI control written", ai_enabled=ai_enabled, custom_prompt=custom_prompt, set_prompt=True
         )
-        await self._live("ai_state")
 
     async def merge_ai_context(self, data: dict) -> dict:
-        merged = await self.ai_store.merge_context(self.scope.workspace_id, self.scope.conversation_id, data)
-        await self._live("ai_state")
-        return merged
+        state = await self._update_ai_state("AI context merged", patch=data)
+        return dict(state.context) if state is not None else {}
 
     async def reset_ai_context(self) -> None:
-        await self.ai_store.reset_context(self.scope.workspace_id, self.scope.conversation_id)
+        await self._update_ai_state("AI context reset", reset_context=True)
+
+    async def _update_ai_state(self, effect: str, **change: Any) -> StoredAIState | None:
+        """The state's one statement (fenced by the turn's epoch), then its live event."""
+        state = await self.ai_store.update(
+            self.scope.workspace_id, self.scope.conversation_id, epoch=self.scope.epoch, **change
+        )
+        if state is None:
+            await self._refused_unless_held(effect)  # else the conversation is gone: nothing to change
         await self._live("ai_state")
+        return state
 
     # --- conversation ----------------------------------------------------------------
     async def set_conversation_status(self, status: str) -> None:
-        await self.db.execute(
+        changed = await self.db.fetchval(
             conversations.SET_STATUS,
             uuid.UUID(self.scope.conversation_id),
             uuid.UUID(self.scope.workspace_id),
             status,
+            self.scope.epoch,
         )
+        if changed is None:
+            await self._refused_unless_held(f"status {status!r}")
         await self._live("conversation")
 
     async def add_tag(self, tag: str) -> bool:
@@ -153,10 +166,13 @@ class TurnEffects:
             uuid.UUID(self.scope.conversation_id),
             uuid.UUID(self.scope.workspace_id),
             tag,
+            self.scope.epoch,
         )
-        if added:
-            await self._live("conversation")
-        return added is not None
+        if added is None:
+            await self._refused_unless_held(f"tag {tag!r} added")  # or the tag was there already
+            return False
+        await self._live("conversation")
+        return True
 
     async def remove_tag(self, tag: str) -> bool:
         removed = await self.db.fetchval(
@@ -164,10 +180,13 @@ class TurnEffects:
             uuid.UUID(self.scope.conversation_id),
             uuid.UUID(self.scope.workspace_id),
             tag,
+            self.scope.epoch,
         )
-        if removed:
-            await self._live("conversation")
-        return removed is not None
+        if removed is None:
+            await self._refused_unless_held(f"tag {tag!r} removed")  # or the tag was not there
+            return False
+        await self._live("conversation")
+        return True
 
     # --- external actions ----------------------------------------------------------------
     async def call_webhook(self, call: WebhookCall) -> WebhookOutcome:
@@ -194,16 +213,18 @@ class TurnEffects:
             else ActionRunStatus.PENDING
         )
         expires_at = datetime.now(UTC) + timedelta(seconds=self.confirmation_ttl_s)
-        await self.db.execute(
+        saved = await self.db.fetchval(
             """
             INSERT INTO action_executions (id, workspace, flow_id, flow_version, node_id, webhook_node_id,
                 conversation, run_id, status, kind, vars, missing, asked_count, confidence, original_message,
                 phone, idempotency_key, attempts, state, dead_letter, created_at, updated_at, expires_at)
-            VALUES ($1, $2, $3, $4, $5, '', $6, $7, $8, $9, $10::jsonb, $11::jsonb, $12, $13, $14, $15, $16, 0,
-                    $18::jsonb, false, now(), now(), $17)
+            SELECT $1, $2, $3, $4, $5, '', $6, $7, $8, $9, $10::jsonb, $11::jsonb, $12, $13, $14, $15, $16, 0,
+                   $18::jsonb, false, now(), now(), $17
+             WHERE $19::bigint IS NULL OR $19 = (SELECT lease_epoch FROM conversations WHERE id = $6)
             ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, kind = EXCLUDED.kind, vars = EXCLUDED.vars,
                 missing = EXCLUDED.missing, asked_count = EXCLUDED.asked_count, updated_at = now(),
                 expires_at = EXCLUDED.expires_at, state = EXCLUDED.state
+            RETURNING id
             """,
             uuid.UUID(pending.id),
             uuid.UUID(self.scope.workspace_id),
@@ -224,7 +245,10 @@ class TurnEffects:
             expires_at,
             # The customer's language travels with the question: the next turn runs no detection.
             {"language": pending.language},
+            self.scope.epoch,
         )
+        if saved is None:
+            await self._refused_unless_held("pending action saved")
         if message:
             await self.send_message(message, message_type="support")
 
@@ -235,12 +259,18 @@ class TurnEffects:
             raise ValueError(f"{status!r} is not a status an external action can move to")
         moved = await self.db.fetchval(
             "UPDATE action_executions SET status = $3, updated_at = now() "
-            "WHERE id = $1 AND workspace = $2 AND status = ANY($4::text[]) RETURNING id",
+            "WHERE id = $1 AND workspace = $2 AND status = ANY($4::text[]) "
+            "AND ($5::bigint IS NULL OR $5 = (SELECT lease_epoch FROM conversations WHERE id = $6)) "
+            "RETURNING id",
             uuid.UUID(pending.id),
             uuid.UUID(self.scope.workspace_id),
             status,
             allowed_from,
+            self.scope.epoch,
+            uuid.UUID(self.scope.conversation_id),
         )
+        if moved is None:
+            await self._refused_unless_held(f"pending action moved to {status}")  # or it had moved already
         return moved is not None
 
     async def answer_with_ai(self, turn: Turn, ai: AIState) -> AIAnswer:
@@ -252,6 +282,9 @@ class TurnEffects:
         return await self.understanding.answer(self.scope.workspace_id, turn, ai, history=history)
 
     # --- helpers ------------------------------------------------------------------------
+    async def _refused_unless_held(self, effect: str) -> None:
+        await refuse_unless_held(self.db, self.scope.conversation_id, self.scope.epoch, effect)
+
     def _flow_version(self, flow_id: str) -> int:
         return self.scope.flow_versions.get(flow_id, 0)
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from typing import Any
 
 from app.pipeline.buffer import Buffer
-from app.pipeline.ledger import RunLedger
-from app.pipeline.turn import TurnRunner
+from app.pipeline.ledger import RunLedger, RunStatus
+from app.pipeline.turn import TRANSIENT_ERRORS, TurnRunner
 from app.services.events import LiveBatch
 from app.services.redis_conn import Pipeliner
 
@@ -42,14 +43,16 @@ class Flusher:
         conversation_ids = list(dict.fromkeys(conversation_ids))
         tokens = await self.buffer.acquire_many(conversation_ids)
         held = {c: t for c, t in zip(conversation_ids, tokens) if t is not None}
+        # The run each turn opens if it claims a batch: its heartbeat is beaten while the lock is held.
+        runs = {c: uuid.uuid4() for c in held}
         # Another worker is on these conversations: come back right after it.
         await self.buffer.mark_due_many(
             [c for c, t in zip(conversation_ids, tokens) if t is None], delay_s=0.2
         )
-        beat = asyncio.create_task(self._keep_alive(held))
+        beat = asyncio.create_task(self._keep_alive(held, runs))
         try:
             outcomes = await asyncio.gather(
-                *(self._flush_one(c, t, held, job_id=job_id) for c, t in list(held.items()))
+                *(self._flush_one(c, t, held, runs[c], job_id=job_id) for c, t in list(held.items()))
             )
         finally:
             beat.cancel()
@@ -59,12 +62,17 @@ class Flusher:
         return [next(results) if t is not None else {"status": "locked"} for t in tokens]
 
     async def _flush_one(
-        self, conversation_id: str, token: str, held: dict[str, str], *, job_id: str
+        self, conversation_id: str, token: str, held: dict[str, str], run_id: uuid.UUID, *, job_id: str
     ) -> dict[str, Any]:
         self.active_turns += 1
         live = LiveBatch(self.pipeliner)  # the turn's live events, sent with the lock's release
         try:
-            return await self.turns.run(conversation_id, job_id=job_id, live=live)
+            outcome = await self.turns.run(conversation_id, job_id=job_id, live=live, run_id=run_id)
+            if outcome.get("rerun") or outcome["status"] == RunStatus.SUPERSEDED:
+                # A batch that ran again left the later messages waiting; a superseded turn gave its
+                # batch back. Either way the conversation has more to do as soon as its lock is free.
+                await self.buffer.mark_due(conversation_id)
+            return outcome
         except Exception as exc:  # one conversation's failure must not fail the others of the job
             log.exception(
                 "flush failed; conversation signalled again",
@@ -78,16 +86,27 @@ class Flusher:
             # The turn's live events and the lock's release, in the round trip other turns share.
             await self.buffer.release_with(self.pipeliner, conversation_id, token, live.take_commands())
 
-    async def _keep_alive(self, held: dict[str, str]) -> None:
-        """Extend the locks and the runs' heartbeats while long turns run (webhooks, LLM calls)."""
+    async def _keep_alive(self, held: dict[str, str], runs: dict[str, uuid.UUID]) -> None:
+        """Extend the locks and the runs' heartbeats while long turns run (webhooks, LLM calls).
+
+        A run whose lock was lost beats no more: recovery then gives its batch back and fences it.
+        """
         interval_s = max(self.buffer.lock_s / 3, 0.05)
         while held:
             await asyncio.sleep(interval_s)
-            tokens = dict(held)
-            still_held = await self.buffer.extend_many(tokens)
-            for conversation_id, ok in zip(tokens, still_held):
-                if not ok:
-                    log.warning("conversation lock lost", extra={"conversation_id": conversation_id})
-                    held.pop(conversation_id, None)
-            if held:
-                await self.ledger.heartbeat(list(held))
+            try:
+                tokens = dict(held)
+                still_held = await self.buffer.extend_many(tokens)
+                for conversation_id, ok in zip(tokens, still_held):
+                    if not ok:
+                        log.warning("conversation lock lost", extra={"conversation_id": conversation_id})
+                        held.pop(conversation_id, None)
+                if held:
+                    await self.ledger.heartbeat([runs[c] for c in held])
+            except TRANSIENT_ERRORS as exc:
+                # Redis or PostgreSQL is away for a moment: beat again at the next interval. Should it
+                # last longer than a lock, recovery takes the runs for dead and the fence stops them.
+                log.warning(
+                    "keeping the locks and heartbeats alive failed; trying again",
+                    extra={"conversations": len(held), "error": f"{type(exc).__name__}: {exc}"},
+                )

@@ -13,6 +13,7 @@ set up in `RunLedger.__init__`; everything else reads one turn at a time.
 from __future__ import annotations
 
 import enum
+import logging
 import uuid
 from typing import Any
 
@@ -20,6 +21,9 @@ import asyncpg
 import msgspec
 
 from app.services.coalesce import Coalescer
+from flows.runtime import Superseded
+
+log = logging.getLogger(__name__)
 
 _json = msgspec.json.Encoder()
 
@@ -32,23 +36,48 @@ class RunStatus(enum.StrEnum):
     FAILED = "failed"
     ABANDONED = "abandoned"  # its worker died; its messages went back to the queue
     SKIPPED = "skipped"
+    SUPERSEDED = (
+        "superseded"  # a flush's outcome: another turn took the conversation over; nothing more was done
+    )
 
 
-# One statement starts the turns of many conversations: claim each one's unprocessed
-# messages, open its run (only when something was claimed), expire its stale pending
-# actions, and read its context (with its AI state, whose truth is this row). Concurrent turns share it (RunLedger).
+# One statement starts the turns of many conversations: claim each one's batch, open its run (only when
+# something was claimed) under a new lease epoch of its conversation, expire its stale pending actions,
+# and read its context (with its AI state, whose truth is this row). Concurrent turns share it (RunLedger).
+#
+# A batch's members are fixed when it is first claimed (`messages.batch_id`, the id of that first run).
+# A run given back (abandoned) leaves them: the next claim of the conversation takes that batch again,
+# exactly those members (so the same batch key and reply dedupe keys), and messages that arrived since
+# wait for the batch after it. Otherwise every waiting message joins a new batch.
+#
+# The lease epoch is the turn's fencing token: every effect a turn records checks it in its own
+# statement, so a turn that another turn took over (its worker froze, its lock expired) acts no more.
 _START_MANY = """
-WITH claimed AS (
+WITH given_back AS MATERIALIZED (
+  -- Read once (not once per message): usually empty, as nothing was given back.
+  SELECT DISTINCT ON (m.conversation) m.conversation, m.batch_id
+    FROM messages m
+   WHERE m.conversation = ANY($1::uuid[]) AND m.direction = 'in' AND m.processed_at IS NULL AND m.run_id IS NULL
+     AND m.batch_id IS NOT NULL
+   ORDER BY m.conversation, m.seq
+), claimed AS (
   -- `= ANY` rather than a join on unnest: the claim must be an index lookup per conversation
   -- whatever the planner believes about the table's size.
-  UPDATE messages m SET run_id = ($2::uuid[])[array_position($1::uuid[], m.conversation)]
+  UPDATE messages m SET run_id = ($2::uuid[])[array_position($1::uuid[], m.conversation)],
+                        batch_id = coalesce(m.batch_id, ($2::uuid[])[array_position($1::uuid[], m.conversation)])
    WHERE m.conversation = ANY($1::uuid[]) AND m.direction = 'in' AND m.processed_at IS NULL AND m.run_id IS NULL
      AND m.type NOT IN ('edit', 'revoke')
-  RETURNING m.conversation, m.id, m.text, m.type, m.seq, m.events, m.created_at
+     AND m.batch_id IS NOT DISTINCT FROM (SELECT g.batch_id FROM given_back g WHERE g.conversation = m.conversation)
+  RETURNING m.conversation, m.id, m.text, m.type, m.seq, m.events, m.created_at, m.batch_id <> m.run_id AS rerun
 ), claimed_by AS (
   SELECT conversation, json_agg(json_build_object('id', id, 'text', text, 'type', type, 'seq', seq,
-                                                  'events', events) ORDER BY seq, created_at) AS rows
+                                                  'events', events) ORDER BY seq, created_at) AS rows,
+         jsonb_agg(id::text ORDER BY seq, created_at) AS ids, bool_or(rerun) AS rerun
     FROM claimed GROUP BY conversation
+), lease AS (
+  UPDATE conversations c SET lease_epoch = c.lease_epoch + 1
+   WHERE c.id IN (SELECT conversation FROM claimed_by)
+  RETURNING c.id, c.lease_epoch
 ), ctx AS (
   SELECT c.id AS conversation, ($2::uuid[])[array_position($1::uuid[], c.id)] AS run_id,
          ($3::text[])[array_position($1::uuid[], c.id)] AS job_id, c.workspace, c.channel, c.status, c.tags,
@@ -57,14 +86,16 @@ WITH claimed AS (
     FROM conversations c JOIN contacts p ON p.id = c.contact
    WHERE c.id = ANY($1::uuid[])
 ), run AS (
-  INSERT INTO runs (id, workspace, conversation, kind, status, job_id, started_at, heartbeat_at)
-  SELECT ctx.run_id, ctx.workspace, ctx.conversation, 'turn', 'running', ctx.job_id, now(), now() FROM ctx
-   WHERE ctx.conversation IN (SELECT conversation FROM claimed_by)
+  INSERT INTO runs (id, workspace, conversation, kind, status, job_id, epoch, message_ids, started_at, heartbeat_at)
+  SELECT ctx.run_id, ctx.workspace, ctx.conversation, 'turn', 'running', ctx.job_id, lease.lease_epoch,
+         claimed_by.ids, now(), now()
+    FROM ctx JOIN claimed_by ON claimed_by.conversation = ctx.conversation JOIN lease ON lease.id = ctx.conversation
 ), expired AS (
   UPDATE action_executions SET status = 'expired', updated_at = now()
    WHERE conversation = ANY($1::uuid[]) AND status IN ('pending', 'awaiting_confirmation') AND expires_at <= now()
 )
-SELECT ctx.*, coalesce(claimed_by.rows, '[]')::text AS claimed,
+SELECT ctx.*, coalesce(claimed_by.rows, '[]')::text AS claimed, lease.lease_epoch AS epoch,
+       coalesce(claimed_by.rerun, false) AS rerun,
        (SELECT row_to_json(a) FROM (
           SELECT id, flow_id, node_id, kind, vars, missing, asked_count, confidence, state->>'language' AS language
             FROM action_executions
@@ -72,9 +103,10 @@ SELECT ctx.*, coalesce(claimed_by.rows, '[]')::text AS claimed,
              AND expires_at > now()
            ORDER BY created_at DESC LIMIT 1) a)::text AS pending
   FROM ctx LEFT JOIN claimed_by ON claimed_by.conversation = ctx.conversation
+       LEFT JOIN lease ON lease.id = ctx.conversation
 """
-# And one ends many: complete each run unless recovery abandoned it, mark its messages,
-# its conversation and its flows.
+# And one ends many: complete each run unless recovery abandoned it or another turn holds its conversation
+# now (its lease epoch moved on), mark its messages, its conversation and its flows.
 _FINISH_MANY = """
 WITH input AS (
   SELECT * FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::jsonb[], $5::jsonb[], $6::jsonb[], $7::jsonb[])
@@ -84,6 +116,7 @@ WITH input AS (
                     result = i.result, message_ids = i.message_ids, finished_at = now()
     FROM input i
    WHERE r.id = ANY($1::uuid[]) AND r.id = i.run_id AND r.status = 'running'
+     AND r.epoch = (SELECT c.lease_epoch FROM conversations c WHERE c.id = r.conversation)
   RETURNING r.id, r.conversation, r.workspace
 ), done AS (
   -- A message's run_id is the run that claimed it: among the runs just completed is enough.
@@ -103,10 +136,15 @@ WITH input AS (
 )
 SELECT id FROM run
 """
+# The run stops; its messages go back, keeping their batch. With $4 (recovery declaring its worker dead),
+# its lease is fenced too, unless a later turn holds the conversation already.
 _GIVE_BACK = """
 WITH run AS (
   UPDATE runs SET status = 'abandoned', finished_at = now(), error = $3 WHERE id = $1 AND status = 'running'
-  RETURNING id
+  RETURNING id, epoch
+), fenced AS (
+  UPDATE conversations SET lease_epoch = lease_epoch + 1
+   WHERE $4 AND id = $2 AND lease_epoch = (SELECT epoch FROM run)
 )
 UPDATE messages SET run_id = NULL
  WHERE conversation = $2 AND run_id = (SELECT id FROM run) AND direction = 'in' AND processed_at IS NULL
@@ -118,15 +156,39 @@ WITH run AS (
 )
 UPDATE messages SET processed_at = now() WHERE id = ANY($4::uuid[]) AND run_id = (SELECT id FROM run)
 """
-_HEARTBEAT = (
-    "UPDATE runs SET heartbeat_at = now() WHERE conversation = ANY($1::uuid[]) AND status = 'running'"
-)
+_HEARTBEAT = "UPDATE runs SET heartbeat_at = now() WHERE id = ANY($1::uuid[]) AND status = 'running'"
 _INSERT_CONTINUATION = """
 INSERT INTO runs (id, workspace, conversation, kind, status, layer, flows, trace, warnings, result, message_ids,
                   job_id, started_at, heartbeat_at, finished_at)
 VALUES ($1, $2, $3, 'webhook_retry', 'completed', $4, $5::jsonb, $6::jsonb, $7::jsonb, $8::jsonb, '[]'::jsonb, $9,
         now(), now(), now())
 """
+
+
+_LEASE = "SELECT lease_epoch FROM conversations WHERE id = $1"
+
+
+async def refuse_unless_held(db: asyncpg.Pool, conversation_id: str, epoch: int | None, effect: str) -> None:
+    """After an effect's fenced statement changed nothing: raise `Superseded` when the fence was why.
+
+    Epochs only grow, so a token that no longer matches never will again; None (no turn) is never fenced.
+    """
+    if epoch is None:
+        return
+    current = await db.fetchval(_LEASE, uuid.UUID(conversation_id))
+    if current != epoch:
+        log.warning(
+            "effect refused: another turn holds the conversation",
+            extra={
+                "conversation_id": conversation_id,
+                "effect": effect,
+                "epoch": epoch,
+                "current_epoch": current,
+            },
+        )
+        raise Superseded(
+            f"{effect} refused: conversation {conversation_id} is at epoch {current}, the turn's is {epoch}"
+        )
 
 
 class RunLedger:
@@ -142,29 +204,36 @@ class RunLedger:
         self._finishes: Coalescer[tuple, bool] = Coalescer(self._finish_many, name="turn-finish")
 
     async def start(self, conversation: uuid.UUID, run_id: uuid.UUID, job_id: str) -> Any:
-        """Claim the conversation's unprocessed messages under `run_id`; its context row, None if it is gone.
+        """Claim the conversation's next batch under `run_id`; its context row, None if it is gone.
 
         The row has the conversation's context (workspace, channel, contact, tags, AI state), `claimed`
-        (the messages, as JSON text; empty when there was nothing to claim) and `pending`
-        (the action waiting for this conversation's reply, as JSON text, or None).
+        (the messages, as JSON text; empty when there was nothing to claim), `epoch` (the turn's
+        fencing token, None when nothing was claimed), `rerun` (the batch ran before and was given
+        back: later messages may be waiting) and `pending` (the action waiting for this
+        conversation's reply, as JSON text, or None).
         """
         return await self._starts.submit((conversation, run_id, job_id))
 
     async def finish(self, run_id: uuid.UUID, result: dict[str, Any], message_ids: list[str]) -> bool:
-        """Complete the run; False when recovery had abandoned it meanwhile."""
+        """Complete the run; False when recovery had abandoned it or another turn holds its conversation."""
         return await self._finishes.submit((run_id, result, message_ids))
 
     async def fail(self, run_id: uuid.UUID, error: str, message_ids: list[str]) -> None:
         """Record a turn that raised: the run failed, its messages are processed (never retried)."""
         await self.db.execute(_FAIL, run_id, error, _json.encode(message_ids).decode(), message_ids)
 
-    async def give_back(self, run_id: uuid.UUID, conversation: uuid.UUID, *, error: str) -> None:
-        """Abandon a running turn and release its messages to the next one."""
-        await self.db.execute(_GIVE_BACK, run_id, conversation, error)
+    async def give_back(
+        self, run_id: uuid.UUID, conversation: uuid.UUID, *, error: str, fence: bool = False
+    ) -> None:
+        """Abandon a running turn and release its batch, members unchanged, to the next turn.
 
-    async def heartbeat(self, conversation_ids: list[str]) -> None:
-        """Tell recovery that the conversations' running turns are alive."""
-        await self.db.execute(_HEARTBEAT, [uuid.UUID(c) for c in conversation_ids])
+        `fence`: the run's worker is taken for dead (recovery), so whatever it still does is refused.
+        """
+        await self.db.execute(_GIVE_BACK, run_id, conversation, error, fence)
+
+    async def heartbeat(self, run_ids: list[uuid.UUID]) -> None:
+        """Tell recovery that these running turns are alive."""
+        await self.db.execute(_HEARTBEAT, run_ids)
 
     async def record_continuation(
         self, run_id: uuid.UUID, *, workspace: uuid.UUID, conversation: uuid.UUID, summary: dict, job_id: str

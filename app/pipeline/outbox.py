@@ -35,6 +35,7 @@ from app.services.channels.store import ChannelKind, ChannelRecord
 from app.services.channels.whatsapp import SendError, SendInDoubt, WhatsAppSender
 from app.services.coalesce import Coalescer
 from app.services.replies import IN_DOUBT_STATUSES, ReplyStatus
+from flows.runtime import Superseded
 
 log = logging.getLogger(__name__)
 
@@ -61,17 +62,20 @@ class OutboundResult(msgspec.Struct, frozen=True):
 # A new reply is recorded as `sending` at once: its attempt begins as soon as the row exists.
 # Each input row comes back with whether it was inserted, or else the row its dedupe key
 # already had (neither: the insert's conditions refused it). Replies of concurrent turns are
-# recorded in one statement (app.services.coalesce).
+# recorded in one statement (app.services.coalesce). A turn's reply carries its fencing token
+# (epoch): refused unless the turn still holds its conversation (app.pipeline.ledger); an agent's has none.
 _RECORD_MANY = """
 WITH input AS (
-  SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::text[])
-    AS u(id, workspace, conversation, channel, text, message_type, dedupe_key)
+  SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::text[],
+                       $8::bigint[])
+    AS u(id, workspace, conversation, channel, text, message_type, dedupe_key, epoch)
 ), inserted AS (
   INSERT INTO messages (id, workspace, conversation, channel, direction, type, text, message_type, status,
                         dedupe_key, created_at, processed_at, status_at)
   SELECT i.id, i.workspace, i.conversation, i.channel, 'out', 'text', i.text, i.message_type, 'sending',
          i.dedupe_key, clock_timestamp(), clock_timestamp(), clock_timestamp()
     FROM input i
+   WHERE i.epoch IS NULL OR i.epoch = (SELECT c.lease_epoch FROM conversations c WHERE c.id = i.conversation)
   ON CONFLICT (dedupe_key) DO NOTHING
   RETURNING id
 )
@@ -221,17 +225,32 @@ class Outbox:
         message_type: str,
         dedupe_key: str | None,
         live: events.LiveBatch | None = None,
+        epoch: int | None = None,
     ) -> OutboundResult:
         """Record, send and mark one reply; its live event is held in `live` when given.
 
         A reply recorded before under the same dedupe key is not sent again unless no attempt
         was ever made (`queued`); one that may have reached the provider is left to the
-        evidence (`settle`).
+        evidence (`settle`). With `epoch` (a turn's fencing token), raises `Superseded` and
+        sends nothing once another turn holds the conversation.
         """
         record = await self._record(
-            (uuid.uuid4(), channel.workspace_id, conversation_id, channel.id, text, message_type, dedupe_key)
+            (
+                uuid.uuid4(),
+                channel.workspace_id,
+                conversation_id,
+                channel.id,
+                text,
+                message_type,
+                dedupe_key,
+                epoch,
+            )
         )
         message_id = record["requested"]
+        if not record["inserted"] and record["id"] is None and epoch is not None:
+            raise Superseded(
+                f"reply refused: conversation {conversation_id} has a newer turn than epoch {epoch}"
+            )
         if not record["inserted"]:
             earlier = await self._earlier_attempt(record, conversation_id=conversation_id)
             if earlier is not None:

@@ -30,7 +30,7 @@ from app.services.ai_state import AIStateStore
 from app.services.channels import store as channel_store
 from app.settings import Settings
 from flows.interpreter import continue_from, run_turn
-from flows.runtime import WebhookOutcome, WebhookStatus
+from flows.runtime import Superseded, WebhookOutcome, WebhookStatus
 from flows.turn import (
     AIState,
     ContactInfo,
@@ -97,14 +97,22 @@ class TurnRunner:
         self.publisher = publisher
 
     async def run(
-        self, conversation_id: str, *, job_id: str = "", live: events.LiveBatch | None = None
+        self,
+        conversation_id: str,
+        *,
+        job_id: str = "",
+        live: events.LiveBatch | None = None,
+        run_id: uuid.UUID | None = None,
     ) -> dict[str, Any]:
-        """Run one turn for everything unprocessed in the conversation; returns a short summary.
+        """Run one turn for the conversation's next batch; returns a short summary.
 
-        With `live`, the turn's live events are left there for the caller to publish.
+        The batch is the one given back by an abandoned run if there is one (its members as first
+        claimed: `rerun` in the summary, later messages wait), else every waiting message.
+        With `live`, the turn's live events are left there for the caller to publish; `run_id`
+        names the run the turn opens (the caller beats its heartbeat).
         """
         conv_uuid = uuid.UUID(conversation_id)
-        run_id = uuid.uuid4()
+        run_id = run_id or uuid.uuid4()
         context = await self.ledger.start(conv_uuid, run_id, job_id)
         if context is None:
             return {"status": RunStatus.SKIPPED, "reason": "conversation not found"}
@@ -118,10 +126,20 @@ class TurnRunner:
             "run_id": str(run_id),
             "job_id": job_id,
             "message_ids": message_ids,
+            "epoch": context["epoch"],
         }
         started = time.perf_counter()
         try:
             result = await self._interpret(conversation_id, workspace_id, context, claimed, run_id, live)
+        except Superseded as exc:
+            # Another turn holds the conversation now (this one stalled past its lock): the effect was
+            # refused, and the turn does nothing more. Its batch goes back, members unchanged.
+            log.warning(
+                "turn superseded; its effect was refused and it stops",
+                extra={**log_extra, "refused": str(exc)},
+            )
+            await self.ledger.give_back(run_id, conv_uuid, error=f"superseded: {exc}")
+            return {"status": RunStatus.SUPERSEDED, "run_id": str(run_id), "error": str(exc)}
         except asyncio.CancelledError:
             # The worker is stopping: give the batch back now, not when recovery finds the lock expired.
             log.warning("turn cancelled; its messages go back to the queue", extra=log_extra)
@@ -149,10 +167,13 @@ class TurnRunner:
             return {"status": RunStatus.FAILED, "run_id": str(run_id), "error": repr(exc)}
         duration_ms = (time.perf_counter() - started) * 1000
         if not await self.ledger.finish(run_id, result, message_ids):
-            # Recovery declared this run dead while it was still working: its messages are
-            # someone else's now, so leave them alone.
-            log.warning("run finished after it was abandoned", extra=log_extra)
-            return {"status": RunStatus.ABANDONED, "run_id": str(run_id)}
+            # Recovery declared this run dead while it was still working, or another turn holds the
+            # conversation: nothing is recorded, and the batch (if still this run's) goes back.
+            log.warning("turn superseded at its end; its run is not completed", extra=log_extra)
+            await self.ledger.give_back(
+                run_id, conv_uuid, error="superseded: another turn holds the conversation"
+            )
+            return {"status": RunStatus.SUPERSEDED, "run_id": str(run_id)}
         await self.publisher.publish_or_hold(
             workspace_id,
             events.LiveEvent(
@@ -171,6 +192,7 @@ class TurnRunner:
             "run_id": str(run_id),
             "messages": len(message_ids),
             "layer": result["layer"],
+            "rerun": context["rerun"],
         }
 
     async def _interpret(
@@ -232,6 +254,7 @@ class TurnRunner:
             batch_key=batch_key,
             original_message=turn.text,
             flow_versions={p.flow_id: p.version for p in plans},
+            epoch=context["epoch"],
         )
         effects = self._effects(scope, channel, live)
         result = await run_turn(

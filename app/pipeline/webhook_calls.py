@@ -33,6 +33,7 @@ from saq import Queue
 from app.http.client import AttemptResult, WebhookClient
 from app.http.request import HttpMethod, URLTemplateError, WebhookRequest, apply_auth, prepare_request
 from app.http.retry import AttemptStatus, backoff_seconds
+from app.pipeline.ledger import refuse_unless_held
 from app.services import flows_store
 from app.services.rate_limits import WebhookRateLimiter
 from app.settings import Settings
@@ -79,8 +80,10 @@ _INSERT_EXECUTION = """
 INSERT INTO action_executions (id, workspace, flow_id, flow_version, node_id, webhook_node_id, conversation, run_id,
     status, kind, vars, missing, asked_count, confidence, original_message, phone, idempotency_key, attempts, state,
     dead_letter, created_at, updated_at)
-VALUES ($1, $2, $3, $4, $5, $5, $6, $7, 'processing', 'webhook', $8::jsonb, '[]'::jsonb, 0, $9, $10, $11, $12, 0,
-        $13::jsonb, false, now(), now())
+SELECT $1, $2, $3, $4, $5, $5, $6, $7, 'processing', 'webhook', $8::jsonb, '[]'::jsonb, 0, $9, $10, $11, $12, 0,
+       $13::jsonb, false, now(), now()
+ -- The turn's fencing token (app.pipeline.ledger): a turn another turn took over calls nothing.
+ WHERE $14::bigint IS NULL OR $14 = (SELECT lease_epoch FROM conversations WHERE id = $6)
 ON CONFLICT (id) DO NOTHING
 RETURNING id
 """
@@ -214,8 +217,10 @@ class WebhookCalls:
             execution.phone,
             execution.id.hex,
             _json.encode({"request": stored, "vars": call.vars}).decode(),
+            scope.epoch,
         )
         if inserted is None:
+            await refuse_unless_held(self.db, scope.conversation_id, scope.epoch, "webhook execution")
             earlier = await self._earlier_outcome(execution.id)
             if earlier is not None:
                 return earlier

@@ -65,14 +65,16 @@ def state_of(row: Any) -> StoredAIState:
 STATE_COLUMNS = "ai_enabled, custom_prompt, ai_context, ai_control_at"
 
 # One statement for every change, from a flow or an agent: $3 enabled (NULL keeps it), $4 set the
-# prompt to $5, $6 reset the context, $7 a patch merged into it (NULL: none).
+# prompt to $5, $6 reset the context, $7 a patch merged into it (NULL: none). $8 is a turn's fencing
+# token (NULL for an agent): a turn that no longer holds the conversation changes nothing
+# (app.pipeline.ledger).
 _UPDATE = f"""
 UPDATE conversations
    SET ai_enabled = coalesce($3, ai_enabled),
        custom_prompt = CASE WHEN $4 THEN $5 ELSE custom_prompt END,
        ai_control_at = CASE WHEN $3 IS NOT NULL OR $4 THEN clock_timestamp() ELSE ai_control_at END,
        ai_context = CASE WHEN $6 THEN '{{}}'::jsonb ELSE ai_context END || coalesce($7::jsonb, '{{}}'::jsonb)
- WHERE id = $1 AND workspace = $2
+ WHERE id = $1 AND workspace = $2 AND ($8::bigint IS NULL OR lease_epoch = $8)
 RETURNING {STATE_COLUMNS}
 """
 
@@ -191,8 +193,10 @@ class AIStateStore:
         set_prompt: bool = False,
         reset_context: bool = False,
         patch: dict[str, Any] | None = None,
+        epoch: int | None = None,
     ) -> StoredAIState | None:
-        """Change the state in PostgreSQL, then publish it; None when the conversation is not the workspace's.
+        """Change the state in PostgreSQL, then publish it; None when the conversation is not the workspace's,
+        or (with a turn's `epoch`) when another turn holds it.
 
         `set_prompt` replaces the custom prompt with `custom_prompt` (None clears it).
         """
@@ -205,6 +209,7 @@ class AIStateStore:
             custom_prompt,
             reset_context,
             patch,
+            epoch,
         )
         if row is None:
             return None
@@ -217,24 +222,6 @@ class AIStateStore:
             drop_history=reset_context,
         )
         return state
-
-    async def write_control(self, workspace_id: str, conversation_id: str, control: AIControl) -> None:
-        await self.update(
-            workspace_id,
-            conversation_id,
-            ai_enabled=control.ai_enabled,
-            custom_prompt=control.custom_prompt,
-            set_prompt=True,
-        )
-
-    async def merge_context(
-        self, workspace_id: str, conversation_id: str, patch: dict[str, Any]
-    ) -> dict[str, Any]:
-        state = await self.update(workspace_id, conversation_id, patch=patch)
-        return dict(state.context) if state is not None else {}
-
-    async def reset_context(self, workspace_id: str, conversation_id: str) -> None:
-        await self.update(workspace_id, conversation_id, reset_context=True)
 
     async def _publish(
         self,

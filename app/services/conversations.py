@@ -75,13 +75,17 @@ class ConversationUpdate(msgspec.Struct, forbid_unknown_fields=True):
 
 
 # A conversation's status and tags, as agents (below) and flows (app.pipeline.effects) change them.
-SET_STATUS = "UPDATE conversations SET status = $3 WHERE id = $1 AND workspace = $2"
+# $4 is a turn's fencing token (None for an agent): a turn that no longer holds the conversation
+# changes nothing (app.pipeline.ledger).
+_HELD = "($4::bigint IS NULL OR lease_epoch = $4)"
+SET_STATUS = f"UPDATE conversations SET status = $3 WHERE id = $1 AND workspace = $2 AND {_HELD} RETURNING id"
 ADD_TAG = (
     "UPDATE conversations SET tags = tags || to_jsonb($3::text) "
-    "WHERE id = $1 AND workspace = $2 AND NOT tags ? $3 RETURNING id"
+    f"WHERE id = $1 AND workspace = $2 AND NOT tags ? $3 AND {_HELD} RETURNING id"
 )
 REMOVE_TAG = (
-    "UPDATE conversations SET tags = tags - $3 WHERE id = $1 AND workspace = $2 AND tags ? $3 RETURNING id"
+    "UPDATE conversations SET tags = tags - $3 "
+    f"WHERE id = $1 AND workspace = $2 AND tags ? $3 AND {_HELD} RETURNING id"
 )
 
 _SUMMARY = """
@@ -250,11 +254,11 @@ class Conversations:
         ws = uuid.UUID(workspace_id)
         pool = self.db
         if data.status:
-            await pool.execute(SET_STATUS, cid, ws, data.status)
+            await pool.execute(SET_STATUS, cid, ws, data.status, None)
         for tag in data.add_tags:
-            await pool.execute(ADD_TAG, cid, ws, tag)
+            await pool.execute(ADD_TAG, cid, ws, tag, None)
         for tag in data.remove_tags:
-            await pool.execute(REMOVE_TAG, cid, ws, tag)
+            await pool.execute(REMOVE_TAG, cid, ws, tag, None)
         await self.publisher.publish(
             workspace_id, events.LiveEvent(kind="conversation", conversation_id=conversation_id)
         )

@@ -75,6 +75,10 @@ async def test_push_many_signals_once_skips_amendments_and_announces_every_messa
         assert abs(await redis.zscore(buffer_mod.DUE_KEY, b) - (b_first + MAX_S)) < 0.01
         seen = [await redis.exists(buffer_mod.seen_key(channel_id, f"wamid.{n}")) for n in (1, 2, 3, 4)]
         assert seen == [1, 1, 1, 0]
+        # A window's keys expire by themselves: a flush job lost before it took them strands nothing in Redis.
+        assert buffer.window_ttl_s == int(MAX_S + 5) + 1
+        for key in (buffer_mod.buffer_key(a), buffer_mod.first_key(a), buffer_mod.buffer_key(b)):
+            assert 0 < await redis.ttl(key) <= buffer.window_ttl_s, key
 
         live = await _received(pubsub, len(batch))
         assert [(e.conversation_id, e.data["message_id"]) for e in live] == [
@@ -96,3 +100,21 @@ async def test_push_many_signals_once_skips_amendments_and_announces_every_messa
             *(k for c in (a, b) for k in (buffer_mod.buffer_key(c), buffer_mod.first_key(c))),
             *(buffer_mod.seen_key(channel_id, f"wamid.{n}") for n in (1, 2, 3, 4)),
         )
+
+
+async def test_a_lock_redis_forgot_is_taken_again_but_never_one_another_flush_holds(redis) -> None:
+    """Keeping a lock alive after a Redis flush takes it again (the turn is not taken for dead because Redis
+    forgot); a lock another flush took meanwhile stays that flush's."""
+    buffer = buffer_mod.Buffer(redis, quiet_s=QUIET_S, max_s=MAX_S, lock_s=5)
+    forgotten, taken = str(uuid.uuid4()), str(uuid.uuid4())
+    try:
+        [forgotten_token, taken_token] = await buffer.acquire_many([forgotten, taken])
+        assert forgotten_token and taken_token
+        await redis.delete(buffer_mod.lock_key(forgotten))
+        await redis.set(buffer_mod.lock_key(taken), "another-flush")
+        assert await buffer.extend_many({forgotten: forgotten_token, taken: taken_token}) == [True, False]
+        assert await redis.get(buffer_mod.lock_key(forgotten)) == forgotten_token
+        assert 0 < await redis.pttl(buffer_mod.lock_key(forgotten)) <= 5000
+        assert await redis.get(buffer_mod.lock_key(taken)) == "another-flush"
+    finally:
+        await redis.delete(buffer_mod.lock_key(forgotten), buffer_mod.lock_key(taken))

@@ -120,7 +120,7 @@ async def test_recovery_scan_reads_only_unprocessed_messages(stack: Stack, tenan
             "UPDATE messages SET processed_at = now() WHERE workspace = $1 AND seq % 2 = 0",
             uuid.UUID(tenant.workspace_id),
         )
-        nodes = await _generic_plan(db, recovery._UNPROCESSED, 9.0, 1000)
+        nodes = await _generic_plan(db, recovery._UNPROCESSED, 9.0, 1000, 30.0)
     finally:
         await transaction.rollback()
     scans = [n for n in nodes if n.get("Relation Name") == "messages" and n["Node Type"] != "ModifyTable"]

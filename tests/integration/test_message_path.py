@@ -207,9 +207,9 @@ async def test_keyword_message_end_to_end(tenant: Tenant, graph_api: HttpPeer, d
     conversation_id = await db.fetchval(
         "SELECT id FROM conversations WHERE workspace = $1", uuid.UUID(tenant.workspace_id)
     )
-    # The flow switches the AI off after its reply: wait for that, not only for the reply.
+    # The flow turns the AI off after its reply went out: wait for that, as for the reply.
     control = json.loads(
-        await wait_until(lambda: redis.get(f"ai_control_{conversation_id}"), what="the AI switched off")
+        await wait_until(lambda: redis.get(f"ai_control_{conversation_id}"), what="the AI control key")
     )
     assert control == {"ai_enabled": False, "custom_prompt": None}
     assert 0 < await redis.ttl(f"ai_control_{conversation_id}") <= 24 * 3600
@@ -223,14 +223,15 @@ async def test_keyword_message_end_to_end(tenant: Tenant, graph_api: HttpPeer, d
 
     out = await wait_until(stored_reply, what="the outbound message stored with its wamid")
     assert out["provider_message_id"].startswith(f"wamid.out.{pnid}.")
+    # The run is completed just after its reply went out: wait for it, as for the reply.
     run = await wait_until(
         lambda: db.fetchrow(
-            "SELECT status, layer, flows FROM runs WHERE conversation = $1 AND status = 'completed'",
-            conversation_id,
+            "SELECT status, layer FROM runs WHERE conversation = $1 AND status <> 'running'", conversation_id
         ),
         what="the run finished",
     )
-    assert run["layer"] == "trigger"
+    assert run["status"] == "completed" and run["layer"] == "trigger"
+    assert await db.fetchval("SELECT count(*) FROM runs WHERE conversation = $1", conversation_id) == 1
     detail = (await tenant.http.get(f"/api/conversations/{conversation_id}")).json()
     assert [m["direction"] for m in detail["messages"]] == ["in", "out"]
     assert detail["ai"]["ai_enabled"] is False
@@ -249,10 +250,21 @@ async def test_burst_makes_one_batch_and_one_reply(tenant: Tenant, graph_api: Ht
             )
         ).status_code == 200
         await asyncio.sleep(0.05)
-    await wait_until(lambda: sent_to(graph_api, pnid), what="the first reply")
     conversation_id = await db.fetchval(
         "SELECT id FROM conversations WHERE workspace = $1", uuid.UUID(tenant.workspace_id)
     )
+
+    async def all_processed(count: int) -> bool:
+        # A run marks its messages processed in the statement that completes it, after its replies went
+        # out: once every message is processed, every run and reply of them is there to count.
+        return await db.fetchval(
+            "SELECT count(*) = $2 FROM messages WHERE conversation = $1 AND direction = 'in' "
+            "AND processed_at IS NOT NULL",
+            conversation_id,
+            count,
+        )
+
+    await wait_until(lambda: all_processed(5), what="the burst processed")
     runs = await db.fetch(
         "SELECT message_ids FROM runs WHERE conversation = $1 AND status = 'completed'", conversation_id
     )
@@ -265,11 +277,11 @@ async def test_burst_makes_one_batch_and_one_reply(tenant: Tenant, graph_api: Ht
         channel["id"],
         text_envelope(phone_number_id=pnid, sender="15550001111", text="another order question"),
     )
-    await wait_until(lambda: len(sent_to(graph_api, pnid)) == 2, what="the second reply")
+    await wait_until(lambda: all_processed(6), what="the second burst processed")
     count = await db.fetchval(
         "SELECT count(*) FROM runs WHERE conversation = $1 AND status = 'completed'", conversation_id
     )
-    assert count == 2
+    assert count == 2 and len(sent_to(graph_api, pnid)) == 2
 
 
 async def test_chatty_sender_is_capped_by_max_window(tenant: Tenant, graph_api: HttpPeer, db) -> None:

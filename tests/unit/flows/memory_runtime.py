@@ -15,6 +15,7 @@ from flows.runtime import (
     Extraction,
     IntentCandidate,
     IntentScore,
+    Superseded,
     WebhookOutcome,
     WebhookStatus,
 )
@@ -52,6 +53,7 @@ class MemoryRuntime:
     - `webhook`: a WebhookOutcome or a callable (WebhookCall) -> WebhookOutcome.
     - `ai_text`: what the core-intent AI answers (None = skipped).
     - `fail`: names of methods that raise RuntimeError (to test error paths).
+    - `superseded`: names of methods that raise Superseded (the turn lost its conversation to another).
     """
 
     def __init__(
@@ -64,6 +66,7 @@ class MemoryRuntime:
         webhook: WebhookOutcome | Callable[[WebhookCall], WebhookOutcome] | None = None,
         ai_text: str | None = "AI answer",
         fail: set[str] | None = None,
+        superseded: set[str] | None = None,
     ) -> None:
         self.sent: list[tuple[str, str]] = []
         self.ai_control: list[tuple[bool, str | None]] = []
@@ -92,8 +95,11 @@ class MemoryRuntime:
         )
         self._ai_text = ai_text
         self._fail = set(fail or ())
+        self._superseded = set(superseded or ())
 
     def _maybe_fail(self, name: str) -> None:
+        if name in self._superseded:
+            raise Superseded(f"{name} refused: another turn holds the conversation")
         if name in self._fail:
             raise RuntimeError(f"{name} is down")
 

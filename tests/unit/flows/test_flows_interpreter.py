@@ -5,11 +5,12 @@ from __future__ import annotations
 import pathlib
 
 import msgspec
+import pytest
 from memory_runtime import MemoryRuntime, chain, make_plan, make_turn
 
 from flows.graph import ExternalAction, compile_flow, external_actions, intent_candidates
 from flows.interpreter import continue_from, run_turn
-from flows.runtime import Detection, IntentScore
+from flows.runtime import Detection, IntentScore, Superseded
 from flows.turn import AIState, EventKind, PendingAction, PendingKind, TurnEvent
 from flows.validate import decode_document
 
@@ -268,6 +269,32 @@ async def test_runtime_failures_outside_nodes_are_recorded_not_raised():
     rt = MemoryRuntime(fail={"detect_intent", "answer_with_ai"})
     result = await run_turn([example("create-order-webhook")], make_turn("buy"), rt)
     assert {t.type for t in result.trace if t.error} == {"intent.detect", "ai.answer"}
+    assert rt.sent == []
+
+
+async def test_a_superseded_turn_stops_at_its_first_refused_effect():
+    """Superseded is no node failure: no failure port, no other chain, nothing after it."""
+    rt = MemoryRuntime(superseded={"set_conversation_status"})
+    plans = [
+        make_plan(
+            chain(
+                "a",
+                ANY,
+                {"type": "action.set_conversation_status", "config": {"status": "closed"}},
+                send("never"),
+            )
+        ),
+        make_plan(chain("b", ANY, send("nor this"))),
+    ]
+    with pytest.raises(Superseded, match="set_conversation_status refused"):
+        await run_turn(plans, make_turn("x"), rt)
+    assert rt.sent == []
+
+
+async def test_a_superseded_runtime_call_outside_nodes_is_raised():
+    rt = MemoryRuntime(superseded={"detect_intent"})
+    with pytest.raises(Superseded):
+        await run_turn([example("create-order-webhook")], make_turn("buy"), rt)
     assert rt.sent == []
 
 
