@@ -122,6 +122,7 @@ async def open_services(settings: Settings | None = None) -> AppServices:
         WhatsAppSender(settings.channels, pool=outbound_http),
         publisher,
         on_sent=statuses.replay_parked,
+        callbacks_seen=statuses.callbacks_seen,
         evidence_s=settings.channels.send_evidence_seconds,
     )
     webhook_calls = WebhookCalls(settings, db=db, redis=redis, queue=queue, client=webhook_client)
@@ -257,6 +258,7 @@ class WorkerRoot:
             svc.buffer,
             svc.ledger,
             svc.outbox,
+            ai_store=svc.ai_store,
             lock_s=settings.lock_seconds,
             quiet_s=settings.seconds,
             max_s=settings.max_seconds,

@@ -112,8 +112,9 @@ class ChannelSettings(msgspec.Struct, frozen=True):
     """`SWITCHBOARD_SEND_RETRY_BASE_SECONDS`: first backoff, doubled each retry."""
     send_evidence_seconds: float = 60.0
     """`SWITCHBOARD_SEND_EVIDENCE_SECONDS`: how long a reply whose send may have reached WhatsApp (its
-    answer was lost, or the worker stopped) waits for the delivery callback that settles it; then
-    it is marked `unknown`, never sent again. Longer than a send's timeout and retries."""
+    answer was lost, or the worker stopped) waits for the delivery callback that settles it. Then it
+    is sent once more if the number's callbacks kept arriving and none named it (WhatsApp never took
+    it), else marked `unknown`. Longer than a send's timeout and retries."""
 
 
 class WebhookSettings(msgspec.Struct, frozen=True):

@@ -11,7 +11,9 @@ is recorded as `sending` (with the attempt's time) before it is posted, and the 
 the row id as `biz_opaque_callback_data`: a re-run that finds a reply still `sending` does
 not know whether the provider took it, so it never sends it blindly again. The provider's
 status callback (which echoes that id) settles it as sent; without one within
-`SWITCHBOARD_SEND_EVIDENCE_SECONDS`, recovery marks it `unknown` with the reason (`settle`).
+`SWITCHBOARD_SEND_EVIDENCE_SECONDS`, recovery decides (`settle`): if callbacks for the
+channel kept arriving and none named it, WhatsApp never took it and it is sent once more;
+otherwise it is marked `unknown` with the reason.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import asyncpg
 import msgspec
 
 from app.services import events
+from app.services.channels import store as channel_store
 from app.services.channels.store import ChannelKind, ChannelRecord
 from app.services.channels.whatsapp import SendError, SendInDoubt, WhatsAppSender
 from app.services.coalesce import Coalescer
@@ -100,14 +103,21 @@ UPDATE messages SET status = 'failed', error = $2::jsonb, status_at = clock_time
  WHERE id = $1 AND status = ANY($3::text[])
 """
 # An attempt whose answer was lost stays `sending`; why is kept for whoever decides it.
-_NOTE_DOUBT = "UPDATE messages SET error = $2::jsonb WHERE id = $1 AND status = 'sending'"
-# Replies with no outcome past the evidence window: in doubt -> unknown; never attempted -> failed.
-# Both served by the partial index messages_unsettled (migration 2026-12-01T20:00:00).
+_NOTE_DOUBT = "UPDATE messages SET error = error || $2::jsonb WHERE id = $1 AND status = 'sending'"
+# Replies in doubt past the evidence window, to decide: send again, or unknown.
+_IN_DOUBT = """
+SELECT id, channel, extract(epoch FROM status_at)::float8 AS attempted_at, error ? 'resent' AS resent
+  FROM messages
+ WHERE direction = 'out' AND status = 'sending' AND status_at < clock_timestamp() - make_interval(secs => $1)
+ ORDER BY status_at LIMIT $2
+"""
+# Decided: the replies in doubt named in $4 -> unknown; never attempted -> failed. Both served by
+# the partial index messages_unsettled (migration 2026-12-01T20:00:00).
 _SETTLE = """
 WITH doubt AS (
   UPDATE messages SET status = 'unknown', status_at = clock_timestamp(),
          error = error || jsonb_build_object('reason', $2::text, 'attempted_at', status_at)
-   WHERE direction = 'out' AND status = 'sending' AND status_at < clock_timestamp() - make_interval(secs => $1)
+   WHERE id = ANY($4::uuid[]) AND status = 'sending'
   RETURNING id, workspace, conversation, status
 ), never AS (
   UPDATE messages SET status = 'failed', status_at = clock_timestamp(),
@@ -118,11 +128,19 @@ WITH doubt AS (
 )
 SELECT * FROM doubt UNION ALL SELECT * FROM never
 """
+# One recovery pass takes a reply for its second (and last) attempt: `resent` is set only once.
+_CLAIM_RESEND = """
+UPDATE messages m SET status_at = clock_timestamp(), error = m.error || '{"resent": true}'::jsonb
+  FROM conversations c JOIN contacts p ON p.id = c.contact
+ WHERE m.id = $1 AND m.status = 'sending' AND NOT m.error ? 'resent' AND c.id = m.conversation
+RETURNING m.workspace, m.conversation, m.channel, m.text, p.phone
+"""
+_SETTLE_BATCH = 200
 
 _SETTLED_FROM = [ReplyStatus.QUEUED.value, ReplyStatus.SENDING.value, ReplyStatus.UNKNOWN.value]
 # A mark that fails after the provider took the message turns a known send into a doubt:
 # it is tried again across a short database outage first.
-_MARK_RETRY_DELAYS_S = (0.1, 0.3, 1.0, 3.0)
+_MARK_RETRY_DELAYS_S = (0.1, 0.3, 1.0, 3.0, 5.0)
 _DB_UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
@@ -147,6 +165,8 @@ NEVER_SENT_REASON = (
 
 SentHook = Callable[[ChannelRecord, str], Awaitable[None]]
 """Called with the channel and the provider's message id once a send recorded it."""
+CallbacksSeen = Callable[[list[str]], Awaitable[list[float | None]]]
+"""When the provider's status callbacks last reached us for each channel id (epoch s), if lately."""
 
 
 class Outbox:
@@ -164,12 +184,14 @@ class Outbox:
         publisher: events.LiveEvents,
         *,
         on_sent: SentHook,
+        callbacks_seen: CallbacksSeen | None = None,
         evidence_s: float = 60.0,
     ) -> None:
         self.db = db
         self.whatsapp = whatsapp
         self.publisher = publisher
         self.on_sent = on_sent  # statuses that arrived before the provider id was stored
+        self.callbacks_seen = callbacks_seen  # without it, a reply in doubt is never sent again
         self.evidence_s = evidence_s  # how long a send in doubt waits for the provider's callback
         self._records: Coalescer[tuple, Any] = Coalescer(self._record_many, name="outbound-record")
         self._marks: Coalescer[tuple, None] = Coalescer(self._mark_sent_many, name="outbound-sent")
@@ -328,13 +350,18 @@ class Outbox:
                 await asyncio.sleep(delay_s)
 
     async def settle(self) -> int:
-        """Give every reply left without an outcome past the evidence window one, with its reason.
+        """Give every reply left without an outcome past the evidence window one; returns how many.
 
-        A send in doubt becomes `unknown` (never sent again; a callback that comes later
-        still moves it to sent); a reply never attempted becomes `failed`. Returns how many.
+        A reply in doubt whose channel's callbacks kept reaching us after its attempt began, none
+        naming it, never reached WhatsApp: it is sent again, once, with the same row id. Any
+        other reply in doubt becomes `unknown` with the reason (never sent again; a callback
+        that comes later still moves it to sent). A reply never attempted becomes `failed`.
         """
+        doubtful = await self.db.fetch(_IN_DOUBT, self.evidence_s, _SETTLE_BATCH)
+        never_arrived = await self._never_arrived(doubtful)
+        unknown = [row["id"] for row in doubtful if row["id"] not in never_arrived]
         rows = await self.db.fetch(
-            _SETTLE, self.evidence_s, unknown_reason(self.evidence_s), NEVER_SENT_REASON
+            _SETTLE, self.evidence_s, unknown_reason(self.evidence_s), NEVER_SENT_REASON, unknown
         )
         for row in rows:
             log.warning(
@@ -345,12 +372,48 @@ class Outbox:
                     "status": row["status"],
                 },
             )
-            await self.publisher.publish(
-                str(row["workspace"]),
-                events.LiveEvent(
-                    kind="status",
-                    conversation_id=str(row["conversation"]),
-                    data={"message_id": str(row["id"]), "status": row["status"]},
-                ),
+            await self._publish_status(
+                str(row["workspace"]), str(row["conversation"]), row["id"], row["status"]
             )
-        return len(rows)
+        await asyncio.gather(*(self._send_again(message_id) for message_id in never_arrived))
+        return len(rows) + len(never_arrived)
+
+    async def _never_arrived(self, doubtful: list[Any]) -> set[uuid.UUID]:
+        """The replies in doubt that WhatsApp never took: callbacks for their channel came after, none for them."""
+        candidates = [row for row in doubtful if not row["resent"]]
+        if not candidates or self.callbacks_seen is None:
+            return set()
+        channels = sorted({str(row["channel"]) for row in candidates})
+        seen = dict(zip(channels, await self.callbacks_seen(channels)))
+        # Half the window after the attempt: by then the reply's own callback would have come first.
+        margin_s = self.evidence_s / 2
+        return {
+            row["id"]
+            for row in candidates
+            if (seen.get(str(row["channel"])) or 0.0) > row["attempted_at"] + margin_s
+        }
+
+    async def _send_again(self, message_id: uuid.UUID) -> None:
+        row = await self.db.fetchrow(_CLAIM_RESEND, message_id)
+        if row is None:  # another pass took it, or its callback settled it meanwhile
+            return
+        channel = await channel_store.lookup(str(row["channel"]))
+        extra = {"message_id": str(message_id), "conversation_id": str(row["conversation"])}
+        if channel is None:
+            log.warning("reply in doubt not sent again: its channel is gone", extra=extra)
+            return  # still sending, resent: the next pass marks it unknown
+        log.warning("reply never reached WhatsApp; sending it again", extra=extra)
+        result = await self._dispatch(channel, message_id=message_id, to=row["phone"], text=row["text"])
+        await self._publish_status(channel.workspace_id, str(row["conversation"]), message_id, result.status)
+
+    async def _publish_status(
+        self, workspace_id: str, conversation_id: str, message_id: Any, status: str
+    ) -> None:
+        await self.publisher.publish(
+            workspace_id,
+            events.LiveEvent(
+                kind="status",
+                conversation_id=conversation_id,
+                data={"message_id": str(message_id), "status": str(status)},
+            ),
+        )

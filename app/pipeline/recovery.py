@@ -4,8 +4,9 @@ Comes from: each worker's recovery loop (app.pipeline.schedule), every
 `SWITCHBOARD_RECOVERY_INTERVAL_SECONDS`, and once at the worker's start.
 Goes to: the ledger (runs of dead workers give their batches back, and are fenced), the
 buffer (conversations with stored messages no turn holds are marked due again), and so back
-to step 3; and the outbox, whose replies left without an outcome (a send in doubt, a reply
-never attempted) are settled with their reason.
+to step 3; the outbox, whose replies left without an outcome (a send in doubt, a reply
+never attempted) are settled with their reason; and the AI state's published keys, written
+again from PostgreSQL when Redis lost them.
 
 PostgreSQL decides; Redis is only a hint. A stored message that no turn holds is signalled
 again once it is overdue (older than `SWITCHBOARD_BUFFER_MAX_SECONDS` +
@@ -30,6 +31,7 @@ import asyncpg
 
 from app.pipeline.buffer import Buffer
 from app.pipeline.ledger import RunLedger
+from app.services.ai_state import AIStateStore
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,7 @@ class Recovery:
         ledger: RunLedger,
         outbox: Replies,
         *,
+        ai_store: AIStateStore,
         lock_s: float,
         quiet_s: float,
         max_s: float,
@@ -71,6 +74,7 @@ class Recovery:
         self.buffer = buffer
         self.ledger = ledger
         self.outbox = outbox
+        self.ai_store = ai_store
         self.lock_s = lock_s
         self.quiet_s = quiet_s
         self.overdue_s = max_s + lock_s
@@ -79,6 +83,7 @@ class Recovery:
         """One pass; how many conversations were signalled again."""
         await self.release_abandoned_runs()
         await self.outbox.settle()
+        await self.ai_store.restore_published()
         candidates = await self.unprocessed_conversations(older_than_s=self.quiet_s + 1.0)
         hints = await self.buffer.hints([c for c, _ in candidates])
         forgotten, overdue = [], []

@@ -10,6 +10,7 @@ This is where one message's path ends.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 
 import asyncpg
@@ -17,6 +18,7 @@ import msgspec
 from redis.asyncio import Redis
 
 from app.services import events
+from app.services.cache import BoundedCache
 from app.services.channels.store import ChannelRecord
 from app.services.redis_conn import Pipeliner
 from app.services.replies import DELIVERY_ORDER
@@ -45,6 +47,16 @@ def parked_key(channel_id: str, provider_message_id: str) -> str:
     return f"sb:status:{channel_id}:{provider_message_id}"
 
 
+def callbacks_key(channel_id: str) -> str:
+    """When the provider's status callbacks last reached us for this channel (a hint, as epoch seconds)."""
+    return f"sb:callbacks:{channel_id}"
+
+
+CALLBACKS_SEEN_TTL_S = 86400
+# Each process writes a channel's key at most this often: the outbox needs "callbacks flow", not each one.
+_NOTE_EVERY_S = 1.0
+
+
 class Statuses:
     """Applies status callbacks; one per process."""
 
@@ -55,6 +67,7 @@ class Statuses:
         self.redis = redis
         self.pipeliner = pipeliner
         self.publisher = publisher
+        self._noted: BoundedCache[str, float] = BoundedCache(max_entries=10_000)
 
     async def apply(
         self,
@@ -72,6 +85,7 @@ class Statuses:
         send carried. A callback that matches no row (the send has not stored its provider id,
         and named no row) is parked in Redis and applied by `replay_parked` when the id is stored.
         """
+        await self._note_callback(channel.id)
         if status not in DELIVERY_ORDER:
             log.info("status ignored", extra={"status": status, "provider_message_id": provider_message_id})
             return False
@@ -98,6 +112,24 @@ class Statuses:
             ),
         )
         return True
+
+    async def _note_callback(self, channel_id: str) -> None:
+        """Remember that the channel's callbacks reach us: a send with none for itself then never arrived."""
+        now = time.time()
+        last = self._noted.get(channel_id)
+        if last is not None and now - last < _NOTE_EVERY_S:
+            return
+        self._noted.put(channel_id, now)
+        await self.pipeliner.execute(
+            ("SET", callbacks_key(channel_id), repr(now), "EX", CALLBACKS_SEEN_TTL_S)
+        )
+
+    async def callbacks_seen(self, channel_ids: list[str]) -> list[float | None]:
+        """When status callbacks last reached any process for each channel; None when not in the last day."""
+        if not channel_ids:
+            return []
+        [values] = await self.pipeliner.execute(("MGET", *[callbacks_key(c) for c in channel_ids]))
+        return [float(v) if v is not None else None for v in values]
 
     async def _park(
         self, channel_id: str, provider_message_id: str, status: str, timestamp: float, errors: list[dict]

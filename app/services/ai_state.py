@@ -8,6 +8,7 @@ changes nothing a customer sees: a handed-off conversation stays handed off.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
@@ -16,6 +17,9 @@ import msgspec
 from redis.asyncio import Redis
 
 from app.services.redis_conn import Pipeliner
+from app.services.values import parse_uuid
+
+log = logging.getLogger(__name__)
 
 
 def control_key(conversation_id: str) -> str:
@@ -74,7 +78,30 @@ UPDATE conversations
 RETURNING {STATE_COLUMNS}
 """
 
+# Present while Redis holds the published copy; gone after a flush, or on a Redis that only an
+# earlier version (whose keys were the only copy) wrote to.
+PUBLISHED_MARK = "sb:ai:published"
+# The states whose keys would still be in Redis: set, and changed or used within the keys' TTL.
+_RECENT = f"""
+SELECT id, {STATE_COLUMNS} FROM conversations
+ WHERE (ai_control_at IS NOT NULL OR ai_context <> '{{}}'::jsonb)
+   AND greatest(ai_control_at, last_message_at) > now() - make_interval(secs => $1)
+"""
+# Keys PostgreSQL has no state for are taken over; a state PostgreSQL has is never replaced.
+_ADOPT_CONTROL = """
+UPDATE conversations c SET ai_enabled = k.ai_enabled, custom_prompt = k.custom_prompt, ai_control_at = clock_timestamp()
+  FROM unnest($1::uuid[], $2::bool[], $3::text[]) AS k(id, ai_enabled, custom_prompt)
+ WHERE c.id = k.id AND c.ai_control_at IS NULL
+"""
+_ADOPT_CONTEXT = """
+UPDATE conversations c SET ai_context = k.context
+  FROM unnest($1::uuid[], $2::jsonb[]) AS k(id, context)
+ WHERE c.id = k.id AND c.ai_context = '{}'::jsonb
+"""
+_CHUNK = 500
+
 _encode = msgspec.json.Encoder().encode
+_control_decoder = msgspec.json.Decoder(AIControl)
 
 
 class AIStateStore:
@@ -104,8 +131,57 @@ class AIStateStore:
                 control=republish_control,
                 context=republish_context,
                 drop_history=False,
+                only_missing=True,  # a write since our read is newer: keep it
             )
         return others
+
+    async def restore_published(self) -> int:
+        """Put the published copy back when Redis lost it; how many conversations' keys were written.
+
+        A no-op while `sb:ai:published` exists (recovery calls this on every pass). Otherwise:
+        keys found for conversations PostgreSQL has no state for (written by an earlier version,
+        when the keys were the only copy) are adopted first; then the keys of every state set
+        and changed or used within their TTL are written where missing.
+        """
+        # The mark expires like every hint: once a TTL the keys are checked again anyway.
+        if not await self.redis.set(PUBLISHED_MARK, "1", nx=True, ex=self.ttl_s):
+            return 0
+        adopted = await self._adopt_keys()
+        rows = await self.db.fetch(_RECENT, self.ttl_s)
+        for start in range(0, len(rows), _CHUNK):
+            pipe = self.redis.pipeline(transaction=False)
+            for row in rows[start : start + _CHUNK]:
+                state, conversation_id = state_of(row), str(row["id"])
+                if state.control_set:
+                    pipe.set(control_key(conversation_id), _encode(state.control), ex=self.ttl_s, nx=True)
+                if state.context:
+                    pipe.set(context_key(conversation_id), _encode(state.context), ex=self.ttl_s, nx=True)
+            await pipe.execute()
+        log.info("AI state keys published again", extra={"conversations": len(rows), "adopted": adopted})
+        return len(rows)
+
+    async def _adopt_keys(self) -> int:
+        adopted = 0
+        for prefix, statement, decode in (
+            ("ai_control_", _ADOPT_CONTROL, _control_columns),
+            ("ai_context_", _ADOPT_CONTEXT, _context_columns),
+        ):
+            keys = [k async for k in self.redis.scan_iter(match=f"{prefix}*", count=1000)]
+            for start in range(0, len(keys), _CHUNK):
+                chunk = keys[start : start + _CHUNK]
+                columns: list[list[Any]] = []
+                for key, raw in zip(chunk, await self.redis.mget(chunk)):
+                    name = key.decode() if isinstance(key, bytes) else key
+                    conversation = parse_uuid(name.removeprefix(prefix))
+                    values = decode(raw) if raw is not None and conversation is not None else None
+                    if values is None:
+                        log.warning("AI state key not adopted: not ours or unreadable", extra={"key": name})
+                        continue
+                    columns.append([conversation, *values])
+                if columns:
+                    await self.db.execute(statement, *map(list, zip(*columns)))
+                    adopted += len(columns)
+        return adopted
 
     async def update(
         self,
@@ -148,14 +224,21 @@ class AIStateStore:
         return state
 
     async def _publish(
-        self, conversation_id: str, state: StoredAIState, *, control: bool, context: bool, drop_history: bool
+        self,
+        conversation_id: str,
+        state: StoredAIState,
+        *,
+        control: bool,
+        context: bool,
+        drop_history: bool,
+        only_missing: bool = False,
     ) -> None:
         pipe = self.redis.pipeline(transaction=False)
         if control:
-            pipe.set(control_key(conversation_id), _encode(state.control), ex=self.ttl_s)
+            pipe.set(control_key(conversation_id), _encode(state.control), ex=self.ttl_s, nx=only_missing)
         if context:
             if state.context:
-                pipe.set(context_key(conversation_id), _encode(state.context), ex=self.ttl_s)
+                pipe.set(context_key(conversation_id), _encode(state.context), ex=self.ttl_s, nx=only_missing)
             else:  # an empty context is no key, as a reset always left it
                 pipe.delete(context_key(conversation_id))
         if drop_history:
@@ -173,3 +256,19 @@ class AIStateStore:
 
     async def history(self, conversation_id: str) -> list[dict[str, str]]:
         return [msgspec.json.decode(e) for e in await self.redis.lrange(history_key(conversation_id), 0, -1)]
+
+
+def _control_columns(raw: bytes | str) -> list[Any] | None:
+    try:
+        control = _control_decoder.decode(raw)
+    except msgspec.DecodeError:
+        return None
+    return [control.ai_enabled, control.custom_prompt]
+
+
+def _context_columns(raw: bytes | str) -> list[Any] | None:
+    try:
+        context = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return None
+    return [context] if isinstance(context, dict) and context else None

@@ -123,3 +123,43 @@ async def test_an_agent_switching_the_ai_off_survives_a_redis_flush(tenant: Tena
     detail = (await tenant.http.get(f"/api/conversations/{conversation_id}")).json()
     assert [m["message_type"] for m in detail["messages"] if m["direction"] == "out"] == ["ai"]
     assert json.loads(await redis.get(f"ai_context_{conversation_id}")) == {"agent": "Grace"}
+
+
+async def test_after_a_flush_the_keys_come_back_without_a_new_message(tenant: Tenant, db, redis) -> None:
+    """Outside consumers read the keys: recovery puts them back even for a conversation that stays quiet."""
+    channel = await tenant.generic_channel()
+    await tenant.send_generic(channel, text="hello", sender="+1555720")
+    conversation_id = await conversation_of(tenant, db, "+1555720")
+    await replies(tenant, conversation_id, 1)
+    response = await tenant.http.put(
+        f"/api/conversations/{conversation_id}/ai", json={"ai_enabled": False, "context": {"queue": "vip"}}
+    )
+    assert response.status_code == 200, response.text
+
+    await _flush_own_redis(redis)
+    control = await wait_until(
+        lambda: redis.get(f"ai_control_{conversation_id}"), what="the control key published again"
+    )
+    assert json.loads(control) == {"ai_enabled": False, "custom_prompt": None}
+    assert json.loads(await redis.get(f"ai_context_{conversation_id}")) == {"queue": "vip"}
+
+
+async def test_state_that_only_redis_had_is_adopted_by_postgres(tenant: Tenant, db, redis) -> None:
+    """Before this version, the keys were the only copy: on its first start, PostgreSQL takes them over."""
+    channel = await tenant.generic_channel()
+    await tenant.send_generic(channel, text="hello", sender="+1555730")
+    conversation_id = await conversation_of(tenant, db, "+1555730")
+    await replies(tenant, conversation_id, 1)
+    await redis.set(f"ai_control_{conversation_id}", json.dumps({"ai_enabled": False, "custom_prompt": "Hi"}))
+    await redis.set(f"ai_context_{conversation_id}", json.dumps({"plan": "gold"}))
+    await redis.delete("sb:ai:published")  # as on a Redis that an earlier version wrote
+
+    async def adopted() -> bool:
+        detail = (await tenant.http.get(f"/api/conversations/{conversation_id}")).json()
+        return detail["ai"] == {"ai_enabled": False, "custom_prompt": "Hi", "context": {"plan": "gold"}}
+
+    await wait_until(adopted, what="the Redis-only state adopted by PostgreSQL")
+    await tenant.send_generic(channel, text="still there?", sender="+1555730")
+    await _completed_runs(db, conversation_id, 2)
+    detail = (await tenant.http.get(f"/api/conversations/{conversation_id}")).json()
+    assert [m["message_type"] for m in detail["messages"] if m["direction"] == "out"] == ["ai"]
