@@ -29,6 +29,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from app.pipeline.statuses import CallbackTimes
 from app.services import events
 from app.services.channels import store as channel_store
 from app.services.channels.store import ChannelKind, ChannelRecord
@@ -165,7 +166,7 @@ NEVER_SENT_REASON = (
 
 SentHook = Callable[[ChannelRecord, str], Awaitable[None]]
 """Called with the channel and the provider's message id once a send recorded it."""
-CallbacksSeen = Callable[[list[str]], Awaitable[list[float | None]]]
+CallbacksSeen = Callable[[list[str]], Awaitable[list[CallbackTimes]]]
 """When the provider's status callbacks last reached us for each channel id (epoch s), if lately."""
 
 
@@ -386,12 +387,18 @@ class Outbox:
         channels = sorted({str(row["channel"]) for row in candidates})
         seen = dict(zip(channels, await self.callbacks_seen(channels)))
         # Half the window after the attempt: by then the reply's own callback would have come first.
+        # A callback that failed since the attempt (the database was away) may be this reply's own,
+        # still to come again from the provider: then nothing is proven.
         margin_s = self.evidence_s / 2
-        return {
-            row["id"]
-            for row in candidates
-            if (seen.get(str(row["channel"])) or 0.0) > row["attempted_at"] + margin_s
-        }
+        proven = set()
+        for row in candidates:
+            times = seen.get(str(row["channel"]))
+            if times is None or times.applied is None or times.applied <= row["attempted_at"] + margin_s:
+                continue
+            if times.failed is not None and times.failed >= row["attempted_at"]:
+                continue
+            proven.add(row["id"])
+        return proven
 
     async def _send_again(self, message_id: uuid.UUID) -> None:
         row = await self.db.fetchrow(_CLAIM_RESEND, message_id)

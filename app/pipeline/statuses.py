@@ -52,6 +52,16 @@ def callbacks_key(channel_id: str) -> str:
     return f"sb:callbacks:{channel_id}"
 
 
+def failed_callbacks_key(channel_id: str) -> str:
+    """When a status callback for this channel last failed to be applied (the provider sends it again)."""
+    return f"sb:callbacks:failed:{channel_id}"
+
+
+class CallbackTimes(msgspec.Struct, frozen=True):
+    applied: float | None
+    failed: float | None
+
+
 CALLBACKS_SEEN_TTL_S = 86400
 # Each process writes a channel's key at most this often: the outbox needs "callbacks flow", not each one.
 _NOTE_EVERY_S = 1.0
@@ -85,23 +95,33 @@ class Statuses:
         send carried. A callback that matches no row (the send has not stored its provider id,
         and named no row) is parked in Redis and applied by `replay_parked` when the id is stored.
         """
-        await self._note_callback(channel.id)
         if status not in DELIVERY_ORDER:
+            await self._note_callback(channel.id)
             log.info("status ignored", extra={"status": status, "provider_message_id": provider_message_id})
             return False
-        row = await self.db.fetchrow(
-            _UPDATE_STATUS,
-            uuid.UUID(channel.id),
-            provider_message_id,
-            status,
-            timestamp,
-            {"errors": errors} if errors else {},
-            list(DELIVERY_ORDER),
-            parse_uuid(callback_data) if callback_data else None,
-        )
-        if row is None:
-            if not await self.db.fetchval(_EXISTS, uuid.UUID(channel.id), provider_message_id):
+        try:
+            row = await self.db.fetchrow(
+                _UPDATE_STATUS,
+                uuid.UUID(channel.id),
+                provider_message_id,
+                status,
+                timestamp,
+                {"errors": errors} if errors else {},
+                list(DELIVERY_ORDER),
+                parse_uuid(callback_data) if callback_data else None,
+            )
+            if row is None and not await self.db.fetchval(
+                _EXISTS, uuid.UUID(channel.id), provider_message_id
+            ):
                 await self._park(channel.id, provider_message_id, status, timestamp, errors)
+        except BaseException:
+            # This callback may be the one a reply in doubt waits for: until the provider delivers it
+            # again, the channel's other callbacks prove nothing about replies attempted before now.
+            await self._note_failed_callback(channel.id)
+            raise
+        # Noted once applied: "callbacks reach us" must mean they were applied, not only received.
+        await self._note_callback(channel.id)
+        if row is None:
             return False
         await self.publisher.publish(
             channel.workspace_id,
@@ -124,12 +144,24 @@ class Statuses:
             ("SET", callbacks_key(channel_id), repr(now), "EX", CALLBACKS_SEEN_TTL_S)
         )
 
-    async def callbacks_seen(self, channel_ids: list[str]) -> list[float | None]:
-        """When status callbacks last reached any process for each channel; None when not in the last day."""
+    async def _note_failed_callback(self, channel_id: str) -> None:
+        try:
+            await self.pipeliner.execute(
+                ("SET", failed_callbacks_key(channel_id), repr(time.time()), "EX", CALLBACKS_SEEN_TTL_S)
+            )
+        except Exception:  # the callback's own error is what the caller raises
+            log.exception("noting a failed status callback failed", extra={"channel_id": channel_id})
+
+    async def callbacks_seen(self, channel_ids: list[str]) -> list[CallbackTimes]:
+        """For each channel, when status callbacks were last applied and when one last failed to be
+        (epoch seconds; None when not in the last day)."""
         if not channel_ids:
             return []
-        [values] = await self.pipeliner.execute(("MGET", *[callbacks_key(c) for c in channel_ids]))
-        return [float(v) if v is not None else None for v in values]
+        [values] = await self.pipeliner.execute(
+            ("MGET", *[k for c in channel_ids for k in (callbacks_key(c), failed_callbacks_key(c))])
+        )
+        floats = [float(v) if v is not None else None for v in values]
+        return [CallbackTimes(applied=floats[i], failed=floats[i + 1]) for i in range(0, len(floats), 2)]
 
     async def _park(
         self, channel_id: str, provider_message_id: str, status: str, timestamp: float, errors: list[dict]

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 
 import pytest
 
+from app.pipeline.statuses import failed_callbacks_key
 from tests.integration.test_message_path import (
     keyword_flow,
     post_signed,
@@ -315,6 +317,36 @@ async def test_a_reply_that_never_reached_the_provider_is_sent_once_callbacks_pr
     """Recorded as sending, then the worker died before its request left: WhatsApp never saw it. Status
     callbacks for the channel keep arriving and none names it, so after the evidence window it is sent
     (once, with the same row id), instead of ending unknown."""
+    pnid, lost = await _reply_lost_before_it_left(tenant, graph_api, db)
+    sent = await wait_until(
+        lambda: db.fetchrow(
+            "SELECT status, provider_message_id FROM messages WHERE id = $1 AND status = 'sent'", lost
+        ),
+        what="the reply sent after the evidence window",
+    )
+    [request] = sent_to(graph_api, pnid)
+    body = request.json()
+    assert body["to"] == "15550005555" and body["text"]["body"] == "Lost before it left."
+    assert body["biz_opaque_callback_data"] == str(lost)
+    assert sent["provider_message_id"] == f"wamid.out.{pnid}.1"
+
+
+async def test_a_callback_that_failed_since_the_attempt_proves_nothing(
+    tenant: Tenant, graph_api: HttpPeer, db, redis
+) -> None:
+    """A status callback for the channel failed to be applied after the attempt (the database was away):
+    it may be this reply's own, which WhatsApp will deliver again, so the reply is not sent a second time
+    (chaos: two replies sent twice after PostgreSQL outages); it ends unknown, and its callback still counts."""
+    pnid, lost = await _reply_lost_before_it_left(tenant, graph_api, db, failed_callback=redis)
+    settled = await wait_until(
+        lambda: db.fetchrow("SELECT status FROM messages WHERE id = $1 AND status <> 'sending'", lost),
+        what="the reply settled after the evidence window",
+    )
+    assert settled["status"] == "unknown" and sent_to(graph_api, pnid) == []
+
+
+async def _reply_lost_before_it_left(tenant: Tenant, graph_api: HttpPeer, db, *, failed_callback=None):
+    """A reply recorded `sending` a minute ago whose request never left; callbacks of the channel flow."""
     channel = await whatsapp_channel(tenant, graph_api)
     pnid = channel["phone_number_id"]
     workspace = uuid.UUID(tenant.workspace_id)
@@ -325,6 +357,9 @@ async def test_a_reply_that_never_reached_the_provider_is_sent_once_callbacks_pr
         callback_envelope(phone_number_id=pnid, wamid="wamid.other.1", status="delivered", callback_data="x"),
     )
     assert response.status_code == 200
+    if failed_callback is not None:  # what Statuses notes when applying a callback raised (set first:
+        # the row below is already past the evidence window, so recovery may decide on it at once)
+        await failed_callback.set(failed_callbacks_key(channel["id"]), repr(time.time()), ex=600)
     contact = await db.fetchval(
         "INSERT INTO contacts (id, workspace, phone) VALUES (gen_random_uuid(), $1, '15550005555') RETURNING id",
         workspace,
@@ -346,14 +381,4 @@ async def test_a_reply_that_never_reached_the_provider_is_sent_once_callbacks_pr
         uuid.UUID(channel["id"]),
         f"lost:{uuid.uuid4().hex}",
     )
-    sent = await wait_until(
-        lambda: db.fetchrow(
-            "SELECT status, provider_message_id FROM messages WHERE id = $1 AND status = 'sent'", lost
-        ),
-        what="the reply sent after the evidence window",
-    )
-    [request] = sent_to(graph_api, pnid)
-    body = request.json()
-    assert body["to"] == "15550005555" and body["text"]["body"] == "Lost before it left."
-    assert body["biz_opaque_callback_data"] == str(lost)
-    assert sent["provider_message_id"] == f"wamid.out.{pnid}.1"
+    return pnid, lost
