@@ -442,9 +442,18 @@ async def world(stack: Stack, service_urls: tuple[str, str]) -> AsyncIterator[di
         httpx.AsyncClient(base_url=stack.base_url, timeout=30.0),
         headers={"Authorization": f"Bearer {b.token}"},
     )
+    a_session = await browser_session(a)
     before = await snapshot(a, db, ids)
-    yield {"a": a, "b": b, "ids": ids, "before": before, "callers": [b_session, b_bearer], "db": db}
-    for caller in (b_session, b_bearer):
+    yield {
+        "a": a,
+        "b": b,
+        "ids": ids,
+        "before": before,
+        "callers": [b_session, b_bearer],
+        "db": db,
+        "a_csrf": a_session.csrf,
+    }
+    for caller in (b_session, b_bearer, a_session):
         await caller.http.aclose()
     await a.aclose()
     await b.aclose()
@@ -549,3 +558,46 @@ async def test_ids_do_not_count_objects(world: dict[str, Any]) -> None:
     objects, is out."""
     for name, value in world["ids"].items():
         assert uuid.UUID(value).version in (4, 5), f"{name} id {value} is not a random or hashed UUID"
+
+
+def unsafe_routes() -> list[Any]:
+    """Every state-changing route a session reaches: the foreign and own probes that are not GET."""
+    return [
+        pytest.param(route, probe, id=route)
+        for route, probes in ROUTES.items()
+        for probe in probes[:1]
+        if probe.kind in ("foreign", "own") and probe.url and probe.method != "GET"
+    ]
+
+
+@pytest.mark.parametrize("route,probe", unsafe_routes())
+async def test_a_session_without_its_csrf_token_changes_nothing(
+    world: dict[str, Any], route: str, probe: Probe
+) -> None:
+    """A cookie alone (a form or fetch from another site) is refused with a reason, on pages and the API;
+    so is another session's token (A's, sent with B's cookie)."""
+    session = next(c for c in world["callers"] if c.name == "session")
+    for token in ("", world["a_csrf"]):
+        forged = Caller("forged", session.http, csrf=token)
+        response = await forged.send(probe, world["ids"])
+        said = (
+            f"{route} with B's cookie and CSRF token {token!r}: {response.status_code} {response.text[:200]}"
+        )
+        assert response.status_code == 403, said
+        assert "reload the page" in reason_of(response), said
+
+
+def api_routes() -> list[str]:
+    return sorted(r for r, probes in ROUTES.items() if r.split(" ", 1)[1].startswith("/api/"))
+
+
+@pytest.mark.parametrize("route", api_routes())
+async def test_the_api_answers_nobody_without_a_token_or_session(stack: Stack, route: str) -> None:
+    method, path = route.split(" ", 1)
+    url = re.sub(r"\{[^}]+\}", str(uuid.uuid4()), path)
+    async with httpx.AsyncClient(base_url=stack.base_url) as anonymous:
+        response = await anonymous.request(method, url, json={})
+    assert response.status_code == 401, (
+        f"{route} without credentials: {response.status_code} {response.text[:200]}"
+    )
+    assert "Bearer" in response.json()["error"]
