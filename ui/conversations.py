@@ -10,7 +10,7 @@ from litestar.exceptions import NotFoundException
 from litestar.response import ServerSentEvent, ServerSentEventMessage, Template
 
 from app.services import auth, conversations
-from ui.forms import form_to_config
+from ui.forms import FieldError, form_to_config
 from ui.render import fragment, page
 from ui.security import csrf_token
 
@@ -144,11 +144,15 @@ class ConversationsController(Controller):
         form = await request.form()
         values, errors = form_to_config(form.multi_items())
         prompt = (values.get("custom_prompt") or "").strip()
+        context = values.get("context") or None
+        if context is not None and not isinstance(context, dict):
+            # The Struct's constructor checks no types: a list here became the stored context (a JSON array).
+            errors.append(FieldError("context", "Context: give key and value pairs, not a list or a text."))
         update = conversations.AIStateUpdate(
             ai_enabled=bool(values.get("ai_enabled")),
             custom_prompt=prompt or None,
             clear_custom_prompt=not prompt,
-            context=values.get("context") or None,
+            context=context,
             reset_context=bool(values.get("reset_context")),
         )
         if not errors:
@@ -157,6 +161,7 @@ class ConversationsController(Controller):
         return fragment(
             request,
             "partials/ai_state.html",
+            status_code=422 if errors else 200,
             convo=convo,
             saved=not errors,
             ai_errors=[e.message for e in errors],

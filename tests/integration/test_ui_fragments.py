@@ -77,3 +77,41 @@ async def test_ui_errors_are_pages_not_json(tenant: Tenant) -> None:
         assert fragment.status_code == 404 and "<html" not in fragment.text
     finally:
         await client.aclose()
+
+
+async def test_an_ai_context_that_is_not_key_value_pairs_is_refused_and_stores_nothing(
+    tenant: Tenant,
+) -> None:
+    """A hand-made form (or a script) sending `context` as a list or text: a 422 that says why, and the
+    conversation keeps its context (it became a JSON array, and the conversation answered 500 after)."""
+    from tests.support.stack import wait_until
+
+    channel = await tenant.generic_channel()
+    assert (await tenant.send_generic(channel, text="hello")).status_code == 200
+
+    async def conversation_id() -> str | None:
+        listed = (await tenant.http.get("/api/conversations")).json()
+        return listed[0]["id"] if listed else None
+
+    cid = await wait_until(conversation_id, what="a conversation")
+    client, csrf = await logged_in(tenant)
+    try:
+        saved = await client.post(
+            f"/conversations/{cid}/ai",
+            headers={"HX-Request": "true", "X-CSRF-Token": csrf},
+            data={"ai_enabled": "true", "context{}.key": "tier", "context{}.value": "vip"},
+        )
+        assert saved.status_code == 200 and "Saved" in saved.text
+        for bad in ("[1, 2]", '"text"', "7"):
+            refused = await client.post(
+                f"/conversations/{cid}/ai",
+                headers={"HX-Request": "true", "X-CSRF-Token": csrf},
+                data={"ai_enabled": "true", "context:json": bad},
+            )
+            assert refused.status_code == 422, (bad, refused.status_code, refused.text[:300])
+            assert 'id="ai-state"' in refused.text and "key and value" in refused.text
+        detail = await tenant.http.get(f"/api/conversations/{cid}")
+        assert detail.status_code == 200, detail.text
+        assert detail.json()["ai"]["context"] == {"tier": "vip"}
+    finally:
+        await client.aclose()
