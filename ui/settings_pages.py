@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 from litestar import Controller, Request, get, post
 from litestar.exceptions import NotFoundException
 from litestar.response import Redirect, Template
@@ -210,12 +211,25 @@ class SettingsController(Controller):
             core = personalities.CoreIntent(intent)
         except ValueError as exc:
             raise NotFoundException(f"No core intent {intent!r}.") from exc
-        updated = await personalities.update_personality(
-            principal.workspace_id,
-            core,
-            personalities.PersonalityUpdate(
-                system_prompt=(form.get("system_prompt") or "").strip(),
-                fallback_text=(form.get("fallback_text") or "").strip(),
-            ),
+        update = personalities.PersonalityUpdate(
+            system_prompt=(form.get("system_prompt") or "").strip(),
+            fallback_text=(form.get("fallback_text") or "").strip(),
         )
+        missing = [
+            what
+            for what, text in (("prompt", update.system_prompt), ("fallback text", update.fallback_text))
+            if not text
+        ]
+        if missing:
+            # An empty fallback text answered customers with silence; the form says `required` too.
+            current = await personalities.get_personality(principal.workspace_id, core)
+            return fragment(
+                request,
+                "partials/personality.html",
+                status_code=422,
+                p=msgspec.structs.replace(current, **msgspec.structs.asdict(update)),
+                saved=False,
+                error=f"Write the {' and the '.join(missing)}: a personality needs both.",
+            )
+        updated = await personalities.update_personality(principal.workspace_id, core, update)
         return fragment(request, "partials/personality.html", p=updated, saved=True)

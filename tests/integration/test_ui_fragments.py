@@ -115,3 +115,28 @@ async def test_an_ai_context_that_is_not_key_value_pairs_is_refused_and_stores_n
         assert detail.json()["ai"]["context"] == {"tier": "vip"}
     finally:
         await client.aclose()
+
+
+async def test_a_personality_without_its_texts_is_refused(tenant: Tenant) -> None:
+    """The form marks both texts required; a request without them (a script, an old page) is refused with
+    the reason too: an empty fallback text made that core intent answer customers with silence."""
+    client, csrf = await logged_in(tenant)
+    try:
+        headers = {"HX-Request": "true", "X-CSRF-Token": csrf}
+        refused = await client.post(
+            "/settings/personalities/sales",
+            headers=headers,
+            data={"system_prompt": "Sell.", "fallback_text": " "},
+        )
+        assert refused.status_code == 422, refused.text[:300]
+        assert 'id="personality-sales"' in refused.text and "fallback text" in refused.text.lower()
+        page = await client.get("/settings")
+        assert "Thanks for your interest!" in page.text  # the default is still what customers get
+        saved = await client.post(
+            "/settings/personalities/sales",
+            headers=headers,
+            data={"system_prompt": "Sell.", "fallback_text": "A seller will call you."},
+        )
+        assert saved.status_code == 200 and "Saved" in saved.text
+    finally:
+        await client.aclose()
