@@ -88,6 +88,12 @@ class ConversationsController(Controller):
         await _load(request, principal, conversation_id)
         engine = request.app.template_engine
         token = csrf_token(request)
+        grant = auth.session_grant(request.scope.get("session"))
+
+        async def still_logged_in() -> bool:
+            # A stream outlives the request that checked its session: a logout (here, everywhere, or by a
+            # password change) must stop it too, not only the next request.
+            return grant is not None and await auth.principal_for_session(grant) is not None
 
         async def render(parts: tuple[str, ...]) -> list[ServerSentEventMessage]:
             convo = await _conversations(request).get_conversation(principal.workspace_id, conversation_id)
@@ -112,6 +118,12 @@ class ConversationsController(Controller):
                     yield message
                 async for event in subscription:
                     if event.conversation_id == conversation_id:
+                        if not await still_logged_in():
+                            log.info(
+                                "live view closed: its session ended",
+                                extra={"conversation_id": conversation_id},
+                            )
+                            return
                         for message in await render(_PARTS_BY_KIND.get(event.kind, tuple(_TEMPLATES))):
                             yield message
 
