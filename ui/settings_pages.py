@@ -15,6 +15,10 @@ from ui.render import fragment, page
 from ui.security import client_address, start_session
 
 
+MAX_QUOTA = 10**15
+"""Tokens a month: far above any real quota, well inside the bigint column."""
+
+
 async def _channels_context(request: Request, principal: auth.Principal) -> dict:
     checks = request.app.state.services.channel_checks
     channels = await channel_store.list_channels(principal.workspace_id)
@@ -179,6 +183,8 @@ class SettingsController(Controller):
         error = None
         try:
             quota = int(form.get("monthly_token_quota") or 0)
+            if quota > MAX_QUOTA:  # the column is a bigint: a larger number was a database error
+                raise ValueError(quota)
             api_key = "" if form.get("remove_key") else ((form.get("api_key") or "").strip() or None)
             await llm_settings.update(
                 principal.workspace_id,
@@ -193,7 +199,7 @@ class SettingsController(Controller):
             error = (
                 str(exc)
                 if isinstance(exc, llm_settings.LLMSettingsError)
-                else "The quota must be a whole number."
+                else f"The quota must be a whole number, at most {MAX_QUOTA:,}."
             )
         return fragment(
             request,

@@ -62,6 +62,13 @@ async def test_llm_settings_are_saved_and_the_key_is_write_only(tenant: Tenant, 
             data={"model": "m", "monthly_token_quota": "lots"},
         )
         assert bad.status_code == 422 and "whole number" in bad.text
+        huge = await client.post(
+            "/settings/llm",
+            headers={"HX-Request": "true", "X-CSRF-Token": csrf},
+            data={"model": "m", "monthly_token_quota": "99999999999999999999"},
+        )
+        # In the card, in words (it was a JSON body quoting PostgreSQL's "out of int64 range").
+        assert huge.status_code == 422 and 'id="llm-settings"' in huge.text and "whole number" in huge.text
         refused = await client.post("/settings/llm", data={"model": "x"})
         assert refused.status_code == 403
     finally:
