@@ -14,7 +14,6 @@ from app.services.channels.checks import PUBLIC_URL_HINT
 from ui.render import fragment, page
 from ui.security import client_address, start_session
 
-
 MAX_QUOTA = 10**15
 """Tokens a month: far above any real quota, well inside the bigint column."""
 
