@@ -113,9 +113,11 @@ class _TokenMatch(msgspec.Struct):
     """Soft word overlap of a message with each action's examples (step 3 of the module docstring)."""
 
     vectors: np.ndarray
-    """Unit vectors of each action's distinct example tokens, grouped by action."""
+    """Unit vectors of the distinct tokens of all the actions' examples, one per column (dim x tokens)."""
+    members: np.ndarray
+    """Each action's distinct tokens as columns of `vectors`, grouped by action."""
     starts: np.ndarray
-    """Where each action's group begins in `vectors`."""
+    """Where each action's group begins in `members`."""
     columns: np.ndarray
     """The class index of each group."""
     idf: np.ndarray
@@ -128,30 +130,31 @@ class _TokenMatch(msgspec.Struct):
         for i in fitted:
             df[rows.tokens[i]] += 1.0
         idf = np.log((len(fitted) + 1.0) / (df + 1.0)) + 1.0
-        groups = [
-            np.unique(np.concatenate([rows.tokens[i] for i in fitted[rows.labels[fitted] == c]]))
-            for c in range(n_actions)
-            if (rows.labels[fitted] == c).any()
-        ]
-        columns = np.array([c for c in range(n_actions) if (rows.labels[fitted] == c).any()], dtype=int)
-        ids = np.concatenate(groups).astype(int) if groups else np.zeros(0, dtype=int)
-        sizes = np.array([len(g) for g in groups], dtype=int)
-        keep = sizes > 0
-        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int) if groups else sizes
+        labels = rows.labels[fitted]
+        columns = np.array(
+            [c for c in range(n_actions) if any(len(rows.tokens[i]) for i in fitted[labels == c])], dtype=int
+        )
+        groups = [np.unique(np.concatenate([rows.tokens[i] for i in fitted[labels == c]])) for c in columns]
+        if not groups:
+            empty = np.zeros(0, dtype=int)
+            return cls(np.zeros((rows.table.shape[1], 0), np.float32), empty, empty, empty, idf)
+        distinct, members = np.unique(np.concatenate(groups), return_inverse=True)
         return cls(
-            vectors=_unit_rows(rows.table[ids]),
-            starts=starts[keep],
-            columns=columns[keep],
+            vectors=np.ascontiguousarray(_unit_rows(rows.table[distinct]).T),
+            members=members.astype(np.int64),
+            starts=np.concatenate([[0], np.cumsum([len(g) for g in groups])[:-1]]).astype(np.int64),
+            columns=columns,
             idf=idf.astype(np.float32),
         )
 
     def scores(self, tokens: np.ndarray, table: np.ndarray, n_classes: int) -> np.ndarray:
         """One score in [0, 1] per class for a message's distinct token ids (0 for the none class and for
-        actions this fit has no example of)."""
+        actions this fit has no example of). Cosines are computed once per distinct example token."""
         out = np.zeros(n_classes, dtype=np.float32)
         if not len(tokens) or not len(self.columns):
             return out
-        best = np.maximum.reduceat(_unit_rows(table[tokens]) @ self.vectors.T, self.starts, axis=1)
+        cosines = (_unit_rows(table[tokens]) @ self.vectors)[:, self.members]
+        best = np.maximum.reduceat(cosines, self.starts, axis=1)
         weights = self.idf[tokens]
         out[self.columns] = np.clip(weights @ best / weights.sum(), 0.0, 1.0)
         return out
