@@ -247,8 +247,9 @@ def _matched(model: _Model, tokens: Sequence[np.ndarray], table: np.ndarray) -> 
     return np.array([model.matcher.scores(t, table, n_classes) for t in tokens], dtype=np.float32)
 
 
-def _distinct_tokens(emb: StaticEmbedder, text: str) -> np.ndarray:
-    return np.unique(np.array(emb.token_ids(text), dtype=int))
+def _distinct(ids: list[int]) -> np.ndarray:
+    """A text's distinct token ids, sorted."""
+    return np.unique(np.array(ids, dtype=np.int64))
 
 
 def _best_cut(
@@ -465,13 +466,16 @@ class HybridClassifier:
             labels.append(none)
             weights.append(1.0)
             negative_of.append(label)
+        token_ids = [emb.token_ids(t) for t in texts]
         rows = _Rows(
             texts=texts,
             labels=np.array(labels, dtype=int),
             weights=np.array(weights, dtype=np.float64),
-            vectors=emb.embed_many(texts),
+            vectors=np.array([emb.embed_ids(ids) for ids in token_ids], dtype=np.float32).reshape(
+                -1, emb.dim
+            ),
             negative_of=np.array(negative_of, dtype=int),
-            tokens=[_distinct_tokens(emb, t) for t in texts],
+            tokens=[_distinct(ids) for ids in token_ids],
             table=emb.table,
         )
         model = _fit(keys, rows, np.ones(len(texts), dtype=bool), config)
@@ -510,15 +514,16 @@ class HybridClassifier:
 
     def probabilities(self, text: str) -> np.ndarray:
         """One probability per action, then "none of these" (they sum to 1)."""
-        return self._scored(text, self._model.sparse.vectorize(text), self._emb.embed(text))[0]
+        ids = self._emb.token_ids(text)
+        return self._scored(text, self._model.sparse.vectorize(text), ids, self._emb.embed_ids(ids))[0]
 
     def _scored(
-        self, text: str, query: dict[str, float], vector: np.ndarray
+        self, text: str, query: dict[str, float], ids: list[int], vector: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The probabilities (actions, then none) and the sparse scores of one message."""
+        """The probabilities (actions, then none) and the sparse scores of one message (tokenized once)."""
         model = self._model
         sparse = _sparse_scores(model, [text], queries=[query])
-        matched = _matched(model, [_distinct_tokens(self._emb, text)], self._emb.table)
+        matched = _matched(model, [_distinct(ids)], self._emb.table)
         logits = softmax.logits(vector[None, :], model.theta)
         probs = softmax.softmax(logits + model.sparse_weight * sparse + model.token_match_weight * matched)
         return probs[0], sparse
@@ -528,8 +533,9 @@ class HybridClassifier:
         if not keys:
             return Classification(best=None, top=[], out_of_scope=True)
         query = self._model.sparse.vectorize(text)
-        vector = self._emb.embed(text)
-        probs, sparse = self._scored(text, query, vector)
+        ids = self._emb.token_ids(text)
+        vector = self._emb.embed_ids(ids)
+        probs, sparse = self._scored(text, query, ids, vector)
         actions = probs[: len(keys)].copy()
         if self._vetoes:
             point = (vector, query)
