@@ -221,7 +221,9 @@ def test_the_soft_word_overlap_scores_an_actions_own_words_highest() -> None:
     matched = _matched(model._model, [_distinct(emb.token_ids("track my parcel"))], emb.table)[0]
     assert matched[0] == pytest.approx(1.0)  # every token is among "track"'s examples
     assert 0.0 < matched[1] < 0.9
-    assert matched[2] == 0.0  # "none of these" has no word list
+    assert 0.0 < matched[2] < 0.9  # "none of these" has the everyday sentences' words
+    everyday = _matched(model._model, [_distinct(emb.token_ids("what a lovely day today"))], emb.table)[0]
+    assert everyday[2] > max(everyday[0], everyday[1])
     off = HybridClassifier.train(
         [spec("track", ["where is my parcel"]), spec("refund", ["refund please"])],
         config=HybridConfig(token_match_weight=0.0),
