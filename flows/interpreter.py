@@ -971,6 +971,7 @@ async def continue_from(
     *,
     vars: dict[str, Any],
     response: Any = None,
+    outcome: WebhookOutcome | None = None,
     strict: bool = False,
     plans: Sequence[CompiledFlow] = (),
     max_steps: int = 200,
@@ -981,7 +982,8 @@ async def continue_from(
 
     When `node_id`'s type can resume (a call_webhook node, `port` "success"/"failure"), that node's
     success/failure message is sent first (rendered with `response`), exactly as if the call had
-    finished inline. Tag events raised here reach `plans` (other flows), if given. The same CPU
+    finished inline; `outcome` (how the background call ended) gives that node's error its reason.
+    Tag events raised here reach `plans` (other flows), if given. The same CPU
     budget as a turn applies.
     """
     with turn_clock(cpu_budget_s):
@@ -993,6 +995,7 @@ async def continue_from(
             runtime,
             vars=vars,
             response=response,
+            outcome=outcome,
             strict=strict,
             plans=plans,
             max_steps=max_steps,
@@ -1009,6 +1012,7 @@ async def _continue_from(
     *,
     vars: dict[str, Any],
     response: Any,
+    outcome: WebhookOutcome | None,
     strict: bool,
     plans: Sequence[CompiledFlow],
     max_steps: int,
@@ -1052,7 +1056,7 @@ async def _continue_from(
         )
         started = time.perf_counter_ns()
         try:
-            out = await spec.resume(ctx, node.config, port, response)
+            out = await spec.resume(ctx, node.config, port, response, outcome)
             st.sent += out.sent
             st.trace.append(
                 NodeTrace(

@@ -82,7 +82,8 @@ class SettingsController(Controller):
 
     @post("/channels/{channel_id:str}/delete", name="channel_delete")
     async def delete_channel(self, request: Request, principal: auth.Principal, channel_id: str) -> Template:
-        await channel_store.delete_channel(principal.workspace_id, channel_id)
+        if not await channel_store.delete_channel(principal.workspace_id, channel_id):
+            raise NotFoundException("This channel does not exist in your workspace (deleted already?).")
         return fragment(
             request,
             "partials/channels.html",

@@ -72,7 +72,8 @@ class FlowController(Controller):
         return await flows_store.list_flows(principal.workspace_id)
 
     @post("/validate", status_code=200, summary="Check a document without saving it")
-    async def validate(self, request: Request) -> ValidationReport:
+    async def validate(self, principal: Principal, request: Request) -> ValidationReport:
+        """Like every API route, for a caller with a token or a session (the editor sends its CSRF token)."""
         _, errors = validate_document(await request.body())
         return ValidationReport(valid=not errors, errors=msgspec.to_builtins(errors))
 

@@ -333,6 +333,7 @@ class TurnRunner:
             effects,
             vars=row["vars"] or {},
             response=outcome.response,
+            outcome=outcome,
             plans=await self.plans.active_plans(workspace_id),
         )
         await self.ledger.record_continuation(

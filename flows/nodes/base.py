@@ -79,7 +79,8 @@ CheckFn = Callable[[Any], list[ConfigIssue]]
 SummaryFn = Callable[[dict[str, Any]], str]
 # Finishes a node whose work went on in the background (a webhook retried later): the port it
 # took and the response it got.
-ResumeFn = Callable[[NodeContext, Any, str, Any], Awaitable[NodeOutcome]]
+# (ctx, config, port, response, how the background call ended: its status code and error, when known)
+ResumeFn = Callable[[NodeContext, Any, str, Any, WebhookOutcome | None], Awaitable[NodeOutcome]]
 
 
 def no_summary(config: dict[str, Any]) -> str:

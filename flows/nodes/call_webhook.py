@@ -76,7 +76,7 @@ async def finish(ctx: NodeContext, config: CallWebhookConfig, outcome: WebhookOu
     ok = outcome.status == WebhookStatus.SUCCESS
     template = config.success_message if ok else config.failure_message
     sent = 0
-    error = None if ok else (outcome.error or f"the webhook answered {outcome.status_code}")
+    error = None if ok else (outcome.error or _answered(outcome.status_code))
     if template:
         try:
             text = ctx.render_text(template)
@@ -93,9 +93,23 @@ async def finish(ctx: NodeContext, config: CallWebhookConfig, outcome: WebhookOu
     )
 
 
-async def resume(ctx: NodeContext, config: CallWebhookConfig, port: str, response: Any) -> NodeOutcome:
-    """A call whose retries went on in the background ended on `port` (success or failure)."""
-    return await finish(ctx, config, WebhookOutcome(status=WebhookStatus(port), response=response))
+def _answered(status_code: int | None) -> str:
+    return f"the webhook answered {status_code}" if status_code is not None else "the webhook call failed"
+
+
+async def resume(
+    ctx: NodeContext, config: CallWebhookConfig, port: str, response: Any, ended: WebhookOutcome | None
+) -> NodeOutcome:
+    """A call whose retries went on in the background ended on `port` (success or failure), as `ended` says."""
+    outcome = WebhookOutcome(
+        status=WebhookStatus(port),
+        response=response,
+        status_code=ended.status_code if ended else None,
+        error=ended.error if ended else None,
+        duration_ms=ended.duration_ms if ended else 0.0,
+        attempts=ended.attempts if ended else 0,
+    )
+    return await finish(ctx, config, outcome)
 
 
 def check(config: CallWebhookConfig) -> list[ConfigIssue]:

@@ -13,15 +13,40 @@
     if (token) e.detail.headers[meta("csrf-header") || "X-CSRF-Token"] = token;
   });
 
-  // Server errors still reach the user instead of a silently unchanged page.
+  function showFlash(text) {
+    var box = document.getElementById("flash");
+    if (!box) return;
+    box.textContent = text;
+    box.hidden = !text;
+  }
+
+  // The reason in a refused htmx request's body: the UI's plain-text line, or the API's {"error": ...}.
+  function reasonOf(xhr) {
+    var body = (xhr.responseText || "").trim();
+    var type = xhr.getResponseHeader("Content-Type") || "";
+    if (type.indexOf("application/json") === 0) {
+      try { var j = JSON.parse(body); return (j && (j.error || j.detail)) || ""; } catch (err) { return ""; }
+    }
+    if (type.indexOf("text/plain") === 0) return body.slice(0, 500);
+    return "";
+  }
+
+  // Server errors still reach the user, with the server's reason, instead of a silently unchanged page.
   document.addEventListener("htmx:responseError", function (e) {
     var xhr = e.detail.xhr;
-    var box = document.getElementById("flash");
-    if (!box || !xhr) return;
-    var text = "Request failed (" + xhr.status + ").";
-    try { var j = JSON.parse(xhr.responseText); if (j && j.detail) text = j.detail; } catch (err) { /* HTML body: keep the status line */ }
-    box.textContent = text;
-    box.hidden = false;
+    if (!xhr) return;
+    showFlash(reasonOf(xhr) || "Request failed (" + xhr.status + "): reload the page and try again.");
+  });
+
+  // No answer at all (network down, server stopped): say so, the click is not silently lost.
+  document.addEventListener("htmx:sendError", function () {
+    showFlash("The server did not answer: check your connection, then try again.");
+  });
+
+  // A new click or form clears the last notice (polling and custom events leave it).
+  document.addEventListener("htmx:beforeRequest", function (e) {
+    var cause = e.detail.requestConfig && e.detail.requestConfig.triggeringEvent;
+    if (cause && cause.isTrusted) showFlash("");
   });
 
   // Server-side notices for htmx requests arrive as HX-Trigger {"sb:flash": "message"}.

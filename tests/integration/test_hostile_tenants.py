@@ -14,9 +14,10 @@ import uuid
 
 import pytest
 
-from tests.integration.test_message_path import post_signed, sent_to, text_envelope, whatsapp_channel
+from tests.integration.test_message_path import post_signed, sent_to, whatsapp_channel
 from tests.support.http_peer import HttpPeer
 from tests.support.stack import Tenant, create_tenant, wait_until
+from tests.support.whatsapp import text_envelope
 
 pytestmark = pytest.mark.slow
 

@@ -13,6 +13,7 @@ import pytest
 from app.services.channels.signatures import sign_sha256
 from tests.support.http_peer import HttpPeer, PeerRequest, PeerResponse
 from tests.support.stack import Stack, Tenant, wait_until
+from tests.support.whatsapp import status_envelope, text_envelope
 
 pytestmark = pytest.mark.slow
 
@@ -36,75 +37,6 @@ def keyword_flow(
         nodes.append({"id": "off", "type": "action.control_ai_response", "config": {"action": "disable"}})
         edges.append({"from": "send", "to": "off"})
     return {"schema": "switchboard.flow/v1", "name": name, "status": "active", "nodes": nodes, "edges": edges}
-
-
-def text_envelope(
-    *, phone_number_id: str, sender: str, text: str, wamid: str | None = None, name: str = "Sheena Nelson"
-) -> dict:
-    return {
-        "object": "whatsapp_business_account",
-        "entry": [
-            {
-                "id": "WABA",
-                "changes": [
-                    {
-                        "field": "messages",
-                        "value": {
-                            "messaging_product": "whatsapp",
-                            "metadata": {
-                                "display_phone_number": "15550000000",
-                                "phone_number_id": phone_number_id,
-                            },
-                            "contacts": [{"profile": {"name": name}, "wa_id": sender}],
-                            "messages": [
-                                {
-                                    "from": sender,
-                                    "id": wamid or f"wamid.{uuid.uuid4().hex}",
-                                    "timestamp": str(int(time.time())),
-                                    "type": "text",
-                                    "text": {"body": text},
-                                }
-                            ],
-                        },
-                    }
-                ],
-            }
-        ],
-    }
-
-
-def status_envelope(*, phone_number_id: str, wamid: str, status: str, recipient: str) -> dict:
-    entry = {"id": wamid, "status": status, "timestamp": str(int(time.time())), "recipient_id": recipient}
-    if status == "failed":
-        entry["errors"] = [
-            {
-                "code": 131049,
-                "title": "Not delivered",
-                "message": "Not delivered",
-                "error_data": {"details": "ecosystem engagement"},
-            }
-        ]
-    return {
-        "object": "whatsapp_business_account",
-        "entry": [
-            {
-                "id": "WABA",
-                "changes": [
-                    {
-                        "field": "messages",
-                        "value": {
-                            "messaging_product": "whatsapp",
-                            "metadata": {
-                                "display_phone_number": "15550000000",
-                                "phone_number_id": phone_number_id,
-                            },
-                            "statuses": [entry],
-                        },
-                    }
-                ],
-            }
-        ],
-    }
 
 
 async def post_signed(

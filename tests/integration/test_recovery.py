@@ -18,11 +18,11 @@ from tests.integration.test_message_path import (
     keyword_flow,
     post_signed,
     sent_to,
-    text_envelope,
     whatsapp_channel,
 )
 from tests.support.http_peer import HttpPeer, PeerRequest, PeerResponse
 from tests.support.stack import OWNER_KEY, Process, Stack, Tenant, wait_until
+from tests.support.whatsapp import text_envelope
 
 pytestmark = pytest.mark.slow
 

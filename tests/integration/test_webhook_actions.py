@@ -270,6 +270,17 @@ async def test_timeouts_are_retried_then_fail(tenant: Tenant, http_peer: HttpPee
     stats = page["stats"]
     assert (stats["executions"], stats["successes"], stats["failures"]) == (1, 0, 1)
 
+    # The run that continued the flow after the last retry says why it failed (it said "answered None").
+    # Its replies are sent before its run is recorded as finished: wait for the record.
+    async def retry_runs() -> list[dict[str, Any]]:
+        runs = (await tenant.http.get("/api/runs", params={"conversation_id": conversation_id})).json()
+        return [r for r in runs if r["kind"] == "webhook_retry" and r["status"] != "running"]
+
+    [retry_run] = await wait_until(retry_runs, what="the finished webhook_retry run")
+    trace = (await tenant.http.get(f"/api/runs/{retry_run['id']}")).json()["trace"]
+    [hook] = [t for t in trace if t["node_id"] == "hook"]
+    assert "timed out" in hook["error"], hook
+
 
 async def test_404_fails_at_once_and_replay_sends_again(tenant: Tenant, http_peer: HttpPeer, db) -> None:
     http_peer.reply("POST", "/missing", PeerResponse.json({"error": "no such shop"}, status=404))

@@ -38,6 +38,7 @@ from app.services.channels.signatures import sign_sha256
 from tests.support import stack as stack_mod
 from tests.support.http_peer import HttpPeer, PeerRequest, PeerResponse
 from tests.support.raw_http import RawClient, post_request
+from tests.support.whatsapp import envelope, text_message
 
 APP_SECRET = "chaos-app-secret"
 TOKEN = re.compile(r"\btk\d+x\d+\b")
@@ -242,7 +243,7 @@ class FakeGraph:
         }
         if biz is not None:
             status["biz_opaque_callback_data"] = biz
-        body = json.dumps(_envelope(phone_number_id, {"statuses": [status]})).encode()
+        body = json.dumps(envelope(phone_number_id, {"statuses": [status]})).encode()
         parts = urlsplit(url)
         assert parts.port is not None
         return post_request(
@@ -278,30 +279,6 @@ class FakeGraph:
                 )
         finally:
             await client.close()
-
-
-def _envelope(phone_number_id: str, value: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "object": "whatsapp_business_account",
-        "entry": [
-            {
-                "id": "WABA",
-                "changes": [
-                    {
-                        "field": "messages",
-                        "value": {
-                            "messaging_product": "whatsapp",
-                            "metadata": {
-                                "display_phone_number": "15550000000",
-                                "phone_number_id": phone_number_id,
-                            },
-                            **value,
-                        },
-                    }
-                ],
-            }
-        ],
-    }
 
 
 # --- customers ----------------------------------------------------------------------------------
@@ -414,18 +391,14 @@ class Driver:
         await self._http.aclose()
 
     def _body(self, conversation: int, token: str, text: str) -> bytes:
-        message = {
-            "from": phone(conversation),
-            "id": f"wamid.in.{token}.{uuid.uuid4().hex[:6]}",
-            "timestamp": str(int(time.time())),
-            "type": "text",
-            "text": {"body": text},
-        }
+        message = text_message(
+            sender=phone(conversation), text=text, wamid=f"wamid.in.{token}.{uuid.uuid4().hex[:6]}"
+        )
         value = {
             "contacts": [{"profile": {"name": f"Customer {conversation}"}, "wa_id": phone(conversation)}],
             "messages": [message],
         }
-        return json.dumps(_envelope(self.phone_number_id, value)).encode()
+        return json.dumps(envelope(self.phone_number_id, value)).encode()
 
     @staticmethod
     def _sign(body: bytes) -> str:

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from app.services.ai.embedding import WEIGHTS, EmbeddingModelMissing, map_table, package_dir
+
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def write_safetensors(path: Path, header: dict, data: bytes) -> Path:
@@ -50,3 +56,30 @@ def test_a_malformed_table_says_what_is_wrong(tmp_path: Path, header: dict, reas
     path = write_safetensors(tmp_path / "bad.safetensors", header, bytes(8))
     with pytest.raises(EmbeddingModelMissing, match=reason):
         map_table(path)
+
+
+def test_the_model_loads_offline_and_imports_nothing_the_locks_leave_out() -> None:
+    """In a private network namespace the embedder loads from the wheel's files alone: wordllama's code
+    and what the locks leave out (huggingface_hub, requests; safetensors in the image) are never imported."""
+    unshare = shutil.which("unshare")
+    assert unshare, "util-linux's unshare is needed for this test (apt-get install util-linux)"
+    code = (
+        "import json, sys\n"
+        "from app.services.ai.embedding import embedder\n"
+        "vector = embedder().embed('where is my order?')\n"
+        "left_out = ('wordllama', 'huggingface_hub', 'requests', 'safetensors', 'hf_xet', 'fsspec')\n"
+        "print(json.dumps({'dim': len(vector), 'norm': float((vector * vector).sum()),"
+        " 'imported': [m for m in left_out if m in sys.modules]}))\n"
+    )
+    done = subprocess.run(
+        [unshare, "-n", sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["dim"] == 256 and abs(result["norm"] - 1) < 1e-5
+    assert result["imported"] == []

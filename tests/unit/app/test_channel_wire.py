@@ -29,6 +29,7 @@ from app.services.channels.whatsapp_wire import (
     parse_send_response,
     parse_webhook,
 )
+from tests.support.whatsapp import envelope
 
 BUSINESS = "500100200300"
 
@@ -48,10 +49,7 @@ def _message(**fields) -> dict:
 def _envelope(
     *messages: dict, statuses: tuple = (), contacts: list | None = None, phone_number_id: str = BUSINESS
 ) -> dict:
-    value: dict = {
-        "messaging_product": "whatsapp",
-        "metadata": {"display_phone_number": "15550009999", "phone_number_id": phone_number_id},
-    }
+    value: dict = {}
     if messages:
         value["contacts"] = (
             contacts
@@ -61,10 +59,7 @@ def _envelope(
         value["messages"] = list(messages)
     if statuses:
         value["statuses"] = list(statuses)
-    return {
-        "object": "whatsapp_business_account",
-        "entry": [{"id": "WABA1", "changes": [{"field": "messages", "value": value}]}],
-    }
+    return envelope(phone_number_id, value, display_phone_number="15550009999")
 
 
 def _parse_one(message: dict) -> InboundItem:

@@ -10,7 +10,7 @@ from memory_runtime import MemoryRuntime, chain, make_plan, make_turn
 
 from flows.graph import ExternalAction, compile_flow, external_actions, intent_candidates
 from flows.interpreter import continue_from, run_turn
-from flows.runtime import Detection, IntentScore, Superseded
+from flows.runtime import Detection, IntentScore, Superseded, WebhookOutcome, WebhookStatus
 from flows.turn import AIState, EventKind, PendingAction, PendingKind, TurnEvent
 from flows.validate import decode_document
 
@@ -558,6 +558,31 @@ async def test_continue_from_a_webhook_sends_its_message_and_runs_the_rest():
     )
     assert rt.sent == [("Order Z-9 created!", "support"), ("Thanks iPad", "support")]
     assert result.layer == "external_action" and rt.webhook_calls == []
+
+
+@pytest.mark.parametrize(
+    ("ended", "reason"),
+    [
+        (
+            WebhookOutcome(
+                status=WebhookStatus.FAILURE, error="connection failed: Name or service not known"
+            ),
+            "connection failed: Name or service not known",
+        ),
+        (WebhookOutcome(status=WebhookStatus.FAILURE, status_code=503), "the webhook answered 503"),
+        (None, "the webhook call failed"),
+    ],
+)
+async def test_a_webhook_that_failed_in_its_retries_says_why(ended, reason):
+    """The run of a retried call that ended in failure names the last attempt's error, never 'answered None'."""
+    doc = chain("c", ANY, {"type": "action.send_message", "config": {"text": "x"}})
+    doc["nodes"][1] = {"id": "a1", "type": "action.call_webhook", "config": {"url": "https://x.example"}}
+    doc["edges"] = [{"from": "t", "to": "a1"}]
+    result = await continue_from(
+        make_plan(doc), "a1", "failure", make_turn("x"), MemoryRuntime(), vars={}, outcome=ended
+    )
+    [trace] = [t for t in result.trace if t.node_id == "a1"]
+    assert trace.error == reason and trace.port == "failure"
 
 
 async def test_continue_from_after_an_intent_trigger_runs_its_chain():
