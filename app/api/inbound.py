@@ -245,7 +245,9 @@ async def answer_webhook(
     await send({"type": "http.response.body", "body": payload, "more_body": False})
 
 
-async def _read_body(scope: Scope, receive: Receive, received: list[ReceiveMessage], limit: float) -> bytes | None:
+async def _read_body(
+    scope: Scope, receive: Receive, received: list[ReceiveMessage], limit: float
+) -> bytes | None:
     """The whole body, each message kept in `received` (to replay); None when it is (or is announced) over `limit`,
     when its Content-Length is not a number, or when the client went away before the end."""
     for name, value in scope["headers"]:
