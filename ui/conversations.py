@@ -10,7 +10,7 @@ from litestar.exceptions import NotFoundException
 from litestar.response import ServerSentEvent, ServerSentEventMessage, Template
 
 from app.services import auth, conversations
-from ui.forms import form_to_config
+from ui.forms import FieldError, form_to_config
 from ui.render import fragment, page
 from ui.security import csrf_token
 
@@ -88,6 +88,12 @@ class ConversationsController(Controller):
         await _load(request, principal, conversation_id)
         engine = request.app.template_engine
         token = csrf_token(request)
+        grant = auth.session_grant(request.scope.get("session"))
+
+        async def still_logged_in() -> bool:
+            # A stream outlives the request that checked its session: a logout (here, everywhere, or by a
+            # password change) must stop it too, not only the next request.
+            return grant is not None and await auth.principal_for_session(grant) is not None
 
         async def render(parts: tuple[str, ...]) -> list[ServerSentEventMessage]:
             convo = await _conversations(request).get_conversation(principal.workspace_id, conversation_id)
@@ -112,6 +118,12 @@ class ConversationsController(Controller):
                     yield message
                 async for event in subscription:
                     if event.conversation_id == conversation_id:
+                        if not await still_logged_in():
+                            log.info(
+                                "live view closed: its session ended",
+                                extra={"conversation_id": conversation_id},
+                            )
+                            return
                         for message in await render(_PARTS_BY_KIND.get(event.kind, tuple(_TEMPLATES))):
                             yield message
 
@@ -144,11 +156,15 @@ class ConversationsController(Controller):
         form = await request.form()
         values, errors = form_to_config(form.multi_items())
         prompt = (values.get("custom_prompt") or "").strip()
+        context = values.get("context") or None
+        if context is not None and not isinstance(context, dict):
+            # The Struct's constructor checks no types: a list here became the stored context (a JSON array).
+            errors.append(FieldError("context", "Context: give key and value pairs, not a list or a text."))
         update = conversations.AIStateUpdate(
             ai_enabled=bool(values.get("ai_enabled")),
             custom_prompt=prompt or None,
             clear_custom_prompt=not prompt,
-            context=values.get("context") or None,
+            context=context,
             reset_context=bool(values.get("reset_context")),
         )
         if not errors:
@@ -157,6 +173,7 @@ class ConversationsController(Controller):
         return fragment(
             request,
             "partials/ai_state.html",
+            status_code=422 if errors else 200,
             convo=convo,
             saved=not errors,
             ai_errors=[e.message for e in errors],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 from litestar import Controller, Request, get, post
 from litestar.exceptions import NotFoundException
 from litestar.response import Redirect, Template
@@ -12,6 +13,9 @@ from app.services.channels import store as channel_store
 from app.services.channels.checks import PUBLIC_URL_HINT
 from ui.render import fragment, page
 from ui.security import client_address, start_session
+
+MAX_QUOTA = 10**15
+"""Tokens a month: far above any real quota, well inside the bigint column."""
 
 
 async def _channels_context(request: Request, principal: auth.Principal) -> dict:
@@ -178,6 +182,8 @@ class SettingsController(Controller):
         error = None
         try:
             quota = int(form.get("monthly_token_quota") or 0)
+            if quota > MAX_QUOTA:  # the column is a bigint: a larger number was a database error
+                raise ValueError(quota)
             api_key = "" if form.get("remove_key") else ((form.get("api_key") or "").strip() or None)
             await llm_settings.update(
                 principal.workspace_id,
@@ -192,7 +198,7 @@ class SettingsController(Controller):
             error = (
                 str(exc)
                 if isinstance(exc, llm_settings.LLMSettingsError)
-                else "The quota must be a whole number."
+                else f"The quota must be a whole number, at most {MAX_QUOTA:,}."
             )
         return fragment(
             request,
@@ -210,12 +216,25 @@ class SettingsController(Controller):
             core = personalities.CoreIntent(intent)
         except ValueError as exc:
             raise NotFoundException(f"No core intent {intent!r}.") from exc
-        updated = await personalities.update_personality(
-            principal.workspace_id,
-            core,
-            personalities.PersonalityUpdate(
-                system_prompt=(form.get("system_prompt") or "").strip(),
-                fallback_text=(form.get("fallback_text") or "").strip(),
-            ),
+        update = personalities.PersonalityUpdate(
+            system_prompt=(form.get("system_prompt") or "").strip(),
+            fallback_text=(form.get("fallback_text") or "").strip(),
         )
+        missing = [
+            what
+            for what, text in (("prompt", update.system_prompt), ("fallback text", update.fallback_text))
+            if not text
+        ]
+        if missing:
+            # An empty fallback text answered customers with silence; the form says `required` too.
+            current = await personalities.get_personality(principal.workspace_id, core)
+            return fragment(
+                request,
+                "partials/personality.html",
+                status_code=422,
+                p=msgspec.structs.replace(current, **msgspec.structs.asdict(update)),
+                saved=False,
+                error=f"Write the {' and the '.join(missing)}: a personality needs both.",
+            )
+        updated = await personalities.update_personality(principal.workspace_id, core, update)
         return fragment(request, "partials/personality.html", p=updated, saved=True)

@@ -224,7 +224,9 @@ class ActionExecution(Table, tablename="action_executions"):
     webhook_node_id = Varchar(length=100, default="")
     conversation = ForeignKey(Conversation, null=True, default=None, index=True)
     run_id = UUID(null=True, default=None)
-    status = Varchar(length=30, default="pending", index=True)
+    # Not indexed: every query by status is also by id or by conversation (indexed), and an index on
+    # it would make each status change write every index of the row (no HOT update).
+    status = Varchar(length=30, default="pending")
     kind = Varchar(length=30, default="")  # confirmation | missing_variables | webhook
     vars = JSONB(default={})
     missing = JSONB(default=[])

@@ -137,6 +137,23 @@
     toggle.setAttribute("aria-expanded", open ? "true" : "false");
   });
 
+  // A live update (SSE) never replaces a card the agent is editing: typing in it (or being in one of its
+  // fields) holds the card's updates until the agent's own save or reset swaps it.
+  function liveCard(el) { return el && el.closest ? el.closest("[sse-swap]") : null; }
+  document.addEventListener("input", function (e) {
+    var card = liveCard(e.target);
+    if (card) card.setAttribute("data-editing", "true");
+  });
+  document.addEventListener("htmx:sseBeforeMessage", function (e) {
+    var card = e.target, active = document.activeElement;
+    var typing = active && card.contains(active) && /^(INPUT|TEXTAREA|SELECT)$/.test(active.tagName);
+    if (card.hasAttribute("data-editing") || typing) e.preventDefault();
+  });
+  document.addEventListener("htmx:afterRequest", function (e) {
+    var card = liveCard(e.target);
+    if (card && e.detail.successful) card.removeAttribute("data-editing");
+  });
+
   // Keep a live conversation scrolled to its newest message.
   document.addEventListener("htmx:sseMessage", function () {
     var log = document.getElementById("message-log");

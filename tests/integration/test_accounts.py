@@ -339,3 +339,47 @@ async def test_token_commands_create_list_and_revoke(stack: Stack, tenant: Tenan
         await api.aclose()
     missing = cli(stack, "token", "revoke", "--email", tenant.email, token_id)
     assert missing.returncode == 2 and "has no token" in missing.stderr
+
+
+async def test_a_live_view_left_open_stops_when_its_session_ends(stack: Stack, tenant: Tenant) -> None:
+    """A conversation's live view (SSE) open in a browser someone else now holds: after "Log out
+    everywhere" it must not go on streaming the conversation's new messages."""
+    import asyncio
+
+    from tests.support.stack import wait_until
+
+    channel = await tenant.generic_channel()
+    assert (await tenant.send_generic(channel, text="first", sender="+15557770001")).status_code == 200
+
+    async def conversation_id() -> str | None:
+        listed = (await tenant.http.get("/api/conversations")).json()
+        return listed[0]["id"] if listed else None
+
+    cid = await wait_until(conversation_id, what="a conversation")
+    laptop, _ = await browser(stack, tenant)
+    phone, phone_csrf = await browser(stack, tenant)
+    secret_text = f"after logout {uuid.uuid4().hex[:8]}"
+    received = bytearray()
+    try:
+        async with laptop.stream("GET", f"/conversations/{cid}/events", timeout=30.0) as live:
+            assert live.status_code == 200
+            chunks = live.aiter_bytes()
+
+            async def read_until(marker: bytes) -> None:
+                while marker not in received:
+                    received.extend(await chunks.__anext__())
+
+            await asyncio.wait_for(read_until(b"first"), timeout=15)
+            revoked = await phone.post("/settings/sessions/revoke", data={"_csrf": phone_csrf})
+            assert revoked.status_code in (302, 303)
+            assert (await laptop.get("/api/flows")).status_code == 401  # the cookie is dead for requests
+            assert (
+                await tenant.send_generic(channel, text=secret_text, sender="+15557770001")
+            ).status_code == 200
+            # The stream ends at the next event of its conversation, without carrying it.
+            with pytest.raises(StopAsyncIteration):
+                await asyncio.wait_for(read_until(secret_text.encode()), timeout=15)
+    finally:
+        await laptop.aclose()
+        await phone.aclose()
+    assert secret_text.encode() not in received, "the live view streamed a message after its session ended"

@@ -62,6 +62,13 @@ async def test_llm_settings_are_saved_and_the_key_is_write_only(tenant: Tenant, 
             data={"model": "m", "monthly_token_quota": "lots"},
         )
         assert bad.status_code == 422 and "whole number" in bad.text
+        huge = await client.post(
+            "/settings/llm",
+            headers={"HX-Request": "true", "X-CSRF-Token": csrf},
+            data={"model": "m", "monthly_token_quota": "99999999999999999999"},
+        )
+        # In the card, in words (it was a JSON body quoting PostgreSQL's "out of int64 range").
+        assert huge.status_code == 422 and 'id="llm-settings"' in huge.text and "whole number" in huge.text
         refused = await client.post("/settings/llm", data={"model": "x"})
         assert refused.status_code == 403
     finally:
@@ -75,5 +82,68 @@ async def test_ui_errors_are_pages_not_json(tenant: Tenant) -> None:
         assert missing.status_code == 404 and 'id="error"' in missing.text and "<html" in missing.text
         fragment = await client.get(f"/conversations/{uuid.uuid4()}", headers={"HX-Request": "true"})
         assert fragment.status_code == 404 and "<html" not in fragment.text
+    finally:
+        await client.aclose()
+
+
+async def test_an_ai_context_that_is_not_key_value_pairs_is_refused_and_stores_nothing(
+    tenant: Tenant,
+) -> None:
+    """A hand-made form (or a script) sending `context` as a list or text: a 422 that says why, and the
+    conversation keeps its context (it became a JSON array, and the conversation answered 500 after)."""
+    from tests.support.stack import wait_until
+
+    channel = await tenant.generic_channel()
+    assert (await tenant.send_generic(channel, text="hello")).status_code == 200
+
+    async def conversation_id() -> str | None:
+        listed = (await tenant.http.get("/api/conversations")).json()
+        return listed[0]["id"] if listed else None
+
+    cid = await wait_until(conversation_id, what="a conversation")
+    client, csrf = await logged_in(tenant)
+    try:
+        saved = await client.post(
+            f"/conversations/{cid}/ai",
+            headers={"HX-Request": "true", "X-CSRF-Token": csrf},
+            data={"ai_enabled": "true", "context{}.key": "tier", "context{}.value": "vip"},
+        )
+        assert saved.status_code == 200 and "Saved" in saved.text
+        for bad in ("[1, 2]", '"text"', "7"):
+            refused = await client.post(
+                f"/conversations/{cid}/ai",
+                headers={"HX-Request": "true", "X-CSRF-Token": csrf},
+                data={"ai_enabled": "true", "context:json": bad},
+            )
+            assert refused.status_code == 422, (bad, refused.status_code, refused.text[:300])
+            assert 'id="ai-state"' in refused.text and "key and value" in refused.text
+        detail = await tenant.http.get(f"/api/conversations/{cid}")
+        assert detail.status_code == 200, detail.text
+        assert detail.json()["ai"]["context"] == {"tier": "vip"}
+    finally:
+        await client.aclose()
+
+
+async def test_a_personality_without_its_texts_is_refused(tenant: Tenant) -> None:
+    """The form marks both texts required; a request without them (a script, an old page) is refused with
+    the reason too: an empty fallback text made that core intent answer customers with silence."""
+    client, csrf = await logged_in(tenant)
+    try:
+        headers = {"HX-Request": "true", "X-CSRF-Token": csrf}
+        refused = await client.post(
+            "/settings/personalities/sales",
+            headers=headers,
+            data={"system_prompt": "Sell.", "fallback_text": " "},
+        )
+        assert refused.status_code == 422, refused.text[:300]
+        assert 'id="personality-sales"' in refused.text and "fallback text" in refused.text.lower()
+        page = await client.get("/settings")
+        assert "Thanks for your interest!" in page.text  # the default is still what customers get
+        saved = await client.post(
+            "/settings/personalities/sales",
+            headers=headers,
+            data={"system_prompt": "Sell.", "fallback_text": "A seller will call you."},
+        )
+        assert saved.status_code == 200 and "Saved" in saved.text
     finally:
         await client.aclose()

@@ -1,0 +1,61 @@
+"""A conversation's live view updates around what an agent is typing, never over it."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import DESKTOP, logged_in
+
+from tests.support.stack import wait_until
+
+pytestmark = pytest.mark.browser
+
+
+def pong_flow() -> dict:
+    return {
+        "schema": "switchboard.flow/v1",
+        "name": "Pong",
+        "status": "active",
+        "nodes": [
+            {
+                "id": "t",
+                "type": "when.message_received",
+                "config": {"match": {"kind": "keywords", "keywords": ["ping"]}},
+            },
+            {"id": "r", "type": "action.send_message", "config": {"text": "pong back"}},
+        ],
+        "edges": [{"from": "t", "to": "r"}],
+    }
+
+
+async def test_a_message_arriving_does_not_wipe_the_ai_prompt_being_typed(chromium, tenant):
+    await tenant.create_flow(pong_flow())
+    channel = await tenant.generic_channel()
+    assert (await tenant.send_generic(channel, text="hello", sender="+15553330001")).status_code == 200
+
+    async def conversation_id() -> str | None:
+        listed = (await tenant.http.get("/api/conversations")).json()
+        return listed[0]["id"] if listed else None
+
+    cid = await wait_until(conversation_id, what="a conversation")
+    pg = await logged_in(chromium, tenant, viewport=DESKTOP)
+    # Counts the live events each card receives (swapped or not).
+    await pg.add_init_script(
+        "window.sbLive = {}; document.addEventListener('htmx:sseBeforeMessage', function (e) {"
+        " var t = e.detail.type; window.sbLive[t] = (window.sbLive[t] || 0) + 1; });"
+    )
+    try:
+        await pg.goto(f"/conversations/{cid}")
+        # The stream's first render (every card once) has arrived.
+        await pg.wait_for_function("window.sbLive.ai >= 1 && window.sbLive.meta >= 1")
+        await pg.fill("#ai-prompt", "Be extra kind: this customer waited")
+        await pg.fill("#conversation-meta input[name=add_tag]", "waited")
+        await tenant.send_generic(channel, text="ping", sender="+15553330001")
+        # The reply arrives live (the run's event re-renders messages, meta and AI state)...
+        await pg.locator("#message-log", has_text="pong back").wait_for(timeout=20_000)
+        await pg.wait_for_function("window.sbLive.ai >= 2 && window.sbLive.meta >= 2")
+        # ...and what the agent was typing is still there.
+        assert await pg.locator("#ai-prompt").input_value() == "Be extra kind: this customer waited"
+        assert await pg.locator("#conversation-meta input[name=add_tag]").input_value() == "waited"
+        assert pg.js_errors == []
+    finally:
+        await pg.context.close()
