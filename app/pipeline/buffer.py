@@ -126,6 +126,20 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
+# KEYS: due, then buffer and lock per conversation   ARGV: conversation ids
+# -> one digit per conversation: 1 (due) + 2 (its window's keys are there) + 4 (locked)
+_HINTS = """
+local flags = {}
+for i = 1, #ARGV do
+  local f = 0
+  if redis.call('ZSCORE', KEYS[1], ARGV[i]) then f = f + 1 end
+  if redis.call('EXISTS', KEYS[2 * i]) == 1 then f = f + 2 end
+  if redis.call('EXISTS', KEYS[2 * i + 1]) == 1 then f = f + 4 end
+  flags[i] = f
+end
+return table.concat(flags)
+"""
+
 
 class Push(msgspec.Struct, frozen=True):
     """One stored message for `Buffer.push_many`; `signal=False` (an edit or a deletion) only announces it."""
@@ -162,6 +176,7 @@ class Buffer:
         self._acquire_and_take = redis.register_script(_ACQUIRE_AND_TAKE)
         self._extend = redis.register_script(_EXTEND)
         self._release = redis.register_script(_RELEASE)
+        self._hints = redis.register_script(_HINTS)
 
     async def push_many(self, pushes: list[Push]) -> list[bool]:
         """Signal stored messages and publish their live events in one command; whether each was signalled.
@@ -184,19 +199,20 @@ class Buffer:
         return [bool(p) for p in await self._push_many(keys=keys, args=args)]
 
     async def hints(self, conversation_ids: list[str]) -> list[Hint]:
-        """What Redis knows of each conversation's batch, in one round trip."""
+        """What Redis knows of each conversation's batch, in one command.
+
+        A script, not a pipeline of three commands per conversation: recovery asks about up to
+        a thousand conversations at each pass while a backlog waits, and redis-py's packing and
+        parsing of 3,000 replies cost the worker 71 ms of CPU per pass.
+        """
         if not conversation_ids:
             return []
-        pipe = self.redis.pipeline(transaction=False)
+        keys = [DUE_KEY]
         for conversation_id in conversation_ids:
-            pipe.zscore(DUE_KEY, conversation_id)
-            pipe.exists(buffer_key(conversation_id))
-            pipe.exists(lock_key(conversation_id))
-        replies = await pipe.execute()
-        return [
-            Hint(due=replies[i] is not None, window=replies[i + 1] > 0, locked=replies[i + 2] > 0)
-            for i in range(0, len(replies), 3)
-        ]
+            keys += (buffer_key(conversation_id), lock_key(conversation_id))
+        packed = await self._hints(keys=keys, args=conversation_ids)
+        flags = packed.decode() if isinstance(packed, bytes) else str(packed)
+        return [Hint(due=f in "1357", window=f in "2367", locked=f in "4567") for f in flags]
 
     async def pop_due(self, *, limit: int = 200, unless_queued: str | None = None) -> list[str]:
         """Take up to `limit` due conversations; none while the Redis list `unless_queued` is not empty."""

@@ -183,7 +183,9 @@ class WebhookCalls:
         # The group commit: `_begin` and `_end` submit one execution each; `_begin_many` and
         # `_end_many` write whatever was submitted meanwhile in one statement.
         self._begins: Coalescer[tuple[Any, ...], bool] = Coalescer(self._begin_many, name="webhook-begin")
-        self._ends: Coalescer[tuple[Any, ...], None] = Coalescer(self._end_many, name="webhook-end")
+        # One end in flight at a time: every end of one action updates its counters' row, so a
+        # second statement would only wait for the first's lock (and wake up to write a small batch).
+        self._ends: Coalescer[tuple[Any, ...], None] = Coalescer(self._end_many, name="webhook-end", lanes=1)
 
     async def aclose(self) -> None:
         await self._begins.aclose()

@@ -118,3 +118,31 @@ async def test_a_lock_redis_forgot_is_taken_again_but_never_one_another_flush_ho
         assert await redis.get(buffer_mod.lock_key(taken)) == "another-flush"
     finally:
         await redis.delete(buffer_mod.lock_key(forgotten), buffer_mod.lock_key(taken))
+
+
+async def test_hints_say_for_each_conversation_whether_it_is_due_buffered_or_locked(redis) -> None:
+    buffer = buffer_mod.Buffer(redis, quiet_s=QUIET_S, max_s=MAX_S, lock_s=5)
+    nothing, due, buffered, locked, everything = (str(uuid.uuid4()) for _ in range(5))
+    # Due far in the future: the test stack's schedulers share this Redis and must not pop them.
+    await redis.zadd(buffer_mod.DUE_KEY, {due: time.time() + 3600, everything: time.time() + 3600})
+    for conversation in (buffered, everything):
+        await redis.set(buffer_mod.buffer_key(conversation), "m", ex=60)
+    for conversation in (locked, everything):
+        await redis.set(buffer_mod.lock_key(conversation), "token", ex=60)
+    try:
+        hints = await buffer.hints([nothing, due, buffered, locked, everything, nothing])
+        assert [(h.due, h.window, h.locked) for h in hints] == [
+            (False, False, False),
+            (True, False, False),
+            (False, True, False),
+            (False, False, True),
+            (True, True, True),
+            (False, False, False),
+        ]
+        assert await buffer.hints([]) == []
+    finally:
+        await redis.zrem(buffer_mod.DUE_KEY, due, everything)
+        await redis.delete(
+            *(buffer_mod.buffer_key(c) for c in (buffered, everything)),
+            *(buffer_mod.lock_key(c) for c in (locked, everything)),
+        )
