@@ -147,11 +147,17 @@
   document.addEventListener("htmx:sseBeforeMessage", function (e) {
     var card = e.target, active = document.activeElement;
     var typing = active && card.contains(active) && /^(INPUT|TEXTAREA|SELECT)$/.test(active.tagName);
-    if (card.hasAttribute("data-editing") || typing) e.preventDefault();
+    // A save's own live echo shows what its answer already shows: skipped, so its "Saved" stays.
+    var echo = card.hasAttribute("data-echo");
+    card.removeAttribute("data-echo");
+    if (card.hasAttribute("data-editing") || typing || echo) e.preventDefault();
   });
   document.addEventListener("htmx:afterRequest", function (e) {
     var card = liveCard(e.target);
-    if (card && e.detail.successful) card.removeAttribute("data-editing");
+    if (!card || !e.detail.successful) return;
+    card.removeAttribute("data-editing");
+    // Only a change publishes an echo (a refused form, a 422, changes nothing).
+    if (e.detail.xhr && e.detail.xhr.status < 300) card.setAttribute("data-echo", "true");
   });
 
   // Keep a live conversation scrolled to its newest message.
