@@ -96,14 +96,27 @@ async def outbound(tenant: Tenant, conversation_id: str) -> list[str]:
     return [m["text"] for m in detail["messages"] if m["direction"] == "out"]
 
 
+# Deadlines, not delays: waits end as soon as the condition holds; retries are SAQ-scheduled, and a loaded
+# machine (the CI box, or a laptop building something) can push one past 15 s.
 async def wait_outbound(
-    tenant: Tenant, conversation_id: str, count: int, *, timeout_s: float = 15.0
+    tenant: Tenant, conversation_id: str, count: int, *, timeout_s: float = 45.0
 ) -> list[str]:
     async def enough() -> list[str] | None:
         texts = await outbound(tenant, conversation_id)
         return texts if len(texts) >= count else None
 
     return await wait_until(enough, timeout_s=timeout_s, what=f"{count} outbound messages")
+
+
+async def finished_runs(tenant: Tenant, conversation_id: str, kind: str) -> list[dict[str, Any]]:
+    """The conversation's runs of `kind` once at least one is recorded as finished (its replies go out
+    before its record is written: a test reading right after them may find it still running)."""
+
+    async def finished() -> list[dict[str, Any]]:
+        runs = (await tenant.http.get("/api/runs", params={"conversation_id": conversation_id})).json()
+        return [r for r in runs if r["kind"] == kind and r["status"] != "running"]
+
+    return await wait_until(finished, timeout_s=45.0, what=f"a finished {kind} run")
 
 
 async def action_logs(tenant: Tenant, flow_id: str, node_id: str = "hook", **params: Any) -> dict[str, Any]:
@@ -120,7 +133,7 @@ async def executions(db, flow_id: str) -> list[Any]:
     )
 
 
-async def ended(db, flow_id: str, count: int = 1, *, timeout_s: float = 15.0) -> list[Any]:
+async def ended(db, flow_id: str, count: int = 1, *, timeout_s: float = 45.0) -> list[Any]:
     async def done() -> list[Any] | None:
         rows = await executions(db, flow_id)
         finished = [r for r in rows if r["status"] in ("completed", "failed")]
@@ -271,12 +284,7 @@ async def test_timeouts_are_retried_then_fail(tenant: Tenant, http_peer: HttpPee
     assert (stats["executions"], stats["successes"], stats["failures"]) == (1, 0, 1)
 
     # The run that continued the flow after the last retry says why it failed (it said "answered None").
-    # Its replies are sent before its run is recorded as finished: wait for the record.
-    async def retry_runs() -> list[dict[str, Any]]:
-        runs = (await tenant.http.get("/api/runs", params={"conversation_id": conversation_id})).json()
-        return [r for r in runs if r["kind"] == "webhook_retry" and r["status"] != "running"]
-
-    [retry_run] = await wait_until(retry_runs, what="the finished webhook_retry run")
+    [retry_run] = await finished_runs(tenant, conversation_id, "webhook_retry")
     trace = (await tenant.http.get(f"/api/runs/{retry_run['id']}")).json()["trace"]
     [hook] = [t for t in trace if t["node_id"] == "hook"]
     assert "timed out" in hook["error"], hook
@@ -353,7 +361,7 @@ async def test_non_json_and_huge_bodies(
     else:
         # Read only up to the cap: not parsed as JSON, stored capped.
         assert len(entry["response_body"]) <= 16 * 1024
-        [run] = (await tenant.http.get("/api/runs", params={"conversation_id": conversation_id})).json()
+        [run] = await finished_runs(tenant, conversation_id, "turn")
         trace = (await tenant.http.get(f"/api/runs/{run['id']}")).json()["trace"]
         [hook] = [t for t in trace if t["node_id"] == "hook"]
         assert hook["port"] == "success" and "went over its budget" in hook["error"]
