@@ -230,3 +230,22 @@ def test_the_soft_word_overlap_scores_an_actions_own_words_highest() -> None:
         learn_thresholds=False,
     )
     assert not _matched(off._model, [_distinct(emb.token_ids("track my parcel"))], emb.table).any()
+
+
+def test_the_soft_word_overlap_cache_changes_no_score(monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.services.ai import hybrid
+
+    def train() -> HybridClassifier:
+        return HybridClassifier.train(
+            [spec("track", ["where is my parcel", "track my package"]), spec("refund", ["refund please"])],
+            learn_thresholds=False,
+        )
+
+    messages = ["track my parcel", "where is the refund", "my parcel, please", "refund the package"]
+    cold = [train().probabilities(m) for m in messages]  # a fresh model (empty cache) per message
+    warm = train()
+    monkeypatch.setattr(hybrid, "MAX_CACHED_TOKENS", 6)  # full after the first messages: later ones bypass it
+    for _ in range(2):
+        for message, expected in zip(messages, cold):
+            assert warm.probabilities(message) == pytest.approx(expected, abs=1e-6)
+    assert 0 < len(warm._model.matcher.best) <= 6
