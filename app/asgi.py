@@ -7,6 +7,7 @@ one place in app/ that imports ui/ (to mount its routers).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -63,13 +64,21 @@ class SwaggerPage(SwaggerRenderPlugin):
 
 
 class SwitchboardApp(Litestar):
-    """Litestar, with over-long request lines refused before its router sees (and caches) them."""
+    """Litestar, with over-long request lines refused before its router sees (and caches) them,
+    and webhook POSTs answered on the lean path (app.api.inbound.answer_webhook)."""
 
     async def __call__(self, scope, receive, send):  # Litestar's own signature
         if scope["type"] == "http":
             refusal = request_line_refusal(scope)
             if refusal is not None:
                 await refuse_request_line(*refusal, receive, send)
+                return
+            route = inbound.lean_route(scope)
+            if route is not None:
+                # The routes' own limit (`request_max_body_size`, SWITCHBOARD_MAX_BODY_BYTES).
+                size = self.request_max_body_size
+                limit = size if isinstance(size, int) and size else math.inf
+                await inbound.answer_webhook(self, route, scope, receive, send, max_body_bytes=limit)
                 return
         await super().__call__(scope, receive, send)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
+import msgspec
 from litestar import Controller, Request, get, post
 from litestar.datastructures import UploadFile
 from litestar.enums import RequestEncodingType
@@ -14,6 +15,7 @@ from litestar.response import Redirect, Response, Template
 
 from app.services import auth, flows_store
 from flows.schema import FlowStatus, encode_document
+from flows.validate import validate_document
 from ui.render import fragment, page
 
 
@@ -123,7 +125,8 @@ class FlowsController(Controller):
         if unreadable or not documents:
             result = {
                 "created": [],
-                "errors": unreadable or [_file_error("(none)", "Choose at least one .flow.json file.")],
+                "errors": unreadable + _invalid(documents, names)
+                or [_file_error("(none)", "Choose at least one .flow.json file.")],
                 "missing_secrets": [],
             }
         else:
@@ -157,6 +160,17 @@ class FlowsController(Controller):
             import_result=result,
             oob=True,
         )
+
+
+def _invalid(documents: list[Any], names: list[str]) -> list[dict[str, Any]]:
+    """The readable files' own errors, so one answer names every file to fix."""
+    found = []
+    for document, name in zip(documents, names, strict=True):
+        _, errors = validate_document(document)
+        if errors:
+            label = document.get("name") if isinstance(document, dict) else None
+            found.append({"file": name, "name": label, "errors": msgspec.to_builtins(errors)})
+    return found
 
 
 def _file_error(file: str, message: str) -> dict[str, Any]:

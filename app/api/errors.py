@@ -34,7 +34,15 @@ def flow_invalid(_: Request, exc: FlowInvalid) -> Response:
 
 
 def not_found(_: Request, exc: Exception) -> Response:
-    return _json(404, {"error": "not found in this workspace"})
+    """Says what was not found: "no flow <id> [version <n>] in this workspace", or the lookup's own words."""
+    what = str(exc.args[0]) if exc.args else ""
+    if isinstance(exc, FlowNotFound):
+        error = f"no flow {what} in this workspace" if what else "no such flow in this workspace"
+    elif isinstance(exc, KeyError) or not what:  # a KeyError's text is a key, not a sentence
+        error = "not found in this workspace"
+    else:
+        error = what
+    return _json(404, {"error": error})
 
 
 def bad_input(request: Request, exc: Exception) -> Response:

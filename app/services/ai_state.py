@@ -53,9 +53,14 @@ class StoredAIState(msgspec.Struct, frozen=True):
 
 def state_of(row: Any) -> StoredAIState:
     """The AI state from a row with the columns `ai_enabled, custom_prompt, ai_context, ai_control_at`."""
+    context = row["ai_context"]
+    if context is not None and not isinstance(context, dict):
+        # Only an object is a context; an array once stored by an unchecked form reads as none.
+        log.warning("ai_context is not a JSON object; read as empty", extra={"type": type(context).__name__})
+        context = None
     return StoredAIState(
         control=AIControl(ai_enabled=row["ai_enabled"], custom_prompt=row["custom_prompt"]),
-        context=row["ai_context"] or {},
+        context=context or {},
         control_set=row["ai_control_at"] is not None,
     )
 

@@ -771,6 +771,8 @@
 
   // Zoom and pan so every node is in view (capped at 100%): example flows open whole, not half off-screen.
   // `onlyIfHidden` (on open) leaves a flow that is already fully visible where its author put it.
+  var FIT_ZOOM_MIN = 0.1;
+
   Editor.prototype.fitView = function (onlyIfHidden) {
     var df = this.df, pc = df.precanvas, W = pc.clientWidth, H = pc.clientHeight, pad = 40;
     if (!W || !H) return;
@@ -779,7 +781,8 @@
     if (onlyIfHidden && df.zoom === 1 && df.canvas_x === 0 && df.canvas_y === 0 &&
         box.minX >= 0 && box.minY >= 0 && box.maxX <= W && box.maxY <= H) return;
     var zoom = Math.min(1, (W - 2 * pad) / Math.max(1, box.maxX - box.minX), (H - 2 * pad) / Math.max(1, box.maxY - box.minY));
-    zoom = Math.max(df.zoom_min, Math.floor(zoom * 100) / 100);
+    // A phone may need less than the wheel's minimum zoom to show a flow whole; fitting may go below it.
+    zoom = Math.max(Math.min(df.zoom_min, FIT_ZOOM_MIN), Math.floor(zoom * 100) / 100);
     // The canvas scales around its centre: translate so the graph's centre lands on the view's centre.
     var bx = (box.minX + box.maxX) / 2, by = (box.minY + box.maxY) / 2;
     this.setView(zoom, (W / 2 - bx) * zoom, (H / 2 - by) * zoom);

@@ -80,3 +80,38 @@ async def test_a_click_the_server_never_answers_says_so(page, tenant):
     await wait_until(
         lambda: page.locator("#flash").is_hidden(), what="the notice to clear after a click that worked"
     )
+
+
+async def test_a_double_click_on_send_runs_one_turn(page, tenant):
+    """A double click (or Enter pressed twice) while the turn runs sends the message once: the second
+    submit went out after the first had emptied the box, and the transcript showed an error turn."""
+    await page.goto("/tester")
+    await page.fill("#tester-message", "hello there")
+    await page.locator("#tester-send").dblclick()
+    await page.locator("#tester-transcript .turn").first.wait_for()
+    await page.wait_for_load_state("networkidle")
+    assert await page.locator("#tester-transcript .turn").count() == 1
+    assert "Type what the customer says" not in await page.locator("#tester-transcript").inner_text()
+
+
+async def test_a_double_click_on_an_agent_reply_sends_it_once(page, tenant):
+    channel = await tenant.generic_channel()
+    assert (await tenant.send_generic(channel, text="hi", sender="+15554440001")).status_code == 200
+
+    async def conversation_id() -> str | None:
+        listed = (await tenant.http.get("/api/conversations")).json()
+        return listed[0]["id"] if listed else None
+
+    cid = await wait_until(conversation_id, what="a conversation")
+    await page.goto(f"/conversations/{cid}")
+    await page.fill("#send-box textarea", "On its way")
+    await page.locator("#send-box button[type=submit]").dblclick()
+    await page.locator("#message-log", has_text="On its way").wait_for()
+    await page.wait_for_load_state("networkidle")
+    assert "Write a message first" not in await page.locator("#send-box").inner_text()
+
+    async def agent_messages() -> list[str]:
+        messages = (await tenant.http.get(f"/api/conversations/{cid}/messages")).json()
+        return [m["text"] for m in messages if m["text"] == "On its way"]
+
+    assert await agent_messages() == ["On its way"]

@@ -159,3 +159,27 @@ async def test_import_form_refusal_says_why(tenant: Tenant, code: ErrorCode) -> 
         assert 'id="import-result"' in shown and expected in shown
     finally:
         await client.aclose()
+
+
+async def test_an_import_names_every_file_to_fix_at_once(tenant: Tenant) -> None:
+    """One unreadable file and one invalid file: both are listed, not the first kind only (the invalid
+    one was reported only after the unreadable one had been fixed and the import tried again)."""
+    invalid = json.dumps(
+        {"schema": "switchboard.flow/v1", "name": "Bad", "nodes": [{"id": "a", "type": "nope"}], "edges": []}
+    ).encode()
+    client, csrf = await logged_in(tenant)
+    try:
+        refused = await client.post(
+            "/flows/import",
+            headers={"X-CSRF-Token": csrf},
+            files=[
+                ("files", ("broken.flow.json", b"not json", "application/json")),
+                ("files", ("invalid.flow.json", invalid, "application/json")),
+            ],
+        )
+        assert refused.status_code == 422
+        shown = html.unescape(refused.text)
+        assert 'data-file="broken.flow.json"' in shown and 'data-file="invalid.flow.json"' in shown
+        assert "nope" in shown
+    finally:
+        await client.aclose()

@@ -147,3 +147,31 @@ async def test_a_personality_without_its_texts_is_refused(tenant: Tenant) -> Non
         assert saved.status_code == 200 and "Saved" in saved.text
     finally:
         await client.aclose()
+
+
+async def test_a_conversation_whose_stored_context_is_not_an_object_still_opens(tenant: Tenant, db) -> None:
+    """A context stored as a JSON array (what the AI state form let through before it refused it) made
+    the conversation answer 500 in the API and on its page: it reads as an empty context instead."""
+    from tests.support.stack import wait_until
+
+    channel = await tenant.generic_channel()
+    assert (await tenant.send_generic(channel, text="hello")).status_code == 200
+
+    async def conversation_id() -> str | None:
+        listed = (await tenant.http.get("/api/conversations")).json()
+        return listed[0]["id"] if listed else None
+
+    cid = await wait_until(conversation_id, what="a conversation")
+    await db.execute(
+        """UPDATE conversations SET ai_context = '[{"tier": "vip"}, 1, 2]'::jsonb WHERE id = $1""",
+        uuid.UUID(cid),
+    )
+    detail = await tenant.http.get(f"/api/conversations/{cid}")
+    assert detail.status_code == 200, detail.text
+    assert detail.json()["ai"]["context"] == {}
+    client, _ = await logged_in(tenant)
+    try:
+        page = await client.get(f"/conversations/{cid}")
+        assert page.status_code == 200 and 'id="ai-state"' in page.text
+    finally:
+        await client.aclose()

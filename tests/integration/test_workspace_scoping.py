@@ -601,3 +601,17 @@ async def test_the_api_answers_nobody_without_a_token_or_session(stack: Stack, r
         f"{route} without credentials: {response.status_code} {response.text[:200]}"
     )
     assert "Bearer" in response.json()["error"]
+
+
+async def test_a_404_says_what_was_not_found(stack: Stack) -> None:
+    """Not only "not found": which flow, which version (a rollback to a version that does not exist)."""
+    tenant = await create_tenant(stack)
+    try:
+        flow = await tenant.create_flow(flow_doc(f"Versions {MARK}"))
+        missing = str(uuid.uuid4())
+        unknown = await tenant.http.get(f"/api/flows/{missing}")
+        assert unknown.status_code == 404 and missing in unknown.json()["error"]
+        rollback = await tenant.http.post(f"/api/flows/{flow['id']}/rollback", json={"version": 99})
+        assert rollback.status_code == 404 and "version 99" in rollback.json()["error"], rollback.text
+    finally:
+        await tenant.aclose()

@@ -205,3 +205,26 @@ def test_the_examples_choose_how_much_the_tfidf_scorer_weighs() -> None:
     assert HybridClassifier.train(SPANISH, learn_thresholds=False).sparse_weight == default
     result = chosen.classify("qe tiempo ara en malaga el domingo")
     assert result.best is not None and result.best.key == "weather"
+
+
+def test_the_soft_word_overlap_scores_an_actions_own_words_highest() -> None:
+    from app.services.ai.hybrid import _distinct_tokens, _matched
+
+    model = HybridClassifier.train(
+        [
+            spec("track", ["where is my parcel", "track my package"]),
+            spec("refund", ["I want my money back", "refund please"]),
+        ],
+        learn_thresholds=False,
+    )
+    emb = model._emb
+    matched = _matched(model._model, [_distinct_tokens(emb, "track my parcel")], emb.table)[0]
+    assert matched[0] == pytest.approx(1.0)  # every token is among "track"'s examples
+    assert 0.0 < matched[1] < 0.9
+    assert matched[2] == 0.0  # "none of these" has no word list
+    off = HybridClassifier.train(
+        [spec("track", ["where is my parcel"]), spec("refund", ["refund please"])],
+        config=HybridConfig(token_match_weight=0.0),
+        learn_thresholds=False,
+    )
+    assert not _matched(off._model, [_distinct_tokens(emb, "track my parcel")], emb.table).any()
