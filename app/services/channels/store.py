@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import uuid
 from typing import Any
@@ -65,6 +66,9 @@ class ChannelError(ValueError):
 _CACHE_TTL_S = 30.0
 # Channels that exist, by id: a webhook URL naming no channel is never cached (its id is a stranger's).
 _cache: BoundedCache[str, ChannelRecord] = BoundedCache(max_entries=10_000, ttl_s=_CACHE_TTL_S)
+# Reads in flight, by id: the turns of a flush job (or a burst of webhooks) that miss the cache
+# together (at start, and each time the entry expires) wait for one query instead of each running its own.
+_loading: dict[str, asyncio.Task[ChannelRecord | None]] = {}
 
 
 def webhook_path(kind: ChannelKind, channel_id: str) -> str:
@@ -168,6 +172,22 @@ async def lookup(channel_id: str) -> ChannelRecord | None:
     hit = _cache.get(channel_id)
     if hit is not None:
         return hit
+    loop = asyncio.get_running_loop()
+    loading = _loading.get(channel_id)
+    if loading is None or loading.get_loop() is not loop:
+        loading = loop.create_task(_load(channel_id))
+        _loading[channel_id] = loading
+        loading.add_done_callback(lambda task: _forget_loading(channel_id, task))
+    # Shielded: a caller that gives up does not cancel the read the others wait for.
+    return await asyncio.shield(loading)
+
+
+def _forget_loading(channel_id: str, task: asyncio.Task[ChannelRecord | None]) -> None:
+    if _loading.get(channel_id) is task:
+        del _loading[channel_id]
+
+
+async def _load(channel_id: str) -> ChannelRecord | None:
     cid = _uuid_or_none(channel_id)
     row = await Channel.select().where(Channel.id == cid).first() if cid else None
     if row is None:
