@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, cast
 
 import msgspec
@@ -35,6 +35,17 @@ from app.services.channels.whatsapp_wire import parse_webhook
 log = logging.getLogger(__name__)
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+# A request that carries one of these came through a proxy: its sender is not this machine, even
+# when the proxy on this machine makes the connection come from 127.0.0.1.
+FORWARDING_HEADERS = frozenset({b"x-forwarded-for", b"forwarded", b"x-real-ip"})
+
+
+def sent_from_this_machine(client_host: str | None, header_names: Iterable[bytes]) -> bool:
+    """A connection from loopback that no proxy relayed (the console channel's unsigned messages)."""
+    return client_host in LOOPBACK_HOSTS and not any(
+        name.lower() in FORWARDING_HEADERS for name in header_names
+    )
+
 
 # Handlers here set `request_class=Request`: the app-wide HTMXRequest parses htmx headers on
 # every request, which a provider's webhook never sends.
@@ -112,22 +123,28 @@ async def _whatsapp_store(svc: Any, channel: ChannelRecord, parsed: Any) -> dict
 async def generic_receive(request: Request, state: State, channel_id: str) -> Response:
     """Our own format, signed with `X-Switchboard-Signature: sha256=<hex HMAC of the body>`."""
     body = await request.body()
-    client_host = request.client.host if request.client is not None else None
+    local = sent_from_this_machine(
+        request.client.host if request.client is not None else None,
+        (name for name, _ in request.scope["headers"]),
+    )
     channel, item = await _generic_checked(
-        channel_id, body, request.headers.get("x-switchboard-signature"), client_host
+        channel_id, body, request.headers.get("x-switchboard-signature"), local
     )
     return Response(content=await _generic_store(state.services, channel, item))
 
 
 async def _generic_checked(
-    channel_id: str, body: bytes, signature: str | None, client_host: str | None
+    channel_id: str, body: bytes, signature: str | None, local: bool
 ) -> tuple[ChannelRecord, InboundItem]:
     channel = await _channel(channel_id, ChannelKind.GENERIC, ChannelKind.CONSOLE)
     # A console channel without a secret is for trying flows on this machine: loopback only.
-    local_console = (
-        channel.kind is ChannelKind.CONSOLE and not channel.secret and client_host in LOOPBACK_HOSTS
-    )
-    if not local_console and not verify_sha256(channel.secret, body, signature):
+    if channel.kind is ChannelKind.CONSOLE and not channel.secret:
+        if not local:
+            raise NotAuthorizedException(
+                "This console channel takes unsigned messages only from this machine, sent directly "
+                "(not through a proxy); use a generic channel with a secret for messages from elsewhere"
+            )
+    elif not verify_sha256(channel.secret, body, signature):
         raise NotAuthorizedException(
             "X-Switchboard-Signature is missing or does not match the body and the secret"
         )
@@ -146,14 +163,14 @@ async def _generic_store(svc: Any, channel: ChannelRecord, item: InboundItem) ->
 
 # ---------------------------------------------------------------------------- the lean path
 
-_Checked = Callable[[str, bytes, "str | None", "str | None"], Awaitable[tuple[ChannelRecord, Any]]]
+_Checked = Callable[[str, bytes, "str | None", bool], Awaitable[tuple[ChannelRecord, Any]]]
 _Store = Callable[[Any, ChannelRecord, Any], Awaitable[dict[str, Any]]]
 
 
 async def _whatsapp_checked_lean(
-    channel_id: str, body: bytes, signature: str | None, client_host: str | None
+    channel_id: str, body: bytes, signature: str | None, local: bool
 ) -> tuple[ChannelRecord, Any]:
-    del client_host  # Meta signs every delivery; no loopback exception
+    del local  # Meta signs every delivery; no loopback exception
     return await _whatsapp_checked(channel_id, body, signature)
 
 
@@ -213,17 +230,16 @@ async def answer_webhook(
     if body is None:
         await litestar()
         return
-    signature = client_host = None
+    signature = None
     for name, value in scope["headers"]:
         if name.lower() == route.signature_header:
             signature = value.decode("latin-1")
             break
     client = scope.get("client")
-    if client:
-        client_host = client[0]
+    local = sent_from_this_machine(client[0] if client else None, (name for name, _ in scope["headers"]))
     channel_id = scope["path"][len(route.prefix) :]
     try:
-        channel, parsed = await route.checked(channel_id, body, signature, client_host)
+        channel, parsed = await route.checked(channel_id, body, signature, local)
     except Exception:  # not swallowed: the route runs the same checks, raises it again and answers it
         await litestar()
         return

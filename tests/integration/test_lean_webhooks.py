@@ -14,10 +14,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import pytest
 
 from app.services.channels.signatures import sign_sha256
-from tests.integration.test_message_path import text_envelope
 from tests.support.stack import Tenant
+from tests.support.whatsapp import text_envelope
 
 APP_SECRET = "lean-app-secret"
 TOO_LARGE = b'{"message_id": "big", "from": "+1555", "text": "' + b"x" * (1024 * 1024 + 10) + b'"}'
@@ -123,6 +124,23 @@ async def test_a_local_console_channel_needs_no_signature_on_either_path(tenant:
     answers = [await tenant.http.post(u, content=generic_body()) for u in (url, url + "/")]
     assert [a.status_code for a in answers] == [200, 200]
     assert answers[0].json()["conversation_id"] == answers[1].json()["conversation_id"]
+
+
+@pytest.mark.parametrize("header", ["X-Forwarded-For", "Forwarded", "X-Real-IP"])
+async def test_an_unsigned_console_message_relayed_by_a_proxy_is_refused_on_either_path(
+    tenant: Tenant, header: str
+) -> None:
+    """A reverse proxy on the same host makes every request come from 127.0.0.1: its forwarding header
+    says the sender is elsewhere, so the loopback exception does not apply."""
+    console = await tenant.create_channel(kind="console", name="Behind a proxy")
+    url = f"/webhooks/generic/{console['id']}"
+    value = "for=203.0.113.9" if header == "Forwarded" else "203.0.113.9"
+    answers = [
+        await tenant.http.post(u, content=generic_body(), headers={header: value}) for u in (url, url + "/")
+    ]
+    assert [a.status_code for a in answers] == [401, 401]
+    assert answer(answers[0]) == answer(answers[1])
+    assert "not through a proxy" in answers[0].json()["error"], answers[0].text
 
 
 async def test_whatsapp_answers_alike(tenant: Tenant) -> None:

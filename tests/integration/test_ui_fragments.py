@@ -175,3 +175,25 @@ async def test_a_conversation_whose_stored_context_is_not_an_object_still_opens(
         assert page.status_code == 200 and 'id="ai-state"' in page.text
     finally:
         await client.aclose()
+
+
+async def test_a_status_set_by_a_flow_shows_as_it_is(tenant: Tenant) -> None:
+    """A flow may set any status ("escalated"); the conversation card showed "open" selected instead."""
+    from tests.support.stack import wait_until
+
+    channel = await tenant.generic_channel()
+    assert (await tenant.send_generic(channel, text="hello")).status_code == 200
+
+    async def conversation_id() -> str | None:
+        listed = (await tenant.http.get("/api/conversations")).json()
+        return listed[0]["id"] if listed else None
+
+    cid = await wait_until(conversation_id, what="a conversation")
+    patched = await tenant.http.patch(f"/api/conversations/{cid}", json={"status": "escalated"})
+    assert patched.status_code == 200
+    client, _ = await logged_in(tenant)
+    try:
+        page = await client.get(f"/conversations/{cid}")
+        assert page.status_code == 200 and "<option selected>escalated</option>" in page.text
+    finally:
+        await client.aclose()

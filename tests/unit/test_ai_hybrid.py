@@ -208,7 +208,7 @@ def test_the_examples_choose_how_much_the_tfidf_scorer_weighs() -> None:
 
 
 def test_the_soft_word_overlap_scores_an_actions_own_words_highest() -> None:
-    from app.services.ai.hybrid import _distinct_tokens, _matched
+    from app.services.ai.hybrid import _distinct, _matched
 
     model = HybridClassifier.train(
         [
@@ -218,13 +218,15 @@ def test_the_soft_word_overlap_scores_an_actions_own_words_highest() -> None:
         learn_thresholds=False,
     )
     emb = model._emb
-    matched = _matched(model._model, [_distinct_tokens(emb, "track my parcel")], emb.table)[0]
+    matched = _matched(model._model, [_distinct(emb.token_ids("track my parcel"))], emb.table)[0]
     assert matched[0] == pytest.approx(1.0)  # every token is among "track"'s examples
     assert 0.0 < matched[1] < 0.9
-    assert matched[2] == 0.0  # "none of these" has no word list
+    assert 0.0 < matched[2] < 0.9  # "none of these" has the everyday sentences' words
+    everyday = _matched(model._model, [_distinct(emb.token_ids("what a lovely day today"))], emb.table)[0]
+    assert everyday[2] > max(everyday[0], everyday[1])
     off = HybridClassifier.train(
         [spec("track", ["where is my parcel"]), spec("refund", ["refund please"])],
         config=HybridConfig(token_match_weight=0.0),
         learn_thresholds=False,
     )
-    assert not _matched(off._model, [_distinct_tokens(emb, "track my parcel")], emb.table).any()
+    assert not _matched(off._model, [_distinct(emb.token_ids("track my parcel"))], emb.table).any()

@@ -86,7 +86,10 @@ class StaticEmbedder:
 
     def embed(self, text: str) -> np.ndarray:
         """One unit vector (float32, `dim` long); the zero vector for a text with no tokens."""
-        ids = self.token_ids(text)
+        return self.embed_ids(self.token_ids(text))
+
+    def embed_ids(self, ids: list[int]) -> np.ndarray:
+        """embed() of a text already tokenized by token_ids()."""
         if not ids:
             return np.zeros(self.dim, dtype=np.float32)
         vec = self.table[ids].astype(np.float32).mean(axis=0)

@@ -88,8 +88,8 @@ class HybridConfig(msgspec.Struct, frozen=True):
     Chosen on validation from BANKING77's training split (`bench_intents.py --tune`, 10 shots, a quarter
     of the training intents unknown, seeds 11-13; never the test split): the largest of 0.1/0.12/0.15/0.2
     whose in-scope loss stayed within the 3-point budget. With the soft word overlap: 0.1 lost 1.7 points
-    for 26% of unknown-intent messages rejected; 0.12 2.6 for 30%; 0.15 3.2 for 35%; 0.2 4.8 for 41%
-    (without it 0.15 had lost 2.8 for 34%: the same trade, the overlap moves the probabilities up).
+    for 25% of unknown-intent messages rejected; 0.12 2.3 for 30%; 0.15 3.1 for 35%; 0.2 4.4 for 40%
+    (without the overlap 0.15 had lost 2.8 for 34%: the same trade, the overlap moves the probabilities).
     On that split no single threshold on the score rejects more than ~40% within 3 points (bench
     `ceiling_any_threshold`): the cuts sit near what the score allows."""
     prior_strength: float = 10.0
@@ -113,9 +113,11 @@ class _TokenMatch(msgspec.Struct):
     """Soft word overlap of a message with each action's examples (step 3 of the module docstring)."""
 
     vectors: np.ndarray
-    """Unit vectors of each action's distinct example tokens, grouped by action."""
+    """Unit vectors of the distinct tokens of all the actions' examples, one per column (dim x tokens)."""
+    members: np.ndarray
+    """Each action's distinct tokens as columns of `vectors`, grouped by action."""
     starts: np.ndarray
-    """Where each action's group begins in `vectors`."""
+    """Where each action's group begins in `members`."""
     columns: np.ndarray
     """The class index of each group."""
     idf: np.ndarray
@@ -123,35 +125,41 @@ class _TokenMatch(msgspec.Struct):
 
     @classmethod
     def build(cls, rows: _Rows, mask: np.ndarray, n_actions: int) -> _TokenMatch:
+        """From the rows in `mask`. The none class gets the everyday sentences' words, or an everyday word
+        shared with an action would only ever push towards actions; not its negative examples' words:
+        a negative is a near miss that shares most of its words with the action's examples by design."""
         fitted = np.flatnonzero(mask)
         df = np.zeros(rows.table.shape[0], dtype=np.float32)
         for i in fitted:
             df[rows.tokens[i]] += 1.0
         idf = np.log((len(fitted) + 1.0) / (df + 1.0)) + 1.0
-        groups = [
-            np.unique(np.concatenate([rows.tokens[i] for i in fitted[rows.labels[fitted] == c]]))
-            for c in range(n_actions)
-            if (rows.labels[fitted] == c).any()
-        ]
-        columns = np.array([c for c in range(n_actions) if (rows.labels[fitted] == c).any()], dtype=int)
-        ids = np.concatenate(groups).astype(int) if groups else np.zeros(0, dtype=int)
-        sizes = np.array([len(g) for g in groups], dtype=int)
-        keep = sizes > 0
-        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int) if groups else sizes
+        fitted = fitted[rows.negative_of[fitted] < 0]
+        labels = rows.labels[fitted]
+        columns = np.array(
+            [c for c in range(n_actions + 1) if any(len(rows.tokens[i]) for i in fitted[labels == c])],
+            dtype=int,
+        )
+        groups = [np.unique(np.concatenate([rows.tokens[i] for i in fitted[labels == c]])) for c in columns]
+        if not groups:
+            empty = np.zeros(0, dtype=int)
+            return cls(np.zeros((rows.table.shape[1], 0), np.float32), empty, empty, empty, idf)
+        distinct, members = np.unique(np.concatenate(groups), return_inverse=True)
         return cls(
-            vectors=_unit_rows(rows.table[ids]),
-            starts=starts[keep],
-            columns=columns[keep],
+            vectors=np.ascontiguousarray(_unit_rows(rows.table[distinct]).T),
+            members=members.astype(np.int64),
+            starts=np.concatenate([[0], np.cumsum([len(g) for g in groups])[:-1]]).astype(np.int64),
+            columns=columns,
             idf=idf.astype(np.float32),
         )
 
     def scores(self, tokens: np.ndarray, table: np.ndarray, n_classes: int) -> np.ndarray:
-        """One score in [0, 1] per class for a message's distinct token ids (0 for the none class and for
-        actions this fit has no example of)."""
+        """One score in [0, 1] per class for a message's distinct token ids (0 for a class this fit has no
+        row of). Cosines are computed once per distinct example token."""
         out = np.zeros(n_classes, dtype=np.float32)
         if not len(tokens) or not len(self.columns):
             return out
-        best = np.maximum.reduceat(_unit_rows(table[tokens]) @ self.vectors.T, self.starts, axis=1)
+        cosines = (_unit_rows(table[tokens]) @ self.vectors)[:, self.members]
+        best = np.maximum.reduceat(cosines, self.starts, axis=1)
         weights = self.idf[tokens]
         out[self.columns] = np.clip(weights @ best / weights.sum(), 0.0, 1.0)
         return out
@@ -244,8 +252,9 @@ def _matched(model: _Model, tokens: Sequence[np.ndarray], table: np.ndarray) -> 
     return np.array([model.matcher.scores(t, table, n_classes) for t in tokens], dtype=np.float32)
 
 
-def _distinct_tokens(emb: StaticEmbedder, text: str) -> np.ndarray:
-    return np.unique(np.array(emb.token_ids(text), dtype=int))
+def _distinct(ids: list[int]) -> np.ndarray:
+    """A text's distinct token ids, sorted."""
+    return np.unique(np.array(ids, dtype=np.int64))
 
 
 def _best_cut(
@@ -462,13 +471,16 @@ class HybridClassifier:
             labels.append(none)
             weights.append(1.0)
             negative_of.append(label)
+        token_ids = [emb.token_ids(t) for t in texts]
         rows = _Rows(
             texts=texts,
             labels=np.array(labels, dtype=int),
             weights=np.array(weights, dtype=np.float64),
-            vectors=emb.embed_many(texts),
+            vectors=np.array([emb.embed_ids(ids) for ids in token_ids], dtype=np.float32).reshape(
+                -1, emb.dim
+            ),
             negative_of=np.array(negative_of, dtype=int),
-            tokens=[_distinct_tokens(emb, t) for t in texts],
+            tokens=[_distinct(ids) for ids in token_ids],
             table=emb.table,
         )
         model = _fit(keys, rows, np.ones(len(texts), dtype=bool), config)
@@ -507,15 +519,16 @@ class HybridClassifier:
 
     def probabilities(self, text: str) -> np.ndarray:
         """One probability per action, then "none of these" (they sum to 1)."""
-        return self._scored(text, self._model.sparse.vectorize(text), self._emb.embed(text))[0]
+        ids = self._emb.token_ids(text)
+        return self._scored(text, self._model.sparse.vectorize(text), ids, self._emb.embed_ids(ids))[0]
 
     def _scored(
-        self, text: str, query: dict[str, float], vector: np.ndarray
+        self, text: str, query: dict[str, float], ids: list[int], vector: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The probabilities (actions, then none) and the sparse scores of one message."""
+        """The probabilities (actions, then none) and the sparse scores of one message (tokenized once)."""
         model = self._model
         sparse = _sparse_scores(model, [text], queries=[query])
-        matched = _matched(model, [_distinct_tokens(self._emb, text)], self._emb.table)
+        matched = _matched(model, [_distinct(ids)], self._emb.table)
         logits = softmax.logits(vector[None, :], model.theta)
         probs = softmax.softmax(logits + model.sparse_weight * sparse + model.token_match_weight * matched)
         return probs[0], sparse
@@ -525,8 +538,9 @@ class HybridClassifier:
         if not keys:
             return Classification(best=None, top=[], out_of_scope=True)
         query = self._model.sparse.vectorize(text)
-        vector = self._emb.embed(text)
-        probs, sparse = self._scored(text, query, vector)
+        ids = self._emb.token_ids(text)
+        vector = self._emb.embed_ids(ids)
+        probs, sparse = self._scored(text, query, ids, vector)
         actions = probs[: len(keys)].copy()
         if self._vetoes:
             point = (vector, query)
