@@ -204,7 +204,9 @@ class RunLedger:
         self._starts: Coalescer[tuple[uuid.UUID, uuid.UUID, str], Any] = Coalescer(
             self._start_many, name="turn-start"
         )
-        self._finishes: Coalescer[tuple, bool] = Coalescer(self._finish_many, name="turn-finish")
+        # One end in flight at a time: the turns that end meanwhile make the next group (groups of ~15
+        # instead of ~9 in the anchors scenario). Starts keep two lanes: a flush job's turns start together.
+        self._finishes: Coalescer[tuple, bool] = Coalescer(self._finish_many, name="turn-finish", lanes=1)
 
     async def start(self, conversation: uuid.UUID, run_id: uuid.UUID, job_id: str) -> Any:
         """Claim the conversation's next batch under `run_id`; its context row, None if it is gone.
