@@ -38,6 +38,7 @@ from app.services.channels.signatures import sign_sha256  # noqa: E402
 from tests.support import stack as stack_mod  # noqa: E402
 from tests.support.http_peer import HttpPeer, PeerRequest, PeerResponse  # noqa: E402
 from tests.support.raw_http import RawClient  # noqa: E402
+from tests.support.whatsapp import text_envelope  # noqa: E402
 
 APP_SECRET = "bench-app-secret"
 SETTLE_S = 1.0  # idle time before reading memory "after" the load
@@ -116,38 +117,13 @@ def build_requests(
         sender = f"1999{i % conversations:07d}"
         token = f"m{i}-{uuid.uuid4().hex[:8]}"
         body = json.dumps(
-            {
-                "object": "whatsapp_business_account",
-                "entry": [
-                    {
-                        "id": "WABA",
-                        "changes": [
-                            {
-                                "field": "messages",
-                                "value": {
-                                    "messaging_product": "whatsapp",
-                                    "metadata": {
-                                        "display_phone_number": "15550000000",
-                                        "phone_number_id": phone_number_id,
-                                    },
-                                    "contacts": [
-                                        {"profile": {"name": f"Bench {i % conversations}"}, "wa_id": sender}
-                                    ],
-                                    "messages": [
-                                        {
-                                            "from": sender,
-                                            "id": f"wamid.bench.{token}",
-                                            "timestamp": str(int(time.time())),
-                                            "type": "text",
-                                            "text": {"body": f"order {token}"},
-                                        }
-                                    ],
-                                },
-                            }
-                        ],
-                    }
-                ],
-            }
+            text_envelope(
+                phone_number_id=phone_number_id,
+                sender=sender,
+                text=f"order {token}",
+                wamid=f"wamid.bench.{token}",
+                name=f"Bench {i % conversations}",
+            )
         ).encode()
         head = (
             f"POST /webhooks/whatsapp/{channel_id} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
