@@ -98,11 +98,7 @@ async def test_a_double_click_on_an_agent_reply_sends_it_once(page, tenant):
     channel = await tenant.generic_channel()
     assert (await tenant.send_generic(channel, text="hi", sender="+15554440001")).status_code == 200
 
-    async def conversation_id() -> str | None:
-        listed = (await tenant.http.get("/api/conversations")).json()
-        return listed[0]["id"] if listed else None
-
-    cid = await wait_until(conversation_id, what="a conversation")
+    cid = await tenant.newest_conversation()
     await page.goto(f"/conversations/{cid}")
     await page.fill("#send-box textarea", "On its way")
     await page.locator("#send-box button[type=submit]").dblclick()

@@ -36,22 +36,21 @@ def pong_flow() -> dict:
     }
 
 
+# Counts the live events each card receives (swapped or not) in window.sbLive, by event type.
+COUNT_LIVE_EVENTS = (
+    "window.sbLive = {}; document.addEventListener('htmx:sseBeforeMessage', function (e) {"
+    " var t = e.detail.type; window.sbLive[t] = (window.sbLive[t] || 0) + 1; });"
+)
+
+
 async def test_a_message_arriving_does_not_wipe_the_ai_prompt_being_typed(chromium, tenant):
     await tenant.create_flow(pong_flow())
     channel = await tenant.generic_channel()
     assert (await tenant.send_generic(channel, text="hello", sender="+15553330001")).status_code == 200
 
-    async def conversation_id() -> str | None:
-        listed = (await tenant.http.get("/api/conversations")).json()
-        return listed[0]["id"] if listed else None
-
-    cid = await wait_until(conversation_id, what="a conversation")
+    cid = await tenant.newest_conversation()
     pg = await logged_in(chromium, tenant, viewport=DESKTOP)
-    # Counts the live events each card receives (swapped or not).
-    await pg.add_init_script(
-        "window.sbLive = {}; document.addEventListener('htmx:sseBeforeMessage', function (e) {"
-        " var t = e.detail.type; window.sbLive[t] = (window.sbLive[t] || 0) + 1; });"
-    )
+    await pg.add_init_script(COUNT_LIVE_EVENTS)
     try:
         await pg.goto(f"/conversations/{cid}")
         # The stream's first render (every card once) has arrived.
@@ -75,16 +74,9 @@ async def test_saved_stays_after_the_saves_own_live_echo(chromium, tenant):
     channel = await tenant.generic_channel()
     assert (await tenant.send_generic(channel, text="hello", sender="+15553330002")).status_code == 200
 
-    async def conversation_id() -> str | None:
-        listed = (await tenant.http.get("/api/conversations")).json()
-        return listed[0]["id"] if listed else None
-
-    cid = await wait_until(conversation_id, what="a conversation")
+    cid = await tenant.newest_conversation()
     pg = await logged_in(chromium, tenant, viewport=DESKTOP)
-    await pg.add_init_script(
-        "window.sbLive = {}; document.addEventListener('htmx:sseBeforeMessage', function (e) {"
-        " var t = e.detail.type; window.sbLive[t] = (window.sbLive[t] || 0) + 1; });"
-    )
+    await pg.add_init_script(COUNT_LIVE_EVENTS)
     try:
         await pg.goto(f"/conversations/{cid}")
         await live(pg, "window.sbLive.ai >= 1")

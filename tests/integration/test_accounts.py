@@ -346,16 +346,10 @@ async def test_a_live_view_left_open_stops_when_its_session_ends(stack: Stack, t
     everywhere" it must not go on streaming the conversation's new messages."""
     import asyncio
 
-    from tests.support.stack import wait_until
-
     channel = await tenant.generic_channel()
     assert (await tenant.send_generic(channel, text="first", sender="+15557770001")).status_code == 200
 
-    async def conversation_id() -> str | None:
-        listed = (await tenant.http.get("/api/conversations")).json()
-        return listed[0]["id"] if listed else None
-
-    cid = await wait_until(conversation_id, what="a conversation")
+    cid = await tenant.newest_conversation()
     laptop, _ = await browser(stack, tenant)
     phone, phone_csrf = await browser(stack, tenant)
     secret_text = f"after logout {uuid.uuid4().hex[:8]}"

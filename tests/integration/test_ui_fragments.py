@@ -91,16 +91,11 @@ async def test_an_ai_context_that_is_not_key_value_pairs_is_refused_and_stores_n
 ) -> None:
     """A hand-made form (or a script) sending `context` as a list or text: a 422 that says why, and the
     conversation keeps its context (it became a JSON array, and the conversation answered 500 after)."""
-    from tests.support.stack import wait_until
 
     channel = await tenant.generic_channel()
     assert (await tenant.send_generic(channel, text="hello")).status_code == 200
 
-    async def conversation_id() -> str | None:
-        listed = (await tenant.http.get("/api/conversations")).json()
-        return listed[0]["id"] if listed else None
-
-    cid = await wait_until(conversation_id, what="a conversation")
+    cid = await tenant.newest_conversation()
     client, csrf = await logged_in(tenant)
     try:
         saved = await client.post(
@@ -152,16 +147,11 @@ async def test_a_personality_without_its_texts_is_refused(tenant: Tenant) -> Non
 async def test_a_conversation_whose_stored_context_is_not_an_object_still_opens(tenant: Tenant, db) -> None:
     """A context stored as a JSON array (what the AI state form let through before it refused it) made
     the conversation answer 500 in the API and on its page: it reads as an empty context instead."""
-    from tests.support.stack import wait_until
 
     channel = await tenant.generic_channel()
     assert (await tenant.send_generic(channel, text="hello")).status_code == 200
 
-    async def conversation_id() -> str | None:
-        listed = (await tenant.http.get("/api/conversations")).json()
-        return listed[0]["id"] if listed else None
-
-    cid = await wait_until(conversation_id, what="a conversation")
+    cid = await tenant.newest_conversation()
     await db.execute(
         """UPDATE conversations SET ai_context = '[{"tier": "vip"}, 1, 2]'::jsonb WHERE id = $1""",
         uuid.UUID(cid),
@@ -179,16 +169,11 @@ async def test_a_conversation_whose_stored_context_is_not_an_object_still_opens(
 
 async def test_a_status_set_by_a_flow_shows_as_it_is(tenant: Tenant) -> None:
     """A flow may set any status ("escalated"); the conversation card showed "open" selected instead."""
-    from tests.support.stack import wait_until
 
     channel = await tenant.generic_channel()
     assert (await tenant.send_generic(channel, text="hello")).status_code == 200
 
-    async def conversation_id() -> str | None:
-        listed = (await tenant.http.get("/api/conversations")).json()
-        return listed[0]["id"] if listed else None
-
-    cid = await wait_until(conversation_id, what="a conversation")
+    cid = await tenant.newest_conversation()
     patched = await tenant.http.patch(f"/api/conversations/{cid}", json={"status": "escalated"})
     assert patched.status_code == 200
     client, _ = await logged_in(tenant)

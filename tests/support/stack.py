@@ -288,6 +288,15 @@ class Tenant:
             },
         )
 
+    async def newest_conversation(self) -> str:
+        """The id of the workspace's newest conversation, once it has one (a message sent is stored first)."""
+
+        async def conversation_id() -> str | None:
+            listed = (await self.http.get("/api/conversations")).json()
+            return listed[0]["id"] if listed else None
+
+        return await wait_until(conversation_id, what="a conversation")
+
     async def aclose(self) -> None:
         await self.http.aclose()
 
