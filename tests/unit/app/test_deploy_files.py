@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 import re
 import tomllib
 from importlib import metadata
@@ -124,6 +125,14 @@ def _pins(name: str) -> dict[str, str]:
     return pins
 
 
+# The locks are made on one interpreter, but installed on whatever Python 3.11+ the machine has (Debian 12's
+# python3 is 3.11.2, which needs redis's async-timeout): a requirement counts if any of these needs it.
+PYTHONS = [
+    {"python_version": ".".join(v.split(".")[:2]), "python_full_version": v}
+    for v in ("3.11.0", "3.11.2", "3.12.0", "3.13.0", platform.python_version())
+]
+
+
 def _unmet(lock: str) -> list[str]:
     """Every requirement (of pyproject's roots, then of each locked package, from its installed
     metadata) that the lock does not pin or pins at a version that does not satisfy it."""
@@ -149,7 +158,9 @@ def _unmet(lock: str) -> list[str]:
         assert installed.version == pins[name], f"{name} {installed.version} is installed: run make install"
         for text in installed.requires or []:
             sub = Requirement(text)
-            if sub.marker is None or any(sub.marker.evaluate({"extra": e}) for e in {"", *req.extras}):
+            if sub.marker is None or any(
+                sub.marker.evaluate({"extra": e, **python}) for e in {"", *req.extras} for python in PYTHONS
+            ):
                 queue.append((name, sub))
     return unmet
 
